@@ -1,0 +1,3 @@
+@echo off
+rem Runs the inventory scan against the catalog in this folder.
+scanwrapper.exe %*

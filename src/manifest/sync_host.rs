@@ -1,0 +1,104 @@
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{CanRun, Interval, RepoPath, SecretRef};
+
+/// The sync host: the machine that fetches update catalogs (MSSecure.XML,
+/// the Office update database) into the inventory tools' packages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SyncHostSpec {
+    /// The machine that runs the synchronization.
+    pub host: String,
+    /// How often the catalogs are synchronized.
+    #[serde(default = "default_schedule")]
+    pub schedule: Interval,
+    /// Run without prompting anyone.
+    #[serde(default = "super::default_true")]
+    pub unattended: bool,
+    /// When the synchronization may run, relative to user logons.
+    #[serde(default = "default_can_run")]
+    pub can_run: CanRun,
+    /// The options of the sync command line (`/s /unattend /site /code
+    /// /target /package`); unset values come from the site and the
+    /// catalog's package.
+    #[serde(default)]
+    pub command: SyncCommand,
+    /// The catalogs to fetch.
+    #[serde(default)]
+    pub catalogs: Vec<Catalog>,
+    /// The proxy between the sync host and the catalogs; none: a direct
+    /// connection.
+    #[serde(default)]
+    pub proxy: Option<Proxy>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SyncCommand {
+    /// `/s`: run silently.
+    #[serde(default = "super::default_true")]
+    pub silent: bool,
+    /// `/site`: the site server; none: the Site's `siteServer`.
+    #[serde(default)]
+    pub site_server: Option<String>,
+    /// `/code`: the site code; none: the Site's `siteCode`.
+    #[serde(default)]
+    pub site_code: Option<String>,
+    /// `/target`: where the catalog is written; none: the catalog package's
+    /// source directory.
+    #[serde(default)]
+    pub target: Option<RepoPath>,
+    /// `/package`: the SMS package ID to refresh (e.g. `LAB00012`); none:
+    /// the catalog's package.
+    #[serde(default)]
+    pub package_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Catalog {
+    /// Which catalog this is.
+    #[serde(rename = "type")]
+    pub catalog_type: CatalogType,
+    /// Where it is downloaded from (`http://`, `https://` or `file://`).
+    pub url: String,
+    /// The package whose source receives the catalog; its distribution
+    /// points are refreshed after each change.
+    pub package: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum CatalogType {
+    /// MSSecure.XML, the security update catalog.
+    Security,
+    /// The Office update database (Invcif).
+    Office,
+}
+
+/// A proxy: unauthenticated with `url` alone, authenticated with `username`
+/// and `passwordFrom`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Proxy {
+    /// `http://host:port`, without credentials.
+    pub url: String,
+    /// Use HTTP 1.1 through the proxy.
+    #[serde(default = "super::default_true")]
+    pub http11: bool,
+    /// For an authenticated proxy.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Where the password comes from: `{env: NAME}` or `{file: PATH}`.
+    #[serde(default)]
+    pub password_from: Option<SecretRef>,
+}
+
+fn default_schedule() -> Interval {
+    Interval { every: super::common::DurationText("1d".into()), start: None }
+}
+
+fn default_can_run() -> CanRun {
+    CanRun::WhetherOrNotUserLoggedOn
+}

@@ -1,0 +1,152 @@
+//! Output for people and for tools, over the same results: diagnostics
+//! with source snippets (miette) or as JSON with a stable shape.
+
+use std::sync::Arc;
+
+use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, ThemeCharacters, ThemeStyles};
+use serde::Serialize;
+
+use crate::diagnostic::{Diagnostic, Severity};
+use crate::load::SourceFile;
+use crate::validate::Report;
+
+/// How diagnostics are drawn for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// Unicode box drawing and colours, for terminals.
+    Color,
+    /// Plain ASCII, for logs and CI.
+    Plain,
+}
+
+/// One diagnostic as miette sees it: the message, and a label in its file.
+#[derive(Debug)]
+struct Shown<'a> {
+    diagnostic: &'a Diagnostic,
+    source: Option<NamedSource<Arc<str>>>,
+}
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.diagnostic.message)
+    }
+}
+
+impl std::error::Error for Shown<'_> {}
+
+impl miette::Diagnostic for Shown<'_> {
+    fn code<'b>(&'b self) -> Option<Box<dyn std::fmt::Display + 'b>> {
+        Some(Box::new(self.diagnostic.code))
+    }
+
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.diagnostic.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+        })
+    }
+
+    fn help<'b>(&'b self) -> Option<Box<dyn std::fmt::Display + 'b>> {
+        self.diagnostic.help.as_ref().map(|h| Box::new(h) as Box<dyn std::fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        self.source.as_ref().map(|s| s as &dyn miette::SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let (offset, len) = self.diagnostic.span?;
+        self.source.as_ref()?;
+        let label = self.diagnostic.path.clone().unwrap_or_else(|| "here".to_string());
+        Some(Box::new(std::iter::once(LabeledSpan::new(Some(label), offset, len))))
+    }
+}
+
+/// Every diagnostic with its snippet, then a summary line.
+pub fn human(report: &Report, style: Style) -> String {
+    let handler = handler(style);
+    let mut out = String::new();
+    for d in &report.diagnostics {
+        out.push_str(&render_one(&handler, d, &report.files));
+    }
+    out.push_str(&summary(report));
+    out.push('\n');
+    out
+}
+
+fn handler(style: Style) -> GraphicalReportHandler {
+    let theme = match style {
+        Style::Color => GraphicalTheme::unicode(),
+        Style::Plain => GraphicalTheme { characters: ThemeCharacters::ascii(), styles: ThemeStyles::none() },
+    };
+    GraphicalReportHandler::new_themed(theme).with_width(100).with_links(false)
+}
+
+fn render_one(handler: &GraphicalReportHandler, d: &Diagnostic, files: &[SourceFile]) -> String {
+    let source = d.file.as_ref().and_then(|f| files.iter().find(|s| &s.path == f)).filter(|s| !s.text.is_empty() && d.span.is_some());
+    let shown = Shown {
+        diagnostic: d,
+        source: source.map(|s| NamedSource::new(location_name(d), Arc::clone(&s.text))),
+    };
+    let mut text = String::new();
+    if handler.render_report(&mut text, &shown).is_err() || shown.source.is_none() {
+        // Without a snippet, still say where.
+        text = format!("{d}\n");
+    }
+    text.push('\n');
+    text
+}
+
+fn location_name(d: &Diagnostic) -> String {
+    match &d.object {
+        Some(object) => format!("{} ({object})", d.file.as_deref().unwrap_or("")),
+        None => d.file.clone().unwrap_or_default(),
+    }
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+pub fn summary(report: &Report) -> String {
+    let scope = format!("{} in {}", plural(report.documents, "manifest"), plural(report.files.len(), "file"));
+    match (report.errors(), report.warnings()) {
+        (0, 0) => format!("valid: {scope}"),
+        (0, w) => format!("valid with {}: {scope}", plural(w, "warning")),
+        (e, 0) => format!("invalid: {} in {scope}", plural(e, "error")),
+        (e, w) => format!("invalid: {} and {} in {scope}", plural(e, "error"), plural(w, "warning")),
+    }
+}
+
+/// The JSON document `validate --format json` prints. Its shape is part of
+/// the CLI's contract (see docs/validate-json.md).
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    valid: bool,
+    errors: usize,
+    warnings: usize,
+    manifests: usize,
+    files: usize,
+    diagnostics: &'a [Diagnostic],
+}
+
+pub fn json(report: &Report) -> String {
+    let doc = JsonReport {
+        valid: report.is_valid(),
+        errors: report.errors(),
+        warnings: report.warnings(),
+        manifests: report.documents,
+        files: report.files.len(),
+        diagnostics: &report.diagnostics,
+    };
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")) + "\n"
+}
+
+/// A single diagnostic for the CLI's own failures (no report).
+pub fn one(d: &Diagnostic, style: Style) -> String {
+    render_one(&handler(style), d, &[])
+}
