@@ -127,7 +127,8 @@ impl<'a> Checker<'a> {
             return Some(actual);
         }
         let shown = expected.as_str().map_or_else(|| expected.to_string(), str::to_string);
-        self.report(node.pos, scalar_len(node), path, "invalid-value", format!("expected `{shown}`"), None);
+        let help = (path.last_key() == Some("apiVersion")).then(|| "this release reads `patchops/v1` manifests".to_string());
+        self.report(node.pos, scalar_len(node), path, "invalid-value", format!("expected `{shown}`"), help);
         None
     }
 
@@ -317,8 +318,14 @@ impl<'a> Checker<'a> {
     }
 
     fn check_integer(&mut self, node: &Node, schema: &Value, path: &FieldPath) -> Option<Value> {
-        let Some(Resolved::Int(i)) = node.resolve() else {
-            return self.type_mismatch(node, "a whole number", path);
+        let i = match (node.resolve(), &node.kind) {
+            (Some(Resolved::Int(i)), _) => i,
+            // A whole number too large for any field.
+            (Some(Resolved::Float(_)), NodeKind::Scalar { text, .. }) if text.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'+') => {
+                self.report(node.pos, scalar_len(node), path, "invalid-value", format!("the number {text} is too large"), None);
+                return None;
+            }
+            _ => return self.type_mismatch(node, "a whole number", path),
         };
         let (format_min, format_max) = match schema.get("format").and_then(Value::as_str) {
             Some("uint8") => (0, u8::MAX as i64),

@@ -84,7 +84,7 @@ pub(super) fn check(desired: &Desired, entries: &[Entry], files: &[SourceFile], 
                         out.push(warn(
                             "inventory-tool-collections",
                             &FieldPath::root("metadata").key("name"),
-                            format!("inventory tool `{}` lacks its {} collection", entry.manifest.metadata.name, missing.join(" and ")),
+                            format!("inventory tool `{}` lacks its {}", entry.manifest.metadata.name, collections_phrase(&missing)),
                             "an inventory tool is advertised to a production collection (`purpose: production`) that excludes a pre-production collection (`purpose: preProduction`), and its sync program to a sync host collection (`purpose: syncHost`)",
                         ));
                     }
@@ -143,4 +143,14 @@ fn missing_tool_collections(desired: &Desired, package: &str) -> Vec<&'static st
         missing.push("sync host");
     }
     missing
+}
+
+/// `production collection`, `production and sync host collections`,
+/// `production, pre-production and sync host collections`.
+fn collections_phrase(missing: &[&str]) -> String {
+    match missing {
+        [one] => format!("{one} collection"),
+        [rest @ .., last] => format!("{} and {last} collections", rest.join(", ")),
+        [] => String::new(),
+    }
 }
