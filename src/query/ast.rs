@@ -73,8 +73,7 @@ pub struct Property {
     /// Canonical spelling, e.g. `os.servicePack` even if written `OS.SERVICEPACK`.
     pub name: String,
     pub kind: PropertyKind,
-    /// A machine may have several values (e.g. one per network adapter); a
-    /// test holds when any value satisfies it.
+    /// A machine may have several values, e.g. one per network adapter.
     pub multi_valued: bool,
 }
 

@@ -34,53 +34,12 @@ impl QueryError {
         self.help = help;
         self
     }
-
-    /// Formats the error with the offending line of `src` and carets under
-    /// the span, for terminals and logs:
-    ///
-    /// ```text
-    /// error: unknown property `os.nam`
-    ///   |
-    /// 1 | os.nam = 'x'
-    ///   | ^^^^^^
-    ///   = help: did you mean `os.name`?
-    /// ```
-    ///
-    /// `src` must be the text that was parsed; a mismatched one is rendered
-    /// on a best-effort basis rather than rejected.
-    pub fn render(&self, src: &str) -> String {
-        let offset = floor_char_boundary(src, self.offset);
-        let line_start = src[..offset].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = src[offset..].find('\n').map_or(src.len(), |i| offset + i);
-        let line = src[line_start..line_end].trim_end_matches('\r');
-        let line_number = src[..line_start].matches('\n').count() + 1;
-
-        let end = floor_char_boundary(src, (offset + self.len).min(line_end));
-        let indent: String = src[line_start..offset]
-            .chars()
-            .map(|c| if c == '\t' { '\t' } else { ' ' })
-            .collect();
-        let carets = "^".repeat(src[offset..end].chars().count().max(1));
-
-        let gutter = " ".repeat(line_number.to_string().len());
-        let mut out = format!(
-            "error: {}\n{gutter} |\n{line_number} | {line}\n{gutter} | {indent}{carets}",
-            self.message
-        );
-        if let Some(help) = &self.help {
-            out.push_str(&format!("\n{gutter} = help: {help}"));
-        }
-        out
-    }
 }
 
+/// Shows the message only; `help` is for renderers that print it apart.
 impl fmt::Display for QueryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        if let Some(help) = &self.help {
-            write!(f, " (help: {help})")?;
-        }
-        Ok(())
+        f.write_str(&self.message)
     }
 }
 
@@ -121,14 +80,6 @@ pub(super) fn char_range(s: &str, at: usize) -> Range<usize> {
     at..at + len
 }
 
-fn floor_char_boundary(s: &str, mut at: usize) -> usize {
-    at = at.min(s.len());
-    while !s.is_char_boundary(at) {
-        at -= 1;
-    }
-    at
-}
-
 /// Shortens long source excerpts quoted in messages, so a huge literal does
 /// not turn an error into a wall of text.
 pub(super) fn excerpt(text: &str) -> String {
@@ -142,35 +93,6 @@ pub(super) fn excerpt(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn render_underlines_the_span() {
-        let err =
-            QueryError::new(0..6, "unknown property `os.nam`").with_help("did you mean `os.name`?");
-        assert_eq!(
-            err.render("os.nam = 'x'"),
-            "error: unknown property `os.nam`\n  |\n1 | os.nam = 'x'\n  | ^^^^^^\n  = help: did you mean `os.name`?"
-        );
-    }
-
-    #[test]
-    fn render_handles_later_lines_and_end_of_input() {
-        let src = "name = 'a'\nand";
-        let err = QueryError::new(
-            src.len()..src.len(),
-            "expected a condition after `and`, found end of query",
-        );
-        assert_eq!(
-            err.render(src),
-            "error: expected a condition after `and`, found end of query\n  |\n2 | and\n  |    ^"
-        );
-    }
-
-    #[test]
-    fn render_survives_a_mismatched_source() {
-        let err = QueryError::new(10..20, "x");
-        assert!(err.render("é").contains("error: x"));
-    }
 
     #[test]
     fn excerpt_truncates_on_char_boundaries() {

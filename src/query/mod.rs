@@ -14,7 +14,7 @@
 //! # Grammar
 //!
 //! Keywords are case-insensitive. Precedence, tightest first: `not`, `and`,
-//! `or`. Whitespace separates tokens and is otherwise ignored.
+//! `or`. Whitespace between tokens is ignored.
 //!
 //! ```ebnf
 //! query      = or_expr ;
@@ -36,6 +36,9 @@
 //! number     = [ "-" ] , digits , [ "." , digits ] ;
 //! property   = name , { "." , name } ;
 //! name       = ( letter | "_" ) , { letter | digit | "_" } ;
+//! digits     = digit , { digit } ;
+//! letter     = "a" .. "z" | "A" .. "Z" ;
+//! digit      = "0" .. "9" ;
 //! ```
 //!
 //! At most 64 levels of parentheses and `not` may enclose a condition.
@@ -55,10 +58,11 @@
 //! | address | `=` `!=` `in` `in subnet` `is null`       | strings like `'10.1.2.3'`            |
 //! | time    | `=` `!=` `<` `<=` `>` `>=` `in` `is null` | RFC 3339 strings like `'2026-11-24T02:00:00Z'` |
 //!
-//! `os.type` and `architecture` accept only their documented values with
-//! `=`, `!=` and `in`. Versions compare numerically per component (see
-//! [`compare_versions`]). Multi-valued properties (`installed.product`,
-//! `ip.address`, `ip.subnet`) satisfy a test when any of their values does.
+//! With `=`, `!=` and `in`, `os.type` accepts only `workstation`, `server`
+//! and `domainController`, and `architecture` only `x86`, `x64` and `ia64`
+//! (in any case; the canonical text uses these spellings). Versions compare
+//! numerically per component (see [`compare_versions`]). `installed.product`,
+//! `ip.address` and `ip.subnet` may hold several values per machine.
 //!
 //! `like` patterns follow WQL: `%` matches any run of characters, `_` one
 //! character, `[abc]` / `[a-z]` one character from a set or range and

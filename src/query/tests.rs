@@ -9,7 +9,7 @@ use super::properties::resolve;
 use super::*;
 
 fn ok(src: &str) -> Query {
-    parse(src).unwrap_or_else(|e| panic!("{src:?} should parse:\n{}", e.render(src)))
+    parse(src).unwrap_or_else(|e| panic!("{src:?} should parse: {e:?}"))
 }
 
 fn err(src: &str) -> QueryError {
@@ -222,14 +222,11 @@ fn known_properties_lists_the_registry() {
 }
 
 #[test]
-fn queries_parse_from_str_and_errors_display_with_help() {
+fn queries_parse_from_str_and_errors_display_their_message() {
     let q: Query = "name = 'x'".parse().expect("valid");
     assert_eq!(q.expr, eq("name", "x"));
     let e = "os.nam = 'x'".parse::<Query>().unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "unknown property `os.nam` (help: did you mean `os.name`?)"
-    );
+    assert_eq!(e.to_string(), "unknown property `os.nam`");
 }
 
 #[test]
@@ -606,8 +603,7 @@ fn check_errors(cases: &[ErrorCase]) {
         assert_eq!(
             (e.offset, e.len, e.message.as_str(), e.help.as_deref()),
             (offset, len, message, help),
-            "for {src:?}:\n{}",
-            e.render(src)
+            "for {src:?}"
         );
     }
 }
@@ -907,7 +903,7 @@ proptest! {
     fn canonical_text_round_trips(expr in any_expr()) {
         let query = Query { expr };
         let text = query.to_string();
-        let reparsed = parse(&text).map_err(|e| TestCaseError::fail(e.render(&text)))?;
+        let reparsed = parse(&text).map_err(|e| TestCaseError::fail(format!("{text}: {e:?}")))?;
         prop_assert_eq!(&reparsed, &query, "{}", text);
         prop_assert_eq!(reparsed.to_string(), text);
     }
