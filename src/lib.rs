@@ -1,16 +1,20 @@
 //! patchops: SMS 2003-style patch management as a declarative GitOps
 //! reconciler. See ARCHITECTURE.md for the map.
 
+// Diagnostics travel by value on the error path only, where their size
+// costs nothing measurable; boxing them everywhere would only add noise.
+#![allow(clippy::result_large_err)]
+
+pub mod cli;
 pub mod diagnostic;
-pub mod manifest;
-pub mod schema_check;
-pub mod suggest;
-pub mod yaml;
 pub mod load;
+pub mod manifest;
 pub mod model;
 pub mod query;
+pub mod render;
+pub mod schema_check;
+pub mod schemas;
+pub mod suggest;
 pub mod units;
 pub mod validate;
-pub mod cli;
-pub mod render;
-pub mod schemas;
+pub mod yaml;

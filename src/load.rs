@@ -45,11 +45,21 @@ pub struct Loaded {
 /// Reads every manifest file under `root`.
 pub fn load_dir(root: &Path) -> Result<Loaded, Diagnostic> {
     let canonical_root = fs::canonicalize(root).map_err(|e| {
-        Diagnostic::error("unreadable", format!("cannot read manifest directory {}: {}", root.display(), io_reason(&e)))
+        Diagnostic::error(
+            "unreadable",
+            format!(
+                "cannot read manifest directory {}: {}",
+                root.display(),
+                io_reason(&e)
+            ),
+        )
     })?;
     if !canonical_root.is_dir() {
-        return Err(Diagnostic::error("unreadable", format!("{} is not a directory", root.display()))
-            .with_help("give the directory that holds the site's manifests"));
+        return Err(Diagnostic::error(
+            "unreadable",
+            format!("{} is not a directory", root.display()),
+        )
+        .with_help("give the directory that holds the site's manifests"));
     }
     let mut loaded = Loaded::default();
     let mut outside = Vec::new();
@@ -62,7 +72,8 @@ pub fn load_dir(root: &Path) -> Result<Loaded, Diagnostic> {
                 return false;
             }
             if entry.path_is_symlink() {
-                let inside = fs::canonicalize(entry.path()).is_ok_and(|t| t.starts_with(&canonical_root));
+                let inside =
+                    fs::canonicalize(entry.path()).is_ok_and(|t| t.starts_with(&canonical_root));
                 if !inside {
                     outside.push(entry.path().to_path_buf());
                     return false;
@@ -70,13 +81,18 @@ pub fn load_dir(root: &Path) -> Result<Loaded, Diagnostic> {
             }
             true
         });
+    let mut manifest_paths = Vec::new();
     for entry in walker {
         let entry = match entry {
             Ok(entry) => entry,
             Err(err) => {
-                let path = err.path().map(|p| relative(&canonical_root, p)).unwrap_or_default();
+                let path = err
+                    .path()
+                    .map(|p| relative(&canonical_root, p))
+                    .unwrap_or_default();
                 let diagnostic = if err.loop_ancestor().is_some() {
-                    Diagnostic::error("symlink-loop", "symbolic link loop").with_help("remove the link that points back into its own parent directory")
+                    Diagnostic::error("symlink-loop", "symbolic link loop")
+                        .with_help("remove the link that points back into its own parent directory")
                 } else {
                     let reason = err.io_error().map_or_else(|| err.to_string(), io_reason);
                     Diagnostic::error("unreadable", format!("cannot read: {reason}"))
@@ -88,29 +104,76 @@ pub fn load_dir(root: &Path) -> Result<Loaded, Diagnostic> {
         if !entry.file_type().is_file() || !is_manifest_name(entry.path()) {
             continue;
         }
-        let path = relative(&canonical_root, entry.path());
-        loaded.files.push(read_file(entry.path(), path));
+        manifest_paths.push((
+            entry.path().to_path_buf(),
+            relative(&canonical_root, entry.path()),
+        ));
     }
+    loaded.files = par_map(manifest_paths, |(full, path)| read_file(&full, path));
     for link in outside {
         // A dangling link or one to a file outside the tree: the same answer.
         loaded.diagnostics.push(
-            Diagnostic::error("path-escapes", "symbolic link points outside the manifest directory")
-                .in_file(relative(&canonical_root, &link))
-                .with_help("manifests and package sources must live inside the repository"),
+            Diagnostic::error(
+                "path-escapes",
+                "symbolic link points outside the manifest directory",
+            )
+            .in_file(relative(&canonical_root, &link))
+            .with_help("manifests and package sources must live inside the repository"),
         );
     }
     crate::diagnostic::sort(&mut loaded.diagnostics);
     Ok(loaded)
 }
 
+/// `items.map(f)` over all cores, in order. Manifest trees are thousands of
+/// small files; reading and parsing them is the bulk of `validate`.
+pub fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if workers < 2 || items.len() < 64 {
+        return items.into_iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(workers);
+    let mut chunks: Vec<Vec<T>> = Vec::with_capacity(workers);
+    let mut items = items.into_iter();
+    loop {
+        let next: Vec<T> = items.by_ref().take(chunk).collect();
+        if next.is_empty() {
+            break;
+        }
+        chunks.push(next);
+    }
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|c| scope.spawn(move || c.into_iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
 fn is_manifest_name(path: &Path) -> bool {
-    matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    )
 }
 
 /// `path` relative to `root`, with `/` separators.
 pub fn relative(root: &Path, path: &Path) -> String {
     let rel = path.strip_prefix(root).unwrap_or(path);
-    let parts: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    let parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
     parts.join("/")
 }
 
@@ -125,8 +188,14 @@ fn io_reason(e: &std::io::Error) -> String {
 
 /// Reads and parses one file, within the limits.
 pub fn read_file(full_path: &Path, path: String) -> ParsedFile {
-    let empty = |path: &str| SourceFile { path: path.to_string(), text: Arc::from("") };
-    let fail = |d: Diagnostic, source: SourceFile| ParsedFile { documents: Err(Box::new(d.in_file(source.path.clone()))), source };
+    let empty = |path: &str| SourceFile {
+        path: path.to_string(),
+        text: Arc::from(""),
+    };
+    let fail = |d: Diagnostic, source: SourceFile| ParsedFile {
+        documents: Err(Box::new(d.in_file(source.path.clone()))),
+        source,
+    };
     let bytes = match read_bounded(full_path) {
         Ok(bytes) => bytes,
         Err(d) => return fail(d, empty(&path)),
@@ -135,18 +204,27 @@ pub fn read_file(full_path: &Path, path: String) -> ParsedFile {
         Ok(text) => text,
         Err(d) => return fail(d, empty(&path)),
     };
-    let source = SourceFile { path, text: Arc::from(text) };
+    let source = SourceFile {
+        path,
+        text: Arc::from(text),
+    };
     match yaml::parse_documents(&source.text) {
-        Ok(documents) => ParsedFile { source, documents: Ok(documents) },
+        Ok(documents) => ParsedFile {
+            source,
+            documents: Ok(documents),
+        },
         Err(e) => {
-            let d = Diagnostic::error("yaml-syntax", e.message).at(e.pos, 1).with_help_opt(e.help);
+            let d = Diagnostic::error("yaml-syntax", e.message)
+                .at(e.pos, 1)
+                .with_help_opt(e.help);
             fail(d, source)
         }
     }
 }
 
 fn read_bounded(path: &Path) -> Result<Vec<u8>, Diagnostic> {
-    let file = fs::File::open(path).map_err(|e| Diagnostic::error("unreadable", format!("cannot read: {}", io_reason(&e))))?;
+    let file = fs::File::open(path)
+        .map_err(|e| Diagnostic::error("unreadable", format!("cannot read: {}", io_reason(&e))))?;
     let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
@@ -171,9 +249,19 @@ fn decode(bytes: &[u8]) -> Result<String, Diagnostic> {
         Err(e) => {
             let good = &bytes[..e.valid_up_to()];
             let (line, column) = line_col(good);
-            Err(Diagnostic::error("invalid-utf8", format!("invalid UTF-8 (byte 0x{:02X})", bytes[e.valid_up_to()]))
-                .at(Pos { offset: 0, line, column }, 0)
-                .with_help("save the file as UTF-8"))
+            Err(Diagnostic::error(
+                "invalid-utf8",
+                format!("invalid UTF-8 (byte 0x{:02X})", bytes[e.valid_up_to()]),
+            )
+            .at(
+                Pos {
+                    offset: 0,
+                    line,
+                    column,
+                },
+                0,
+            )
+            .with_help("save the file as UTF-8"))
         }
     }
 }
@@ -194,8 +282,14 @@ pub fn resolve_repo_path(root: &Path, given: &str) -> Result<PathBuf, String> {
         return Err("the path is empty".into());
     }
     let path = Path::new(given);
-    if path.is_absolute() || given.starts_with('/') || given.starts_with('\\') || given.contains(':') {
-        return Err("expected a path relative to the repository root, found an absolute path".into());
+    if path.is_absolute()
+        || given.starts_with('/')
+        || given.starts_with('\\')
+        || given.contains(':')
+    {
+        return Err(
+            "expected a path relative to the repository root, found an absolute path".into(),
+        );
     }
     let mut depth = 0i32;
     for component in path.components() {
@@ -228,16 +322,29 @@ mod tests {
         let root = Path::new("/nonexistent-root");
         assert!(resolve_repo_path(root, "packages/tool").is_ok());
         assert!(resolve_repo_path(root, "a/../b").is_ok());
-        assert_eq!(resolve_repo_path(root, "../etc").unwrap_err(), "the path leaves the repository");
-        assert_eq!(resolve_repo_path(root, "a/../../etc").unwrap_err(), "the path leaves the repository");
-        assert!(resolve_repo_path(root, "/etc/passwd").unwrap_err().contains("absolute"));
-        assert!(resolve_repo_path(root, "C:\\x").unwrap_err().contains("absolute"));
+        assert_eq!(
+            resolve_repo_path(root, "../etc").unwrap_err(),
+            "the path leaves the repository"
+        );
+        assert_eq!(
+            resolve_repo_path(root, "a/../../etc").unwrap_err(),
+            "the path leaves the repository"
+        );
+        assert!(resolve_repo_path(root, "/etc/passwd")
+            .unwrap_err()
+            .contains("absolute"));
+        assert!(resolve_repo_path(root, "C:\\x")
+            .unwrap_err()
+            .contains("absolute"));
     }
 
     #[test]
     fn decode_reports_position_of_bad_bytes() {
         let d = decode(b"a: 1\nb: \xff\n").unwrap_err();
-        assert_eq!((d.code, d.line, d.column), ("invalid-utf8", Some(2), Some(4)));
+        assert_eq!(
+            (d.code, d.line, d.column),
+            ("invalid-utf8", Some(2), Some(4))
+        );
         let d = decode(b"a: 1\x00").unwrap_err();
         assert_eq!(d.code, "binary-file");
         assert_eq!(decode(b"\xEF\xBB\xBFa: 1").unwrap(), "a: 1");

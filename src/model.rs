@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::manifest::{
-    AdvertisementSpec, CollectionSpec, DistributionPointSpec, Kind, Metadata, PackageSpec, SiteSpec,
-    SoftwareUpdatePackageSpec, SyncHostSpec,
+    AdvertisementSpec, CollectionSpec, DistributionPointSpec, Kind, Metadata, PackageSpec,
+    SiteSpec, SoftwareUpdatePackageSpec, SyncHostSpec,
 };
 
 /// Where an object was declared: its file (relative to the manifest
@@ -40,7 +40,10 @@ impl<S> Object<S> {
 
     /// `patchops/protect: "true"`: no plan may delete it.
     pub fn is_protected(&self) -> bool {
-        self.metadata.annotations.get(PROTECT_ANNOTATION).is_some_and(|v| v == "true")
+        self.metadata
+            .annotations
+            .get(PROTECT_ANNOTATION)
+            .is_some_and(|v| v == "true")
     }
 }
 
@@ -80,6 +83,19 @@ impl Desired {
         self.collections.contains_key(name) || builtin_collection(name).is_some()
     }
 
+    /// Whether an object of `kind` named `name` exists.
+    pub fn contains(&self, kind: Kind, name: &str) -> bool {
+        match kind {
+            Kind::Site => self.site.as_ref().is_some_and(|s| s.name() == name),
+            Kind::DistributionPoint => self.distribution_points.contains_key(name),
+            Kind::Collection => self.collections.contains_key(name),
+            Kind::Package => self.packages.contains_key(name),
+            Kind::Advertisement => self.advertisements.contains_key(name),
+            Kind::SyncHost => self.sync_hosts.contains_key(name),
+            Kind::SoftwareUpdatePackage => self.software_update_packages.contains_key(name),
+        }
+    }
+
     /// Names of every object of `kind`.
     pub fn names(&self, kind: Kind) -> Vec<&str> {
         fn keys<S>(m: &BTreeMap<String, Object<S>>) -> Vec<&str> {
@@ -107,12 +123,30 @@ pub struct BuiltinCollection {
 }
 
 pub const BUILTIN_COLLECTIONS: &[BuiltinCollection] = &[
-    BuiltinCollection { name: "All Systems", query: None },
-    BuiltinCollection { name: "All Windows Workstations", query: Some("os.type = 'workstation'") },
-    BuiltinCollection { name: "All Windows Servers", query: Some("os.type in ('server', 'domainController')") },
-    BuiltinCollection { name: "All Windows 2000 Systems", query: Some("os.version >= '5.0' and os.version < '5.1'") },
-    BuiltinCollection { name: "All Windows XP Systems", query: Some("os.type = 'workstation' and os.version >= '5.1' and os.version < '5.2'") },
-    BuiltinCollection { name: "All Windows Server 2003 Systems", query: Some("os.type != 'workstation' and os.version >= '5.2' and os.version < '6.0'") },
+    BuiltinCollection {
+        name: "All Systems",
+        query: None,
+    },
+    BuiltinCollection {
+        name: "All Windows Workstations",
+        query: Some("os.type = 'workstation'"),
+    },
+    BuiltinCollection {
+        name: "All Windows Servers",
+        query: Some("os.type in ('server', 'domainController')"),
+    },
+    BuiltinCollection {
+        name: "All Windows 2000 Systems",
+        query: Some("os.version >= '5.0' and os.version < '5.1'"),
+    },
+    BuiltinCollection {
+        name: "All Windows XP Systems",
+        query: Some("os.type = 'workstation' and os.version >= '5.1' and os.version < '5.2'"),
+    },
+    BuiltinCollection {
+        name: "All Windows Server 2003 Systems",
+        query: Some("os.type != 'workstation' and os.version >= '5.2' and os.version < '6.0'"),
+    },
 ];
 
 pub fn builtin_collection(name: &str) -> Option<&'static BuiltinCollection> {

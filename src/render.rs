@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, ThemeCharacters, ThemeStyles};
+use miette::{
+    GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, ThemeCharacters, ThemeStyles,
+};
 use serde::Serialize;
 
 use crate::diagnostic::{Diagnostic, Severity};
@@ -47,7 +49,10 @@ impl miette::Diagnostic for Shown<'_> {
     }
 
     fn help<'b>(&'b self) -> Option<Box<dyn std::fmt::Display + 'b>> {
-        self.diagnostic.help.as_ref().map(|h| Box::new(h) as Box<dyn std::fmt::Display>)
+        self.diagnostic
+            .help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn std::fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
@@ -57,8 +62,16 @@ impl miette::Diagnostic for Shown<'_> {
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         let (offset, len) = self.diagnostic.span?;
         self.source.as_ref()?;
-        let label = self.diagnostic.path.clone().unwrap_or_else(|| "here".to_string());
-        Some(Box::new(std::iter::once(LabeledSpan::new(Some(label), offset, len))))
+        let label = self
+            .diagnostic
+            .path
+            .clone()
+            .unwrap_or_else(|| "here".to_string());
+        Some(Box::new(std::iter::once(LabeledSpan::new(
+            Some(label),
+            offset,
+            len,
+        ))))
     }
 }
 
@@ -77,13 +90,22 @@ pub fn human(report: &Report, style: Style) -> String {
 fn handler(style: Style) -> GraphicalReportHandler {
     let theme = match style {
         Style::Color => GraphicalTheme::unicode(),
-        Style::Plain => GraphicalTheme { characters: ThemeCharacters::ascii(), styles: ThemeStyles::none() },
+        Style::Plain => GraphicalTheme {
+            characters: ThemeCharacters::ascii(),
+            styles: ThemeStyles::none(),
+        },
     };
-    GraphicalReportHandler::new_themed(theme).with_width(100).with_links(false)
+    GraphicalReportHandler::new_themed(theme)
+        .with_width(100)
+        .with_links(false)
 }
 
 fn render_one(handler: &GraphicalReportHandler, d: &Diagnostic, files: &[SourceFile]) -> String {
-    let source = d.file.as_ref().and_then(|f| files.iter().find(|s| &s.path == f)).filter(|s| !s.text.is_empty() && d.span.is_some());
+    let source = d
+        .file
+        .as_ref()
+        .and_then(|f| files.iter().find(|s| &s.path == f))
+        .filter(|s| !s.text.is_empty() && d.span.is_some());
     let shown = Shown {
         diagnostic: d,
         source: source.map(|s| NamedSource::new(location_name(d), Arc::clone(&s.text))),
@@ -113,12 +135,20 @@ fn plural(n: usize, word: &str) -> String {
 }
 
 pub fn summary(report: &Report) -> String {
-    let scope = format!("{} in {}", plural(report.documents, "manifest"), plural(report.files.len(), "file"));
+    let scope = format!(
+        "{} in {}",
+        plural(report.documents, "manifest"),
+        plural(report.files.len(), "file")
+    );
     match (report.errors(), report.warnings()) {
         (0, 0) => format!("valid: {scope}"),
         (0, w) => format!("valid with {}: {scope}", plural(w, "warning")),
         (e, 0) => format!("invalid: {} in {scope}", plural(e, "error")),
-        (e, w) => format!("invalid: {} and {} in {scope}", plural(e, "error"), plural(w, "warning")),
+        (e, w) => format!(
+            "invalid: {} and {} in {scope}",
+            plural(e, "error"),
+            plural(w, "warning")
+        ),
     }
 }
 

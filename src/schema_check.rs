@@ -27,6 +27,33 @@ pub struct Problem {
     pub help: Option<String>,
 }
 
+/// The path to the node being checked, borrowed from the callers' stack
+/// frames: nothing is allocated unless a problem is reported.
+#[derive(Clone, Copy)]
+enum Trail<'a> {
+    Root(&'a FieldPath),
+    Key(&'a Trail<'a>, &'a str),
+    Index(&'a Trail<'a>, usize),
+}
+
+impl Trail<'_> {
+    fn to_path(self) -> FieldPath {
+        match self {
+            Trail::Root(p) => p.clone(),
+            Trail::Key(parent, k) => parent.to_path().key(k),
+            Trail::Index(parent, i) => parent.to_path().index(i),
+        }
+    }
+
+    fn last_key(&self) -> Option<&str> {
+        match self {
+            Trail::Root(p) => p.last_key(),
+            Trail::Key(_, k) => Some(k),
+            Trail::Index(parent, _) => parent.last_key(),
+        }
+    }
+}
+
 /// Checks `node` against `schema`; `root` holds the `$defs` that `$ref`s
 /// point into. Returns the JSON value when no problem was found in it.
 /// `is_reported` marks keys already reported elsewhere (literal secrets),
@@ -39,7 +66,12 @@ pub fn check(
     is_reported: &dyn Fn(&str) -> bool,
     problems: &mut Vec<Problem>,
 ) -> Option<Value> {
-    Checker { root, is_reported, problems }.check(node, schema, path)
+    Checker {
+        root,
+        is_reported,
+        problems,
+    }
+    .check(node, schema, &Trail::Root(path))
 }
 
 struct Checker<'a> {
@@ -49,8 +81,23 @@ struct Checker<'a> {
 }
 
 impl<'a> Checker<'a> {
-    fn report(&mut self, node_pos: Pos, len: usize, path: &FieldPath, code: &'static str, message: String, help: Option<String>) {
-        self.problems.push(Problem { code, pos: node_pos, len, path: path.to_string(), message, help });
+    fn report(
+        &mut self,
+        node_pos: Pos,
+        len: usize,
+        path: &Trail<'_>,
+        code: &'static str,
+        message: String,
+        help: Option<String>,
+    ) {
+        self.problems.push(Problem {
+            code,
+            pos: node_pos,
+            len,
+            path: path.to_path().to_string(),
+            message,
+            help,
+        });
     }
 
     fn resolve<'s>(&self, schema: &'s Value) -> &'s Value
@@ -60,8 +107,12 @@ impl<'a> Checker<'a> {
         let mut schema = schema;
         // Bounded: our schemas never chain more than a few references.
         for _ in 0..16 {
-            let Some(reference) = schema.get("$ref").and_then(Value::as_str) else { break };
-            let Some(name) = reference.strip_prefix("#/$defs/") else { break };
+            let Some(reference) = schema.get("$ref").and_then(Value::as_str) else {
+                break;
+            };
+            let Some(name) = reference.strip_prefix("#/$defs/") else {
+                break;
+            };
             match self.root.get("$defs").and_then(|d| d.get(name)) {
                 Some(target) => schema = target,
                 None => break,
@@ -70,7 +121,7 @@ impl<'a> Checker<'a> {
         schema
     }
 
-    fn check(&mut self, node: &Node, schema: &Value, path: &FieldPath) -> Option<Value> {
+    fn check(&mut self, node: &Node, schema: &Value, path: &Trail<'_>) -> Option<Value> {
         let schema = self.resolve(schema);
         if schema.as_bool() == Some(true) || schema.as_object().is_some_and(|o| o.is_empty()) {
             return Some(to_json(node));
@@ -81,7 +132,11 @@ impl<'a> Checker<'a> {
         if let Some(values) = string_choices(schema, self) {
             return self.check_choice(node, &values, path);
         }
-        if let Some(branches) = schema.get("oneOf").or_else(|| schema.get("anyOf")).and_then(Value::as_array) {
+        if let Some(branches) = schema
+            .get("oneOf")
+            .or_else(|| schema.get("anyOf"))
+            .and_then(Value::as_array)
+        {
             return self.check_branches(node, branches, path);
         }
         let types: Vec<&str> = match schema.get("type") {
@@ -92,7 +147,11 @@ impl<'a> Checker<'a> {
         if node.is_null() && types.contains(&"null") {
             return Some(Value::Null);
         }
-        let main = types.iter().copied().find(|t| *t != "null").unwrap_or("null");
+        let main = types
+            .iter()
+            .copied()
+            .find(|t| *t != "null")
+            .unwrap_or("null");
         match main {
             "object" => self.check_object(node, schema, path),
             "array" => self.check_array(node, schema, path),
@@ -108,31 +167,55 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn type_mismatch(&mut self, node: &Node, expected: &str, path: &FieldPath) -> Option<Value> {
+    fn type_mismatch(&mut self, node: &Node, expected: &str, path: &Trail<'_>) -> Option<Value> {
         let found = node.describe();
         let help = match (expected, node.as_str()) {
-            ("a boolean", Some(s)) if matches!(s.to_lowercase().as_str(), "yes" | "no" | "on" | "off" | "true" | "false") => {
+            ("a boolean", Some(s))
+                if matches!(
+                    s.to_lowercase().as_str(),
+                    "yes" | "no" | "on" | "off" | "true" | "false"
+                ) =>
+            {
                 Some("write `true` or `false`, without quotes".to_string())
             }
-            ("a list", _) if !matches!(node.kind, NodeKind::Map(_)) => Some("write a list as `[a, b]` or as `- a` lines".to_string()),
+            ("a list", _) if !matches!(node.kind, NodeKind::Map(_)) => {
+                Some("write a list as `[a, b]` or as `- a` lines".to_string())
+            }
             _ => None,
         };
-        self.report(node.pos, scalar_len(node), path, "invalid-type", format!("expected {expected}, found {found}"), help);
+        self.report(
+            node.pos,
+            scalar_len(node),
+            path,
+            "invalid-type",
+            format!("expected {expected}, found {found}"),
+            help,
+        );
         None
     }
 
-    fn check_const(&mut self, node: &Node, expected: &Value, path: &FieldPath) -> Option<Value> {
+    fn check_const(&mut self, node: &Node, expected: &Value, path: &Trail<'_>) -> Option<Value> {
         let actual = to_json(node);
         if &actual == expected {
             return Some(actual);
         }
-        let shown = expected.as_str().map_or_else(|| expected.to_string(), str::to_string);
-        let help = (path.last_key() == Some("apiVersion")).then(|| "this release reads `patchops/v1` manifests".to_string());
-        self.report(node.pos, scalar_len(node), path, "invalid-value", format!("expected `{shown}`"), help);
+        let shown = expected
+            .as_str()
+            .map_or_else(|| expected.to_string(), str::to_string);
+        let help = (path.last_key() == Some("apiVersion"))
+            .then(|| "this release reads `patchops/v1` manifests".to_string());
+        self.report(
+            node.pos,
+            scalar_len(node),
+            path,
+            "invalid-value",
+            format!("expected `{shown}`"),
+            help,
+        );
         None
     }
 
-    fn check_choice(&mut self, node: &Node, values: &[String], path: &FieldPath) -> Option<Value> {
+    fn check_choice(&mut self, node: &Node, values: &[String], path: &Trail<'_>) -> Option<Value> {
         let text = match node.resolve() {
             Some(Resolved::Str(s)) => s,
             _ => {
@@ -141,7 +224,11 @@ impl<'a> Checker<'a> {
                     scalar_len(node),
                     path,
                     "invalid-type",
-                    format!("expected one of {}, found {}", one_of(values.iter().map(String::as_str)), node.describe()),
+                    format!(
+                        "expected one of {}, found {}",
+                        one_of(values.iter().map(String::as_str)),
+                        node.describe()
+                    ),
                     None,
                 );
                 return None;
@@ -151,21 +238,33 @@ impl<'a> Checker<'a> {
             return Some(Value::String(text.to_string()));
         }
         let field = path.last_key().unwrap_or("value");
-        let help = did_you_mean(text, values.iter().map(String::as_str)).map(|s| format!("did you mean `{s}`?"));
+        let help = did_you_mean(text, values.iter().map(String::as_str))
+            .map(|s| format!("did you mean `{s}`?"));
         self.report(
             node.pos,
             scalar_len(node),
             path,
             "invalid-value",
-            format!("unknown value `{text}` for `{field}`; expected one of {}", one_of(values.iter().map(String::as_str))),
+            format!(
+                "unknown value `{text}` for `{field}`; expected one of {}",
+                one_of(values.iter().map(String::as_str))
+            ),
             help,
         );
         None
     }
 
-    fn check_branches(&mut self, node: &Node, branches: &[Value], path: &FieldPath) -> Option<Value> {
+    fn check_branches(
+        &mut self,
+        node: &Node,
+        branches: &[Value],
+        path: &Trail<'_>,
+    ) -> Option<Value> {
         // `Option<T>`: null, or T.
-        let non_null: Vec<&Value> = branches.iter().filter(|b| self.resolve(b).get("type").and_then(Value::as_str) != Some("null")).collect();
+        let non_null: Vec<&Value> = branches
+            .iter()
+            .filter(|b| self.resolve(b).get("type").and_then(Value::as_str) != Some("null"))
+            .collect();
         if non_null.len() < branches.len() && node.is_null() {
             return Some(Value::Null);
         }
@@ -178,32 +277,63 @@ impl<'a> Checker<'a> {
             .map(|b| {
                 let b = self.resolve(b);
                 let required = b.get("required")?.as_array()?;
-                let [tag] = required.as_slice() else { return None };
+                let [tag] = required.as_slice() else {
+                    return None;
+                };
                 Some((tag.as_str()?, b))
             })
             .collect();
         if let Some(tags) = tags {
             let names = || one_of(tags.iter().map(|(t, _)| *t));
             let Some(entries) = node.as_map() else {
-                return self.type_mismatch(node, &format!("a mapping with one of {}", names()), path);
+                return self.type_mismatch(
+                    node,
+                    &format!("a mapping with one of {}", names()),
+                    path,
+                );
             };
-            let known: Vec<_> = entries.iter().filter(|e| tags.iter().any(|(t, _)| *t == e.key)).collect();
+            let known: Vec<_> = entries
+                .iter()
+                .filter(|e| tags.iter().any(|(t, _)| *t == e.key))
+                .collect();
             match known.as_slice() {
                 [entry] if entries.len() == 1 => {
-                    let branch = tags.iter().find(|(t, _)| *t == entry.key).map(|(_, b)| *b)?;
+                    let branch = tags
+                        .iter()
+                        .find(|(t, _)| *t == entry.key)
+                        .map(|(_, b)| *b)?;
                     return self.check(node, branch, path);
                 }
                 [] => {
                     let first = entries.first();
                     let (pos, len, help) = match first {
-                        Some(e) => (e.key_pos, e.key.len(), did_you_mean(&e.key, tags.iter().map(|(t, _)| *t)).map(|s| format!("did you mean `{s}`?"))),
+                        Some(e) => (
+                            e.key_pos,
+                            e.key.len(),
+                            did_you_mean(&e.key, tags.iter().map(|(t, _)| *t))
+                                .map(|s| format!("did you mean `{s}`?")),
+                        ),
                         None => (node.pos, 1, None),
                     };
-                    self.report(pos, len, path, "invalid-value", format!("expected one of {}", names()), help);
+                    self.report(
+                        pos,
+                        len,
+                        path,
+                        "invalid-value",
+                        format!("expected one of {}", names()),
+                        help,
+                    );
                 }
                 _ => {
                     let found = one_of(entries.iter().map(|e| e.key.as_str()));
-                    self.report(node.pos, 1, path, "invalid-value", format!("expected exactly one of {}, found {found}", names()), Some("write each rule as its own list item".to_string()));
+                    self.report(
+                        node.pos,
+                        1,
+                        path,
+                        "invalid-value",
+                        format!("expected exactly one of {}, found {found}", names()),
+                        Some("write each rule as its own list item".to_string()),
+                    );
                 }
             }
             return None;
@@ -212,7 +342,12 @@ impl<'a> Checker<'a> {
         let mut best: Option<Vec<Problem>> = None;
         for branch in non_null {
             let mut scratch = Vec::new();
-            let value = Checker { root: self.root, is_reported: self.is_reported, problems: &mut scratch }.check(node, branch, path);
+            let value = Checker {
+                root: self.root,
+                is_reported: self.is_reported,
+                problems: &mut scratch,
+            }
+            .check(node, branch, path);
             if value.is_some() && scratch.is_empty() {
                 return value;
             }
@@ -224,17 +359,20 @@ impl<'a> Checker<'a> {
         None
     }
 
-    fn check_object(&mut self, node: &Node, schema: &Value, path: &FieldPath) -> Option<Value> {
+    fn check_object(&mut self, node: &Node, schema: &Value, path: &Trail<'_>) -> Option<Value> {
         let Some(entries) = node.as_map() else {
             return self.type_mismatch(node, "a mapping", path);
         };
         let empty = Map::new();
-        let properties = schema.get("properties").and_then(Value::as_object).unwrap_or(&empty);
+        let properties = schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
         let additional = schema.get("additionalProperties");
         let mut out = Map::new();
         let mut ok = true;
         for entry in entries {
-            let field_path = path.key(&entry.key);
+            let field_path = Trail::Key(path, &entry.key);
             let field_schema = match properties.get(&entry.key) {
                 Some(s) => s,
                 None => match additional {
@@ -243,10 +381,23 @@ impl<'a> Checker<'a> {
                     _ => {
                         ok = false;
                         if !(self.is_reported)(&entry.key) {
-                            let help = did_you_mean(&entry.key, properties.keys().map(String::as_str))
-                                .map(|s| format!("did you mean `{s}`?"))
-                                .unwrap_or_else(|| format!("fields allowed here: {}", one_of(properties.keys().map(String::as_str))));
-                            self.report(entry.key_pos, entry.key.len(), &field_path, "unknown-field", format!("unknown field `{}`", entry.key), Some(help));
+                            let help =
+                                did_you_mean(&entry.key, properties.keys().map(String::as_str))
+                                    .map(|s| format!("did you mean `{s}`?"))
+                                    .unwrap_or_else(|| {
+                                        format!(
+                                            "fields allowed here: {}",
+                                            one_of(properties.keys().map(String::as_str))
+                                        )
+                                    });
+                            self.report(
+                                entry.key_pos,
+                                entry.key.len(),
+                                &field_path,
+                                "unknown-field",
+                                format!("unknown field `{}`", entry.key),
+                                Some(help),
+                            );
                         }
                         continue;
                     }
@@ -254,7 +405,8 @@ impl<'a> Checker<'a> {
             };
             let required = is_required(schema, &entry.key);
             // An explicit null for an optional field means "the default".
-            if entry.value.is_null() && !required && !accepts_null(self.resolve(field_schema), self) {
+            if entry.value.is_null() && !required && !accepts_null(self.resolve(field_schema), self)
+            {
                 continue;
             }
             match self.check(&entry.value, field_schema, &field_path) {
@@ -264,16 +416,29 @@ impl<'a> Checker<'a> {
                 None => ok = false,
             }
         }
-        for name in schema.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+        for name in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
             if !entries.iter().any(|e| e.key == name) {
                 ok = false;
-                self.report(node.pos, 1, &path.key(name), "missing-field", format!("missing required field `{name}`"), None);
+                self.report(
+                    node.pos,
+                    1,
+                    &Trail::Key(path, name),
+                    "missing-field",
+                    format!("missing required field `{name}`"),
+                    None,
+                );
             }
         }
         ok.then_some(Value::Object(out))
     }
 
-    fn check_array(&mut self, node: &Node, schema: &Value, path: &FieldPath) -> Option<Value> {
+    fn check_array(&mut self, node: &Node, schema: &Value, path: &Trail<'_>) -> Option<Value> {
         let NodeKind::Seq(items) = &node.kind else {
             return self.type_mismatch(node, "a list", path);
         };
@@ -281,7 +446,7 @@ impl<'a> Checker<'a> {
         let mut out = Vec::with_capacity(items.len());
         let mut ok = true;
         for (i, item) in items.iter().enumerate() {
-            match self.check(item, item_schema, &path.index(i)) {
+            match self.check(item, item_schema, &Trail::Index(path, i)) {
                 Some(v) => out.push(v),
                 None => ok = false,
             }
@@ -289,40 +454,67 @@ impl<'a> Checker<'a> {
         if let Some(min) = schema.get("minItems").and_then(Value::as_u64) {
             if (items.len() as u64) < min {
                 ok = false;
-                self.report(node.pos, 1, path, "invalid-value", format!("expected at least {min} item(s)"), None);
+                self.report(
+                    node.pos,
+                    1,
+                    path,
+                    "invalid-value",
+                    format!("expected at least {min} item(s)"),
+                    None,
+                );
             }
         }
         ok.then_some(Value::Array(out))
     }
 
-    fn check_string(&mut self, node: &Node, schema: &Value, path: &FieldPath) -> Option<Value> {
+    fn check_string(&mut self, node: &Node, schema: &Value, path: &Trail<'_>) -> Option<Value> {
         let text = match (&node.kind, node.resolve()) {
             (_, Some(Resolved::Str(s))) => s.to_string(),
-            (NodeKind::Scalar { text, .. }, Some(Resolved::Int(_) | Resolved::Float(_))) => text.clone(),
+            (NodeKind::Scalar { text, .. }, Some(Resolved::Int(_) | Resolved::Float(_))) => {
+                text.clone()
+            }
             _ => return self.type_mismatch(node, "a string", path),
         };
         if let Some(min) = schema.get("minLength").and_then(Value::as_u64) {
             if (text.chars().count() as u64) < min {
-                self.report(node.pos, scalar_len(node), path, "invalid-value", "expected a non-empty string".into(), None);
+                self.report(
+                    node.pos,
+                    scalar_len(node),
+                    path,
+                    "invalid-value",
+                    "expected a non-empty string".into(),
+                    None,
+                );
                 return None;
             }
         }
         Some(Value::String(text))
     }
 
-    fn check_bool(&mut self, node: &Node, path: &FieldPath) -> Option<Value> {
+    fn check_bool(&mut self, node: &Node, path: &Trail<'_>) -> Option<Value> {
         match node.resolve() {
             Some(Resolved::Bool(b)) => Some(Value::Bool(b)),
             _ => self.type_mismatch(node, "a boolean", path),
         }
     }
 
-    fn check_integer(&mut self, node: &Node, schema: &Value, path: &FieldPath) -> Option<Value> {
+    fn check_integer(&mut self, node: &Node, schema: &Value, path: &Trail<'_>) -> Option<Value> {
         let i = match (node.resolve(), &node.kind) {
             (Some(Resolved::Int(i)), _) => i,
             // A whole number too large for any field.
-            (Some(Resolved::Float(_)), NodeKind::Scalar { text, .. }) if text.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'+') => {
-                self.report(node.pos, scalar_len(node), path, "invalid-value", format!("the number {text} is too large"), None);
+            (Some(Resolved::Float(_)), NodeKind::Scalar { text, .. })
+                if text
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b == b'-' || b == b'+') =>
+            {
+                self.report(
+                    node.pos,
+                    scalar_len(node),
+                    path,
+                    "invalid-value",
+                    format!("the number {text} is too large"),
+                    None,
+                );
                 return None;
             }
             _ => return self.type_mismatch(node, "a whole number", path),
@@ -335,11 +527,30 @@ impl<'a> Checker<'a> {
             Some("int32") => (i32::MIN as i64, i32::MAX as i64),
             _ => (i64::MIN, i64::MAX),
         };
-        let min = schema.get("minimum").and_then(Value::as_i64).unwrap_or(i64::MIN).max(format_min);
-        let max = schema.get("maximum").and_then(Value::as_i64).unwrap_or(i64::MAX).min(format_max);
+        let min = schema
+            .get("minimum")
+            .and_then(Value::as_i64)
+            .unwrap_or(i64::MIN)
+            .max(format_min);
+        let max = schema
+            .get("maximum")
+            .and_then(Value::as_i64)
+            .unwrap_or(i64::MAX)
+            .min(format_max);
         if i < min || i > max {
-            let range = if max == i64::MAX { format!("at least {min}") } else { format!("between {min} and {max}") };
-            self.report(node.pos, scalar_len(node), path, "invalid-value", format!("expected a whole number {range}, found {i}"), None);
+            let range = if max == i64::MAX {
+                format!("at least {min}")
+            } else {
+                format!("between {min} and {max}")
+            };
+            self.report(
+                node.pos,
+                scalar_len(node),
+                path,
+                "invalid-value",
+                format!("expected a whole number {range}, found {i}"),
+                None,
+            );
             return None;
         }
         Some(Value::from(i))
@@ -347,7 +558,10 @@ impl<'a> Checker<'a> {
 }
 
 fn is_required(schema: &Value, key: &str) -> bool {
-    schema.get("required").and_then(Value::as_array).is_some_and(|r| r.iter().any(|v| v == key))
+    schema
+        .get("required")
+        .and_then(Value::as_array)
+        .is_some_and(|r| r.iter().any(|v| v == key))
 }
 
 fn accepts_null(schema: &Value, checker: &Checker<'_>) -> bool {
@@ -358,7 +572,10 @@ fn accepts_null(schema: &Value, checker: &Checker<'_>) -> bool {
             .get("anyOf")
             .or_else(|| schema.get("oneOf"))
             .and_then(Value::as_array)
-            .is_some_and(|bs| bs.iter().any(|b| checker.resolve(b).get("type").and_then(Value::as_str) == Some("null"))),
+            .is_some_and(|bs| {
+                bs.iter()
+                    .any(|b| checker.resolve(b).get("type").and_then(Value::as_str) == Some("null"))
+            }),
     }
 }
 
@@ -366,9 +583,15 @@ fn accepts_null(schema: &Value, checker: &Checker<'_>) -> bool {
 /// `oneOf` of documented `const`s.
 fn string_choices(schema: &Value, checker: &Checker<'_>) -> Option<Vec<String>> {
     if let Some(values) = schema.get("enum").and_then(Value::as_array) {
-        return values.iter().map(|v| v.as_str().map(str::to_string)).collect();
+        return values
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect();
     }
-    let branches = schema.get("oneOf").or_else(|| schema.get("anyOf"))?.as_array()?;
+    let branches = schema
+        .get("oneOf")
+        .or_else(|| schema.get("anyOf"))?
+        .as_array()?;
     let mut out = Vec::new();
     for b in branches {
         let b = checker.resolve(b);
@@ -396,12 +619,19 @@ fn scalar_len(node: &Node) -> usize {
 pub fn to_json(node: &Node) -> Value {
     match &node.kind {
         NodeKind::Seq(items) => Value::Array(items.iter().map(to_json).collect()),
-        NodeKind::Map(entries) => Value::Object(entries.iter().map(|e| (e.key.clone(), to_json(&e.value))).collect()),
+        NodeKind::Map(entries) => Value::Object(
+            entries
+                .iter()
+                .map(|e| (e.key.clone(), to_json(&e.value)))
+                .collect(),
+        ),
         NodeKind::Scalar { .. } => match node.resolve() {
             Some(Resolved::Null) | None => Value::Null,
             Some(Resolved::Bool(b)) => Value::Bool(b),
             Some(Resolved::Int(i)) => Value::from(i),
-            Some(Resolved::Float(f)) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
+            Some(Resolved::Float(f)) => {
+                serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+            }
             Some(Resolved::Str(s)) => Value::String(s.to_string()),
         },
     }
@@ -417,8 +647,17 @@ mod tests {
         let doc = parse_documents(spec_yaml).unwrap().remove(0);
         let root = kind_schema(kind);
         let mut out = Vec::new();
-        check(&doc.root, &root["properties"]["spec"], root, &FieldPath::root("spec"), &|_| false, &mut out);
-        out.iter().map(|p| format!("{}:{} {} {}", p.pos.line, p.pos.column, p.path, p.message)).collect()
+        check(
+            &doc.root,
+            &root["properties"]["spec"],
+            root,
+            &FieldPath::root("spec"),
+            &|_| false,
+            &mut out,
+        );
+        out.iter()
+            .map(|p| format!("{}:{} {} {}", p.pos.line, p.pos.column, p.path, p.message))
+            .collect()
     }
 
     #[test]
@@ -441,10 +680,20 @@ mod tests {
 
     #[test]
     fn numbers_are_accepted_as_text_and_null_means_default() {
-        let doc = parse_documents("version: 2.10\ncomment:\nprograms: []\n").unwrap().remove(0);
+        let doc = parse_documents("version: 2.10\ncomment:\nprograms: []\n")
+            .unwrap()
+            .remove(0);
         let root = kind_schema(Kind::Package);
         let mut out = Vec::new();
-        let value = check(&doc.root, &root["properties"]["spec"], root, &FieldPath::root("spec"), &|_| false, &mut out).unwrap();
+        let value = check(
+            &doc.root,
+            &root["properties"]["spec"],
+            root,
+            &FieldPath::root("spec"),
+            &|_| false,
+            &mut out,
+        )
+        .unwrap();
         assert!(out.is_empty(), "{out:?}");
         assert_eq!(value["version"], "2.10");
         assert!(value.get("comment").is_none());
@@ -452,7 +701,10 @@ mod tests {
 
     #[test]
     fn tagged_rules_need_exactly_one_tag() {
-        let got = problems(Kind::Collection, "membership:\n  - query: \"name = 'a'\"\n    direct: [b]\n  - qurey: x\n");
+        let got = problems(
+            Kind::Collection,
+            "membership:\n  - query: \"name = 'a'\"\n    direct: [b]\n  - qurey: x\n",
+        );
         assert_eq!(
             got,
             vec![
@@ -464,7 +716,10 @@ mod tests {
 
     #[test]
     fn integers_are_range_checked() {
-        let got = problems(Kind::DistributionPoint, "path: /x\nurl: http://x\nmaxConcurrentTransfers: -1\n");
+        let got = problems(
+            Kind::DistributionPoint,
+            "path: /x\nurl: http://x\nmaxConcurrentTransfers: -1\n",
+        );
         assert_eq!(got, vec!["3:25 spec.maxConcurrentTransfers expected a whole number between 0 and 4294967295, found -1"]);
     }
 }

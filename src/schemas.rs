@@ -11,7 +11,10 @@ pub const COMBINED: &str = "patchops.schema.json";
 /// Every schema file: name and pretty-printed content (ending in a newline).
 pub fn files() -> Vec<(String, String)> {
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
-    let mut out: Vec<(String, String)> = Kind::ALL.iter().map(|k| (k.schema_file().to_string(), pretty(kind_schema(*k)))).collect();
+    let mut out: Vec<(String, String)> = Kind::ALL
+        .iter()
+        .map(|k| (k.schema_file().to_string(), pretty(kind_schema(*k))))
+        .collect();
     out.push((COMBINED.to_string(), pretty(&combined_schema())));
     out
 }
@@ -20,7 +23,9 @@ pub fn files() -> Vec<(String, String)> {
 pub fn stale(dir: &Path, files: &[(String, String)]) -> Vec<String> {
     files
         .iter()
-        .filter(|(name, text)| std::fs::read_to_string(dir.join(name)).map_or(true, |on_disk| &on_disk != text))
+        .filter(|(name, text)| {
+            std::fs::read_to_string(dir.join(name)).map_or(true, |on_disk| &on_disk != text)
+        })
         .map(|(name, _)| name.clone())
         .collect()
 }

@@ -29,7 +29,11 @@ pub fn one_of<'a, I>(items: I) -> String
 where
     I: IntoIterator<Item = &'a str>,
 {
-    items.into_iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+    items
+        .into_iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -39,7 +43,10 @@ mod tests {
     #[test]
     fn finds_close_names_only() {
         let fields = ["limitingCollection", "membership", "evaluation", "comment"];
-        assert_eq!(did_you_mean("limitngCollection", fields), Some("limitingCollection"));
+        assert_eq!(
+            did_you_mean("limitngCollection", fields),
+            Some("limitingCollection")
+        );
         assert_eq!(did_you_mean("Membership", fields), Some("membership"));
         assert_eq!(did_you_mean("schedule", fields), None);
     }

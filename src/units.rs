@@ -7,7 +7,8 @@ use std::time::Duration;
 /// Parses `30s`, `5m`, `1h30m`, `1d`, `2w`. Zero is refused: every duration
 /// in a manifest is an interval or a limit, and zero means neither.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let expected = "expected a duration such as `30s`, `5m`, `1h30m`, `1d` or `7d` (units: s, m, h, d, w)";
+    let expected =
+        "expected a duration such as `30s`, `5m`, `1h30m`, `1d` or `7d` (units: s, m, h, d, w)";
     if text.is_empty() {
         return Err(expected.into());
     }
@@ -29,8 +30,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         if digits.is_empty() {
             return Err(format!("a unit without a number; {expected}"));
         }
-        let n: u64 = digits.parse().map_err(|_| "the duration is too long".to_string())?;
-        total = n.checked_mul(unit).and_then(|s| total.checked_add(s)).ok_or("the duration is too long")?;
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| "the duration is too long".to_string())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|s| total.checked_add(s))
+            .ok_or("the duration is too long")?;
         digits.clear();
     }
     if !digits.is_empty() {
@@ -58,7 +64,8 @@ pub fn parse_time(text: &str) -> Result<ScheduleTime, String> {
     if let Ok(ts) = text.parse::<jiff::Timestamp>() {
         return Ok(ScheduleTime::Instant(ts));
     }
-    let has_offset = text.ends_with(['Z', 'z']) || text.get(19..).is_some_and(|tail| tail.contains(['+', '-']));
+    let has_offset =
+        text.ends_with(['Z', 'z']) || text.get(19..).is_some_and(|tail| tail.contains(['+', '-']));
     if !has_offset {
         if let Ok(dt) = text.parse::<jiff::civil::DateTime>() {
             if text.contains('T') || text.contains(' ') {
@@ -73,7 +80,9 @@ pub fn parse_time(text: &str) -> Result<ScheduleTime, String> {
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let expected = "expected a size such as `500KB`, `50MB` or `2GB`";
     let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| format!("a number without a unit; {expected}"))?;
+    let split = t
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("a number without a unit; {expected}"))?;
     let (number, unit) = t.split_at(split);
     let n: u64 = number.parse().map_err(|_| expected.to_string())?;
     let factor: u64 = match unit.trim() {
@@ -82,7 +91,8 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "GB" => 1 << 30,
         _ => return Err(expected.into()),
     };
-    n.checked_mul(factor).ok_or_else(|| "the size is too large".to_string())
+    n.checked_mul(factor)
+        .ok_or_else(|| "the size is too large".to_string())
 }
 
 /// An IPv4 subnet in CIDR form, with no host bits set.
@@ -90,11 +100,21 @@ pub fn parse_cidr(text: &str) -> Result<(Ipv4Addr, u8), String> {
     let expected = "expected an IPv4 subnet such as `10.1.0.0/16`";
     let (addr, prefix) = text.split_once('/').ok_or_else(|| expected.to_string())?;
     let addr: Ipv4Addr = addr.parse().map_err(|_| expected.to_string())?;
-    let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32).ok_or_else(|| expected.to_string())?;
-    let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+    let prefix: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|p| *p <= 32)
+        .ok_or_else(|| expected.to_string())?;
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    };
     let network = Ipv4Addr::from(u32::from(addr) & mask);
     if network != addr {
-        return Err(format!("host bits are set; the subnet is `{network}/{prefix}`"));
+        return Err(format!(
+            "host bits are set; the subnet is `{network}/{prefix}`"
+        ));
     }
     Ok((addr, prefix))
 }
@@ -109,7 +129,9 @@ pub fn check_host_name(text: &str) -> Result<(), String> {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         });
     if ok {
         Ok(())
@@ -122,12 +144,23 @@ pub fn check_host_name(text: &str) -> Result<(), String> {
 /// carrying credentials (which would leak into plans and state).
 pub fn check_url(text: &str, schemes: &[&str]) -> Result<(), UrlProblem> {
     let Some((scheme, rest)) = text.split_once("://") else {
-        return Err(UrlProblem::Malformed(format!("expected a URL starting with {}", schemes.iter().map(|s| format!("`{s}://`")).collect::<Vec<_>>().join(" or "))));
+        return Err(UrlProblem::Malformed(format!(
+            "expected a URL starting with {}",
+            schemes
+                .iter()
+                .map(|s| format!("`{s}://`"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        )));
     };
     if !schemes.contains(&scheme.to_ascii_lowercase().as_str()) {
         return Err(UrlProblem::Malformed(format!(
             "unsupported URL scheme `{scheme}`; expected {}",
-            schemes.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(" or ")
+            schemes
+                .iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(" or ")
         )));
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
@@ -138,7 +171,9 @@ pub fn check_url(text: &str, schemes: &[&str]) -> Result<(), UrlProblem> {
         return Err(UrlProblem::Malformed("the URL has no host".into()));
     }
     if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(UrlProblem::Malformed("the URL contains spaces or control characters".into()));
+        return Err(UrlProblem::Malformed(
+            "the URL contains spaces or control characters".into(),
+        ));
     }
     Ok(())
 }
@@ -158,18 +193,33 @@ mod tests {
         assert_eq!(parse_duration("60m"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
-        assert!(parse_duration("0m").unwrap_err().contains("longer than zero"));
+        assert!(parse_duration("0m")
+            .unwrap_err()
+            .contains("longer than zero"));
         assert!(parse_duration("5").unwrap_err().contains("without a unit"));
-        assert!(parse_duration("5 days").unwrap_err().contains("unknown unit ` `"));
-        assert!(parse_duration("1y").unwrap_err().contains("unknown unit `y`"));
+        assert!(parse_duration("5 days")
+            .unwrap_err()
+            .contains("unknown unit ` `"));
+        assert!(parse_duration("1y")
+            .unwrap_err()
+            .contains("unknown unit `y`"));
         assert!(parse_duration("99999999999999999999d").is_err());
     }
 
     #[test]
     fn times() {
-        assert!(matches!(parse_time("2026-11-24T02:00:00Z"), Ok(ScheduleTime::Instant(_))));
-        assert!(matches!(parse_time("2026-11-24T02:00:00+01:00"), Ok(ScheduleTime::Instant(_))));
-        assert!(matches!(parse_time("2026-11-24T02:00:00"), Ok(ScheduleTime::Local(_))));
+        assert!(matches!(
+            parse_time("2026-11-24T02:00:00Z"),
+            Ok(ScheduleTime::Instant(_))
+        ));
+        assert!(matches!(
+            parse_time("2026-11-24T02:00:00+01:00"),
+            Ok(ScheduleTime::Instant(_))
+        ));
+        assert!(matches!(
+            parse_time("2026-11-24T02:00:00"),
+            Ok(ScheduleTime::Local(_))
+        ));
         assert!(parse_time("2026-13-24T02:00:00Z").is_err());
         assert!(parse_time("tomorrow").is_err());
         assert!(parse_time("2026-11-24").is_err());
@@ -180,16 +230,31 @@ mod tests {
         assert_eq!(parse_size("50MB"), Ok(50 << 20));
         assert_eq!(parse_size("2 GB"), Ok(2 << 30));
         assert!(parse_size("50mb").is_err());
-        assert_eq!(parse_cidr("10.1.0.0/16"), Ok((Ipv4Addr::new(10, 1, 0, 0), 16)));
-        assert_eq!(parse_cidr("10.1.2.0/16").unwrap_err(), "host bits are set; the subnet is `10.1.0.0/16`");
+        assert_eq!(
+            parse_cidr("10.1.0.0/16"),
+            Ok((Ipv4Addr::new(10, 1, 0, 0), 16))
+        );
+        assert_eq!(
+            parse_cidr("10.1.2.0/16").unwrap_err(),
+            "host bits are set; the subnet is `10.1.0.0/16`"
+        );
         assert!(parse_cidr("10.1.0.0/33").is_err());
     }
 
     #[test]
     fn urls() {
         assert_eq!(check_url("http://dp-hq:8080/x", &["http", "https"]), Ok(()));
-        assert_eq!(check_url("http://u:p@proxy:3128", &["http"]), Err(UrlProblem::Credentials));
-        assert!(matches!(check_url("ftp://x", &["http"]), Err(UrlProblem::Malformed(_))));
-        assert!(matches!(check_url("dp-hq:8080", &["http"]), Err(UrlProblem::Malformed(_))));
+        assert_eq!(
+            check_url("http://u:p@proxy:3128", &["http"]),
+            Err(UrlProblem::Credentials)
+        );
+        assert!(matches!(
+            check_url("ftp://x", &["http"]),
+            Err(UrlProblem::Malformed(_))
+        ));
+        assert!(matches!(
+            check_url("dp-hq:8080", &["http"]),
+            Err(UrlProblem::Malformed(_))
+        ));
     }
 }

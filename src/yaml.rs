@@ -49,7 +49,11 @@ pub enum Resolved<'a> {
 
 #[derive(Debug, Clone)]
 pub enum NodeKind {
-    Scalar { text: String, style: ScalarStyle, tag: Option<String> },
+    Scalar {
+        text: String,
+        style: ScalarStyle,
+        tag: Option<String>,
+    },
     Seq(Vec<Node>),
     Map(Vec<Entry>),
 }
@@ -229,7 +233,10 @@ impl<'a> Offsets<'a> {
         let offset = if self.char_bytes.is_empty() {
             m.index().min(self.src.len())
         } else {
-            self.char_bytes.get(m.index()).copied().unwrap_or(self.src.len())
+            self.char_bytes
+                .get(m.index())
+                .copied()
+                .unwrap_or(self.src.len())
         };
         Pos {
             offset,
@@ -297,11 +304,15 @@ impl FieldPath {
         let mut key_pos = None;
         for seg in &self.0 {
             let next = match (seg, &node.kind) {
-                (Segment::Key(k), NodeKind::Map(entries)) => entries.iter().find(|e| &e.key == k).map(|e| {
-                    key_pos = Some(e.key_pos);
-                    &e.value
-                }),
-                (Segment::Index(i), NodeKind::Seq(items)) => items.get(*i).inspect(|_| key_pos = None),
+                (Segment::Key(k), NodeKind::Map(entries)) => {
+                    entries.iter().find(|e| &e.key == k).map(|e| {
+                        key_pos = Some(e.key_pos);
+                        &e.value
+                    })
+                }
+                (Segment::Index(i), NodeKind::Seq(items)) => {
+                    items.get(*i).inspect(|_| key_pos = None)
+                }
                 _ => None,
             };
             match next {
@@ -314,8 +325,17 @@ impl FieldPath {
 }
 
 enum Frame {
-    Seq { pos: Pos, items: Vec<Node>, anchor: usize },
-    Map { pos: Pos, entries: Vec<Entry>, anchor: usize, key: Option<(String, Pos)> },
+    Seq {
+        pos: Pos,
+        items: Vec<Node>,
+        anchor: usize,
+    },
+    Map {
+        pos: Pos,
+        entries: Vec<Entry>,
+        anchor: usize,
+        key: Option<(String, Pos)>,
+    },
 }
 
 /// Reads every document of a YAML stream. Empty documents (`---` alone) are
@@ -333,8 +353,12 @@ pub fn parse_documents(src: &str) -> Result<Vec<Document>, YamlError> {
     loop {
         let (event, marker) = parser.next_token().map_err(|e| {
             let message = e.info().to_string();
-            let help = (message == "recursion limit exceeded").then(|| depth_help());
-            YamlError { pos: offsets.pos(e.marker()), message: syntax_message(message), help }
+            let help = (message == "recursion limit exceeded").then(depth_help);
+            YamlError {
+                pos: offsets.pos(e.marker()),
+                message: syntax_message(message),
+                help,
+            }
         })?;
         let pos = offsets.pos(&marker);
         let node = match event {
@@ -347,7 +371,10 @@ pub fn parse_documents(src: &str) -> Result<Vec<Document>, YamlError> {
             Event::DocumentEnd => {
                 if let Some(node) = root.take() {
                     if !node.is_null() {
-                        docs.push(Document { start: node.pos, root: node });
+                        docs.push(Document {
+                            start: node.pos,
+                            root: node,
+                        });
                     }
                 }
                 continue;
@@ -355,12 +382,25 @@ pub fn parse_documents(src: &str) -> Result<Vec<Document>, YamlError> {
             Event::Nothing | Event::StreamStart => continue,
             Event::SequenceStart(anchor, tag) => {
                 reject_tag(tag.as_ref(), pos)?;
-                push_frame(&mut stack, Frame::Seq { pos, items: Vec::new(), anchor }, pos)?;
+                push_frame(
+                    &mut stack,
+                    Frame::Seq {
+                        pos,
+                        items: Vec::new(),
+                        anchor,
+                    },
+                    pos,
+                )?;
                 continue;
             }
             Event::MappingStart(anchor, tag) => {
                 reject_tag(tag.as_ref(), pos)?;
-                let frame = Frame::Map { pos, entries: Vec::new(), anchor, key: None };
+                let frame = Frame::Map {
+                    pos,
+                    entries: Vec::new(),
+                    anchor,
+                    key: None,
+                };
                 push_frame(&mut stack, frame, pos)?;
                 continue;
             }
@@ -369,12 +409,31 @@ pub fn parse_documents(src: &str) -> Result<Vec<Document>, YamlError> {
                 let (node, anchor) = match frame {
                     Frame::Seq { pos, items, anchor } => {
                         let pos = items.first().map_or(pos, |first| earlier(pos, first.pos));
-                        (Node { kind: NodeKind::Seq(items), pos }, anchor)
+                        (
+                            Node {
+                                kind: NodeKind::Seq(items),
+                                pos,
+                            },
+                            anchor,
+                        )
                     }
-                    Frame::Map { pos, entries, anchor, .. } => {
+                    Frame::Map {
+                        pos,
+                        entries,
+                        anchor,
+                        ..
+                    } => {
                         // Block mappings are marked at their first value; point at the first key.
-                        let pos = entries.first().map_or(pos, |first| earlier(pos, first.key_pos));
-                        (Node { kind: NodeKind::Map(entries), pos }, anchor)
+                        let pos = entries
+                            .first()
+                            .map_or(pos, |first| earlier(pos, first.key_pos));
+                        (
+                            Node {
+                                kind: NodeKind::Map(entries),
+                                pos,
+                            },
+                            anchor,
+                        )
                     }
                 };
                 if anchor != 0 {
@@ -391,7 +450,10 @@ pub fn parse_documents(src: &str) -> Result<Vec<Document>, YamlError> {
                     TScalarStyle::Folded => ScalarStyle::Folded,
                     _ => ScalarStyle::Plain,
                 };
-                let node = Node { kind: NodeKind::Scalar { text, style, tag }, pos };
+                let node = Node {
+                    kind: NodeKind::Scalar { text, style, tag },
+                    pos,
+                };
                 if anchor != 0 {
                     anchors.insert(anchor, node.clone());
                 }
@@ -399,7 +461,11 @@ pub fn parse_documents(src: &str) -> Result<Vec<Document>, YamlError> {
             }
             Event::Alias(id) => {
                 let Some(target) = anchors.get(&id) else {
-                    return Err(YamlError { pos, message: "alias to an unknown anchor".into(), help: None });
+                    return Err(YamlError {
+                        pos,
+                        message: "alias to an unknown anchor".into(),
+                        help: None,
+                    });
                 };
                 expanded += target.size();
                 if expanded > MAX_ALIAS_EXPANSION {
@@ -443,7 +509,11 @@ fn syntax_message(info: String) -> String {
 
 fn push_frame(stack: &mut Vec<Frame>, frame: Frame, pos: Pos) -> Result<(), YamlError> {
     if stack.len() >= MAX_DEPTH {
-        return Err(YamlError { pos, message: "nesting is too deep".into(), help: Some(depth_help()) });
+        return Err(YamlError {
+            pos,
+            message: "nesting is too deep".into(),
+            help: Some(depth_help()),
+        });
     }
     stack.push(frame);
     Ok(())
@@ -505,7 +575,11 @@ fn attach(stack: &mut [Frame], root: &mut Option<Node>, node: Node) -> Result<()
                 }
                 *key = Some((text, node.pos));
             }
-            Some((k, key_pos)) => entries.push(Entry { key: k, key_pos, value: node }),
+            Some((k, key_pos)) => entries.push(Entry {
+                key: k,
+                key_pos,
+                value: node,
+            }),
         },
     }
     Ok(())
@@ -566,7 +640,9 @@ mod tests {
     #[test]
     fn aliases_expand_within_budget() {
         let root = one("x: &a [1, 2]\ny: *a\n");
-        let NodeKind::Seq(items) = &root.get("y").unwrap().value.kind else { panic!() };
+        let NodeKind::Seq(items) = &root.get("y").unwrap().value.kind else {
+            panic!()
+        };
         assert_eq!(items.len(), 2);
     }
 
@@ -588,7 +664,9 @@ mod tests {
         let src = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         let err = parse_documents(&src).unwrap_err();
         assert_eq!(err.message, "nesting is too deep");
-        let block: String = (0..100).map(|i| format!("{}k{i}:\n", "  ".repeat(i))).collect();
+        let block: String = (0..100)
+            .map(|i| format!("{}k{i}:\n", "  ".repeat(i)))
+            .collect();
         let err = parse_documents(&block).unwrap_err();
         assert_eq!(err.message, "nesting is too deep");
     }
@@ -596,7 +674,10 @@ mod tests {
     #[test]
     fn syntax_errors_carry_a_position() {
         let err = parse_documents("a: b: c\n").unwrap_err();
-        assert!(err.message.starts_with("invalid YAML: mapping values"), "{err:?}");
+        assert!(
+            err.message.starts_with("invalid YAML: mapping values"),
+            "{err:?}"
+        );
         assert_eq!((err.pos.line, err.pos.column), (1, 5));
     }
 

@@ -19,14 +19,28 @@ use support::{render_diagnostics, run_validate};
 fn bad_manifests_report_exactly_what_is_expected() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad-manifests");
     let update = std::env::var_os("UPDATE_EXPECT").is_some();
-    let mut cases: Vec<_> = fs::read_dir(&root).expect("tests/bad-manifests exists").map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    let mut cases: Vec<_> = fs::read_dir(&root)
+        .expect("tests/bad-manifests exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
     cases.sort();
-    assert!(cases.len() >= 40, "the corpus has {} cases; it must keep at least 40", cases.len());
+    assert!(
+        cases.len() >= 40,
+        "the corpus has {} cases; it must keep at least 40",
+        cases.len()
+    );
 
     let mut failures = Vec::new();
     for case in &cases {
         let args: Vec<String> = fs::read_to_string(case.join("args"))
-            .map(|s| s.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
+            .map(|s| {
+                s.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
             .unwrap_or_default();
         let (code, json) = run_validate(case, Path::new("input"), &args);
         let actual = format!("exit: {code}\n{}", render_diagnostics(&json));
@@ -42,10 +56,23 @@ fn bad_manifests_report_exactly_what_is_expected() {
                 case.file_name().unwrap().to_string_lossy()
             ));
         }
-        assert!(code == 0 || code == 1, "{}: exit code {code} (crash?)", case.display());
+        assert!(
+            code == 0 || code == 1,
+            "{}: exit code {code} (crash?)",
+            case.display()
+        );
         if code == 1 {
-            assert!(json["errors"].as_u64().unwrap() > 0, "{}: exit 1 without an error", case.display());
+            assert!(
+                json["errors"].as_u64().unwrap() > 0,
+                "{}: exit 1 without an error",
+                case.display()
+            );
         }
     }
-    assert!(failures.is_empty(), "{} case(s) differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} case(s) differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -38,7 +38,11 @@ fn human_output_points_into_the_file() {
         "apiVersion: patchops/v1\nkind: Collection\nmetadata: {name: Servers}\nspec:\n  limitngCollection: All Systems\n",
     )
     .unwrap();
-    let out = patchops().current_dir(dir.path()).args(["validate", ".", "--color", "never"]).output().unwrap();
+    let out = patchops()
+        .current_dir(dir.path())
+        .args(["validate", ".", "--color", "never"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8(out.stdout).unwrap();
     for expected in [
@@ -51,13 +55,18 @@ fn human_output_points_into_the_file() {
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
-    assert!(!text.contains('\u{1b}'), "--color never must not emit escape codes");
+    assert!(
+        !text.contains('\u{1b}'),
+        "--color never must not emit escape codes"
+    );
 }
 
 #[test]
 fn a_ten_megabyte_document_is_refused_fast() {
     let dir = site_dir();
-    let mut big = String::from("apiVersion: patchops/v1\nkind: Collection\nmetadata: {name: Big}\nspec:\n  comment: \"");
+    let mut big = String::from(
+        "apiVersion: patchops/v1\nkind: Collection\nmetadata: {name: Big}\nspec:\n  comment: \"",
+    );
     big.push_str(&"x".repeat(10 * 1024 * 1024));
     big.push_str("\"\n");
     fs::write(dir.path().join("big.yaml"), big).unwrap();
@@ -84,9 +93,17 @@ fn a_symlink_loop_is_reported_not_followed_forever() {
 #[test]
 fn a_symlink_out_of_the_repository_is_refused() {
     let outside = tempfile::tempdir().unwrap();
-    fs::write(outside.path().join("secret.yaml"), "apiVersion: patchops/v1\nkind: Collection\n").unwrap();
+    fs::write(
+        outside.path().join("secret.yaml"),
+        "apiVersion: patchops/v1\nkind: Collection\n",
+    )
+    .unwrap();
     let dir = site_dir();
-    std::os::unix::fs::symlink(outside.path().join("secret.yaml"), dir.path().join("linked.yaml")).unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("secret.yaml"),
+        dir.path().join("linked.yaml"),
+    )
+    .unwrap();
     std::os::unix::fs::symlink(outside.path(), dir.path().join("linked-dir")).unwrap();
     let (code, json) = run_validate(dir.path(), Path::new("."), &[]);
     assert_eq!(code, 1);
@@ -101,9 +118,17 @@ fn a_symlink_out_of_the_repository_is_refused() {
 fn hidden_directories_and_package_content_are_not_manifests() {
     let dir = site_dir();
     fs::create_dir_all(dir.path().join(".github/workflows")).unwrap();
-    fs::write(dir.path().join(".github/workflows/ci.yml"), "on: push\njobs: {}\n").unwrap();
+    fs::write(
+        dir.path().join(".github/workflows/ci.yml"),
+        "on: push\njobs: {}\n",
+    )
+    .unwrap();
     fs::create_dir_all(dir.path().join("packages/tool/conf")).unwrap();
-    fs::write(dir.path().join("packages/tool/conf/settings.yaml"), "not: a manifest\n").unwrap();
+    fs::write(
+        dir.path().join("packages/tool/conf/settings.yaml"),
+        "not: a manifest\n",
+    )
+    .unwrap();
     fs::write(
         dir.path().join("dp.yaml"),
         "apiVersion: patchops/v1\nkind: DistributionPoint\nmetadata: {name: dp}\nspec: {path: dp, url: 'http://dp:8080'}\n",
@@ -121,10 +146,18 @@ fn hidden_directories_and_package_content_are_not_manifests() {
 
 #[test]
 fn an_unreadable_directory_is_a_clear_error() {
-    let out = patchops().args(["validate", "/nonexistent/patchops-site", "--color", "never"]).output().unwrap();
+    let out = patchops()
+        .args(["validate", "/nonexistent/patchops-site", "--color", "never"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("cannot read manifest directory /nonexistent/patchops-site: No such file or directory"), "{err}");
+    assert!(
+        err.contains(
+            "cannot read manifest directory /nonexistent/patchops-site: No such file or directory"
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -140,12 +173,16 @@ fn hostile_inputs_finish_quickly_together() {
         }
         for file in fs::read_dir(case.join("input")).unwrap() {
             let file = file.unwrap().path();
-            let target = dir.path().join(format!("{name}-{}", file.file_name().unwrap().to_string_lossy()));
+            let target = dir.path().join(format!(
+                "{name}-{}",
+                file.file_name().unwrap().to_string_lossy()
+            ));
             fs::copy(&file, target).unwrap();
         }
     }
     let mut cmd = patchops();
-    cmd.current_dir(dir.path()).args(["validate", ".", "--format", "json"]);
+    cmd.current_dir(dir.path())
+        .args(["validate", ".", "--format", "json"]);
     let out = run_with_limit(cmd, Duration::from_secs(10));
     assert_eq!(out.status.code(), Some(1));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -154,7 +191,11 @@ fn hostile_inputs_finish_quickly_together() {
 
 #[test]
 fn committed_schemas_are_up_to_date() {
-    let out = patchops().current_dir(repo()).args(["schema", "--check", "--out", "schemas"]).output().unwrap();
+    let out = patchops()
+        .current_dir(repo())
+        .args(["schema", "--check", "--out", "schemas"])
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "schemas/ is stale: run `cargo run -- schema --out schemas` and commit.\n{}",
@@ -165,11 +206,19 @@ fn committed_schemas_are_up_to_date() {
 #[test]
 fn schema_check_notices_a_stale_file() {
     let dir = tempfile::tempdir().unwrap();
-    let write = patchops().args(["schema", "--out"]).arg(dir.path()).output().unwrap();
+    let write = patchops()
+        .args(["schema", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(write.status.success());
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 8);
     fs::write(dir.path().join("package.schema.json"), "{}").unwrap();
-    let check = patchops().args(["schema", "--check", "--out"]).arg(dir.path()).output().unwrap();
+    let check = patchops()
+        .args(["schema", "--check", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(check.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&check.stderr).contains("package.schema.json"));
 }
@@ -183,9 +232,20 @@ fn example_files_carry_a_schema_modeline_that_resolves() {
             continue;
         }
         let text = fs::read_to_string(&entry).unwrap();
-        let line = text.lines().find(|l| l.starts_with("# yaml-language-server: $schema=")).unwrap_or_else(|| panic!("{} has no modeline", entry.display()));
-        let target = entry.parent().unwrap().join(line.trim_start_matches("# yaml-language-server: $schema="));
-        assert!(target.is_file(), "{}: modeline points at missing {}", entry.display(), target.display());
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("# yaml-language-server: $schema="))
+            .unwrap_or_else(|| panic!("{} has no modeline", entry.display()));
+        let target = entry
+            .parent()
+            .unwrap()
+            .join(line.trim_start_matches("# yaml-language-server: $schema="));
+        assert!(
+            target.is_file(),
+            "{}: modeline points at missing {}",
+            entry.display(),
+            target.display()
+        );
         checked += 1;
     }
     assert!(checked >= 8);

@@ -24,7 +24,11 @@ pub mod exit {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "patchops", version, about = "Patch management the way SMS 2003 ran it, as a declarative GitOps reconciler")]
+#[command(
+    name = "patchops",
+    version,
+    about = "Patch management the way SMS 2003 ran it, as a declarative GitOps reconciler"
+)]
 pub struct Cli {
     /// When to use colour and Unicode in human output.
     #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
@@ -74,11 +78,19 @@ pub fn main() -> ExitCode {
     let style = match cli.color {
         Color::Always => Style::Color,
         Color::Never => Style::Plain,
-        Color::Auto if std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() => Style::Color,
+        Color::Auto
+            if std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() =>
+        {
+            Style::Color
+        }
         Color::Auto => Style::Plain,
     };
     let code = match cli.command {
-        Command::Validate { dir, strict, format } => validate::run(&dir, strict, format, style),
+        Command::Validate {
+            dir,
+            strict,
+            format,
+        } => validate::run(&dir, strict, format, style),
         Command::Schema { out, check } => schema::run(&out, check, style),
     };
     ExitCode::from(code)

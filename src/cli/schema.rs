@@ -11,23 +11,48 @@ pub fn run(out: &Path, check: bool, style: Style) -> u8 {
     if check {
         let stale = schemas::stale(out, &files);
         if stale.is_empty() {
-            println!("schemas in {} are up to date ({} files)", out.display(), files.len());
+            println!(
+                "schemas in {} are up to date ({} files)",
+                out.display(),
+                files.len()
+            );
             return exit::OK;
         }
         for name in &stale {
             eprintln!("stale or missing: {}", out.join(name).display());
         }
-        eprintln!("run `patchops schema --out {}` and commit the result", out.display());
+        eprintln!(
+            "run `patchops schema --out {}` and commit the result",
+            out.display()
+        );
         return exit::FAILED;
     }
     if let Err(e) = fs::create_dir_all(out) {
-        eprint!("{}", render::one(&Diagnostic::error("unwritable", format!("cannot create {}: {e}", out.display())), style));
+        eprint!(
+            "{}",
+            render::one(
+                &Diagnostic::error(
+                    "unwritable",
+                    format!("cannot create {}: {e}", out.display())
+                ),
+                style
+            )
+        );
         return exit::FAILED;
     }
     for (name, text) in &files {
         let path = out.join(name);
         if let Err(e) = fs::write(&path, text) {
-            eprint!("{}", render::one(&Diagnostic::error("unwritable", format!("cannot write {}: {e}", path.display())), style));
+            eprint!(
+                "{}",
+                render::one(
+                    &Diagnostic::error(
+                        "unwritable",
+                        format!("cannot write {}: {e}", path.display())
+                    ),
+                    style
+                )
+            );
             return exit::FAILED;
         }
     }

@@ -96,7 +96,11 @@ impl std::str::FromStr for Kind {
     type Err = ();
 
     fn from_str(s: &str) -> Result<Self, ()> {
-        Kind::ALL.iter().copied().find(|k| k.as_str() == s).ok_or(())
+        Kind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.as_str() == s)
+            .ok_or(())
     }
 }
 
@@ -125,7 +129,9 @@ pub fn kind_schema(kind: Kind) -> &'static Value {
 }
 
 fn build_kind_schema(kind: Kind) -> Value {
-    let mut generator = SchemaSettings::draft2020_12().for_deserialize().into_generator();
+    let mut generator = SchemaSettings::draft2020_12()
+        .for_deserialize()
+        .into_generator();
     let metadata = generator.subschema_for::<Metadata>();
     let spec = kind.spec_schema(&mut generator);
     let defs = generator.take_definitions(true);

@@ -168,7 +168,9 @@ pub enum DriveMode {
     SpecificDriveLetter,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum Platform {
     #[serde(rename = "x86-windows-2000")]
     X86Windows2000,

@@ -200,7 +200,11 @@ pub struct Ohotfix {
 
 impl Default for Ohotfix {
     fn default() -> Self {
-        Ohotfix { show_success_dialog: false, ohotfix_ui_level: UiLevel::Q, msi_ui_level: UiLevel::Q }
+        Ohotfix {
+            show_success_dialog: false,
+            ohotfix_ui_level: UiLevel::Q,
+            msi_ui_level: UiLevel::Q,
+        }
     }
 }
 

@@ -68,7 +68,9 @@ pub struct Catalog {
     pub package: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum CatalogType {
     /// MSSecure.XML, the security update catalog.
@@ -96,7 +98,10 @@ pub struct Proxy {
 }
 
 fn default_schedule() -> Interval {
-    Interval { every: super::common::DurationText("1d".into()), start: None }
+    Interval {
+        every: super::common::DurationText("1d".into()),
+        start: None,
+    }
 }
 
 fn default_can_run() -> CanRun {

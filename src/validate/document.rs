@@ -31,12 +31,26 @@ pub fn read(file: &SourceFile, doc: &Document, out: &mut Vec<Diagnostic>) -> Opt
     };
 
     let before = out.len();
-    report_literal_secrets(root, &FieldPath::default(), &mut |d| out.push(with_object(d)));
+    report_literal_secrets(root, &FieldPath::default(), &mut |d| {
+        out.push(with_object(d))
+    });
     let mut problems: Vec<Problem> = Vec::new();
     let schema = kind_schema(kind);
-    let value = schema_check::check(root, schema, schema, &FieldPath::default(), &|key| is_secret_key(key), &mut problems);
+    let value = schema_check::check(
+        root,
+        schema,
+        schema,
+        &FieldPath::default(),
+        &|key| is_secret_key(key),
+        &mut problems,
+    );
     out.extend(problems.into_iter().map(|p| {
-        with_object(Diagnostic::error(p.code, p.message).at(p.pos, p.len).with_path(p.path).with_help_opt(p.help))
+        with_object(
+            Diagnostic::error(p.code, p.message)
+                .at(p.pos, p.len)
+                .with_path(p.path)
+                .with_help_opt(p.help),
+        )
     }));
     let mut value = value?;
     if out.len() > before {
@@ -45,11 +59,22 @@ pub fn read(file: &SourceFile, doc: &Document, out: &mut Vec<Diagnostic>) -> Opt
     let metadata: Result<Metadata, _> = serde_json::from_value(value["metadata"].take());
     let spec = Spec::from_value(kind, value["spec"].take());
     match (metadata, spec) {
-        (Ok(metadata), Ok(spec)) => Some(Manifest { api_version: API_VERSION, kind, metadata, spec }),
+        (Ok(metadata), Ok(spec)) => Some(Manifest {
+            api_version: API_VERSION,
+            kind,
+            metadata,
+            spec,
+        }),
         (Err(e), _) | (_, Err(e)) => {
             // The schema and the types are generated from the same source;
             // this is a bug, but still the user's file is named.
-            out.push(with_object(Diagnostic::error("internal", format!("the manifest passed its schema but could not be read: {e}")).at(root.pos, 1)));
+            out.push(with_object(
+                Diagnostic::error(
+                    "internal",
+                    format!("the manifest passed its schema but could not be read: {e}"),
+                )
+                .at(root.pos, 1),
+            ));
             None
         }
     }
@@ -70,10 +95,13 @@ fn read_kind(root: &Node, file: &SourceFile, out: &mut Vec<Diagnostic>) -> Optio
     let value = &entry.value;
     let Some(text) = value.as_str() else {
         out.push(
-            Diagnostic::error("invalid-type", format!("expected one of {}, found {}", kinds(), value.describe()))
-                .in_file(file.path.clone())
-                .at(value.pos, 1)
-                .with_path("kind"),
+            Diagnostic::error(
+                "invalid-type",
+                format!("expected one of {}, found {}", kinds(), value.describe()),
+            )
+            .in_file(file.path.clone())
+            .at(value.pos, 1)
+            .with_path("kind"),
         );
         return None;
     };
@@ -97,13 +125,30 @@ fn read_kind(root: &Node, file: &SourceFile, out: &mut Vec<Diagnostic>) -> Optio
 
 /// Keys that, holding a value, would put a secret into the repository.
 pub fn is_secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    if k.ends_with("from") || k.ends_with("ref") {
+    let k = key.as_bytes();
+    let ends_with = |suffix: &[u8]| {
+        k.len() >= suffix.len() && k[k.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+    };
+    if ends_with(b"from") || ends_with(b"ref") {
         return false;
     }
-    ["password", "passwd", "secret", "token", "apikey", "api_key", "privatekey", "private_key", "credential"]
-        .iter()
-        .any(|s| k.contains(s))
+    // Allocation-free: this runs on every key of every manifest.
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "apikey",
+        "api_key",
+        "privatekey",
+        "private_key",
+        "credential",
+    ]
+    .iter()
+    .any(|s| {
+        k.windows(s.len())
+            .any(|w| w.eq_ignore_ascii_case(s.as_bytes()))
+    })
 }
 
 /// Reports every secret-looking key with a literal value. The value itself
@@ -113,7 +158,10 @@ fn report_literal_secrets(node: &Node, path: &FieldPath, report: &mut dyn FnMut(
         NodeKind::Map(entries) => {
             for e in entries {
                 let p = path.key(&e.key);
-                if is_secret_key(&e.key) && !e.value.is_null() && matches!(e.value.kind, NodeKind::Scalar { .. }) {
+                if is_secret_key(&e.key)
+                    && !e.value.is_null()
+                    && matches!(e.value.kind, NodeKind::Scalar { .. })
+                {
                     report(
                         Diagnostic::error("literal-secret", format!("`{}` holds a literal secret; secrets may only be referenced", e.key))
                             .at(e.key_pos, e.key.len())

@@ -29,14 +29,24 @@ struct Ctx<'a, 'b> {
 }
 
 impl Ctx<'_, '_> {
-    fn error(&mut self, code: &'static str, path: &FieldPath, message: impl Into<String>) -> &mut Diagnostic {
-        self.out.push(self.at.at(Severity::Error, code, path, message));
+    fn error(
+        &mut self,
+        code: &'static str,
+        path: &FieldPath,
+        message: impl Into<String>,
+    ) -> &mut Diagnostic {
+        self.out
+            .push(self.at.at(Severity::Error, code, path, message));
         self.out.last_mut().expect("just pushed")
     }
 
     fn duration(&mut self, path: &FieldPath, value: &DurationText) {
         if let Err(e) = units::parse_duration(value.as_str()) {
-            self.error("invalid-duration", path, format!("invalid duration `{}`: {e}", value.as_str()));
+            self.error(
+                "invalid-duration",
+                path,
+                format!("invalid duration `{}`: {e}", value.as_str()),
+            );
         }
     }
 
@@ -44,7 +54,11 @@ impl Ctx<'_, '_> {
         match units::parse_time(value.as_str()) {
             Ok(t) => Some(t),
             Err(e) => {
-                self.error("invalid-time", path, format!("invalid time `{}`: {e}", value.as_str()));
+                self.error(
+                    "invalid-time",
+                    path,
+                    format!("invalid time `{}`: {e}", value.as_str()),
+                );
                 None
             }
         }
@@ -59,7 +73,11 @@ impl Ctx<'_, '_> {
 
     fn host(&mut self, path: &FieldPath, value: &str) {
         if let Err(e) = units::check_host_name(value) {
-            self.error("invalid-value", path, format!("invalid host name `{value}`: {e}"));
+            self.error(
+                "invalid-value",
+                path,
+                format!("invalid host name `{value}`: {e}"),
+            );
         }
     }
 
@@ -104,14 +122,25 @@ impl Ctx<'_, '_> {
     fn secret_ref(&mut self, path: &FieldPath, secret: &SecretRef) {
         match secret {
             SecretRef::Env(name) => {
-                let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                let valid = name
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                     && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !valid {
-                    self.error("invalid-value", &path.key("env"), "expected an environment variable name (letters, digits and `_`)");
+                    self.error(
+                        "invalid-value",
+                        &path.key("env"),
+                        "expected an environment variable name (letters, digits and `_`)",
+                    );
                 }
             }
             SecretRef::File(file) if file.trim().is_empty() => {
-                self.error("invalid-value", &path.key("file"), "expected the path of the file that holds the secret");
+                self.error(
+                    "invalid-value",
+                    &path.key("file"),
+                    "expected the path of the file that holds the secret",
+                );
             }
             SecretRef::File(_) => {}
         }
@@ -121,7 +150,11 @@ impl Ctx<'_, '_> {
         let mut seen = BTreeSet::new();
         for (i, name) in names.iter().enumerate() {
             if !seen.insert(name.as_str()) {
-                self.error("duplicate-name", &path.index(i), format!("{what} `{name}` is listed twice"));
+                self.error(
+                    "duplicate-name",
+                    &path.index(i),
+                    format!("{what} `{name}` is listed twice"),
+                );
             }
         }
     }
@@ -154,22 +187,44 @@ fn metadata(cx: &mut Ctx<'_, '_>, manifest: &Manifest) {
     if name.trim().is_empty() {
         cx.error("invalid-name", &path, "the name is empty");
     } else if name.trim() != name {
-        cx.error("invalid-name", &path, format!("the name `{name}` starts or ends with white space"));
+        cx.error(
+            "invalid-name",
+            &path,
+            format!("the name `{name}` starts or ends with white space"),
+        );
     } else if name.chars().any(char::is_control) {
-        cx.error("invalid-name", &path, "the name contains control characters (tabs, newlines)");
+        cx.error(
+            "invalid-name",
+            &path,
+            "the name contains control characters (tabs, newlines)",
+        );
     } else if name.chars().count() > MAX_NAME_CHARS {
-        cx.error("invalid-name", &path, format!("the name is longer than {MAX_NAME_CHARS} characters"));
+        cx.error(
+            "invalid-name",
+            &path,
+            format!("the name is longer than {MAX_NAME_CHARS} characters"),
+        );
     }
     if let Some(value) = manifest.metadata.annotations.get(PROTECT_ANNOTATION) {
         if value != "true" && value != "false" {
-            let p = FieldPath::root("metadata").key("annotations").key(PROTECT_ANNOTATION);
-            cx.error("invalid-value", &p, format!("`{PROTECT_ANNOTATION}` is `\"true\"` or `\"false\"`, found `{value}`"));
+            let p = FieldPath::root("metadata")
+                .key("annotations")
+                .key(PROTECT_ANNOTATION);
+            cx.error(
+                "invalid-value",
+                &p,
+                format!("`{PROTECT_ANNOTATION}` is `\"true\"` or `\"false\"`, found `{value}`"),
+            );
         }
     }
 }
 
 fn site_code(cx: &mut Ctx<'_, '_>, path: &FieldPath, code: &str) {
-    if code.len() != 3 || !code.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) {
+    if code.len() != 3
+        || !code
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    {
         cx.error("invalid-value", path, format!("invalid site code `{code}`: expected three upper-case letters or digits, e.g. `LAB`"));
     }
 }
@@ -179,37 +234,63 @@ fn site(cx: &mut Ctx<'_, '_>, spec: &FieldPath, s: &SiteSpec) {
     if let Some(parent) = &s.parent_site_code {
         site_code(cx, &spec.key("parentSiteCode"), parent);
         if parent == &s.site_code {
-            cx.error("invalid-value", &spec.key("parentSiteCode"), "a site cannot be its own parent");
+            cx.error(
+                "invalid-value",
+                &spec.key("parentSiteCode"),
+                "a site cannot be its own parent",
+            );
         }
     }
     cx.host(&spec.key("siteServer"), &s.site_server);
     let policy = spec.key("clientPolicy");
-    cx.duration(&policy.key("pollingInterval"), &s.client_policy.polling_interval);
+    cx.duration(
+        &policy.key("pollingInterval"),
+        &s.client_policy.polling_interval,
+    );
     cx.duration(&policy.key("jitter"), &s.client_policy.jitter);
-    cx.duration(&policy.key("heartbeatInterval"), &s.client_policy.heartbeat_interval);
+    cx.duration(
+        &policy.key("heartbeatInterval"),
+        &s.client_policy.heartbeat_interval,
+    );
     if let (Ok(poll), Ok(jitter)) = (
         units::parse_duration(s.client_policy.polling_interval.as_str()),
         units::parse_duration(s.client_policy.jitter.as_str()),
     ) {
         if jitter >= poll {
-            cx.error("invalid-value", &policy.key("jitter"), "the jitter must be shorter than the polling interval");
+            cx.error(
+                "invalid-value",
+                &policy.key("jitter"),
+                "the jitter must be shorter than the polling interval",
+            );
         }
     }
 }
 
 fn distribution_point(cx: &mut Ctx<'_, '_>, spec: &FieldPath, s: &DistributionPointSpec) {
     if s.path.trim().is_empty() {
-        cx.error("invalid-value", &spec.key("path"), "expected the content library's directory");
+        cx.error(
+            "invalid-value",
+            &spec.key("path"),
+            "expected the content library's directory",
+        );
     }
     cx.url(&spec.key("url"), &s.url, &["http", "https"]);
     for (i, boundary) in s.boundaries.iter().enumerate() {
         if let Err(e) = units::parse_cidr(boundary) {
-            cx.error("invalid-value", &spec.key("boundaries").index(i), format!("invalid boundary `{boundary}`: {e}"));
+            cx.error(
+                "invalid-value",
+                &spec.key("boundaries").index(i),
+                format!("invalid boundary `{boundary}`: {e}"),
+            );
         }
     }
     cx.names(&spec.key("boundaries"), &s.boundaries, "boundary");
     if s.max_concurrent_transfers == 0 {
-        cx.error("invalid-value", &spec.key("maxConcurrentTransfers"), "expected at least 1");
+        cx.error(
+            "invalid-value",
+            &spec.key("maxConcurrentTransfers"),
+            "expected at least 1",
+        );
     }
 }
 
@@ -219,7 +300,13 @@ fn collection(cx: &mut Ctx<'_, '_>, spec: &FieldPath, s: &CollectionSpec) {
         match rule {
             MembershipRule::Query(q) => {
                 if let Err(e) = crate::query::parse(q.as_str()) {
-                    let d = cx.at.inside("invalid-query", &path.key("query"), e.offset, e.len, format!("invalid query: {}", e.message));
+                    let d = cx.at.inside(
+                        "invalid-query",
+                        &path.key("query"),
+                        e.offset,
+                        e.len,
+                        format!("invalid query: {}", e.message),
+                    );
                     let d = match (e.help, d.help.clone()) {
                         (Some(h), Some(position)) => d.with_help(format!("{h}; {position}")),
                         (Some(h), None) => d.with_help(h),
@@ -235,9 +322,17 @@ fn collection(cx: &mut Ctx<'_, '_>, spec: &FieldPath, s: &CollectionSpec) {
                 cx.names(&path.key("direct"), machines, "machine");
             }
             MembershipRule::Include(names) | MembershipRule::Exclude(names) => {
-                let key = if matches!(rule, MembershipRule::Include(_)) { "include" } else { "exclude" };
+                let key = if matches!(rule, MembershipRule::Include(_)) {
+                    "include"
+                } else {
+                    "exclude"
+                };
                 if names.is_empty() {
-                    cx.error("invalid-value", &path.key(key), "expected at least one collection");
+                    cx.error(
+                        "invalid-value",
+                        &path.key(key),
+                        "expected at least one collection",
+                    );
                 }
                 cx.names(&path.key(key), names, "collection");
             }
@@ -252,18 +347,33 @@ fn package(cx: &mut Ctx<'_, '_>, spec: &FieldPath, s: &PackageSpec) {
     if let Some(source) = &s.source {
         cx.repo_path(&spec.key("source"), source.as_str(), Some(Expect::Dir));
     }
-    cx.names(&spec.key("distributionPoints"), &s.distribution_points, "distribution point");
+    cx.names(
+        &spec.key("distributionPoints"),
+        &s.distribution_points,
+        "distribution point",
+    );
     if let Some(update) = &s.update_distribution_points {
         cx.interval(&spec.key("updateDistributionPoints"), update);
         if s.source.is_none() {
-            cx.error("invalid-value", &spec.key("updateDistributionPoints"), "a package without `source` has no content to refresh");
+            cx.error(
+                "invalid-value",
+                &spec.key("updateDistributionPoints"),
+                "a package without `source` has no content to refresh",
+            );
         }
     }
     let mut seen = BTreeSet::new();
     for (i, program) in s.programs.iter().enumerate() {
         let path = spec.key("programs").index(i);
         if !seen.insert(program.name.as_str()) {
-            cx.error("duplicate-name", &path.key("name"), format!("program `{}` is declared twice in this package", program.name));
+            cx.error(
+                "duplicate-name",
+                &path.key("name"),
+                format!(
+                    "program `{}` is declared twice in this package",
+                    program.name
+                ),
+            );
         }
         program_fields(cx, &path, program);
     }
@@ -271,41 +381,74 @@ fn package(cx: &mut Ctx<'_, '_>, spec: &FieldPath, s: &PackageSpec) {
 
 fn program_fields(cx: &mut Ctx<'_, '_>, path: &FieldPath, p: &Program) {
     if p.name.trim().is_empty() {
-        cx.error("invalid-name", &path.key("name"), "the program name is empty");
+        cx.error(
+            "invalid-name",
+            &path.key("name"),
+            "the program name is empty",
+        );
     }
     if p.command_line.trim().is_empty() {
-        cx.error("invalid-value", &path.key("commandLine"), "the command line is empty");
+        cx.error(
+            "invalid-value",
+            &path.key("commandLine"),
+            "the command line is empty",
+        );
     }
     if let Some(size) = &p.estimated_disk_space {
         if let Err(e) = units::parse_size(size.as_str()) {
-            cx.error("invalid-value", &path.key("estimatedDiskSpace"), format!("invalid size `{}`: {e}", size.as_str()));
+            cx.error(
+                "invalid-value",
+                &path.key("estimatedDiskSpace"),
+                format!("invalid size `{}`: {e}", size.as_str()),
+            );
         }
     }
     if let Some(max) = &p.max_run_time {
         cx.duration(&path.key("maxRunTime"), max);
     }
     if p.allow_user_interaction && p.run_with != RunWith::AdministrativeRights {
-        cx.error("invalid-value", &path.key("allowUserInteraction"), "user interaction applies only to programs that run with administrative rights")
-            .help = Some("set `runWith: administrativeRights`, or remove `allowUserInteraction`".into());
+        cx.error(
+            "invalid-value",
+            &path.key("allowUserInteraction"),
+            "user interaction applies only to programs that run with administrative rights",
+        )
+        .help =
+            Some("set `runWith: administrativeRights`, or remove `allowUserInteraction`".into());
     }
     match (p.drive_mode, &p.drive_letter) {
         (DriveMode::SpecificDriveLetter, None) => {
-            cx.error("missing-field", &path.key("driveLetter"), "`driveMode: specificDriveLetter` needs `driveLetter`");
+            cx.error(
+                "missing-field",
+                &path.key("driveLetter"),
+                "`driveMode: specificDriveLetter` needs `driveLetter`",
+            );
         }
         (DriveMode::SpecificDriveLetter, Some(letter)) => {
             let valid = letter.len() == 1 && letter.chars().all(|c| c.is_ascii_alphabetic());
             if !valid {
-                cx.error("invalid-value", &path.key("driveLetter"), format!("invalid drive letter `{letter}`: expected one letter, e.g. `Z`"));
+                cx.error(
+                    "invalid-value",
+                    &path.key("driveLetter"),
+                    format!("invalid drive letter `{letter}`: expected one letter, e.g. `Z`"),
+                );
             }
         }
         (_, Some(_)) => {
-            cx.error("invalid-value", &path.key("driveLetter"), "`driveLetter` applies only with `driveMode: specificDriveLetter`");
+            cx.error(
+                "invalid-value",
+                &path.key("driveLetter"),
+                "`driveLetter` applies only with `driveMode: specificDriveLetter`",
+            );
         }
         (_, None) => {}
     }
     if let Some(removal) = &p.removal {
         if removal.uninstall_key.trim().is_empty() {
-            cx.error("invalid-value", &path.key("removal").key("uninstallKey"), "expected the uninstall registry key's name");
+            cx.error(
+                "invalid-value",
+                &path.key("removal").key("uninstallKey"),
+                "expected the uninstall registry key's name",
+            );
         }
     }
 }
@@ -322,7 +465,11 @@ fn assignments(cx: &mut Ctx<'_, '_>, path: &FieldPath, schedule: &[Assignment]) 
                     .help = Some("e.g. `{start: 2026-11-24T02:00:00Z, every: 7d}` or `{event: asSoonAsPossible}`".into());
             }
             (None, Some(_)) if a.every.is_some() => {
-                cx.error("invalid-value", &p.key("every"), "`every` repeats a `start` time; an event assignment has none");
+                cx.error(
+                    "invalid-value",
+                    &p.key("every"),
+                    "`every` repeats a `start` time; an event assignment has none",
+                );
             }
             _ => {}
         }
@@ -335,7 +482,12 @@ fn assignments(cx: &mut Ctx<'_, '_>, path: &FieldPath, schedule: &[Assignment]) 
     }
 }
 
-fn availability(cx: &mut Ctx<'_, '_>, spec: &FieldPath, available: Option<&TimeText>, expires: Option<&TimeText>) {
+fn availability(
+    cx: &mut Ctx<'_, '_>,
+    spec: &FieldPath,
+    available: Option<&TimeText>,
+    expires: Option<&TimeText>,
+) {
     let from = available.and_then(|t| cx.time(&spec.key("availableAfter"), t));
     let until = expires.and_then(|t| cx.time(&spec.key("expiresAt"), t));
     let before = match (from, until) {
@@ -344,7 +496,11 @@ fn availability(cx: &mut Ctx<'_, '_>, spec: &FieldPath, available: Option<&TimeT
         _ => false,
     };
     if before {
-        cx.error("invalid-value", &spec.key("expiresAt"), "the advertisement expires before it becomes available");
+        cx.error(
+            "invalid-value",
+            &spec.key("expiresAt"),
+            "the advertisement expires before it becomes available",
+        );
     }
 }
 
@@ -367,7 +523,10 @@ fn sync_host(cx: &mut Ctx<'_, '_>, spec: &FieldPath, s: &SyncHostSpec) {
         cx.repo_path(&command.key("target"), target.as_str(), None);
     }
     if let Some(id) = &s.command.package_id {
-        let valid = id.len() == 8 && id.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+        let valid = id.len() == 8
+            && id
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
         if !valid {
             cx.error("invalid-value", &command.key("packageId"), format!("invalid package ID `{id}`: expected the site code and five hexadecimal digits, e.g. `LAB00012`"));
         }
@@ -377,7 +536,11 @@ fn sync_host(cx: &mut Ctx<'_, '_>, spec: &FieldPath, s: &SyncHostSpec) {
         let path = spec.key("catalogs").index(i);
         cx.url(&path.key("url"), &catalog.url, &["http", "https", "file"]);
         if !types.insert(catalog.catalog_type) {
-            cx.error("duplicate-name", &path.key("type"), "this catalog type is listed twice; a sync host fetches each catalog once");
+            cx.error(
+                "duplicate-name",
+                &path.key("type"),
+                "this catalog type is listed twice; a sync host fetches each catalog once",
+            );
         }
     }
     if let Some(proxy) = &s.proxy {
@@ -389,15 +552,27 @@ fn proxy_fields(cx: &mut Ctx<'_, '_>, path: &FieldPath, proxy: &Proxy) {
     cx.url(&path.key("url"), &proxy.url, &["http", "https"]);
     match (&proxy.username, &proxy.password_from) {
         (Some(_), None) => {
-            cx.error("missing-field", &path.key("passwordFrom"), "an authenticated proxy needs `passwordFrom` with `username`")
-                .help = Some("`passwordFrom: {env: NAME}` or `passwordFrom: {file: PATH}`".into());
+            cx.error(
+                "missing-field",
+                &path.key("passwordFrom"),
+                "an authenticated proxy needs `passwordFrom` with `username`",
+            )
+            .help = Some("`passwordFrom: {env: NAME}` or `passwordFrom: {file: PATH}`".into());
         }
         (None, Some(_)) => {
-            cx.error("missing-field", &path.key("username"), "`passwordFrom` needs `username`");
+            cx.error(
+                "missing-field",
+                &path.key("username"),
+                "`passwordFrom` needs `username`",
+            );
         }
         (Some(user), Some(secret)) => {
             if user.trim().is_empty() {
-                cx.error("invalid-value", &path.key("username"), "the user name is empty");
+                cx.error(
+                    "invalid-value",
+                    &path.key("username"),
+                    "the user name is empty",
+                );
             }
             cx.secret_ref(&path.key("passwordFrom"), secret);
         }
@@ -409,57 +584,109 @@ fn software_update_package(cx: &mut Ctx<'_, '_>, spec: &FieldPath, s: &SoftwareU
     if let Some(notice) = &s.notice {
         cx.repo_path(&spec.key("notice"), notice.as_str(), Some(Expect::File));
         if !notice.as_str().to_ascii_lowercase().ends_with(".rtf") {
-            cx.error("invalid-value", &spec.key("notice"), "the notice is an RTF file (`.rtf`)");
+            cx.error(
+                "invalid-value",
+                &spec.key("notice"),
+                "the notice is an RTF file (`.rtf`)",
+            );
         }
     }
     // Downloaded updates land in the source; without download they must be there.
     let expect = (!s.download).then_some(Expect::Dir);
     cx.repo_path(&spec.key("source"), s.source.as_str(), expect);
     if s.updates.is_empty() {
-        cx.error("invalid-value", &spec.key("updates"), "expected at least one update");
+        cx.error(
+            "invalid-value",
+            &spec.key("updates"),
+            "expected at least one update",
+        );
     }
     let mut seen = BTreeSet::new();
     for (i, update) in s.updates.iter().enumerate() {
         let path = spec.key("updates").index(i);
         update_selection(cx, &path, update);
-        let key = (update.bulletin.to_ascii_uppercase(), update.q_numbers.clone(), update.products.clone(), update.language.clone());
+        let key = (
+            update.bulletin.to_ascii_uppercase(),
+            update.q_numbers.clone(),
+            update.products.clone(),
+            update.language.clone(),
+        );
         if !seen.insert(key) {
-            cx.error("duplicate-name", &path.key("bulletin"), format!("bulletin `{}` is selected twice with the same filters", update.bulletin));
+            cx.error(
+                "duplicate-name",
+                &path.key("bulletin"),
+                format!(
+                    "bulletin `{}` is selected twice with the same filters",
+                    update.bulletin
+                ),
+            );
         }
     }
-    cx.names(&spec.key("distributionPoints"), &s.distribution_points, "distribution point");
+    cx.names(
+        &spec.key("distributionPoints"),
+        &s.distribution_points,
+        "distribution point",
+    );
     let agent = spec.key("installAgent");
     cx.duration(&agent.key("countdown"), &s.install_agent.countdown);
     cx.duration(&agent.key("maxRunTime"), &s.install_agent.max_run_time);
     if let Some(postpone) = &s.notification.allow_postpone {
         cx.duration(&spec.key("notification").key("allowPostpone"), postpone);
         if !s.notification.prompt_user {
-            cx.error("invalid-value", &spec.key("notification").key("allowPostpone"), "users can postpone only when they are prompted")
-                .help = Some("set `notification.promptUser: true`".into());
+            cx.error(
+                "invalid-value",
+                &spec.key("notification").key("allowPostpone"),
+                "users can postpone only when they are prompted",
+            )
+            .help = Some("set `notification.promptUser: true`".into());
         }
     }
     if s.office.is_some() && s.update_type != sync_host::CatalogType::Office {
-        cx.error("invalid-value", &spec.key("office"), "`office` settings apply only to `updateType: office`");
+        cx.error(
+            "invalid-value",
+            &spec.key("office"),
+            "`office` settings apply only to `updateType: office`",
+        );
     }
     if let Some(ad) = &s.advertisement {
         let path = spec.key("advertisement");
-        availability(cx, &path, ad.available_after.as_ref(), ad.expires_at.as_ref());
+        availability(
+            cx,
+            &path,
+            ad.available_after.as_ref(),
+            ad.expires_at.as_ref(),
+        );
         assignments(cx, &path.key("schedule"), &ad.schedule);
     }
 }
 
 fn update_selection(cx: &mut Ctx<'_, '_>, path: &FieldPath, u: &UpdateSelection) {
     if !is_bulletin_id(&u.bulletin) {
-        cx.error("invalid-value", &path.key("bulletin"), format!("invalid bulletin `{}`: expected an ID such as `MS04-011`", u.bulletin));
+        cx.error(
+            "invalid-value",
+            &path.key("bulletin"),
+            format!(
+                "invalid bulletin `{}`: expected an ID such as `MS04-011`",
+                u.bulletin
+            ),
+        );
     }
     for (i, q) in u.q_numbers.iter().enumerate() {
         if q.is_empty() || !q.chars().all(|c| c.is_ascii_digit()) {
-            cx.error("invalid-value", &path.key("qNumbers").index(i), format!("invalid Q number `{q}`: expected digits only, e.g. `835732`"));
+            cx.error(
+                "invalid-value",
+                &path.key("qNumbers").index(i),
+                format!("invalid Q number `{q}`: expected digits only, e.g. `835732`"),
+            );
         }
     }
     if let Some(line) = &u.command_line {
         if line.contains(['\n', '\r']) {
-            cx.error("invalid-value", &path.key("commandLine"), "the command line spans several lines");
+            cx.error(
+                "invalid-value",
+                &path.key("commandLine"),
+                "the command line spans several lines",
+            );
         }
     }
 }

@@ -23,17 +23,35 @@ use crate::yaml::FieldPath;
 
 use super::{locator, Entry};
 
-pub(super) fn check(desired: &Desired, entries: &[Entry], files: &[SourceFile], out: &mut Vec<Diagnostic>) {
-    let purpose = |name: &str| desired.collections.get(name).map_or(CollectionPurpose::General, |c| c.spec.purpose);
+pub(super) fn check(
+    desired: &Desired,
+    entries: &[Entry],
+    files: &[SourceFile],
+    out: &mut Vec<Diagnostic>,
+) {
+    let purpose = |name: &str| {
+        desired
+            .collections
+            .get(name)
+            .map_or(CollectionPurpose::General, |c| c.spec.purpose)
+    };
     let inventory_tools = inventory_tools(desired);
     let spec = FieldPath::root("spec");
     for entry in entries {
         let at = locator(entry, files);
-        let warn = |code, path: &FieldPath, message: String, help: &str| at.at(Severity::Warning, code, path, message).with_help(help.to_string());
+        let warn = |code, path: &FieldPath, message: String, help: &str| {
+            at.at(Severity::Warning, code, path, message)
+                .with_help(help.to_string())
+        };
         match &entry.manifest.spec {
             Spec::Advertisement(ad) => {
-                let program = desired.packages.get(&ad.package).and_then(|p| p.spec.programs.iter().find(|x| x.name == ad.program));
-                if program.is_some_and(|p| p.expedited) && purpose(&ad.collection) != CollectionPurpose::PreProduction {
+                let program = desired
+                    .packages
+                    .get(&ad.package)
+                    .and_then(|p| p.spec.programs.iter().find(|x| x.name == ad.program));
+                if program.is_some_and(|p| p.expedited)
+                    && purpose(&ad.collection) != CollectionPurpose::PreProduction
+                {
                     out.push(warn(
                         "expedited-outside-preproduction",
                         &spec.key("collection"),
@@ -55,11 +73,16 @@ pub(super) fn check(desired: &Desired, entries: &[Entry], files: &[SourceFile], 
                     out.push(warn(
                         "empty-collection",
                         &spec,
-                        format!("collection `{}` has no membership rules and will stay empty", entry.manifest.metadata.name),
+                        format!(
+                            "collection `{}` has no membership rules and will stay empty",
+                            entry.manifest.metadata.name
+                        ),
                         "add `membership` rules: `query`, `direct`, `include`",
                     ));
                 }
-                let excludes_pre = c.spec_excludes().any(|name| purpose(name) == CollectionPurpose::PreProduction);
+                let excludes_pre = c
+                    .spec_excludes()
+                    .any(|name| purpose(name) == CollectionPurpose::PreProduction);
                 if c.purpose == CollectionPurpose::Production && !excludes_pre {
                     out.push(warn(
                         "production-without-exclude",
@@ -74,7 +97,10 @@ pub(super) fn check(desired: &Desired, entries: &[Entry], files: &[SourceFile], 
                     out.push(warn(
                         "content-without-dp",
                         &spec.key("source"),
-                        format!("package `{}` has content but no distribution points", entry.manifest.metadata.name),
+                        format!(
+                            "package `{}` has content but no distribution points",
+                            entry.manifest.metadata.name
+                        ),
                         "list the distribution points that should hold it in `distributionPoints`",
                     ));
                 }
@@ -101,10 +127,13 @@ trait Excludes {
 
 impl Excludes for crate::manifest::CollectionSpec {
     fn spec_excludes(&self) -> impl Iterator<Item = &str> {
-        self.membership.iter().flat_map(|rule| match rule {
-            MembershipRule::Exclude(names) => names.as_slice(),
-            _ => &[],
-        }).map(String::as_str)
+        self.membership
+            .iter()
+            .flat_map(|rule| match rule {
+                MembershipRule::Exclude(names) => names.as_slice(),
+                _ => &[],
+            })
+            .map(String::as_str)
     }
 }
 
@@ -123,15 +152,26 @@ fn inventory_tools(desired: &Desired) -> BTreeSet<&str> {
 
 /// Which of the three collections an inventory tool lacks.
 fn missing_tool_collections(desired: &Desired, package: &str) -> Vec<&'static str> {
-    let targets: Vec<&str> =
-        desired.advertisements.values().filter(|a| a.spec.package == package).map(|a| a.spec.collection.as_str()).collect();
+    let targets: Vec<&str> = desired
+        .advertisements
+        .values()
+        .filter(|a| a.spec.package == package)
+        .map(|a| a.spec.collection.as_str())
+        .collect();
     let with_purpose = |purpose: CollectionPurpose| -> Vec<&crate::model::Object<crate::manifest::CollectionSpec>> {
         targets.iter().filter_map(|t| desired.collections.get(*t)).filter(|c| c.spec.purpose == purpose).collect()
     };
     let production = with_purpose(CollectionPurpose::Production);
-    let is_pre = |name: &str| desired.collections.get(name).is_some_and(|c| c.spec.purpose == CollectionPurpose::PreProduction);
+    let is_pre = |name: &str| {
+        desired
+            .collections
+            .get(name)
+            .is_some_and(|c| c.spec.purpose == CollectionPurpose::PreProduction)
+    };
     let has_pre = !with_purpose(CollectionPurpose::PreProduction).is_empty()
-        || production.iter().any(|c| c.spec.spec_excludes().any(is_pre));
+        || production
+            .iter()
+            .any(|c| c.spec.spec_excludes().any(is_pre));
     let mut missing = Vec::new();
     if production.is_empty() {
         missing.push("production");

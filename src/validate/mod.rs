@@ -46,16 +46,31 @@ pub struct Report {
 
 impl Report {
     pub fn errors(&self) -> usize {
-        self.diagnostics.iter().filter(|d| d.severity == Severity::Error).count()
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
     }
 
     pub fn warnings(&self) -> usize {
-        self.diagnostics.iter().filter(|d| d.severity == Severity::Warning).count()
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .count()
     }
 
     pub fn is_valid(&self) -> bool {
         self.errors() == 0
     }
+}
+
+/// What reading one file's documents found.
+struct FileOutcome {
+    source: SourceFile,
+    entries: Vec<(Manifest, Node)>,
+    declared: Vec<(Kind, String)>,
+    diagnostics: Vec<Diagnostic>,
+    documents: usize,
 }
 
 /// One manifest with what is needed to point into its file.
@@ -74,27 +89,61 @@ struct Locator<'a> {
 
 impl Locator<'_> {
     /// A diagnostic at the value of `path` (or its nearest existing parent).
-    fn at(&self, severity: Severity, code: &'static str, path: &FieldPath, message: impl Into<String>) -> Diagnostic {
+    fn at(
+        &self,
+        severity: Severity,
+        code: &'static str,
+        path: &FieldPath,
+        message: impl Into<String>,
+    ) -> Diagnostic {
         let (node, _) = path.locate(self.root);
-        self.base(severity, code, message).at(node.pos, span_len(node)).with_path(path.to_string())
+        self.base(severity, code, message)
+            .at(node.pos, span_len(node))
+            .with_path(path.to_string())
     }
 
     /// A diagnostic at the key of `path`, for problems with the field itself.
-    fn at_key(&self, severity: Severity, code: &'static str, path: &FieldPath, message: impl Into<String>) -> Diagnostic {
+    fn at_key(
+        &self,
+        severity: Severity,
+        code: &'static str,
+        path: &FieldPath,
+        message: impl Into<String>,
+    ) -> Diagnostic {
         let (node, key) = path.locate(self.root);
         let pos = key.unwrap_or(node.pos);
-        self.base(severity, code, message).at(pos, 1).with_path(path.to_string())
+        self.base(severity, code, message)
+            .at(pos, 1)
+            .with_path(path.to_string())
     }
 
     /// A diagnostic at a byte range inside the string value of `path`
     /// (a query), exact when the scalar's source text is the value verbatim.
-    fn inside(&self, code: &'static str, path: &FieldPath, offset: usize, len: usize, message: String) -> Diagnostic {
+    fn inside(
+        &self,
+        code: &'static str,
+        path: &FieldPath,
+        offset: usize,
+        len: usize,
+        message: String,
+    ) -> Diagnostic {
         let (node, _) = path.locate(self.root);
-        let base = self.base(Severity::Error, code, message).with_path(path.to_string());
+        let base = self
+            .base(Severity::Error, code, message)
+            .with_path(path.to_string());
         if let NodeKind::Scalar { text, style, .. } = &node.kind {
-            let quote = usize::from(matches!(style, crate::yaml::ScalarStyle::SingleQuoted | crate::yaml::ScalarStyle::DoubleQuoted));
+            let quote = usize::from(matches!(
+                style,
+                crate::yaml::ScalarStyle::SingleQuoted | crate::yaml::ScalarStyle::DoubleQuoted
+            ));
             let start = node.pos.offset + quote;
-            if self.file.text.get(start..).is_some_and(|s| s.starts_with(text.as_str())) && !text.contains('\n') {
+            if self
+                .file
+                .text
+                .get(start..)
+                .is_some_and(|s| s.starts_with(text.as_str()))
+                && !text.contains('\n')
+            {
                 let prefix = text.get(..offset.min(text.len())).unwrap_or("");
                 let pos = Pos {
                     offset: start + prefix.len(),
@@ -103,14 +152,26 @@ impl Locator<'_> {
                 };
                 return base.at(pos, len.max(1));
             }
-            let column = text.get(..offset.min(text.len())).map_or(offset, |p| p.chars().count()) + 1;
-            return base.at(node.pos, span_len(node)).with_help(format!("at character {column} of the value"));
+            let column = text
+                .get(..offset.min(text.len()))
+                .map_or(offset, |p| p.chars().count())
+                + 1;
+            return base
+                .at(node.pos, span_len(node))
+                .with_help(format!("at character {column} of the value"));
         }
         base.at(node.pos, 1)
     }
 
-    fn base(&self, severity: Severity, code: &'static str, message: impl Into<String>) -> Diagnostic {
-        let mut d = Diagnostic::error(code, message).in_file(self.file.path.clone()).with_object(self.object.clone());
+    fn base(
+        &self,
+        severity: Severity,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        let mut d = Diagnostic::error(code, message)
+            .in_file(self.file.path.clone())
+            .with_object(self.object.clone());
         d.severity = severity;
         d
     }
@@ -130,33 +191,53 @@ pub fn validate_dir(root: &Path, options: Options) -> Result<Report, Diagnostic>
     let mut diagnostics = loaded.diagnostics;
     let sources = declared_sources(&loaded.files);
 
-    let mut files = Vec::new();
+    // Package content is not manifests, even where it is YAML.
+    let parsed: Vec<load::ParsedFile> = loaded
+        .files
+        .into_iter()
+        .filter(|f| !sources.iter().any(|s| is_under(&f.source.path, s)))
+        .collect();
+    let read = load::par_map(parsed, |parsed| {
+        let mut out = FileOutcome {
+            source: parsed.source,
+            entries: Vec::new(),
+            declared: Vec::new(),
+            diagnostics: Vec::new(),
+            documents: 0,
+        };
+        match parsed.documents {
+            Err(d) => out.diagnostics.push(*d),
+            Ok(docs) => {
+                out.documents = docs.len();
+                for doc in docs {
+                    out.declared.extend(declared_name(&doc.root));
+                    if let Some(manifest) = document::read(&out.source, &doc, &mut out.diagnostics)
+                    {
+                        out.entries.push((manifest, doc.root));
+                    }
+                }
+            }
+        }
+        out
+    });
+
+    let mut files = Vec::with_capacity(read.len());
     let mut entries = Vec::new();
     let mut documents = 0;
     // Every object the files declare, valid or not: a reference to an
     // object with its own errors is not reported again as dangling.
     let mut declared = BTreeSet::new();
-    for parsed in loaded.files {
-        // Package content is not manifests, even where it is YAML.
-        if sources.iter().any(|s| is_under(&parsed.source.path, s)) {
-            continue;
-        }
+    for outcome in read {
         let index = files.len();
-        match parsed.documents {
-            Err(d) => diagnostics.push(*d),
-            Ok(docs) => {
-                for doc in docs {
-                    documents += 1;
-                    if let Some(key) = declared_name(&doc.root) {
-                        declared.insert(key);
-                    }
-                    if let Some(manifest) = document::read(&parsed.source, &doc, &mut diagnostics) {
-                        entries.push(Entry { manifest, file: index, root: doc.root });
-                    }
-                }
-            }
-        }
-        files.push(parsed.source);
+        documents += outcome.documents;
+        declared.extend(outcome.declared);
+        diagnostics.extend(outcome.diagnostics);
+        entries.extend(outcome.entries.into_iter().map(|(manifest, root)| Entry {
+            manifest,
+            file: index,
+            root,
+        }));
+        files.push(outcome.source);
     }
 
     let repo = root.to_path_buf();
@@ -164,7 +245,13 @@ pub fn validate_dir(root: &Path, options: Options) -> Result<Report, Diagnostic>
     for entry in &entries {
         let locator = locator(entry, &files);
         fields::check(&entry.manifest, &locator, &repo, &mut diagnostics);
-        references::check(&entry.manifest, &desired, &declared, &locator, &mut diagnostics);
+        references::check(
+            &entry.manifest,
+            &desired,
+            &declared,
+            &locator,
+            &mut diagnostics,
+        );
     }
     references::check_cycles(&desired, &entries, &files, &mut diagnostics);
     lints::check(&desired, &entries, &files, &mut diagnostics);
@@ -186,7 +273,12 @@ pub fn validate_dir(root: &Path, options: Options) -> Result<Report, Diagnostic>
         }
     }
     diagnostic::sort(&mut diagnostics);
-    Ok(Report { desired, diagnostics, files, documents })
+    Ok(Report {
+        desired,
+        diagnostics,
+        files,
+        documents,
+    })
 }
 
 fn declared_name(root: &Node) -> Option<(Kind, String)> {
@@ -214,7 +306,11 @@ fn declared_sources(files: &[load::ParsedFile]) -> Vec<String> {
             if !matches!(kind, Some("Package" | "SoftwareUpdatePackage")) {
                 continue;
             }
-            let source = doc.root.get("spec").and_then(|s| s.value.get("source")).and_then(|s| s.value.as_str());
+            let source = doc
+                .root
+                .get("spec")
+                .and_then(|s| s.value.get("source"))
+                .and_then(|s| s.value.as_str());
             if let Some(source) = source.and_then(normalize_relative) {
                 out.push(source);
             }
@@ -242,7 +338,8 @@ fn normalize_relative(path: &str) -> Option<String> {
 }
 
 fn is_under(file: &str, dir: &str) -> bool {
-    file.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
+    file.strip_prefix(dir)
+        .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// Files the objects, refusing a second object of the same kind and name.
@@ -251,22 +348,39 @@ fn build_desired(entries: &[Entry], files: &[SourceFile], out: &mut Vec<Diagnost
     let mut seen: BTreeMap<(Kind, &str), Origin> = BTreeMap::new();
     for entry in entries {
         let m = &entry.manifest;
-        let origin = Origin { file: files[entry.file].path.clone(), line: entry.root.pos.line };
+        let origin = Origin {
+            file: files[entry.file].path.clone(),
+            line: entry.root.pos.line,
+        };
         let locator = locator(entry, files);
         let name_path = FieldPath::root("metadata").key("name");
         if let Some(first) = seen.get(&(m.kind, m.metadata.name.as_str())) {
             out.push(
                 locator
-                    .at(Severity::Error, "duplicate-name", &name_path, format!("{} `{}` is declared twice", m.kind, m.metadata.name))
-                    .with_help(format!("it is first declared at {first}; names are unique within a kind")),
+                    .at(
+                        Severity::Error,
+                        "duplicate-name",
+                        &name_path,
+                        format!("{} `{}` is declared twice", m.kind, m.metadata.name),
+                    )
+                    .with_help(format!(
+                        "it is first declared at {first}; names are unique within a kind"
+                    )),
             );
             continue;
         }
         if m.kind == Kind::Collection && builtin_collection(&m.metadata.name).is_some() {
             out.push(
                 locator
-                    .at(Severity::Error, "duplicate-name", &name_path, format!("`{}` is a built-in collection", m.metadata.name))
-                    .with_help("refer to built-in collections without declaring them; choose another name"),
+                    .at(
+                        Severity::Error,
+                        "duplicate-name",
+                        &name_path,
+                        format!("`{}` is a built-in collection", m.metadata.name),
+                    )
+                    .with_help(
+                        "refer to built-in collections without declaring them; choose another name",
+                    ),
             );
             continue;
         }
@@ -278,30 +392,85 @@ fn build_desired(entries: &[Entry], files: &[SourceFile], out: &mut Vec<Diagnost
                 if let Some(existing) = &desired.site {
                     out.push(
                         locator
-                            .at(Severity::Error, "duplicate-site", &name_path, format!("a second Site `{name}`; a repository describes one site"))
-                            .with_help(format!("the site `{}` is declared at {}", existing.name(), existing.origin)),
+                            .at(
+                                Severity::Error,
+                                "duplicate-site",
+                                &name_path,
+                                format!("a second Site `{name}`; a repository describes one site"),
+                            )
+                            .with_help(format!(
+                                "the site `{}` is declared at {}",
+                                existing.name(),
+                                existing.origin
+                            )),
                     );
                     continue;
                 }
-                desired.site = Some(Object { metadata, spec: spec.clone(), origin });
+                desired.site = Some(Object {
+                    metadata,
+                    spec: spec.clone(),
+                    origin,
+                });
             }
             Spec::DistributionPoint(spec) => {
-                desired.distribution_points.insert(name, Object { metadata, spec: spec.clone(), origin });
+                desired.distribution_points.insert(
+                    name,
+                    Object {
+                        metadata,
+                        spec: spec.clone(),
+                        origin,
+                    },
+                );
             }
             Spec::Collection(spec) => {
-                desired.collections.insert(name, Object { metadata, spec: spec.clone(), origin });
+                desired.collections.insert(
+                    name,
+                    Object {
+                        metadata,
+                        spec: spec.clone(),
+                        origin,
+                    },
+                );
             }
             Spec::Package(spec) => {
-                desired.packages.insert(name, Object { metadata, spec: spec.clone(), origin });
+                desired.packages.insert(
+                    name,
+                    Object {
+                        metadata,
+                        spec: spec.clone(),
+                        origin,
+                    },
+                );
             }
             Spec::Advertisement(spec) => {
-                desired.advertisements.insert(name, Object { metadata, spec: spec.clone(), origin });
+                desired.advertisements.insert(
+                    name,
+                    Object {
+                        metadata,
+                        spec: spec.clone(),
+                        origin,
+                    },
+                );
             }
             Spec::SyncHost(spec) => {
-                desired.sync_hosts.insert(name, Object { metadata, spec: spec.clone(), origin });
+                desired.sync_hosts.insert(
+                    name,
+                    Object {
+                        metadata,
+                        spec: spec.clone(),
+                        origin,
+                    },
+                );
             }
             Spec::SoftwareUpdatePackage(spec) => {
-                desired.software_update_packages.insert(name, Object { metadata, spec: spec.clone(), origin });
+                desired.software_update_packages.insert(
+                    name,
+                    Object {
+                        metadata,
+                        spec: spec.clone(),
+                        origin,
+                    },
+                );
             }
         }
     }
@@ -320,7 +489,10 @@ mod tests {
 
     #[test]
     fn normalizes_source_paths() {
-        assert_eq!(normalize_relative("packages/./tool/"), Some("packages/tool".into()));
+        assert_eq!(
+            normalize_relative("packages/./tool/"),
+            Some("packages/tool".into())
+        );
         assert_eq!(normalize_relative("a/../b"), Some("b".into()));
         assert_eq!(normalize_relative("../x"), None);
         assert_eq!(normalize_relative("/abs"), None);

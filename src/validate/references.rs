@@ -32,23 +32,35 @@ impl Refs<'_, '_> {
                     format!("declare a {kind} named `{name}`, or fix the name")
                 }
             });
-        self.out.push(self.at.at(Severity::Error, "dangling-reference", path, format!("no {kind} named `{name}`")).with_help(help));
+        self.out.push(
+            self.at
+                .at(
+                    Severity::Error,
+                    "dangling-reference",
+                    path,
+                    format!("no {kind} named `{name}`"),
+                )
+                .with_help(help),
+        );
     }
 
     fn object(&mut self, path: &FieldPath, kind: Kind, name: &str) -> bool {
-        let names = self.desired.names(kind);
-        if names.contains(&name) {
+        if self.desired.contains(kind, name) {
             return true;
         }
         if self.declared.contains(&(kind, name.to_string())) {
             return false;
         }
-        self.missing(path, &kind_words(kind), name, names);
+        self.missing(path, &kind_words(kind), name, self.desired.names(kind));
         false
     }
 
     fn collection(&mut self, path: &FieldPath, name: &str) {
-        if self.desired.has_collection(name) || self.declared.contains(&(Kind::Collection, name.to_string())) {
+        if self.desired.has_collection(name)
+            || self
+                .declared
+                .contains(&(Kind::Collection, name.to_string()))
+        {
             return;
         }
         let mut candidates = self.desired.names(Kind::Collection);
@@ -57,7 +69,9 @@ impl Refs<'_, '_> {
     }
 
     fn program(&mut self, path: &FieldPath, package: &str, program: &str) {
-        let Some(p) = self.desired.packages.get(package) else { return };
+        let Some(p) = self.desired.packages.get(package) else {
+            return;
+        };
         if p.spec.programs.iter().any(|x| x.name == program) {
             return;
         }
@@ -68,12 +82,20 @@ impl Refs<'_, '_> {
                 if names.is_empty() {
                     format!("package `{package}` has no programs")
                 } else {
-                    format!("programs of `{package}`: {}", crate::suggest::one_of(names.iter().copied()))
+                    format!(
+                        "programs of `{package}`: {}",
+                        crate::suggest::one_of(names.iter().copied())
+                    )
                 }
             });
         self.out.push(
             self.at
-                .at(Severity::Error, "dangling-reference", path, format!("package `{package}` has no program named `{program}`"))
+                .at(
+                    Severity::Error,
+                    "dangling-reference",
+                    path,
+                    format!("package `{package}` has no program named `{program}`"),
+                )
                 .with_help(help),
         );
     }
@@ -101,7 +123,12 @@ pub(super) fn check(
     at: &Locator<'_>,
     out: &mut Vec<Diagnostic>,
 ) {
-    let mut r = Refs { desired, declared, at, out };
+    let mut r = Refs {
+        desired,
+        declared,
+        at,
+        out,
+    };
     let spec = FieldPath::root("spec");
     match &manifest.spec {
         Spec::Site(_) | Spec::DistributionPoint(_) => {}
@@ -123,10 +150,13 @@ pub(super) fn check(
         Spec::Package(s) => {
             r.dps(&spec.key("distributionPoints"), &s.distribution_points);
             for (i, program) in s.programs.iter().enumerate() {
-                let Some(first) = &program.run_another_program_first else { continue };
+                let Some(first) = &program.run_another_program_first else {
+                    continue;
+                };
                 let path = spec.key("programs").index(i).key("runAnotherProgramFirst");
                 let package = first.package.as_deref().unwrap_or(&manifest.metadata.name);
-                if first.package.is_none() || r.object(&path.key("package"), Kind::Package, package) {
+                if first.package.is_none() || r.object(&path.key("package"), Kind::Package, package)
+                {
                     r.program(&path.key("program"), package, &first.program);
                 }
             }
@@ -141,7 +171,10 @@ pub(super) fn check(
             for (i, catalog) in s.catalogs.iter().enumerate() {
                 let path = spec.key("catalogs").index(i).key("package");
                 if r.object(&path, Kind::Package, &catalog.package) {
-                    let has_source = desired.packages.get(&catalog.package).is_some_and(|p| p.spec.source.is_some());
+                    let has_source = desired
+                        .packages
+                        .get(&catalog.package)
+                        .is_some_and(|p| p.spec.source.is_some());
                     if !has_source {
                         r.out.push(
                             at.at(Severity::Error, "invalid-value", &path, format!("package `{}` has no `source` to receive the catalog", catalog.package))
@@ -153,8 +186,16 @@ pub(super) fn check(
         }
         Spec::SoftwareUpdatePackage(s) => {
             let inv = spec.key("inventoryProgram");
-            if r.object(&inv.key("package"), Kind::Package, &s.inventory_program.package) {
-                r.program(&inv.key("program"), &s.inventory_program.package, &s.inventory_program.program);
+            if r.object(
+                &inv.key("package"),
+                Kind::Package,
+                &s.inventory_program.package,
+            ) {
+                r.program(
+                    &inv.key("program"),
+                    &s.inventory_program.package,
+                    &s.inventory_program.program,
+                );
             }
             r.dps(&spec.key("distributionPoints"), &s.distribution_points);
             if let Some(ad) = &s.advertisement {
@@ -168,7 +209,12 @@ pub(super) fn check(
 /// `limitingCollection`) and among programs (through
 /// `runAnotherProgramFirst`). Each cycle is reported once, at its
 /// alphabetically first member.
-pub(super) fn check_cycles(desired: &Desired, entries: &[Entry], files: &[SourceFile], out: &mut Vec<Diagnostic>) {
+pub(super) fn check_cycles(
+    desired: &Desired,
+    entries: &[Entry],
+    files: &[SourceFile],
+    out: &mut Vec<Diagnostic>,
+) {
     let mut collections: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, c) in &desired.collections {
         let mut next: Vec<String> = c.spec.limiting_collection.iter().cloned().collect();
@@ -180,9 +226,19 @@ pub(super) fn check_cycles(desired: &Desired, entries: &[Entry], files: &[Source
         collections.insert(name.clone(), next);
     }
     for cycle in find_cycles(&collections) {
-        let Some(entry) = entries.iter().find(|e| e.manifest.kind == Kind::Collection && e.manifest.metadata.name == cycle[0]) else { continue };
+        let Some(entry) = entries
+            .iter()
+            .find(|e| e.manifest.kind == Kind::Collection && e.manifest.metadata.name == cycle[0])
+        else {
+            continue;
+        };
         let at = locator(entry, files);
-        let chain = cycle.iter().chain(std::iter::once(&cycle[0])).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(" → ");
+        let chain = cycle
+            .iter()
+            .chain(std::iter::once(&cycle[0]))
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(" → ");
         out.push(
             at.at_key(Severity::Error, "cycle", &FieldPath::root("spec").key("membership"), format!("collections depend on themselves: {chain}"))
                 .with_help("a collection cannot include, exclude or be limited by itself, directly or through others"),
@@ -202,13 +258,30 @@ pub(super) fn check_cycles(desired: &Desired, entries: &[Entry], files: &[Source
         }
     }
     for cycle in find_cycles(&programs) {
-        let Some((package, _)) = cycle[0].split_once(" / ") else { continue };
-        let Some(entry) = entries.iter().find(|e| e.manifest.kind == Kind::Package && e.manifest.metadata.name == package) else { continue };
+        let Some((package, _)) = cycle[0].split_once(" / ") else {
+            continue;
+        };
+        let Some(entry) = entries
+            .iter()
+            .find(|e| e.manifest.kind == Kind::Package && e.manifest.metadata.name == package)
+        else {
+            continue;
+        };
         let at = locator(entry, files);
-        let chain = cycle.iter().chain(std::iter::once(&cycle[0])).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(" → ");
+        let chain = cycle
+            .iter()
+            .chain(std::iter::once(&cycle[0]))
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(" → ");
         out.push(
-            at.at_key(Severity::Error, "cycle", &FieldPath::root("spec").key("programs"), format!("programs run each other first in a cycle: {chain}"))
-                .with_help("break the chain of `runAnotherProgramFirst`"),
+            at.at_key(
+                Severity::Error,
+                "cycle",
+                &FieldPath::root("spec").key("programs"),
+                format!("programs run each other first in a cycle: {chain}"),
+            )
+            .with_help("break the chain of `runAnotherProgramFirst`"),
         );
     }
 }
@@ -224,7 +297,8 @@ fn find_cycles(graph: &BTreeMap<String, Vec<String>>) -> Vec<Vec<String>> {
         Grey,
         Black,
     }
-    let mut colour: BTreeMap<&str, Colour> = graph.keys().map(|k| (k.as_str(), Colour::White)).collect();
+    let mut colour: BTreeMap<&str, Colour> =
+        graph.keys().map(|k| (k.as_str(), Colour::White)).collect();
     let mut found: BTreeSet<Vec<String>> = BTreeSet::new();
     for start in graph.keys() {
         if colour[start.as_str()] != Colour::White {
@@ -250,8 +324,13 @@ fn find_cycles(graph: &BTreeMap<String, Vec<String>>) -> Vec<Vec<String>> {
                 }
                 Some(Colour::Grey) => {
                     let from = stack.iter().position(|(n, _)| *n == next).unwrap_or(0);
-                    let mut cycle: Vec<String> = stack[from..].iter().map(|(n, _)| n.to_string()).collect();
-                    let min = cycle.iter().enumerate().min_by(|a, b| a.1.cmp(b.1)).map_or(0, |(i, _)| i);
+                    let mut cycle: Vec<String> =
+                        stack[from..].iter().map(|(n, _)| n.to_string()).collect();
+                    let min = cycle
+                        .iter()
+                        .enumerate()
+                        .min_by(|a, b| a.1.cmp(b.1))
+                        .map_or(0, |(i, _)| i);
                     cycle.rotate_left(min);
                     found.insert(cycle);
                 }
@@ -267,13 +346,28 @@ mod tests {
     use super::*;
 
     fn graph(edges: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
-        edges.iter().map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect())).collect()
+        edges
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+            .collect()
     }
 
     #[test]
     fn finds_each_cycle_once() {
-        let g = graph(&[("a", &["b"]), ("b", &["c"]), ("c", &["a"]), ("d", &["d"]), ("e", &["a", "x"])]);
-        assert_eq!(find_cycles(&g), vec![vec!["a".to_string(), "b".into(), "c".into()], vec!["d".to_string()]]);
+        let g = graph(&[
+            ("a", &["b"]),
+            ("b", &["c"]),
+            ("c", &["a"]),
+            ("d", &["d"]),
+            ("e", &["a", "x"]),
+        ]);
+        assert_eq!(
+            find_cycles(&g),
+            vec![
+                vec!["a".to_string(), "b".into(), "c".into()],
+                vec!["d".to_string()]
+            ]
+        );
     }
 
     #[test]

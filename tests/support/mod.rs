@@ -13,7 +13,11 @@ pub fn patchops() -> Command {
 /// failure, not a stuck CI run.
 pub fn run_with_limit(mut cmd: Command, limit: Duration) -> Output {
     use std::process::Stdio;
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("binary runs");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
     let start = Instant::now();
     loop {
         if child.try_wait().expect("wait").is_some() {
@@ -31,11 +35,19 @@ pub fn run_with_limit(mut cmd: Command, limit: Duration) -> Output {
 /// JSON report).
 pub fn run_validate(cwd: &Path, dir: &Path, args: &[String]) -> (i32, serde_json::Value) {
     let mut cmd = patchops();
-    cmd.current_dir(cwd).arg("validate").arg(dir).args(["--format", "json"]).args(args);
+    cmd.current_dir(cwd)
+        .arg("validate")
+        .arg(dir)
+        .args(["--format", "json"])
+        .args(args);
     let out = run_with_limit(cmd, Duration::from_secs(20));
     let code = out.status.code().expect("exited normally, not by a signal");
     let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        panic!(
+            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
     });
     (code, json)
 }
@@ -46,7 +58,11 @@ pub fn render_diagnostics(report: &serde_json::Value) -> String {
     for d in report["diagnostics"].as_array().expect("diagnostics") {
         let s = |k: &str| d[k].as_str().map(str::to_string);
         let n = |k: &str| d[k].as_u64();
-        out.push_str(&format!("{}[{}]", s("severity").unwrap(), s("code").unwrap()));
+        out.push_str(&format!(
+            "{}[{}]",
+            s("severity").unwrap(),
+            s("code").unwrap()
+        ));
         match (s("file"), n("line"), n("column")) {
             (Some(f), Some(l), Some(c)) => out.push_str(&format!(" {f}:{l}:{c}")),
             (Some(f), _, _) => out.push_str(&format!(" {f}")),
