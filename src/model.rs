@@ -152,3 +152,18 @@ pub const BUILTIN_COLLECTIONS: &[BuiltinCollection] = &[
 pub fn builtin_collection(name: &str) -> Option<&'static BuiltinCollection> {
     BUILTIN_COLLECTIONS.iter().find(|b| b.name == name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_collection_queries_parse() {
+        for builtin in BUILTIN_COLLECTIONS {
+            if let Some(query) = builtin.query {
+                crate::query::parse(query)
+                    .unwrap_or_else(|e| panic!("{}: {}", builtin.name, e.message));
+            }
+        }
+    }
+}

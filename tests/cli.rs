@@ -193,12 +193,19 @@ fn hostile_inputs_finish_quickly_together() {
 fn committed_schemas_are_up_to_date() {
     let out = patchops()
         .current_dir(repo())
-        .args(["schema", "--check", "--out", "schemas"])
+        .args([
+            "schema",
+            "--check",
+            "--out",
+            "schemas",
+            "--docs",
+            "docs/reference.md",
+        ])
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "schemas/ is stale: run `cargo run -- schema --out schemas` and commit.\n{}",
+        "schemas/ or docs/reference.md is stale: run `cargo run -- schema --out schemas --docs docs/reference.md` and commit.\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
 }

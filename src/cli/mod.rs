@@ -67,7 +67,10 @@ enum Command {
         /// The directory to write the schemas to.
         #[arg(long, default_value = "schemas")]
         out: PathBuf,
-        /// Write nothing; fail if the schemas in OUT are missing or stale.
+        /// Also write the field reference (Markdown) to this file.
+        #[arg(long)]
+        docs: Option<PathBuf>,
+        /// Write nothing; fail if the files are missing or stale.
         #[arg(long)]
         check: bool,
     },
@@ -91,7 +94,7 @@ pub fn main() -> ExitCode {
             strict,
             format,
         } => validate::run(&dir, strict, format, style),
-        Command::Schema { out, check } => schema::run(&out, check, style),
+        Command::Schema { out, docs, check } => schema::run(&out, docs.as_deref(), check, style),
     };
     ExitCode::from(code)
 }

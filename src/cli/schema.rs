@@ -6,10 +6,20 @@ use crate::diagnostic::Diagnostic;
 use crate::render::{self, Style};
 use crate::schemas;
 
-pub fn run(out: &Path, check: bool, style: Style) -> u8 {
+pub fn run(out: &Path, docs: Option<&Path>, check: bool, style: Style) -> u8 {
     let files = schemas::files();
     if check {
-        let stale = schemas::stale(out, &files);
+        let mut stale: Vec<String> = schemas::stale(out, &files)
+            .iter()
+            .map(|n| out.join(n).display().to_string())
+            .collect();
+        if let Some(docs) = docs {
+            if fs::read_to_string(docs).ok().as_deref()
+                != Some(schemas::reference_markdown().as_str())
+            {
+                stale.push(docs.display().to_string());
+            }
+        }
         if stale.is_empty() {
             println!(
                 "schemas in {} are up to date ({} files)",
@@ -55,6 +65,22 @@ pub fn run(out: &Path, check: bool, style: Style) -> u8 {
             );
             return exit::FAILED;
         }
+    }
+    if let Some(docs) = docs {
+        if let Err(e) = fs::write(docs, schemas::reference_markdown()) {
+            eprint!(
+                "{}",
+                render::one(
+                    &Diagnostic::error(
+                        "unwritable",
+                        format!("cannot write {}: {e}", docs.display())
+                    ),
+                    style
+                )
+            );
+            return exit::FAILED;
+        }
+        println!("wrote the field reference to {}", docs.display());
     }
     println!("wrote {} schemas to {}", files.len(), out.display());
     exit::OK

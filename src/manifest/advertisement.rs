@@ -13,6 +13,7 @@ pub struct AdvertisementSpec {
     pub program: String,
     /// The collection the program is offered to.
     pub collection: String,
+    /// What the advertisement is for.
     #[serde(default)]
     pub comment: String,
     /// Offer it to the members of the collection's subcollections (those it

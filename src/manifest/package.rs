@@ -8,12 +8,16 @@ use super::common::{CanRun, DurationText, Interval, Priority, RepoPath, SizeText
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PackageSpec {
+    /// The software's version, as shown to users and in reports.
     #[serde(default)]
     pub version: String,
+    /// Who makes the software.
     #[serde(default)]
     pub manufacturer: String,
+    /// The software's language, e.g. `ENU`.
     #[serde(default)]
     pub language: String,
+    /// What the package is for.
     #[serde(default)]
     pub comment: String,
     /// The source directory, relative to the repository root. None: a
@@ -46,6 +50,7 @@ pub struct Program {
     pub name: String,
     /// The command line, run in the package's content directory.
     pub command_line: String,
+    /// What the program does, shown to users.
     #[serde(default)]
     pub comment: String,
     /// The window the program runs in.
@@ -109,6 +114,7 @@ pub struct ProgramDependency {
     /// The package of the program to run first; none: this package.
     #[serde(default)]
     pub package: Option<String>,
+    /// The program to run first, by name.
     pub program: String,
     /// Run it even if it already ran successfully on the machine.
     #[serde(default)]

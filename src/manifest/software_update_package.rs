@@ -16,6 +16,7 @@ pub struct SoftwareUpdatePackageSpec {
     /// The organization shown to users as the package's source.
     #[serde(default)]
     pub from: String,
+    /// What the package is for.
     #[serde(default)]
     pub comment: String,
     /// An RTF notice shown to users, relative to the repository root.
@@ -59,7 +60,9 @@ pub struct SoftwareUpdatePackageSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProgramRef {
+    /// The inventory tool's package.
     pub package: String,
+    /// The scan program of that package.
     pub program: String,
 }
 
@@ -179,7 +182,9 @@ pub struct OfficeSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum OfficeInstallType {
+    /// Patch an administrative installation point; clients reinstall from it.
     Administrative,
+    /// Patch each client's own installation (with Ohotfix).
     Client,
 }
 
