@@ -1,7 +1,6 @@
 //! The meaning of the small text values manifests carry: durations, times,
-//! sizes and subnets. Pure functions with precise error messages.
+//! sizes, host names and URLs. Pure functions with precise error messages.
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 /// Parses `30s`, `5m`, `1h30m`, `1d`, `2w`. Zero is refused: every duration
@@ -93,30 +92,6 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     };
     n.checked_mul(factor)
         .ok_or_else(|| "the size is too large".to_string())
-}
-
-/// An IPv4 subnet in CIDR form, with no host bits set.
-pub fn parse_cidr(text: &str) -> Result<(Ipv4Addr, u8), String> {
-    let expected = "expected an IPv4 subnet such as `10.1.0.0/16`";
-    let (addr, prefix) = text.split_once('/').ok_or_else(|| expected.to_string())?;
-    let addr: Ipv4Addr = addr.parse().map_err(|_| expected.to_string())?;
-    let prefix: u8 = prefix
-        .parse()
-        .ok()
-        .filter(|p| *p <= 32)
-        .ok_or_else(|| expected.to_string())?;
-    let mask = if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - prefix)
-    };
-    let network = Ipv4Addr::from(u32::from(addr) & mask);
-    if network != addr {
-        return Err(format!(
-            "host bits are set; the subnet is `{network}/{prefix}`"
-        ));
-    }
-    Ok((addr, prefix))
 }
 
 /// A NetBIOS-compatible machine or host name: letters, digits and hyphens,
@@ -226,19 +201,10 @@ mod tests {
     }
 
     #[test]
-    fn sizes_and_subnets() {
+    fn sizes() {
         assert_eq!(parse_size("50MB"), Ok(50 << 20));
         assert_eq!(parse_size("2 GB"), Ok(2 << 30));
         assert!(parse_size("50mb").is_err());
-        assert_eq!(
-            parse_cidr("10.1.0.0/16"),
-            Ok((Ipv4Addr::new(10, 1, 0, 0), 16))
-        );
-        assert_eq!(
-            parse_cidr("10.1.2.0/16").unwrap_err(),
-            "host bits are set; the subnet is `10.1.0.0/16`"
-        );
-        assert!(parse_cidr("10.1.0.0/33").is_err());
     }
 
     #[test]

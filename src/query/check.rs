@@ -8,9 +8,9 @@ use super::lexer::{LiteralToken, RawValue};
 use super::like::LikePattern;
 use super::net::{parse_cidr, parse_ipv4, Ipv4Net};
 use super::properties::{known_properties, Resolved};
-use super::suggest::closest;
 use super::time::check_timestamp;
 use super::version::check_version;
+use crate::suggest::did_you_mean as closest;
 
 /// Rejects ordering operators on properties whose values have no order.
 pub(super) fn compare_op(

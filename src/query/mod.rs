@@ -77,7 +77,6 @@ mod like;
 mod net;
 mod parser;
 mod properties;
-mod suggest;
 mod time;
 mod version;
 

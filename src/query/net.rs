@@ -33,6 +33,19 @@ impl fmt::Display for Ipv4Net {
     }
 }
 
+/// The same rules outside queries (distribution point boundaries): the
+/// error is the message, with its help appended.
+impl std::str::FromStr for Ipv4Net {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        parse_cidr(text).map_err(|e| match e.help {
+            Some(help) => format!("{}; {help}", e.message),
+            None => e.message,
+        })
+    }
+}
+
 /// Parses `A.B.C.D/N`, rejecting networks whose host bits are set because
 /// they usually mean a typo in the prefix or the address.
 pub(super) fn parse_cidr(text: &str) -> Result<Ipv4Net, LiteralError> {

@@ -6,7 +6,7 @@ use super::check;
 use super::error::{excerpt, QueryError};
 use super::lexer::{tokenize, LiteralToken, Token, TokenKind};
 use super::properties::{resolve, Resolved};
-use super::suggest::closest;
+use crate::suggest::did_you_mean as closest;
 
 /// How many parentheses and `not`s may enclose a condition. Bounds the
 /// parser's recursion so hostile input cannot overflow the stack.

@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use super::ast::{Property, PropertyKind};
 use super::error::{excerpt, QueryError};
-use super::suggest::closest;
+use crate::suggest::did_you_mean as closest;
 
 use PropertyKind::{Address, Number, Text, Time, Version};
 

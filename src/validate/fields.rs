@@ -276,7 +276,7 @@ fn distribution_point(cx: &mut Ctx<'_, '_>, spec: &FieldPath, s: &DistributionPo
     }
     cx.url(&spec.key("url"), &s.url, &["http", "https"]);
     for (i, boundary) in s.boundaries.iter().enumerate() {
-        if let Err(e) = units::parse_cidr(boundary) {
+        if let Err(e) = boundary.parse::<crate::query::Ipv4Net>() {
             cx.error(
                 "invalid-value",
                 &spec.key("boundaries").index(i),
