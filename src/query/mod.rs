@@ -91,6 +91,15 @@ pub use properties::known_properties;
 pub use version::compare_versions;
 
 /// Parses and type-checks a collection query.
+///
+/// ```
+/// let query = patchops::query::parse("OS.Name LIKE 'Microsoft Windows%' AND os.version >= '5.1.2600'").unwrap();
+/// assert_eq!(query.to_string(), "os.name like 'Microsoft Windows%' and os.version >= '5.1.2600'");
+///
+/// let err = patchops::query::parse("os.nme = 'x'").unwrap_err();
+/// assert_eq!((err.offset, err.message.as_str()), (0, "unknown property `os.nme`"));
+/// assert_eq!(err.help.as_deref(), Some("did you mean `os.name`?"));
+/// ```
 pub fn parse(src: &str) -> Result<Query, QueryError> {
     parser::parse(src)
 }
