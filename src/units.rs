@@ -3,15 +3,14 @@
 
 use std::time::Duration;
 
-/// Parses `30s`, `5m`, `1h30m`, `1d`, `2w`.
+/// Parses `30s`, `5m`, `1h30m`, `1d`, `2w`. Zero is refused: every duration
+/// in a manifest is an interval or a limit, and zero means neither.
 ///
 /// ```
 /// use std::time::Duration;
 /// assert_eq!(patchops::units::parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
 /// assert!(patchops::units::parse_duration("1 day").is_err());
 /// ```
-/// Zero is refused: every duration
-/// in a manifest is an interval or a limit, and zero means neither.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let expected =
         "expected a duration such as `30s`, `5m`, `1h30m`, `1d` or `7d` (units: s, m, h, d, w)";

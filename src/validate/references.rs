@@ -225,24 +225,14 @@ pub(super) fn check_cycles(
         }
         collections.insert(name.clone(), next);
     }
+    let report = CycleReport {
+        entries,
+        files,
+        kind: Kind::Collection,
+        field: "membership",
+    };
     for cycle in find_cycles(&collections) {
-        let Some(entry) = entries
-            .iter()
-            .find(|e| e.manifest.kind == Kind::Collection && e.manifest.metadata.name == cycle[0])
-        else {
-            continue;
-        };
-        let at = locator(entry, files);
-        let chain = cycle
-            .iter()
-            .chain(std::iter::once(&cycle[0]))
-            .map(|n| format!("`{n}`"))
-            .collect::<Vec<_>>()
-            .join(" → ");
-        out.push(
-            at.at_key(Severity::Error, "cycle", &FieldPath::root("spec").key("membership"), format!("collections depend on themselves: {chain}"))
-                .with_help("a collection cannot include, exclude or be limited by itself, directly or through others"),
-        );
+        report.push(&cycle, &cycle[0], "collections depend on themselves", "a collection cannot include, exclude or be limited by itself, directly or through others", out);
     }
 
     let program_id = |package: &str, program: &str| format!("{package} / {program}");
@@ -257,31 +247,61 @@ pub(super) fn check_cycles(
             programs.insert(program_id(name, &program.name), next);
         }
     }
+    let report = CycleReport {
+        entries,
+        files,
+        kind: Kind::Package,
+        field: "programs",
+    };
     for cycle in find_cycles(&programs) {
-        let Some((package, _)) = cycle[0].split_once(" / ") else {
-            continue;
-        };
-        let Some(entry) = entries
+        let package = cycle[0]
+            .split_once(" / ")
+            .map_or(cycle[0].as_str(), |(package, _)| package);
+        report.push(
+            &cycle,
+            package,
+            "programs run each other first in a cycle",
+            "break the chain of `runAnotherProgramFirst`",
+            out,
+        );
+    }
+}
+
+/// Reports a cycle at a field of the manifest that declares its first member.
+struct CycleReport<'a> {
+    entries: &'a [Entry],
+    files: &'a [SourceFile],
+    kind: Kind,
+    field: &'static str,
+}
+
+impl CycleReport<'_> {
+    fn push(
+        &self,
+        cycle: &[String],
+        owner: &str,
+        what: &str,
+        help: &str,
+        out: &mut Vec<Diagnostic>,
+    ) {
+        let Some(entry) = self
+            .entries
             .iter()
-            .find(|e| e.manifest.kind == Kind::Package && e.manifest.metadata.name == package)
+            .find(|e| e.manifest.kind == self.kind && e.manifest.metadata.name == owner)
         else {
-            continue;
+            return;
         };
-        let at = locator(entry, files);
         let chain = cycle
             .iter()
-            .chain(std::iter::once(&cycle[0]))
+            .chain(cycle.first())
             .map(|n| format!("`{n}`"))
             .collect::<Vec<_>>()
             .join(" → ");
+        let path = FieldPath::root("spec").key(self.field);
         out.push(
-            at.at_key(
-                Severity::Error,
-                "cycle",
-                &FieldPath::root("spec").key("programs"),
-                format!("programs run each other first in a cycle: {chain}"),
-            )
-            .with_help("break the chain of `runAnotherProgramFirst`"),
+            locator(entry, self.files)
+                .at_key(Severity::Error, "cycle", &path, format!("{what}: {chain}"))
+                .with_help(help),
         );
     }
 }
