@@ -7,13 +7,20 @@
 
 pub mod cli;
 pub mod diagnostic;
+pub mod fixtures;
+pub mod git;
 pub mod load;
 pub mod manifest;
 pub mod model;
+pub mod ops;
+pub mod plan;
+pub mod planfile;
 pub mod query;
 pub mod render;
 pub mod schema_check;
 pub mod schemas;
+pub mod secret;
+pub mod store;
 pub mod suggest;
 pub mod units;
 pub mod validate;

@@ -13,7 +13,7 @@ use crate::manifest::{
 
 /// Where an object was declared: its file (relative to the manifest
 /// directory) and the line its document starts on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Origin {
     pub file: String,
     pub line: u32,

@@ -2,7 +2,10 @@
 //! Commands call into the library and map results to exit codes; all
 //! printing happens here and in [`crate::render`].
 
+mod apply;
+mod plan;
 mod schema;
+mod state;
 mod validate;
 
 use std::io::IsTerminal;
@@ -62,6 +65,30 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// Show what applying the manifests in DIR would change in the state.
+    Plan(plan::Args),
+    /// Apply a saved plan exactly, or plan DIR, show it and ask.
+    Apply(apply::Args),
+    /// Release the apply lock left by a process that is gone.
+    ForceUnlock {
+        /// The lock ID, as the error of a blocked apply shows it.
+        id: String,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// List the applies recorded in the state (newest first).
+    History {
+        /// How many to show.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Inspect the objects in the state.
+    #[command(subcommand)]
+    State(state::Command),
     /// Write the JSON Schema of every kind (for editors and CI).
     Schema {
         /// The directory to write the schemas to.
@@ -74,6 +101,46 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+}
+
+/// Where the state lives.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StateArgs {
+    /// The state store: `sqlite://FILE` (created when missing) or
+    /// `postgres://USER@HOST/DB`.
+    #[arg(
+        long = "state",
+        env = "PATCHOPS_STATE",
+        default_value = "sqlite://patchops.db",
+        value_name = "URL"
+    )]
+    pub url: String,
+}
+
+/// Runs an async operation on a small runtime: commands are short-lived and
+/// mostly wait on the database.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(future),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(i32::from(exit::FAILED));
+        }
+    }
+}
+
+/// Prints an operation's failure for people, with its help.
+fn report_error(error: &crate::ops::OpError, style: Style) {
+    use crate::diagnostic::Diagnostic;
+    if let crate::ops::OpError::Invalid(report) = error {
+        print!("{}", crate::render::human(report, style));
+        return;
+    }
+    let d = Diagnostic::error("failed", error.to_string()).with_help_opt(error.help());
+    eprint!("{}", crate::render::one(&d, style));
 }
 
 pub fn main() -> ExitCode {
@@ -94,6 +161,15 @@ pub fn main() -> ExitCode {
             strict,
             format,
         } => validate::run(&dir, strict, format, style),
+        Command::Plan(args) => plan::run(args, style),
+        Command::Apply(args) => apply::run(args, style),
+        Command::ForceUnlock { id, state } => state::force_unlock(&id, &state, style),
+        Command::History {
+            limit,
+            format,
+            state,
+        } => state::history(limit, format, &state, style),
+        Command::State(command) => state::run(command, style),
         Command::Schema { out, docs, check } => schema::run(&out, docs.as_deref(), check, style),
     };
     ExitCode::from(code)

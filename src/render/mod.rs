@@ -1,6 +1,8 @@
 //! Output for people and for tools, over the same results: diagnostics
 //! with source snippets (miette) or as JSON with a stable shape.
 
+pub mod plan;
+
 use std::sync::Arc;
 
 use miette::{

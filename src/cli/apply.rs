@@ -1,0 +1,130 @@
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::plan::parse_target;
+use super::{block_on, exit, report_error, StateArgs};
+use crate::manifest::Kind;
+use crate::ops::{self, Actor, OpError};
+use crate::plan::PlanOptions;
+use crate::planfile::SavedPlan;
+use crate::render::{self, Style};
+use crate::secret::SecretSource;
+use crate::store::Store;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A saved plan (`plan --out`), or the manifest directory to plan and apply.
+    source: PathBuf,
+    #[command(flatten)]
+    state: StateArgs,
+    /// Apply a plan made from a directory without asking.
+    #[arg(long)]
+    auto_approve: bool,
+    /// Allow a plan that deletes more than the guard permits (with a directory).
+    #[arg(long)]
+    allow_destroy: bool,
+    /// Plan and apply only this object (KIND/NAME; with a directory); repeatable.
+    #[arg(long, value_name = "KIND/NAME", value_parser = parse_target)]
+    target: Vec<(Kind, String)>,
+    /// Wait this long for another apply to finish (e.g. 30s, 5m).
+    #[arg(long, default_value = "0s", value_parser = parse_wait)]
+    lock_timeout: Duration,
+    /// Require the saved plan to be signed with the key in `env:NAME` or `file:PATH`.
+    #[arg(long, value_name = "REF")]
+    sign_key_from: Option<SecretSource>,
+}
+
+fn parse_wait(text: &str) -> Result<Duration, String> {
+    if text == "0" || text == "0s" {
+        return Ok(Duration::ZERO);
+    }
+    crate::units::parse_duration(text)
+}
+
+pub fn run(args: Args, style: Style) -> u8 {
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let actor = Actor::current(command);
+    let outcome = block_on(async {
+        let key = args
+            .sign_key_from
+            .as_ref()
+            .map(SecretSource::read)
+            .transpose()
+            .map_err(OpError::Input)?;
+        let store = Store::open(&args.state.url).await?;
+        if args.source.is_file() {
+            let text = std::fs::read_to_string(&args.source).map_err(|e| {
+                OpError::Input(format!(
+                    "cannot read the plan {}: {e}",
+                    args.source.display()
+                ))
+            })?;
+            let plan = SavedPlan::load(&text, key.as_ref())?;
+            let applied =
+                ops::apply::apply(&store, &plan, &actor, args.lock_timeout, false).await?;
+            return Ok(Some((plan, applied)));
+        }
+        // A directory: plan under the lock, show, ask, apply.
+        let held = ops::lock::acquire(&store, &actor, args.lock_timeout).await?;
+        let result = async {
+            let request = ops::plan::Request {
+                dir: &args.source,
+                options: PlanOptions {
+                    targets: args.target.clone(),
+                    allow_destroy: args.allow_destroy,
+                },
+                sign_key: None,
+            };
+            let plan = ops::plan::make(&store, &request).await?;
+            print!("{}", render::plan::human(&plan, style));
+            if plan.changes.is_empty() {
+                return Ok(None);
+            }
+            confirm(args.auto_approve)?;
+            let applied = ops::apply::apply(&store, &plan, &actor, args.lock_timeout, true).await?;
+            Ok(Some((plan, applied)))
+        }
+        .await;
+        let _ = held.release().await;
+        result
+    });
+    match outcome {
+        Ok(Some((_, applied))) => {
+            let s = applied.summary;
+            println!(
+                "Apply complete: {} added, {} changed, {} destroyed. State serial {}.",
+                s.add, s.change, s.destroy, applied.serial
+            );
+            exit::OK
+        }
+        Ok(None) => exit::OK,
+        Err(e) => {
+            report_error(&e, style);
+            exit::FAILED
+        }
+    }
+}
+
+/// Asks on the terminal; without one, only `--auto-approve` approves.
+fn confirm(auto_approve: bool) -> Result<(), OpError> {
+    if auto_approve {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(OpError::NotApproved(
+            "no terminal to ask for approval; nothing was applied (use --auto-approve in CI, or apply a saved plan)".into(),
+        ));
+    }
+    print!("\nApply these changes? Only 'yes' is accepted: ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(OpError::NotApproved(
+            "not approved; nothing was applied".into(),
+        ))
+    }
+}

@@ -1,0 +1,238 @@
+use super::plan::parse_target;
+use super::{block_on, exit, report_error, Format, StateArgs};
+use crate::manifest::Kind;
+use crate::ops::{self, Actor, OpError};
+use crate::render::Style;
+use crate::store::{ApplyRecord, Owner, Store};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// List the objects in the state.
+    List {
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Show one object as the state holds it (KIND/NAME).
+    Show {
+        #[arg(value_parser = parse_target)]
+        object: (Kind, String),
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Stop managing an object (KIND/NAME): plans neither change nor delete it
+    /// until a manifest declares it again.
+    Unmanage {
+        #[arg(value_parser = parse_target)]
+        object: (Kind, String),
+        #[command(flatten)]
+        state: StateArgs,
+    },
+}
+
+pub fn run(command: Command, style: Style) -> u8 {
+    let result = block_on(async {
+        match command {
+            Command::List { format, state } => {
+                let store = Store::open(&state.url).await?;
+                let objects = store.objects().await?;
+                match format {
+                    Format::Json => {
+                        let rows: Vec<_> = objects
+                            .iter()
+                            .map(|o| {
+                                serde_json::json!({
+                                    "kind": o.kind, "name": o.name, "hash": o.spec_hash,
+                                    "managed": o.owner == Owner::Patchops, "file": o.file, "commit": o.commit,
+                                    "createdSerial": o.created_serial, "updatedSerial": o.updated_serial,
+                                })
+                            })
+                            .collect();
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&rows).unwrap_or_default()
+                        );
+                    }
+                    Format::Human => {
+                        for o in &objects {
+                            let owner = if o.owner == Owner::Patchops {
+                                ""
+                            } else {
+                                "  (unmanaged)"
+                            };
+                            println!("{}/{}  serial {}{owner}", o.kind, o.name, o.updated_serial);
+                        }
+                        println!("{} objects", objects.len());
+                    }
+                }
+                Ok(())
+            }
+            Command::Show {
+                object: (kind, name),
+                format,
+                state,
+            } => {
+                let store = Store::open(&state.url).await?;
+                let Some(o) = store.object(kind.as_str(), &name).await? else {
+                    return Err(OpError::Input(format!("no {kind}/{name} in the state")));
+                };
+                let metadata: serde_json::Value =
+                    serde_json::from_str(&o.metadata).unwrap_or_default();
+                let spec: serde_json::Value = serde_json::from_str(&o.spec).unwrap_or_default();
+                let doc = serde_json::json!({
+                    "kind": o.kind, "metadata": { "name": o.name, "labels": metadata["labels"], "annotations": metadata["annotations"] },
+                    "spec": spec,
+                    "state": { "hash": o.spec_hash, "managed": o.owner == Owner::Patchops, "file": o.file, "commit": o.commit, "createdSerial": o.created_serial, "updatedSerial": o.updated_serial },
+                });
+                match format {
+                    Format::Json => {
+                        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default())
+                    }
+                    Format::Human => print!("{}", serde_yaml::to_string(&doc).unwrap_or_default()),
+                }
+                Ok(())
+            }
+            Command::Unmanage {
+                object: (kind, name),
+                state,
+            } => {
+                let store = Store::open(&state.url).await?;
+                let actor = Actor::current(std::env::args().collect::<Vec<_>>().join(" "));
+                let held = ops::lock::acquire(&store, &actor, std::time::Duration::ZERO).await?;
+                let info = store.info().await;
+                let result = async {
+                    let info = info?;
+                    let record = audit_record(
+                        &actor,
+                        info.serial + 1,
+                        &format!("state unmanage {kind}/{name}"),
+                    );
+                    if store
+                        .set_owner(kind.as_str(), &name, Owner::Unmanaged, &record)
+                        .await?
+                    {
+                        println!("{kind}/{name} is no longer managed by patchops.");
+                        Ok(())
+                    } else {
+                        Err(OpError::Input(format!("no {kind}/{name} in the state")))
+                    }
+                }
+                .await;
+                let _ = held.release().await;
+                result
+            }
+        }
+    });
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            report_error(&e, style);
+            exit::FAILED
+        }
+    }
+}
+
+fn audit_record(actor: &Actor, serial: i64, what: &str) -> ApplyRecord {
+    let now = ops::apply::now();
+    ApplyRecord {
+        id: None,
+        serial,
+        started_at: now.clone(),
+        finished_at: now,
+        actor: actor.name.clone(),
+        host: actor.host.clone(),
+        command: what.to_string(),
+        commit: None,
+        dirty: false,
+        plan_hash: String::new(),
+        added: 0,
+        changed: 1,
+        destroyed: 0,
+        changes: "[]".into(),
+    }
+}
+
+pub fn force_unlock(id: &str, state: &StateArgs, style: Style) -> u8 {
+    let result: Result<bool, OpError> = block_on(async {
+        let store = Store::open(&state.url).await?;
+        Ok(store.unlock(id).await?)
+    });
+    match result {
+        Ok(true) => {
+            println!("Released lock {id}.");
+            exit::OK
+        }
+        Ok(false) => {
+            report_error(
+                &OpError::Input(format!("no lock with ID {id} is held")),
+                style,
+            );
+            exit::FAILED
+        }
+        Err(e) => {
+            report_error(&e, style);
+            exit::FAILED
+        }
+    }
+}
+
+pub fn history(limit: u32, format: Format, state: &StateArgs, style: Style) -> u8 {
+    let result: Result<Vec<ApplyRecord>, OpError> = block_on(async {
+        let store = Store::open(&state.url).await?;
+        Ok(store.history(limit).await?)
+    });
+    let records = match result {
+        Ok(r) => r,
+        Err(e) => {
+            report_error(&e, style);
+            return exit::FAILED;
+        }
+    };
+    match format {
+        Format::Json => {
+            let rows: Vec<_> = records
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "id": r.id, "serial": r.serial, "startedAt": r.started_at, "finishedAt": r.finished_at,
+                        "actor": r.actor, "host": r.host, "command": r.command, "commit": r.commit, "dirty": r.dirty,
+                        "planHash": r.plan_hash, "added": r.added, "changed": r.changed, "destroyed": r.destroyed,
+                        "changes": serde_json::from_str::<serde_json::Value>(&r.changes).unwrap_or_default(),
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&rows).unwrap_or_default()
+            );
+        }
+        Format::Human => {
+            if records.is_empty() {
+                println!("No applies recorded.");
+            }
+            for r in &records {
+                let commit = r
+                    .commit
+                    .as_deref()
+                    .map(|c| &c[..c.len().min(12)])
+                    .unwrap_or("-");
+                let dirty = if r.dirty { " (dirty)" } else { "" };
+                println!(
+                    "serial {:>4}  {}  {}@{}  commit {commit}{dirty}  +{} ~{} -{}  {}",
+                    r.serial,
+                    r.finished_at,
+                    r.actor,
+                    r.host,
+                    r.added,
+                    r.changed,
+                    r.destroyed,
+                    r.command
+                );
+            }
+        }
+    }
+    exit::OK
+}

@@ -1,0 +1,125 @@
+//! `plan`: manifests and state → a sealed plan.
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use super::OpError;
+use crate::git;
+use crate::manifest::Kind;
+use crate::plan::{self, canonical_objects, ActualObject, PlanOptions};
+use crate::planfile::{SavedPlan, Source, StateRef, FORMAT};
+use crate::secret::Secret;
+use crate::store::{Owner, Store, StoredObject};
+use crate::validate::{validate_dir, Options};
+
+pub struct Request<'a> {
+    pub dir: &'a Path,
+    pub options: PlanOptions,
+    pub sign_key: Option<&'a Secret>,
+}
+
+/// Validates the manifests, reads the state and plans. Nothing is written.
+pub async fn make(store: &Store, request: &Request<'_>) -> Result<SavedPlan, OpError> {
+    let report =
+        validate_dir(request.dir, Options::default()).map_err(|d| OpError::Input(d.message))?;
+    if !report.is_valid() {
+        return Err(OpError::Invalid(Box::new(report)));
+    }
+    let desired = canonical_objects(&report.desired);
+    let site = report
+        .desired
+        .site
+        .as_ref()
+        .map(|s| s.spec.site_code.clone());
+
+    let info = store.info().await?;
+    let stored = store.objects().await?;
+    if let (Some(state_site), Some(planned)) = (&info.site, &site) {
+        if state_site != planned {
+            return Err(OpError::OtherSite {
+                state: state_site.clone(),
+                planned: planned.clone(),
+            });
+        }
+    }
+    let fingerprint = fingerprint(&stored);
+    let actual = stored
+        .into_iter()
+        .map(actual_object)
+        .collect::<Result<Vec<_>, _>>()?;
+    let planned = plan::plan(&desired, &report.desired, &actual, &request.options)?;
+
+    let mut saved = SavedPlan {
+        format: FORMAT.to_string(),
+        patchops_version: env!("CARGO_PKG_VERSION").to_string(),
+        created_at: jiff::Timestamp::now()
+            .round(jiff::Unit::Second)
+            .map(|t| t.to_string())
+            .unwrap_or_default(),
+        state: StateRef {
+            id: info.store_id,
+            url: store.display_url(),
+            serial: info.serial,
+            fingerprint,
+        },
+        site,
+        source: Source {
+            dir: request.dir.display().to_string(),
+            revision: git::revision(request.dir),
+        },
+        targets: request
+            .options
+            .targets
+            .iter()
+            .map(|(k, n)| format!("{k}/{n}"))
+            .collect(),
+        allow_destroy: request.options.allow_destroy,
+        summary: planned.summary(),
+        changes: planned.changes,
+        unmanaged: planned
+            .unmanaged
+            .iter()
+            .map(|(k, n)| format!("{k}/{n}"))
+            .collect(),
+        checksum: String::new(),
+        signature: None,
+    };
+    saved.seal(request.sign_key);
+    Ok(saved)
+}
+
+/// A stored object as the planner sees it.
+pub fn actual_object(o: StoredObject) -> Result<ActualObject, OpError> {
+    let kind: Kind = o.kind.parse().map_err(|()| {
+        OpError::Input(format!(
+            "the state holds an object of unknown kind `{}` ({})",
+            o.kind, o.name
+        ))
+    })?;
+    Ok(ActualObject {
+        kind,
+        name: o.name,
+        metadata: o.metadata,
+        spec: o.spec,
+        hash: o.spec_hash,
+        managed: o.owner == Owner::Patchops,
+    })
+}
+
+/// SHA-256 over every stored object's kind, name, hash and owner: two
+/// states with the same fingerprint hold the same objects.
+pub fn fingerprint(objects: &[StoredObject]) -> String {
+    let mut keys: Vec<&StoredObject> = objects.iter().collect();
+    keys.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+    let mut hasher = Sha256::new();
+    for o in keys {
+        let owner = if o.owner == Owner::Patchops {
+            "patchops"
+        } else {
+            "unmanaged"
+        };
+        hasher.update(format!("{}\0{}\0{}\0{owner}\n", o.kind, o.name, o.spec_hash).as_bytes());
+    }
+    format!("sha256:{}", hex::encode(hasher.finalize()))
+}

@@ -1,0 +1,269 @@
+//! The canonical form of each desired object: what the state stores and
+//! what plans compare. Two manifests that mean the same thing have the same
+//! canonical form — defaults filled in, durations and times in one
+//! spelling, queries in canonical text, set-like lists sorted — so an
+//! unchanged site plans to "No changes" however it is written.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::manifest::advertisement::Assignment;
+use crate::manifest::collection::MembershipRule;
+use crate::manifest::common::{DurationText, Interval, TimeText};
+use crate::manifest::software_update_package::UpdateAdvertisement;
+use crate::manifest::{Kind, Metadata};
+use crate::model::{Desired, Object, Origin};
+use crate::units::{self, ScheduleTime};
+
+/// One object as the state holds it. The canonical content is kept as
+/// compact JSON text: that is what the state stores and what the hash is
+/// taken over, and it is parsed only for objects that change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanonicalObject {
+    pub kind: Kind,
+    pub name: String,
+    /// `{"labels":…,"annotations":…}`, canonical JSON text.
+    pub metadata: String,
+    /// The spec, canonical JSON text.
+    pub spec: String,
+    /// SHA-256 of the canonical text of metadata and spec.
+    pub hash: String,
+    pub origin: Option<Origin>,
+}
+
+impl CanonicalObject {
+    pub fn new(
+        kind: Kind,
+        name: String,
+        metadata: String,
+        spec: String,
+        origin: Option<Origin>,
+    ) -> Self {
+        let hash = object_hash(&metadata, &spec);
+        CanonicalObject {
+            kind,
+            name,
+            metadata,
+            spec,
+            hash,
+            origin,
+        }
+    }
+}
+
+/// The hash of an object's canonical content: SHA-256 of
+/// `{"metadata":METADATA,"spec":SPEC}`.
+pub fn object_hash(metadata: &str, spec: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"{\"metadata\":");
+    hasher.update(metadata.as_bytes());
+    hasher.update(b",\"spec\":");
+    hasher.update(spec.as_bytes());
+    hasher.update(b"}");
+    format!("sha256:{}", hex::encode(hasher.finalize()))
+}
+
+/// Every object of the desired site in canonical form, in apply order
+/// (kind rank, then name).
+pub fn canonical_objects(desired: &Desired) -> Vec<CanonicalObject> {
+    let mut out = Vec::with_capacity(desired.len());
+    if let Some(site) = &desired.site {
+        let mut spec = site.spec.clone();
+        let policy = &mut spec.client_policy;
+        duration(&mut policy.polling_interval);
+        duration(&mut policy.jitter);
+        duration(&mut policy.heartbeat_interval);
+        out.push(object(Kind::Site, site, &spec));
+    }
+    for dp in desired.distribution_points.values() {
+        let mut spec = dp.spec.clone();
+        spec.boundaries.sort();
+        spec.boundaries.dedup();
+        out.push(object(Kind::DistributionPoint, dp, &spec));
+    }
+    for package in desired.packages.values() {
+        let mut spec = package.spec.clone();
+        sort_names(&mut spec.distribution_points);
+        if let Some(update) = &mut spec.update_distribution_points {
+            interval(update);
+        }
+        for program in &mut spec.programs {
+            if let Some(max) = &mut program.max_run_time {
+                duration(max);
+            }
+            program.platforms.sort();
+            program.platforms.dedup();
+            if let Some(letter) = &mut program.drive_letter {
+                *letter = letter.to_ascii_uppercase();
+            }
+        }
+        out.push(object(Kind::Package, package, &spec));
+    }
+    for collection in desired.collections.values() {
+        let mut spec = collection.spec.clone();
+        for rule in &mut spec.membership {
+            match rule {
+                MembershipRule::Query(q) => {
+                    if let Ok(parsed) = crate::query::parse(q.as_str()) {
+                        q.0 = parsed.to_string();
+                    }
+                }
+                MembershipRule::Direct(names) => {
+                    // Machine names are case-insensitive (NetBIOS).
+                    for n in names.iter_mut() {
+                        *n = n.to_ascii_lowercase();
+                    }
+                    sort_names(names);
+                }
+                MembershipRule::Include(names) | MembershipRule::Exclude(names) => {
+                    sort_names(names)
+                }
+            }
+        }
+        if let Some(evaluation) = &mut spec.evaluation {
+            interval(evaluation);
+        }
+        out.push(object(Kind::Collection, collection, &spec));
+    }
+    for ad in desired.advertisements.values() {
+        let mut spec = ad.spec.clone();
+        time_opt(&mut spec.available_after);
+        time_opt(&mut spec.expires_at);
+        assignments(&mut spec.schedule);
+        out.push(object(Kind::Advertisement, ad, &spec));
+    }
+    for host in desired.sync_hosts.values() {
+        let mut spec = host.spec.clone();
+        interval(&mut spec.schedule);
+        spec.catalogs.sort_by_key(|c| c.catalog_type);
+        out.push(object(Kind::SyncHost, host, &spec));
+    }
+    for sup in desired.software_update_packages.values() {
+        let mut spec = sup.spec.clone();
+        sort_names(&mut spec.distribution_points);
+        for update in &mut spec.updates {
+            update.bulletin = update.bulletin.to_ascii_uppercase();
+            sort_names(&mut update.q_numbers);
+            sort_names(&mut update.products);
+        }
+        duration(&mut spec.install_agent.countdown);
+        duration(&mut spec.install_agent.max_run_time);
+        if let Some(postpone) = &mut spec.notification.allow_postpone {
+            duration(postpone);
+        }
+        if let Some(UpdateAdvertisement {
+            available_after,
+            expires_at,
+            schedule,
+            ..
+        }) = &mut spec.advertisement
+        {
+            time_opt(available_after);
+            time_opt(expires_at);
+            assignments(schedule);
+        }
+        out.push(object(Kind::SoftwareUpdatePackage, sup, &spec));
+    }
+    out
+}
+
+fn object<S: Clone, C: Serialize>(kind: Kind, object: &Object<S>, spec: &C) -> CanonicalObject {
+    CanonicalObject::new(
+        kind,
+        object.metadata.name.clone(),
+        metadata(&object.metadata),
+        // Serializing our own types to a string cannot fail.
+        serde_json::to_string(spec).unwrap_or_default(),
+        Some(object.origin.clone()),
+    )
+}
+
+fn metadata(m: &Metadata) -> String {
+    #[derive(Serialize)]
+    struct Canonical<'a> {
+        labels: &'a std::collections::BTreeMap<String, String>,
+        annotations: &'a std::collections::BTreeMap<String, String>,
+    }
+    serde_json::to_string(&Canonical {
+        labels: &m.labels,
+        annotations: &m.annotations,
+    })
+    .unwrap_or_default()
+}
+
+fn sort_names(names: &mut Vec<String>) {
+    names.sort();
+    names.dedup();
+}
+
+fn interval(i: &mut Interval) {
+    duration(&mut i.every);
+    time_opt(&mut i.start);
+}
+
+fn assignments(schedule: &mut [Assignment]) {
+    for a in schedule {
+        time_opt(&mut a.start);
+        if let Some(every) = &mut a.every {
+            duration(every);
+        }
+    }
+}
+
+fn duration(d: &mut DurationText) {
+    if let Ok(parsed) = units::parse_duration(d.as_str()) {
+        d.0 = canonical_duration(parsed.as_secs());
+    }
+}
+
+fn time_opt(t: &mut Option<TimeText>) {
+    if let Some(t) = t {
+        match units::parse_time(t.as_str()) {
+            Ok(ScheduleTime::Instant(ts)) => t.0 = ts.to_string(),
+            Ok(ScheduleTime::Local(dt)) => t.0 = dt.to_string(),
+            Err(_) => {}
+        }
+    }
+}
+
+/// Seconds as the largest units that divide them: 3600 → `1h`, 5400 →
+/// `1h30m`, 604800 → `7d`.
+pub fn canonical_duration(mut secs: u64) -> String {
+    let mut out = String::new();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    if out.is_empty() {
+        out.push_str("0s");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_have_one_spelling() {
+        assert_eq!(canonical_duration(3600), "1h");
+        assert_eq!(canonical_duration(5400), "1h30m");
+        assert_eq!(canonical_duration(7 * 86_400), "7d");
+        assert_eq!(canonical_duration(90), "1m30s");
+    }
+
+    #[test]
+    fn hash_covers_metadata_and_spec() {
+        let a = object_hash(r#"{"labels":{}}"#, r#"{"x":1}"#);
+        let b = object_hash(r#"{"labels":{"a":"b"}}"#, r#"{"x":1}"#);
+        let c = object_hash(r#"{"labels":{}}"#, r#"{"x":2}"#);
+        assert!(a != b && a != c && a.starts_with("sha256:"));
+        let whole = serde_json::json!({"metadata": {"labels": {}}, "spec": {"x": 1}}).to_string();
+        assert_eq!(
+            a,
+            format!("sha256:{}", hex::encode(Sha256::digest(whole.as_bytes())))
+        );
+    }
+}

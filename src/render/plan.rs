@@ -1,0 +1,211 @@
+//! Plans for people: a header naming the state and source, one block per
+//! change (each changed field, with lists and mappings as a unified diff of
+//! their YAML made with `similar`), the dependents each change touches, and
+//! Terraform's summary line.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+use similar::{ChangeTag, TextDiff};
+
+use super::Style;
+use crate::plan::{Action, Change, FieldChange};
+use crate::planfile::SavedPlan;
+
+/// Dependents listed per change before "and N more".
+const MAX_DEPENDENTS_SHOWN: usize = 5;
+
+struct Paint(Style);
+
+impl Paint {
+    fn wrap(&self, code: &str, text: &str) -> String {
+        match self.0 {
+            Style::Color => format!("\x1b[{code}m{text}\x1b[0m"),
+            Style::Plain => text.to_string(),
+        }
+    }
+    fn green(&self, t: &str) -> String {
+        self.wrap("32", t)
+    }
+    fn red(&self, t: &str) -> String {
+        self.wrap("31", t)
+    }
+    fn yellow(&self, t: &str) -> String {
+        self.wrap("33", t)
+    }
+    fn bold(&self, t: &str) -> String {
+        self.wrap("1", t)
+    }
+    fn dim(&self, t: &str) -> String {
+        self.wrap("2", t)
+    }
+}
+
+pub fn human(plan: &SavedPlan, style: Style) -> String {
+    let p = Paint(style);
+    let mut out = String::new();
+    let revision = match (&plan.source.revision.commit, plan.source.revision.dirty) {
+        (Some(c), Some(true)) => format!(" @ {} (uncommitted changes)", &c[..c.len().min(12)]),
+        (Some(c), _) => format!(" @ {}", &c[..c.len().min(12)]),
+        (None, _) => " (not in git)".to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "{}",
+        p.bold(&format!(
+            "Plan for site {} from {}{revision}",
+            plan.site.as_deref().unwrap_or("(none)"),
+            plan.source.dir
+        ))
+    );
+    let _ = writeln!(
+        out,
+        "{}",
+        p.dim(&format!(
+            "State: {} (serial {})",
+            plan.state.url, plan.state.serial
+        ))
+    );
+    if !plan.targets.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            p.yellow(&format!(
+                "Targeted: {} (other changes are not shown)",
+                plan.targets.join(", ")
+            ))
+        );
+    }
+    out.push('\n');
+    for change in &plan.changes {
+        change_block(&mut out, change, &p);
+    }
+    for name in &plan.unmanaged {
+        let _ = writeln!(
+            out,
+            "{} {name} is not managed by patchops: left alone",
+            p.dim("·")
+        );
+    }
+    if (!plan.changes.is_empty() || !plan.unmanaged.is_empty()) && !out.ends_with("\n\n") {
+        out.push('\n');
+    }
+    out.push_str(&summary_line(plan, &p));
+    out
+}
+
+fn change_block(out: &mut String, change: &Change, p: &Paint) {
+    let (mark, verb) = match change.action {
+        Action::Create => (p.green("+"), p.green("create")),
+        Action::Update => (p.yellow("~"), p.yellow("update")),
+        Action::Adopt => (p.yellow("~"), p.yellow("adopt")),
+        Action::Delete => (p.red("-"), p.red("delete")),
+    };
+    let origin = change
+        .origin
+        .as_ref()
+        .map(|o| p.dim(&format!("  ({o})")))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{mark} {verb} {} {:?}{origin}",
+        change.kind, change.name
+    );
+    for field in &change.fields {
+        field_lines(out, field, p);
+    }
+    let detailed = !change.fields.is_empty() || !change.dependents.is_empty();
+    if !change.dependents.is_empty() {
+        let shown: Vec<String> = change
+            .dependents
+            .iter()
+            .take(MAX_DEPENDENTS_SHOWN)
+            .map(|d| format!("{} {:?} ({})", d.kind, d.name, d.reason))
+            .collect();
+        let more = change.dependents.len().saturating_sub(MAX_DEPENDENTS_SHOWN);
+        let _ = writeln!(out, "    {} {}", p.dim("touches:"), shown.join("; "));
+        if more > 0 {
+            let _ = writeln!(out, "    {}", p.dim(&format!("and {more} more")));
+        }
+    }
+    if detailed {
+        out.push('\n');
+    }
+}
+
+/// One changed field: `path: before → after` for plain values; for lists
+/// and mappings, a unified diff of their YAML.
+fn field_lines(out: &mut String, field: &FieldChange, p: &Paint) {
+    let structured = |v: &Option<Value>| matches!(v, Some(Value::Array(_) | Value::Object(_)));
+    let (mark, painted_path) = match (&field.before, &field.after) {
+        (None, _) => (p.green("+"), p.green(&field.path)),
+        (_, None) => (p.red("-"), p.red(&field.path)),
+        _ => (p.yellow("~"), p.yellow(&field.path)),
+    };
+    if !structured(&field.before) && !structured(&field.after) {
+        let show = |v: &Option<Value>| {
+            v.as_ref()
+                .map_or_else(|| "(none)".to_string(), Value::to_string)
+        };
+        let _ = writeln!(
+            out,
+            "    {mark} {painted_path}: {} → {}",
+            show(&field.before),
+            show(&field.after)
+        );
+        return;
+    }
+    let _ = writeln!(out, "    {mark} {painted_path}:");
+    for line in diff_lines(field.before.as_ref(), field.after.as_ref()) {
+        let painted = match line.chars().next() {
+            Some('+') => p.green(&line),
+            Some('-') => p.red(&line),
+            _ => p.dim(&line),
+        };
+        let _ = writeln!(out, "        {painted}");
+    }
+}
+
+/// Unified diff lines (with `similar`) of two values' YAML.
+pub fn diff_lines(before: Option<&Value>, after: Option<&Value>) -> Vec<String> {
+    let yaml = |v: Option<&Value>| -> String {
+        v.map(|v| serde_yaml::to_string(v).unwrap_or_default())
+            .unwrap_or_default()
+    };
+    let (old, new) = (yaml(before), yaml(after));
+    let diff = TextDiff::from_lines(&old, &new);
+    let mut lines = Vec::new();
+    for group in diff.grouped_ops(3) {
+        if !lines.is_empty() {
+            lines.push("…".to_string());
+        }
+        for op in group {
+            for change in diff.iter_changes(&op) {
+                let sign = match change.tag() {
+                    ChangeTag::Delete => '-',
+                    ChangeTag::Insert => '+',
+                    ChangeTag::Equal => ' ',
+                };
+                lines.push(format!("{sign} {}", change.value().trim_end_matches('\n')));
+            }
+        }
+    }
+    lines
+}
+
+fn summary_line(plan: &SavedPlan, p: &Paint) -> String {
+    if plan.changes.is_empty() {
+        return format!(
+            "{}\n",
+            p.green("No changes. The site matches the manifests.")
+        );
+    }
+    let s = &plan.summary;
+    format!(
+        "{}\n",
+        p.bold(&format!(
+            "Plan: {} to add, {} to change, {} to destroy.",
+            s.add, s.change, s.destroy
+        ))
+    )
+}

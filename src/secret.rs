@@ -1,0 +1,102 @@
+//! Secrets by reference: `env:NAME` or `file:PATH`. The value is read by
+//! the process that needs it, when it needs it, and never printed.
+
+use std::fmt;
+
+/// A reference to a secret, as given on the command line.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Env(String),
+    File(String),
+}
+
+/// A secret value. Its `Debug` does not show it.
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::Env(name) => write!(f, "env:{name}"),
+            SecretSource::File(path) => write!(f, "file:{path}"),
+        }
+    }
+}
+
+impl fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::str::FromStr for SecretSource {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once(':') {
+            Some(("env", name)) if !name.is_empty() => Ok(SecretSource::Env(name.to_string())),
+            Some(("file", path)) if !path.is_empty() => Ok(SecretSource::File(path.to_string())),
+            _ => Err("expected `env:NAME` or `file:PATH`".to_string()),
+        }
+    }
+}
+
+impl SecretSource {
+    /// Reads the secret; the error names the reference, never a value.
+    pub fn read(&self) -> Result<Secret, String> {
+        let value = match self {
+            SecretSource::Env(name) => std::env::var_os(name)
+                .map(|v| v.into_encoded_bytes())
+                .ok_or_else(|| format!("environment variable {name} is not set"))?,
+            SecretSource::File(path) => {
+                let mut bytes = std::fs::read(path)
+                    .map_err(|e| format!("cannot read secret file {path}: {}", e.kind()))?;
+                while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    bytes.pop();
+                }
+                bytes
+            }
+        };
+        if value.is_empty() {
+            return Err(format!("the secret from {self} is empty"));
+        }
+        Ok(Secret(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_references_and_hides_values() {
+        assert_eq!(
+            "env:KEY".parse::<SecretSource>(),
+            Ok(SecretSource::Env("KEY".into()))
+        );
+        assert_eq!(
+            "file:/run/key".parse::<SecretSource>(),
+            Ok(SecretSource::File("/run/key".into()))
+        );
+        assert!("hunter2".parse::<SecretSource>().is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        let secret = SecretSource::File(path.display().to_string())
+            .read()
+            .unwrap();
+        assert_eq!(secret.expose(), b"s3cret");
+        assert_eq!(format!("{secret:?}"), "Secret(***)");
+    }
+}

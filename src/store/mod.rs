@@ -1,0 +1,963 @@
+//! The site store: the only place that owns SQL.
+//!
+//! A site store holds the objects patchops last applied (with their canonical
+//! spec, hash, ownership and provenance), a serial that goes up by one with
+//! every state change, the audit history of applies, and the apply lock.
+//!
+//! Two backends sit behind one API:
+//! - SQLite (`sqlite://path/to/patchops.db`, `sqlite::memory:`): the default, a
+//!   file, zero set-up; WAL journal, `synchronous=FULL`, a 5 s busy timeout.
+//! - PostgreSQL (`postgres://…`, `postgresql://…`): the scale backend; the
+//!   tables live in the connection's current schema.
+//!
+//! The schema is created and upgraded at [`Store::open`] by the migrations in
+//! `migrations/sqlite/` and `migrations/postgres/`, embedded in the binary with
+//! `include_str!` and tracked in the table `patchops_migrations` (never the
+//! default `_sqlx_migrations`, so another sqlx application's database is never
+//! taken for ours). A database that holds tables but no `patchops_migrations`
+//! is refused as [`StoreError::NotAStateStore`] and left untouched.
+//!
+//! Every state change ([`Store::commit`], [`Store::set_owner`]) is one
+//! transaction that compares and bumps the serial, so a saved plan made against
+//! an older serial is refused as [`StoreError::Stale`], and a process killed in
+//! the middle leaves the previous state whole.
+
+mod postgres;
+mod sqlite;
+#[doc(hidden)]
+pub mod testing;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How long opening (or later reaching) a PostgreSQL store may take before it
+/// is reported as [`StoreError::Unreachable`].
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a SQLite writer waits for another process's write to finish.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The table that records which of our migrations a database has applied.
+/// Its presence is what makes a database "ours".
+pub const MIGRATIONS_TABLE: &str = "patchops_migrations";
+
+/// Leases longer than this are cut to it (100 years), so that epoch
+/// arithmetic in SQL can never overflow.
+const MAX_LEASE_MS: i64 = 100 * 365 * 24 * 3600 * 1000;
+
+/// Rows per multi-row statement when a commit carries many changes.
+const CHUNK: usize = 2000;
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who manages an object: patchops (it is reconciled) or nobody
+/// (`patchops state unmanage`: kept in state, never changed or destroyed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Owner {
+    Patchops,
+    Unmanaged,
+}
+
+impl Owner {
+    /// The text stored in the database: `patchops` or `unmanaged`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Owner::Patchops => "patchops",
+            Owner::Unmanaged => "unmanaged",
+        }
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Owner {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "patchops" => Ok(Owner::Patchops),
+            "unmanaged" => Ok(Owner::Unmanaged),
+            other => Err(format!(
+                "unknown owner {other:?} (expected \"patchops\" or \"unmanaged\")"
+            )),
+        }
+    }
+}
+
+/// What [`Store::info`] reports about a store as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateInfo {
+    /// A random UUID made when the store was created; never changes.
+    pub store_id: String,
+    /// 0 for a new store; +1 with every state change.
+    pub serial: i64,
+    /// The site code, once an apply has set it.
+    pub site: Option<String>,
+    /// RFC 3339 UTC, when the store was created.
+    pub created_at: String,
+}
+
+/// One object as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredObject {
+    pub kind: String,
+    pub name: String,
+    /// Canonical JSON text, stored verbatim.
+    pub spec: String,
+    pub spec_hash: String,
+    /// JSON text.
+    pub metadata: String,
+    pub owner: Owner,
+    pub file: Option<String>,
+    pub commit: Option<String>,
+    pub created_serial: i64,
+    pub updated_serial: i64,
+}
+
+/// An object to create or replace. An upsert sets the owner to
+/// [`Owner::Patchops`]; on replace, `created_serial` is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewObject {
+    pub kind: String,
+    pub name: String,
+    pub spec: String,
+    pub spec_hash: String,
+    pub metadata: String,
+    pub file: Option<String>,
+    pub commit: Option<String>,
+}
+
+/// One change of a [`Store::commit`]. Changes apply in order: when one
+/// commit names the same object more than once, the result is as if each
+/// change had been applied in turn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    Upsert(NewObject),
+    /// Deleting an object that is not there is not an error.
+    Delete {
+        kind: String,
+        name: String,
+    },
+}
+
+/// One audit record: what an apply (or another state change) did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyRecord {
+    /// Assigned by the store; ignored on write.
+    pub id: Option<i64>,
+    /// The serial the change produced; set by the store on write.
+    pub serial: i64,
+    pub started_at: String,
+    pub finished_at: String,
+    pub actor: String,
+    pub host: String,
+    pub command: String,
+    pub commit: Option<String>,
+    pub dirty: bool,
+    pub plan_hash: String,
+    pub added: i64,
+    pub changed: i64,
+    pub destroyed: i64,
+    /// JSON text.
+    pub changes: String,
+}
+
+/// Who asks for the apply lock, and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockRequest {
+    /// A unique id for this holding (e.g. a UUID); used to renew, unlock and
+    /// take over.
+    pub id: String,
+    pub holder: String,
+    pub host: String,
+    pub pid: u32,
+    pub command: String,
+    pub lease: Duration,
+}
+
+/// Who holds the apply lock. Times are RFC 3339 UTC, by the database's clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockHolder {
+    pub id: String,
+    pub holder: String,
+    pub host: String,
+    pub pid: u32,
+    pub command: String,
+    pub acquired_at: String,
+    pub expires_at: String,
+}
+
+/// Everything that can go wrong with the store. URLs in it never carry a
+/// password (it is shown as `***`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The URL is malformed or of an unknown scheme.
+    #[error("bad state store URL {0}")]
+    BadUrl(String),
+    #[error("cannot reach the state store {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("{url} is not a patchops state store: {reason}")]
+    NotAStateStore { url: String, reason: String },
+    #[error("the state store {url} is read-only: it can be read, but not changed")]
+    ReadOnly { url: String },
+    #[error(
+        "the state changed since the plan was made (the plan expects serial {expected}, \
+         the store is at serial {actual}): plan again"
+    )]
+    Stale { expected: i64, actual: i64 },
+    /// Any other database error (message only).
+    #[error("state store error: {0}")]
+    Backend(String),
+}
+
+/// A handle on an open store. Cheap to clone; clones share one pool.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    display_url: String,
+    /// Texts that must never appear in a message (the URL's password).
+    secrets: Vec<String>,
+    read_only: bool,
+}
+
+enum Db {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not derived: the pools' connect options hold the password.
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .field("url", &self.inner.display_url)
+            .field("read_only", &self.inner.read_only)
+            .finish()
+    }
+}
+
+/// Why a backend operation failed, before the URL is attached.
+#[derive(Debug)]
+pub(crate) enum Fail {
+    Sql(sqlx::Error),
+    Stale {
+        expected: i64,
+        actual: i64,
+    },
+    /// Data in the store that patchops cannot read (a damaged store).
+    Data(String),
+}
+
+impl From<sqlx::Error> for Fail {
+    fn from(e: sqlx::Error) -> Self {
+        Fail::Sql(e)
+    }
+}
+
+/// What `open` learned about the target before building a [`Store`].
+pub(crate) struct Opened {
+    db: Db,
+    read_only: bool,
+}
+
+impl Store {
+    /// Opens (creating when missing, for SQLite) and migrates a store.
+    ///
+    /// - `sqlite://path/to/patchops.db` (also `sqlite:path`), created with its
+    ///   tables when missing; `?mode=ro` opens it read-only, as does a file
+    ///   whose permission bits (or access rights) forbid writing;
+    /// - `sqlite::memory:` (tests);
+    /// - `postgres://…` / `postgresql://…`: the database must exist; the tables
+    ///   are made in its current schema.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let display_url = display_url_of(url);
+        let secrets = secrets_of(url);
+        let scrub = |s: String| scrub_secrets(s, &secrets);
+        let lower = url.to_ascii_lowercase();
+        // Exactly `sqlite:`, as sqlx reads it; PostgreSQL schemes in any case.
+        let opened = if url.starts_with("sqlite:") {
+            sqlite::open(url, &display_url).await
+        } else if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            postgres::open(url, &display_url).await
+        } else {
+            let scheme = match url.find("://") {
+                _ if lower.starts_with("sqlite:") => "write the scheme in lower case".to_string(),
+                Some(i) if i > 0 => format!("unknown scheme `{}`", &url[..i]),
+                _ => "no scheme (for a file, write sqlite://PATH)".to_string(),
+            };
+            Err(StoreError::BadUrl(format!(
+                "{display_url}: {scheme} (expected sqlite://PATH, sqlite::memory: or postgres://…)"
+            )))
+        };
+        let opened = opened.map_err(|e| scrub_error(e, &scrub))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db: opened.db,
+                display_url,
+                secrets,
+                read_only: opened.read_only,
+            }),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.inner.db {
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The URL with any password replaced by `***` (for messages, plans and logs).
+    pub fn display_url(&self) -> String {
+        self.inner.display_url.clone()
+    }
+
+    /// Whether this store was opened read-only (every write returns
+    /// [`StoreError::ReadOnly`]).
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only
+    }
+
+    /// Closes the pool, waiting for connections to finish (SQLite then
+    /// checkpoints its WAL). Optional: dropping the last handle also closes.
+    pub async fn close(&self) {
+        match &self.inner.db {
+            Db::Sqlite(p) => p.close().await,
+            Db::Postgres(p) => p.close().await,
+        }
+    }
+
+    pub async fn info(&self) -> Result<StateInfo, StoreError> {
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::info(p).await,
+            Db::Postgres(p) => postgres::info(p).await,
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// Every object, ordered by kind then name (byte order on both backends).
+    pub async fn objects(&self) -> Result<Vec<StoredObject>, StoreError> {
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::objects(p).await,
+            Db::Postgres(p) => postgres::objects(p).await,
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    pub async fn object(&self, kind: &str, name: &str) -> Result<Option<StoredObject>, StoreError> {
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::object(p, kind, name).await,
+            Db::Postgres(p) => postgres::object(p, kind, name).await,
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// One transaction, all or nothing: fails with [`StoreError::Stale`]
+    /// unless the serial is still `expected_serial`; applies every change,
+    /// sets the site code when `site` is Some, increments the serial by one,
+    /// records `record` (its `id` and `serial` are set by the store) and
+    /// returns the new serial.
+    pub async fn commit(
+        &self,
+        expected_serial: i64,
+        site: Option<&str>,
+        changes: &[Change],
+        record: &ApplyRecord,
+    ) -> Result<i64, StoreError> {
+        self.writable()?;
+        let plan = Normalized::of(changes);
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::commit(p, expected_serial, site, &plan, record).await,
+            Db::Postgres(p) => postgres::commit(p, expected_serial, site, &plan, record).await,
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// The newest `limit` audit records, newest first.
+    pub async fn history(&self, limit: u32) -> Result<Vec<ApplyRecord>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::history(p, i64::from(limit)).await,
+            Db::Postgres(p) => postgres::history(p, i64::from(limit)).await,
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// Sets an object's owner. A state change like any other: in one
+    /// transaction it bumps the serial and records `record` (command
+    /// "state unmanage"), so plans saved before it become stale.
+    ///
+    /// Returns false (and changes nothing) when there is no such object;
+    /// true when it exists. When the object already has that owner nothing
+    /// is written (no serial bump, no record) and the answer is true.
+    pub async fn set_owner(
+        &self,
+        kind: &str,
+        name: &str,
+        owner: Owner,
+        record: &ApplyRecord,
+    ) -> Result<bool, StoreError> {
+        self.writable()?;
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::set_owner(p, kind, name, owner, record).await,
+            Db::Postgres(p) => postgres::set_owner(p, kind, name, owner, record).await,
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// Takes the apply lock: `Ok(Ok(()))` when taken (also when `req.id`
+    /// already holds it: the lease is then renewed), `Ok(Err(holder))` when
+    /// someone else holds it and their lease has not expired. An expired lease
+    /// is taken over atomically.
+    pub async fn try_lock(&self, req: &LockRequest) -> Result<Result<(), LockHolder>, StoreError> {
+        self.writable()?;
+        // The holder may unlock between our failed take and our look at who
+        // holds it; then take again.
+        for _ in 0..10 {
+            let r = match &self.inner.db {
+                Db::Sqlite(p) => sqlite::try_lock(p, req).await,
+                Db::Postgres(p) => postgres::try_lock(p, req).await,
+            };
+            if r.map_err(|e| self.error(e))? {
+                return Ok(Ok(()));
+            }
+            if let Some(holder) = self.lock_holder().await? {
+                return Ok(Err(holder));
+            }
+        }
+        Err(StoreError::Backend(format!(
+            "{}: the apply lock changed hands too often to be taken; try again",
+            self.inner.display_url
+        )))
+    }
+
+    /// Atomic compare-and-swap on the lock id: takes the lock from
+    /// `previous_id` (whatever its lease) when, and only when, `previous_id`
+    /// still holds it. For a holder known to be dead.
+    pub async fn take_over_lock(
+        &self,
+        previous_id: &str,
+        req: &LockRequest,
+    ) -> Result<bool, StoreError> {
+        self.writable()?;
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::take_over_lock(p, previous_id, req).await,
+            Db::Postgres(p) => postgres::take_over_lock(p, previous_id, req).await,
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// Extends the lease to `lease` from now. False if `id` no longer holds
+    /// the lock (it was unlocked or taken over). A lease that expired but was
+    /// not taken over can still be renewed.
+    pub async fn renew_lock(&self, id: &str, lease: Duration) -> Result<bool, StoreError> {
+        self.writable()?;
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::renew_lock(p, id, lease_ms(lease)).await,
+            Db::Postgres(p) => postgres::renew_lock(p, id, lease_ms(lease)).await,
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// Releases the lock if `id` holds it (also `patchops force-unlock ID`).
+    pub async fn unlock(&self, id: &str) -> Result<bool, StoreError> {
+        self.writable()?;
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::unlock(p, id).await,
+            Db::Postgres(p) => postgres::unlock(p, id).await,
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// Who holds the lock, if anyone: the row as stored, even when its lease
+    /// has expired (compare `expires_at`).
+    pub async fn lock_holder(&self) -> Result<Option<LockHolder>, StoreError> {
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::lock_holder(p).await,
+            Db::Postgres(p) => postgres::lock_holder(p).await,
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.inner.read_only {
+            Err(StoreError::ReadOnly {
+                url: self.inner.display_url.clone(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    fn error(&self, fail: Fail) -> StoreError {
+        let url = &self.inner.display_url;
+        let e = match fail {
+            Fail::Stale { expected, actual } => StoreError::Stale { expected, actual },
+            Fail::Data(msg) => StoreError::Backend(format!("{url}: damaged state store: {msg}")),
+            Fail::Sql(e) => classify(e, url, self.backend()),
+        };
+        scrub_error(e, &|s| scrub_secrets(s, &self.inner.secrets))
+    }
+}
+
+/// Maps a database error to a [`StoreError`] (no secrets scrubbed yet).
+pub(crate) fn classify(e: sqlx::Error, url: &str, backend: Backend) -> StoreError {
+    let url_s = url.to_string();
+    match &e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            match backend {
+                Backend::Sqlite => {
+                    let primary = code.parse::<i64>().map(|c| c & 0xff).unwrap_or(-1);
+                    match primary {
+                        // SQLITE_READONLY
+                        8 => return StoreError::ReadOnly { url: url_s },
+                        // SQLITE_NOTADB, SQLITE_CORRUPT
+                        26 | 11 => {
+                            return StoreError::NotAStateStore {
+                                url: url_s,
+                                reason: db.message().to_string(),
+                            }
+                        }
+                        // SQLITE_BUSY, SQLITE_LOCKED
+                        5 | 6 => {
+                            let secs = BUSY_TIMEOUT.as_secs();
+                            let why = db.message();
+                            return StoreError::Backend(format!(
+                                "{url}: another process kept the store locked for over {secs} s: {why}"
+                            ));
+                        }
+                        _ => {}
+                    }
+                }
+                Backend::Postgres => match code.as_str() {
+                    // read_only_sql_transaction
+                    "25006" => return StoreError::ReadOnly { url: url_s },
+                    // invalid_catalog_name (no such database), auth failures,
+                    // too many connections, cannot connect now (starting up)
+                    "3D000" | "28000" | "28P01" | "53300" | "57P03" => {
+                        return StoreError::Unreachable {
+                            url: url_s,
+                            reason: db.message().to_string(),
+                        }
+                    }
+                    _ => {}
+                },
+            }
+            StoreError::Backend(format!("{url}: {}", db.message()))
+        }
+        sqlx::Error::Io(io) => StoreError::Unreachable {
+            url: url_s,
+            reason: io_reason(io),
+        },
+        sqlx::Error::Tls(t) => StoreError::Unreachable {
+            url: url_s,
+            reason: format!("TLS: {t}"),
+        },
+        sqlx::Error::PoolTimedOut => StoreError::Unreachable {
+            url: url_s,
+            reason: format!("no connection within {} s", CONNECT_TIMEOUT.as_secs()),
+        },
+        sqlx::Error::PoolClosed => StoreError::Backend(format!("{url}: the store was closed")),
+        sqlx::Error::Configuration(c) => StoreError::BadUrl(format!("{url}: {c}")),
+        _ => StoreError::Backend(format!("{url}: {e}")),
+    }
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::ConnectionRefused => "connection refused".into(),
+        K::ConnectionReset => "connection reset".into(),
+        K::TimedOut => "timed out".into(),
+        K::NotFound => format!("not found ({e})"),
+        _ => e.to_string(),
+    }
+}
+
+/// Lease in milliseconds, clamped to [0, 100 years].
+pub(crate) fn lease_ms(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis()).map_or(MAX_LEASE_MS, |ms| ms.min(MAX_LEASE_MS))
+}
+
+/// The changes of one commit, reduced to what they do: first every delete,
+/// then every upsert, each key at most once per list (multi-row statements
+/// may not touch a row twice). Equivalent to applying the changes in order.
+pub(crate) struct Normalized<'a> {
+    pub(crate) deletes: Vec<(&'a str, &'a str)>,
+    pub(crate) upserts: Vec<&'a NewObject>,
+}
+
+impl<'a> Normalized<'a> {
+    pub(crate) fn of(changes: &'a [Change]) -> Self {
+        // key -> (deleted at some point, final upsert if the last change is one)
+        let mut order: Vec<(&'a str, &'a str)> = Vec::with_capacity(changes.len());
+        let mut fate: HashMap<(&'a str, &'a str), (bool, Option<&'a NewObject>)> =
+            HashMap::with_capacity(changes.len());
+        for change in changes {
+            let (key, upsert) = match change {
+                Change::Upsert(o) => ((o.kind.as_str(), o.name.as_str()), Some(o)),
+                Change::Delete { kind, name } => ((kind.as_str(), name.as_str()), None),
+            };
+            let entry = fate.entry(key).or_insert_with(|| {
+                order.push(key);
+                (false, None)
+            });
+            match upsert {
+                Some(o) => entry.1 = Some(o),
+                None => *entry = (true, None),
+            }
+        }
+        let mut deletes = Vec::new();
+        let mut upserts = Vec::new();
+        for key in order {
+            if let Some((deleted, upsert)) = fate.get(&key) {
+                if *deleted {
+                    deletes.push(key);
+                }
+                if let Some(o) = upsert {
+                    upserts.push(*o);
+                }
+            }
+        }
+        Normalized { deletes, upserts }
+    }
+}
+
+/// Epoch milliseconds as RFC 3339 UTC text, to the second
+/// (`2026-03-21T09:30:00Z`).
+pub fn rfc3339_from_epoch_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+/// Howard Hinnant's days-from-civil inverse: days since 1970-01-01 to
+/// (year, month, day) in the proleptic Gregorian calendar.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days.saturating_add(719_468);
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe.saturating_add(era.saturating_mul(400));
+    (if m <= 2 { y.saturating_add(1) } else { y }, m, d)
+}
+
+/// Whether a URL may carry credentials: anything but SQLite (whose paths
+/// are shown as given, even when they hold `:` or `@`).
+fn may_hold_credentials(url: &str) -> bool {
+    !url.trim_start().to_ascii_lowercase().starts_with("sqlite:")
+}
+
+/// Splits `scheme://userinfo@host/path?query` into (`scheme://`, userinfo,
+/// host-and-rest). Userinfo runs to the last `@` so that an unencoded `@`,
+/// `/` or `?` in a password is still taken as part of it (when in doubt,
+/// more is hidden, never less).
+fn split_userinfo(url: &str) -> Option<(&str, &str, &str)> {
+    let start = url.find("://")? + 3;
+    let rest = &url[start..];
+    let at = rest.rfind('@')?;
+    Some((&url[..start], &rest[..at], &rest[at + 1..]))
+}
+
+/// The URL with any password (in the userinfo or a `password=` parameter)
+/// replaced by `***`. SQLite URLs are shown as given.
+pub fn display_url_of(url: &str) -> String {
+    if !may_hold_credentials(url) {
+        return url.to_string();
+    }
+    let masked = match split_userinfo(url) {
+        Some((scheme, userinfo, rest)) => match userinfo.find(':') {
+            Some(c) => format!("{scheme}{}:***@{rest}", &userinfo[..c]),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    };
+    mask_password_param(&masked)
+}
+
+fn mask_password_param(url: &str) -> String {
+    let Some(q) = url.find('?') else {
+        return url.to_string();
+    };
+    let (head, query) = url.split_at(q + 1);
+    let params: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => p.to_string(),
+        })
+        .collect();
+    format!("{head}{}", params.join("&"))
+}
+
+/// The password(s) in a URL, raw and percent-decoded, to scrub from messages.
+fn secrets_of(url: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if !may_hold_credentials(url) {
+        return out;
+    }
+    if let Some((_, userinfo, _)) = split_userinfo(url) {
+        if let Some((_, pw)) = userinfo.split_once(':') {
+            out.push(pw.to_string());
+        }
+    }
+    if let Some((_, query)) = url.split_once('?') {
+        for p in query.split('&') {
+            if let Some((k, v)) = p.split_once('=') {
+                if k.eq_ignore_ascii_case("password") {
+                    out.push(v.to_string());
+                }
+            }
+        }
+    }
+    let decoded: Vec<String> = out.iter().map(|s| percent_decode(s)).collect();
+    out.extend(decoded);
+    out.retain(|s| !s.is_empty() && s != "***");
+    out.sort();
+    out.dedup();
+    // Longest first, so a password that contains another is replaced whole.
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn scrub_secrets(mut s: String, secrets: &[String]) -> String {
+    for secret in secrets {
+        if s.contains(secret.as_str()) {
+            s = s.replace(secret.as_str(), "***");
+        }
+    }
+    s
+}
+
+fn scrub_error(e: StoreError, scrub: &dyn Fn(String) -> String) -> StoreError {
+    match e {
+        StoreError::BadUrl(m) => StoreError::BadUrl(scrub(m)),
+        StoreError::Unreachable { url, reason } => StoreError::Unreachable {
+            url: scrub(url),
+            reason: scrub(reason),
+        },
+        StoreError::NotAStateStore { url, reason } => StoreError::NotAStateStore {
+            url: scrub(url),
+            reason: scrub(reason),
+        },
+        StoreError::ReadOnly { url } => StoreError::ReadOnly { url: scrub(url) },
+        StoreError::Stale { expected, actual } => StoreError::Stale { expected, actual },
+        StoreError::Backend(m) => StoreError::Backend(scrub(m)),
+    }
+}
+
+/// Our migrations for one backend, as embedded text.
+pub(crate) struct EmbeddedMigration {
+    pub(crate) version: i64,
+    pub(crate) description: &'static str,
+    pub(crate) sql: &'static str,
+}
+
+pub(crate) const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[EmbeddedMigration {
+    version: 1,
+    description: "init",
+    sql: include_str!("../../migrations/sqlite/0001_init.sql"),
+}];
+
+pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[EmbeddedMigration {
+    version: 1,
+    description: "init",
+    sql: include_str!("../../migrations/postgres/0001_init.sql"),
+}];
+
+/// A sqlx migrator over `migrations`, recording into `patchops_migrations`.
+pub(crate) fn migrator(migrations: &'static [EmbeddedMigration]) -> sqlx::migrate::Migrator {
+    use sqlx::SqlSafeStr;
+    let list = migrations
+        .iter()
+        .map(|m| {
+            sqlx::migrate::Migration::new(
+                m.version,
+                m.description.into(),
+                sqlx::migrate::MigrationType::Simple,
+                m.sql.into_sql_str(),
+                false,
+            )
+        })
+        .collect();
+    let mut migrator = sqlx::migrate::Migrator::with_migrations(list);
+    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+    migrator
+}
+
+/// Compares what a database has applied (version, checksum, success) with
+/// what this build knows. `Ok(true)`: up to date; `Ok(false)`: ours, but
+/// migrations are pending; `Err(message)`: written by another (newer)
+/// patchops, or a migration of ours was changed after it was applied.
+pub(crate) fn check_applied(
+    applied: &[(i64, Vec<u8>, bool)],
+    migrator: &sqlx::migrate::Migrator,
+) -> Result<bool, String> {
+    let newest_known = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+    for (version, checksum, success) in applied {
+        let Some(ours) = migrator.iter().find(|m| m.version == *version) else {
+            return Err(format!(
+                "its schema is at version {version}, newer than this patchops knows \
+                 (up to {newest_known}): upgrade patchops"
+            ));
+        };
+        if !success {
+            return Err(format!("schema migration {version} was left half-applied"));
+        }
+        if ours.checksum.as_ref() != checksum.as_slice() {
+            return Err(format!(
+                "schema migration {version} differs from the one this patchops ships"
+            ));
+        }
+    }
+    Ok(migrator
+        .iter()
+        .all(|m| applied.iter().any(|(v, _, _)| *v == m.version)))
+}
+
+/// Decoding helpers shared by both backends.
+pub(crate) mod rows {
+    use super::{ApplyRecord, Fail, LockHolder, Owner, StoredObject};
+    use sqlx::{ColumnIndex, Decode, Row, Type};
+
+    pub(crate) fn object<R>(row: &R) -> Result<StoredObject, Fail>
+    where
+        R: Row,
+        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+        for<'a> &'a str: ColumnIndex<R>,
+    {
+        let owner: String = row.try_get("owner")?;
+        Ok(StoredObject {
+            kind: row.try_get("kind")?,
+            name: row.try_get("name")?,
+            spec: row.try_get("spec")?,
+            spec_hash: row.try_get("spec_hash")?,
+            metadata: row.try_get("metadata")?,
+            owner: owner.parse::<Owner>().map_err(Fail::Data)?,
+            file: row.try_get("file")?,
+            commit: row.try_get("commit_id")?,
+            created_serial: row.try_get("created_serial")?,
+            updated_serial: row.try_get("updated_serial")?,
+        })
+    }
+
+    pub(crate) fn record<R>(row: &R) -> Result<ApplyRecord, Fail>
+    where
+        R: Row,
+        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+        for<'a> &'a str: ColumnIndex<R>,
+    {
+        Ok(ApplyRecord {
+            id: Some(row.try_get("id")?),
+            serial: row.try_get("serial")?,
+            started_at: row.try_get("started_at")?,
+            finished_at: row.try_get("finished_at")?,
+            actor: row.try_get("actor")?,
+            host: row.try_get("host")?,
+            command: row.try_get("command")?,
+            commit: row.try_get("commit_id")?,
+            dirty: row.try_get("dirty")?,
+            plan_hash: row.try_get("plan_hash")?,
+            added: row.try_get("added")?,
+            changed: row.try_get("changed")?,
+            destroyed: row.try_get("destroyed")?,
+            changes: row.try_get("changes")?,
+        })
+    }
+
+    pub(crate) fn lock_holder<R>(row: &R) -> Result<LockHolder, Fail>
+    where
+        R: Row,
+        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+        for<'a> &'a str: ColumnIndex<R>,
+    {
+        let pid: i64 = row.try_get("pid")?;
+        let acquired: i64 = row.try_get("acquired_ms")?;
+        let expires: i64 = row.try_get("expires_ms")?;
+        Ok(LockHolder {
+            id: row.try_get("id")?,
+            holder: row.try_get("holder")?,
+            host: row.try_get("host")?,
+            pid: u32::try_from(pid)
+                .map_err(|_| Fail::Data(format!("lock pid {pid} out of range")))?,
+            command: row.try_get("command")?,
+            acquired_at: super::rfc3339_from_epoch_ms(acquired),
+            expires_at: super::rfc3339_from_epoch_ms(expires),
+        })
+    }
+}

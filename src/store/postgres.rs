@@ -1,0 +1,440 @@
+//! The PostgreSQL backend.
+
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgRow};
+use sqlx::{Connection, PgPool};
+
+use super::sqlite::migrate_error;
+use super::{
+    check_applied, classify, lease_ms, migrator, rows, ApplyRecord, Backend, Db, Fail, LockHolder,
+    LockRequest, Normalized, Opened, Owner, StateInfo, StoreError, StoredObject, CHUNK,
+    CONNECT_TIMEOUT, MIGRATIONS_TABLE, POSTGRES_MIGRATIONS,
+};
+
+/// The database's clock, in epoch milliseconds (`clock_timestamp()`, not
+/// `now()`, which stands still for a whole transaction).
+macro_rules! now_ms {
+    () => {
+        "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+    };
+}
+
+pub(super) async fn open(url: &str, display: &str) -> Result<Opened, StoreError> {
+    let opts = PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::BadUrl(format!("{display}: {e}")))?
+        .application_name("patchops");
+
+    // One connection of our own to look, and to migrate; a pool after.
+    let mut conn =
+        match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&opts)).await {
+            Err(_) => {
+                return Err(StoreError::Unreachable {
+                    url: display.to_string(),
+                    reason: format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+                })
+            }
+            Ok(Err(e)) => {
+                return Err(match classify(e, display, Backend::Postgres) {
+                    // Whatever stops a first connection means we cannot reach it.
+                    StoreError::Backend(m) => StoreError::Unreachable {
+                        url: display.to_string(),
+                        reason: m
+                            .strip_prefix(&format!("{display}: "))
+                            .map(str::to_string)
+                            .unwrap_or(m),
+                    },
+                    other => other,
+                });
+            }
+            Ok(Ok(c)) => c,
+        };
+    let prepared = prepare(&mut conn, display).await;
+    let _ = conn.close().await;
+    let read_only = prepared?;
+
+    let pool = PgPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .connect_lazy_with(opts);
+    Ok(Opened {
+        db: Db::Postgres(pool),
+        read_only,
+    })
+}
+
+/// Checks that the database is ours (or empty), and migrates it unless the
+/// session is read-only. Returns whether it is read-only.
+async fn prepare(conn: &mut PgConnection, display: &str) -> Result<bool, StoreError> {
+    let sql_err = |e: sqlx::Error| classify(e, display, Backend::Postgres);
+    let backend_err = |m: String| StoreError::Backend(format!("{display}: {m}"));
+
+    let schema: Option<String> = sqlx::query_scalar("SELECT current_schema()::text")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(sql_err)?;
+    if schema.is_none() {
+        return Err(backend_err(
+            "no schema to hold the store: no schema named in search_path exists".into(),
+        ));
+    }
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+         ORDER BY 1",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(sql_err)?;
+    let read_only: String = sqlx::query_scalar("SELECT current_setting('transaction_read_only')")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(sql_err)?;
+    let read_only = read_only == "on";
+
+    let applied = if tables.iter().any(|t| t == MIGRATIONS_TABLE) {
+        Some(
+            sqlx::query_as::<_, (i64, Vec<u8>, bool)>(
+                "SELECT version, checksum, success FROM patchops_migrations ORDER BY version",
+            )
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(sql_err)?,
+        )
+    } else {
+        None
+    };
+    if !tables.is_empty() && applied.is_none() {
+        const SHOWN: usize = 5;
+        let mut names = tables
+            .iter()
+            .take(SHOWN)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if tables.len() > SHOWN {
+            names.push_str(&format!(", and {} more", tables.len() - SHOWN));
+        }
+        return Err(StoreError::NotAStateStore {
+            url: display.to_string(),
+            reason: format!(
+                "its schema {} holds other tables ({names}) and no {MIGRATIONS_TABLE} table; \
+                 it was left untouched",
+                schema.unwrap_or_default()
+            ),
+        });
+    }
+    let migrator = migrator(POSTGRES_MIGRATIONS);
+    let up_to_date = match &applied {
+        Some(applied) => check_applied(applied, &migrator).map_err(backend_err)?,
+        None => false,
+    };
+    if up_to_date {
+        return Ok(read_only);
+    }
+    if read_only {
+        return Err(if applied.is_some() {
+            backend_err("the store's schema needs an upgrade, but the database is read-only".into())
+        } else {
+            StoreError::NotAStateStore {
+                url: display.to_string(),
+                reason: "it is empty, and read-only it cannot be made a store".into(),
+            }
+        });
+    }
+    migrator
+        .run(&mut *conn)
+        .await
+        .map_err(|e| migrate_error(e, display, Backend::Postgres))?;
+    Ok(false)
+}
+
+pub(super) async fn info(pool: &PgPool) -> Result<StateInfo, Fail> {
+    let row: Option<(String, i64, Option<String>, String)> = sqlx::query_as(
+        "SELECT store_id, serial, site, created_at FROM patchops_state WHERE id = 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    let (store_id, serial, site, created_at) =
+        row.ok_or_else(|| Fail::Data("the state row is missing".into()))?;
+    Ok(StateInfo {
+        store_id,
+        serial,
+        site,
+        created_at,
+    })
+}
+
+pub(super) async fn objects(pool: &PgPool) -> Result<Vec<StoredObject>, Fail> {
+    // COLLATE "C": byte order, as on SQLite, whatever the database's locale.
+    let rows: Vec<PgRow> = sqlx::query(
+        "SELECT kind, name, spec, spec_hash, metadata, owner, file, commit_id, \
+         created_serial, updated_serial FROM patchops_objects \
+         ORDER BY kind COLLATE \"C\", name COLLATE \"C\"",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(rows::object).collect()
+}
+
+pub(super) async fn object(
+    pool: &PgPool,
+    kind: &str,
+    name: &str,
+) -> Result<Option<StoredObject>, Fail> {
+    let row: Option<PgRow> = sqlx::query(
+        "SELECT kind, name, spec, spec_hash, metadata, owner, file, commit_id, \
+         created_serial, updated_serial FROM patchops_objects WHERE kind = $1 AND name = $2",
+    )
+    .bind(kind)
+    .bind(name)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(rows::object).transpose()
+}
+
+pub(super) async fn commit(
+    pool: &PgPool,
+    expected: i64,
+    site: Option<&str>,
+    plan: &Normalized<'_>,
+    record: &ApplyRecord,
+) -> Result<i64, Fail> {
+    let mut tx = pool.begin().await?;
+    // The row lock this UPDATE takes serialises concurrent commits; the loser
+    // re-reads the row, finds another serial and matches nothing.
+    let new = bump(&mut tx, Some(expected), site).await?;
+    for chunk in plan.deletes.chunks(CHUNK) {
+        let kinds: Vec<&str> = chunk.iter().map(|(k, _)| *k).collect();
+        let names: Vec<&str> = chunk.iter().map(|(_, n)| *n).collect();
+        sqlx::query(
+            "DELETE FROM patchops_objects o USING UNNEST($1::text[], $2::text[]) AS d(kind, name) \
+             WHERE o.kind = d.kind AND o.name = d.name",
+        )
+        .bind(kinds)
+        .bind(names)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for chunk in plan.upserts.chunks(CHUNK) {
+        let col =
+            |f: fn(&super::NewObject) -> &str| chunk.iter().map(|o| f(o)).collect::<Vec<&str>>();
+        let opt = |f: fn(&super::NewObject) -> Option<&str>| {
+            chunk.iter().map(|o| f(o)).collect::<Vec<Option<&str>>>()
+        };
+        sqlx::query(
+            "INSERT INTO patchops_objects (kind, name, spec, spec_hash, metadata, owner, file, \
+             commit_id, created_serial, updated_serial) \
+             SELECT k, n, s, h, m, 'patchops', f, c, $8, $8 \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                         $6::text[], $7::text[]) AS u(k, n, s, h, m, f, c) \
+             ON CONFLICT (kind, name) DO UPDATE SET spec = EXCLUDED.spec, \
+             spec_hash = EXCLUDED.spec_hash, metadata = EXCLUDED.metadata, owner = EXCLUDED.owner, \
+             file = EXCLUDED.file, commit_id = EXCLUDED.commit_id, \
+             updated_serial = EXCLUDED.updated_serial",
+        )
+        .bind(col(|o| &o.kind))
+        .bind(col(|o| &o.name))
+        .bind(col(|o| &o.spec))
+        .bind(col(|o| &o.spec_hash))
+        .bind(col(|o| &o.metadata))
+        .bind(opt(|o| o.file.as_deref()))
+        .bind(opt(|o| o.commit.as_deref()))
+        .bind(new)
+        .execute(&mut *tx)
+        .await?;
+    }
+    insert_record(&mut tx, new, record).await?;
+    tx.commit().await?;
+    Ok(new)
+}
+
+/// Adds one to the serial (when it is still `expected`, if given) and sets
+/// the site (when given); returns the new serial.
+async fn bump(
+    conn: &mut PgConnection,
+    expected: Option<i64>,
+    site: Option<&str>,
+) -> Result<i64, Fail> {
+    let new: Option<i64> = sqlx::query_scalar(
+        "UPDATE patchops_state SET serial = serial + 1, site = COALESCE($1, site) \
+         WHERE id = 1 AND ($2::bigint IS NULL OR serial = $2) AND serial < 9223372036854775807 \
+         RETURNING serial",
+    )
+    .bind(site)
+    .bind(expected)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(new) = new {
+        return Ok(new);
+    }
+    let actual: Option<i64> = sqlx::query_scalar("SELECT serial FROM patchops_state WHERE id = 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    Err(match (actual, expected) {
+        (None, _) => Fail::Data("the state row is missing".into()),
+        (Some(actual), Some(expected)) if actual != expected => Fail::Stale { expected, actual },
+        (Some(_), _) => Fail::Data("the serial cannot go higher".into()),
+    })
+}
+
+async fn insert_record(
+    conn: &mut PgConnection,
+    serial: i64,
+    r: &ApplyRecord,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO patchops_history (serial, started_at, finished_at, actor, host, command, \
+         commit_id, dirty, plan_hash, added, changed, destroyed, changes) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(serial)
+    .bind(r.started_at.as_str())
+    .bind(r.finished_at.as_str())
+    .bind(r.actor.as_str())
+    .bind(r.host.as_str())
+    .bind(r.command.as_str())
+    .bind(r.commit.as_deref())
+    .bind(r.dirty)
+    .bind(r.plan_hash.as_str())
+    .bind(r.added)
+    .bind(r.changed)
+    .bind(r.destroyed)
+    .bind(r.changes.as_str())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn history(pool: &PgPool, limit: i64) -> Result<Vec<ApplyRecord>, Fail> {
+    let rows: Vec<PgRow> = sqlx::query(
+        "SELECT id, serial, started_at, finished_at, actor, host, command, commit_id, dirty, \
+         plan_hash, added, changed, destroyed, changes \
+         FROM patchops_history ORDER BY id DESC LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(rows::record).collect()
+}
+
+pub(super) async fn set_owner(
+    pool: &PgPool,
+    kind: &str,
+    name: &str,
+    owner: Owner,
+    record: &ApplyRecord,
+) -> Result<bool, Fail> {
+    let mut tx = pool.begin().await?;
+    // Lock the state row first, as commit does, so the two never deadlock.
+    sqlx::query("SELECT serial FROM patchops_state WHERE id = 1 FOR UPDATE")
+        .execute(&mut *tx)
+        .await?;
+    let current: Option<String> =
+        sqlx::query_scalar("SELECT owner FROM patchops_objects WHERE kind = $1 AND name = $2")
+            .bind(kind)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+    match current {
+        None => return Ok(false),
+        Some(c) if c == owner.as_str() => return Ok(true),
+        Some(_) => {}
+    }
+    let new = bump(&mut tx, None, None).await?;
+    sqlx::query(
+        "UPDATE patchops_objects SET owner = $1, updated_serial = $2 WHERE kind = $3 AND name = $4",
+    )
+    .bind(owner.as_str())
+    .bind(new)
+    .bind(kind)
+    .bind(name)
+    .execute(&mut *tx)
+    .await?;
+    insert_record(&mut tx, new, record).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub(super) async fn try_lock(pool: &PgPool, req: &LockRequest) -> Result<bool, Fail> {
+    let got: Option<String> = sqlx::query_scalar(concat!(
+        "INSERT INTO patchops_lock AS l (name, id, holder, host, pid, command, acquired_ms, expires_ms) \
+         VALUES ('apply', $1, $2, $3, $4, $5, ",
+        now_ms!(),
+        ", ",
+        now_ms!(),
+        " + $6) \
+         ON CONFLICT (name) DO UPDATE SET id = EXCLUDED.id, holder = EXCLUDED.holder, \
+         host = EXCLUDED.host, pid = EXCLUDED.pid, command = EXCLUDED.command, \
+         acquired_ms = CASE WHEN l.id = EXCLUDED.id THEN l.acquired_ms ELSE EXCLUDED.acquired_ms END, \
+         expires_ms = EXCLUDED.expires_ms \
+         WHERE l.expires_ms <= EXCLUDED.acquired_ms OR l.id = EXCLUDED.id \
+         RETURNING l.id"
+    ))
+    .bind(req.id.as_str())
+    .bind(req.holder.as_str())
+    .bind(req.host.as_str())
+    .bind(i64::from(req.pid))
+    .bind(req.command.as_str())
+    .bind(lease_ms(req.lease))
+    .fetch_optional(pool)
+    .await?;
+    Ok(got.is_some())
+}
+
+pub(super) async fn take_over_lock(
+    pool: &PgPool,
+    previous_id: &str,
+    req: &LockRequest,
+) -> Result<bool, Fail> {
+    let done = sqlx::query(concat!(
+        "UPDATE patchops_lock SET id = $1, holder = $2, host = $3, pid = $4, command = $5, \
+         acquired_ms = ",
+        now_ms!(),
+        ", expires_ms = ",
+        now_ms!(),
+        " + $6 WHERE name = 'apply' AND id = $7"
+    ))
+    .bind(req.id.as_str())
+    .bind(req.holder.as_str())
+    .bind(req.host.as_str())
+    .bind(i64::from(req.pid))
+    .bind(req.command.as_str())
+    .bind(lease_ms(req.lease))
+    .bind(previous_id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn renew_lock(pool: &PgPool, id: &str, lease_ms: i64) -> Result<bool, Fail> {
+    let done = sqlx::query(concat!(
+        "UPDATE patchops_lock SET expires_ms = ",
+        now_ms!(),
+        " + $1 WHERE name = 'apply' AND id = $2"
+    ))
+    .bind(lease_ms)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn unlock(pool: &PgPool, id: &str) -> Result<bool, Fail> {
+    let done = sqlx::query("DELETE FROM patchops_lock WHERE name = 'apply' AND id = $1")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn lock_holder(pool: &PgPool) -> Result<Option<LockHolder>, Fail> {
+    let row: Option<PgRow> = sqlx::query(
+        "SELECT id, holder, host, pid, command, acquired_ms, expires_ms \
+         FROM patchops_lock WHERE name = 'apply'",
+    )
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(rows::lock_holder).transpose()
+}

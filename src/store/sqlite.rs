@@ -1,0 +1,585 @@
+//! The SQLite backend.
+
+use std::io::Read;
+use std::path::Path;
+use std::str::FromStr;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Connection, SqlitePool};
+
+use super::{
+    check_applied, classify, lease_ms, migrator, rows, ApplyRecord, Backend, Db, Fail, LockHolder,
+    LockRequest, Normalized, Opened, Owner, StateInfo, StoreError, StoredObject, BUSY_TIMEOUT,
+    MIGRATIONS_TABLE, SQLITE_MIGRATIONS,
+};
+
+/// The database's clock, in epoch milliseconds.
+macro_rules! now_ms {
+    () => {
+        "CAST(unixepoch('subsec') * 1000 AS INTEGER)"
+    };
+}
+
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// Rows per multi-row statement, well under SQLite's 32,766 bound parameters.
+const UPSERT_CHUNK: usize = 500;
+const DELETE_CHUNK: usize = 1000;
+
+/// `n` copies of `row`, comma-separated.
+fn placeholders(n: usize, row: &str) -> String {
+    let mut s = String::with_capacity(n * (row.len() + 2));
+    for i in 0..n {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push_str(row);
+    }
+    s
+}
+
+/// What a look at an existing database found.
+struct Inspection {
+    /// `Some` when the database has our migrations table: what it applied.
+    applied: Option<Vec<(i64, Vec<u8>, bool)>>,
+}
+
+pub(super) async fn open(url: &str, display: &str) -> Result<Opened, StoreError> {
+    let bad = |m: String| StoreError::BadUrl(format!("{display}: {m}"));
+    let not_ours = |reason: String| StoreError::NotAStateStore {
+        url: display.to_string(),
+        reason,
+    };
+    let backend_err = |m: String| StoreError::Backend(format!("{display}: {m}"));
+    let sql_err = |e: sqlx::Error| classify(e, display, Backend::Sqlite);
+
+    let opts = SqliteConnectOptions::from_str(url).map_err(|e| bad(e.to_string()))?;
+
+    // What the URL asks for (sqlx has parsed and checked the parameters).
+    let rest = url.strip_prefix("sqlite:").unwrap_or(url);
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (database, params) = match rest.split_once('?') {
+        Some((d, p)) => (d, p),
+        None => (rest, ""),
+    };
+    let param = |key: &str, value: &str| {
+        params
+            .split('&')
+            .any(|kv| kv.split_once('=') == Some((key, value)))
+    };
+    let memory = database == ":memory:" || param("mode", "memory");
+    let mut read_only = param("mode", "ro");
+    if database.is_empty() && !memory {
+        return Err(bad("no database file named (use sqlite://PATH)".into()));
+    }
+
+    let mut existing = false;
+    if !memory {
+        let path = opts.get_filename().to_path_buf();
+        match std::fs::metadata(&path) {
+            Ok(meta) => {
+                if meta.is_dir() {
+                    return Err(not_ours("it is a directory".into()));
+                }
+                if !meta.is_file() {
+                    return Err(not_ours("it is not a regular file".into()));
+                }
+                use std::os::unix::fs::PermissionsExt;
+                // We may run as root, for whom EACCES never comes: the
+                // permission bits say whether the file may be written.
+                if meta.permissions().mode() & 0o222 == 0 || !may_write(&path) {
+                    read_only = true;
+                }
+                if meta.len() > 0 {
+                    check_header(&path).map_err(not_ours)?;
+                    existing = true;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if read_only {
+                    return Err(backend_err(
+                        "there is no store there (the file does not exist, and a read-only \
+                         store is never created)"
+                            .into(),
+                    ));
+                }
+                if let Some(parent) = path.parent() {
+                    if !parent.as_os_str().is_empty() && !parent.is_dir() {
+                        return Err(backend_err(format!(
+                            "cannot create the store: the directory {} does not exist",
+                            parent.display()
+                        )));
+                    }
+                }
+            }
+            Err(e) => return Err(backend_err(e.to_string())),
+        }
+    }
+
+    // Look before touching: a database with tables of its own but not ours
+    // is refused before anything (even the journal mode) is written to it.
+    let inspection = if existing {
+        let look = opts.clone().read_only(true).busy_timeout(BUSY_TIMEOUT);
+        let mut conn = SqliteConnection::connect_with(&look)
+            .await
+            .map_err(sql_err)?;
+        let found = inspect(&mut conn).await;
+        let _ = conn.close().await;
+        let (tables, applied) = found.map_err(sql_err)?;
+        if !tables.is_empty() && applied.is_none() {
+            return Err(not_ours(format!(
+                "it holds other tables ({}) and no {MIGRATIONS_TABLE} table; it was left untouched",
+                list(&tables)
+            )));
+        }
+        Inspection { applied }
+    } else {
+        Inspection { applied: None }
+    };
+
+    let up_to_date = match &inspection.applied {
+        Some(applied) => {
+            check_applied(applied, &migrator(SQLITE_MIGRATIONS)).map_err(backend_err)?
+        }
+        None => false,
+    };
+    if read_only && !up_to_date {
+        return Err(if inspection.applied.is_some() {
+            backend_err("the store's schema needs an upgrade, but it is opened read-only".into())
+        } else {
+            not_ours("it is empty, and opened read-only it cannot be made a store".into())
+        });
+    }
+
+    let mut conn_opts = opts.busy_timeout(BUSY_TIMEOUT).foreign_keys(true);
+    conn_opts = if read_only {
+        conn_opts.read_only(true)
+    } else {
+        let o = conn_opts
+            .create_if_missing(true)
+            .synchronous(SqliteSynchronous::Full);
+        if memory {
+            o
+        } else {
+            o.journal_mode(SqliteJournalMode::Wal)
+        }
+    };
+    let pool_opts = if memory {
+        // One connection keeps the in-memory database alive, and is the
+        // only one that sees it.
+        SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+    } else {
+        SqlitePoolOptions::new().max_connections(4)
+    };
+    let pool = pool_opts
+        .acquire_timeout(BUSY_TIMEOUT * 2)
+        .connect_with(conn_opts)
+        .await
+        .map_err(sql_err)?;
+
+    if !read_only && !up_to_date {
+        if let Err(e) = migrate(&pool, display).await {
+            pool.close().await;
+            return Err(e);
+        }
+    }
+    Ok(Opened {
+        db: Db::Sqlite(pool),
+        read_only,
+    })
+}
+
+/// Runs our migrations. Two processes creating one new store at once may
+/// collide (one finds the other's tables): the loser tries again.
+async fn migrate(pool: &SqlitePool, display: &str) -> Result<(), StoreError> {
+    let migrator = migrator(SQLITE_MIGRATIONS);
+    let mut last = None;
+    for attempt in 0..3u64 {
+        match migrator.run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50 * (attempt + 1))).await;
+    }
+    Err(match last {
+        Some(e) => migrate_error(e, display, Backend::Sqlite),
+        None => StoreError::Backend(format!("{display}: migration failed")),
+    })
+}
+
+pub(super) fn migrate_error(
+    e: sqlx::migrate::MigrateError,
+    display: &str,
+    backend: Backend,
+) -> StoreError {
+    use sqlx::migrate::MigrateError as M;
+    match e {
+        M::Execute(e) => classify(e, display, backend),
+        M::ExecuteMigration(e, v) => match classify(e, display, backend) {
+            StoreError::Backend(m) => StoreError::Backend(format!("schema migration {v}: {m}")),
+            other => other,
+        },
+        M::VersionMissing(v) => StoreError::Backend(format!(
+            "{display}: its schema is at version {v}, newer than this patchops knows: upgrade patchops"
+        )),
+        other => StoreError::Backend(format!("{display}: {other}")),
+    }
+}
+
+fn list(names: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut s = names
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        s.push_str(&format!(", and {} more", names.len() - SHOWN));
+    }
+    s
+}
+
+/// Whether this process may write the file (beyond the permission bits:
+/// ownership, ACLs, a read-only mount).
+fn may_write(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+}
+
+/// Checks, without opening it as a database, that a non-empty file starts
+/// with the SQLite header.
+fn check_header(path: &Path) -> Result<(), String> {
+    let mut head = [0u8; 16];
+    let mut f = std::fs::File::open(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let mut got = 0;
+    while got < head.len() {
+        match f.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("cannot read it: {e}")),
+        }
+    }
+    if got == head.len() && &head == SQLITE_HEADER {
+        Ok(())
+    } else {
+        Err("it is not a SQLite database file; it was left untouched".into())
+    }
+}
+
+async fn inspect(
+    conn: &mut SqliteConnection,
+) -> Result<(Vec<String>, Option<Vec<(i64, Vec<u8>, bool)>>), sqlx::Error> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') \
+         AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let applied = if tables.iter().any(|t| t == MIGRATIONS_TABLE) {
+        Some(
+            sqlx::query_as::<_, (i64, Vec<u8>, bool)>(
+                "SELECT version, checksum, success FROM patchops_migrations ORDER BY version",
+            )
+            .fetch_all(&mut *conn)
+            .await?,
+        )
+    } else {
+        None
+    };
+    Ok((tables, applied))
+}
+
+pub(super) async fn info(pool: &SqlitePool) -> Result<StateInfo, Fail> {
+    let row: Option<(String, i64, Option<String>, String)> = sqlx::query_as(
+        "SELECT store_id, serial, site, created_at FROM patchops_state WHERE id = 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    let (store_id, serial, site, created_at) =
+        row.ok_or_else(|| Fail::Data("the state row is missing".into()))?;
+    Ok(StateInfo {
+        store_id,
+        serial,
+        site,
+        created_at,
+    })
+}
+
+pub(super) async fn objects(pool: &SqlitePool) -> Result<Vec<StoredObject>, Fail> {
+    let rows: Vec<SqliteRow> = sqlx::query(
+        "SELECT kind, name, spec, spec_hash, metadata, owner, file, commit_id, \
+         created_serial, updated_serial FROM patchops_objects ORDER BY kind, name",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(rows::object).collect()
+}
+
+pub(super) async fn object(
+    pool: &SqlitePool,
+    kind: &str,
+    name: &str,
+) -> Result<Option<StoredObject>, Fail> {
+    let row: Option<SqliteRow> = sqlx::query(
+        "SELECT kind, name, spec, spec_hash, metadata, owner, file, commit_id, \
+         created_serial, updated_serial FROM patchops_objects WHERE kind = ?1 AND name = ?2",
+    )
+    .bind(kind)
+    .bind(name)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(rows::object).transpose()
+}
+
+pub(super) async fn commit(
+    pool: &SqlitePool,
+    expected: i64,
+    site: Option<&str>,
+    plan: &Normalized<'_>,
+    record: &ApplyRecord,
+) -> Result<i64, Fail> {
+    // IMMEDIATE: take the write lock first, so that two writers never both
+    // read and then fail to upgrade (the busy timeout covers the wait).
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let new = bump(&mut tx, Some(expected), site).await?;
+    // Multi-row statements: one round trip to the SQLite thread per chunk,
+    // not per row. Full chunks share one cached prepared statement.
+    for chunk in plan.deletes.chunks(DELETE_CHUNK) {
+        let sql = format!(
+            "DELETE FROM patchops_objects WHERE (kind, name) IN (VALUES {})",
+            placeholders(chunk.len(), "(?, ?)")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (kind, name) in chunk {
+            q = q.bind(*kind).bind(*name);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for chunk in plan.upserts.chunks(UPSERT_CHUNK) {
+        let sql = format!(
+            "INSERT INTO patchops_objects (kind, name, spec, spec_hash, metadata, owner, file, \
+             commit_id, created_serial, updated_serial) VALUES {} \
+             ON CONFLICT (kind, name) DO UPDATE SET spec = excluded.spec, \
+             spec_hash = excluded.spec_hash, metadata = excluded.metadata, owner = excluded.owner, \
+             file = excluded.file, commit_id = excluded.commit_id, \
+             updated_serial = excluded.updated_serial",
+            placeholders(chunk.len(), "(?, ?, ?, ?, ?, 'patchops', ?, ?, ?, ?)")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for o in chunk {
+            q = q
+                .bind(o.kind.as_str())
+                .bind(o.name.as_str())
+                .bind(o.spec.as_str())
+                .bind(o.spec_hash.as_str())
+                .bind(o.metadata.as_str())
+                .bind(o.file.as_deref())
+                .bind(o.commit.as_deref())
+                .bind(new)
+                .bind(new);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    insert_record(&mut tx, new, record).await?;
+    tx.commit().await?;
+    Ok(new)
+}
+
+/// Adds one to the serial (when it is still `expected`, if given) and sets
+/// the site (when given); returns the new serial.
+async fn bump(
+    conn: &mut SqliteConnection,
+    expected: Option<i64>,
+    site: Option<&str>,
+) -> Result<i64, Fail> {
+    let new: Option<i64> = sqlx::query_scalar(
+        "UPDATE patchops_state SET serial = serial + 1, site = COALESCE(?1, site) \
+         WHERE id = 1 AND (?2 IS NULL OR serial = ?2) AND serial < 9223372036854775807 \
+         RETURNING serial",
+    )
+    .bind(site)
+    .bind(expected)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(new) = new {
+        return Ok(new);
+    }
+    let actual: Option<i64> = sqlx::query_scalar("SELECT serial FROM patchops_state WHERE id = 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    Err(match (actual, expected) {
+        (None, _) => Fail::Data("the state row is missing".into()),
+        (Some(actual), Some(expected)) if actual != expected => Fail::Stale { expected, actual },
+        (Some(_), _) => Fail::Data("the serial cannot go higher".into()),
+    })
+}
+
+async fn insert_record(
+    conn: &mut SqliteConnection,
+    serial: i64,
+    r: &ApplyRecord,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO patchops_history (serial, started_at, finished_at, actor, host, command, \
+         commit_id, dirty, plan_hash, added, changed, destroyed, changes) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )
+    .bind(serial)
+    .bind(r.started_at.as_str())
+    .bind(r.finished_at.as_str())
+    .bind(r.actor.as_str())
+    .bind(r.host.as_str())
+    .bind(r.command.as_str())
+    .bind(r.commit.as_deref())
+    .bind(r.dirty)
+    .bind(r.plan_hash.as_str())
+    .bind(r.added)
+    .bind(r.changed)
+    .bind(r.destroyed)
+    .bind(r.changes.as_str())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn history(pool: &SqlitePool, limit: i64) -> Result<Vec<ApplyRecord>, Fail> {
+    let rows: Vec<SqliteRow> = sqlx::query(
+        "SELECT id, serial, started_at, finished_at, actor, host, command, commit_id, dirty, \
+         plan_hash, added, changed, destroyed, changes \
+         FROM patchops_history ORDER BY id DESC LIMIT ?1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(rows::record).collect()
+}
+
+pub(super) async fn set_owner(
+    pool: &SqlitePool,
+    kind: &str,
+    name: &str,
+    owner: Owner,
+    record: &ApplyRecord,
+) -> Result<bool, Fail> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let current: Option<String> =
+        sqlx::query_scalar("SELECT owner FROM patchops_objects WHERE kind = ?1 AND name = ?2")
+            .bind(kind)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+    match current {
+        None => return Ok(false),
+        Some(c) if c == owner.as_str() => return Ok(true),
+        Some(_) => {}
+    }
+    let new = bump(&mut tx, None, None).await?;
+    sqlx::query(
+        "UPDATE patchops_objects SET owner = ?1, updated_serial = ?2 WHERE kind = ?3 AND name = ?4",
+    )
+    .bind(owner.as_str())
+    .bind(new)
+    .bind(kind)
+    .bind(name)
+    .execute(&mut *tx)
+    .await?;
+    insert_record(&mut tx, new, record).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub(super) async fn try_lock(pool: &SqlitePool, req: &LockRequest) -> Result<bool, Fail> {
+    let got: Option<String> = sqlx::query_scalar(concat!(
+        "INSERT INTO patchops_lock (name, id, holder, host, pid, command, acquired_ms, expires_ms) \
+         VALUES ('apply', ?1, ?2, ?3, ?4, ?5, ",
+        now_ms!(),
+        ", ",
+        now_ms!(),
+        " + ?6) \
+         ON CONFLICT (name) DO UPDATE SET id = excluded.id, holder = excluded.holder, \
+         host = excluded.host, pid = excluded.pid, command = excluded.command, \
+         acquired_ms = CASE WHEN patchops_lock.id = excluded.id \
+             THEN patchops_lock.acquired_ms ELSE excluded.acquired_ms END, \
+         expires_ms = excluded.expires_ms \
+         WHERE patchops_lock.expires_ms <= excluded.acquired_ms OR patchops_lock.id = excluded.id \
+         RETURNING id"
+    ))
+    .bind(req.id.as_str())
+    .bind(req.holder.as_str())
+    .bind(req.host.as_str())
+    .bind(i64::from(req.pid))
+    .bind(req.command.as_str())
+    .bind(lease_ms(req.lease))
+    .fetch_optional(pool)
+    .await?;
+    Ok(got.is_some())
+}
+
+pub(super) async fn take_over_lock(
+    pool: &SqlitePool,
+    previous_id: &str,
+    req: &LockRequest,
+) -> Result<bool, Fail> {
+    let done = sqlx::query(concat!(
+        "UPDATE patchops_lock SET id = ?1, holder = ?2, host = ?3, pid = ?4, command = ?5, \
+         acquired_ms = ",
+        now_ms!(),
+        ", expires_ms = ",
+        now_ms!(),
+        " + ?6 WHERE name = 'apply' AND id = ?7"
+    ))
+    .bind(req.id.as_str())
+    .bind(req.holder.as_str())
+    .bind(req.host.as_str())
+    .bind(i64::from(req.pid))
+    .bind(req.command.as_str())
+    .bind(lease_ms(req.lease))
+    .bind(previous_id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn renew_lock(pool: &SqlitePool, id: &str, lease_ms: i64) -> Result<bool, Fail> {
+    let done = sqlx::query(concat!(
+        "UPDATE patchops_lock SET expires_ms = ",
+        now_ms!(),
+        " + ?1 WHERE name = 'apply' AND id = ?2"
+    ))
+    .bind(lease_ms)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn unlock(pool: &SqlitePool, id: &str) -> Result<bool, Fail> {
+    let done = sqlx::query("DELETE FROM patchops_lock WHERE name = 'apply' AND id = ?1")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn lock_holder(pool: &SqlitePool) -> Result<Option<LockHolder>, Fail> {
+    let row: Option<SqliteRow> = sqlx::query(
+        "SELECT id, holder, host, pid, command, acquired_ms, expires_ms \
+         FROM patchops_lock WHERE name = 'apply'",
+    )
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(rows::lock_holder).transpose()
+}

@@ -1,0 +1,1065 @@
+//! Store tests. Each body runs on both backends: SQLite (a file in a fresh
+//! temporary directory) and PostgreSQL (a fresh database, dropped after).
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+use super::*;
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => { $(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let url = format!("sqlite://{}", dir.path().join("patchops.db").display());
+                super::$name(&url).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let (url, _db) = super::super::testing::fresh_postgres_url().await;
+                super::$name(&url).await;
+            }
+        }
+    )* };
+}
+
+both_backends!(
+    round_trip,
+    stale_commit_writes_nothing,
+    bulk_commit,
+    changes_apply_in_order,
+    set_owner_bumps_serial,
+    history_newest_first,
+    lock_semantics,
+    lock_race_has_one_winner,
+    concurrent_commits_one_wins,
+    failing_commit_leaves_nothing,
+    foreign_database_refused,
+    read_only_store,
+);
+
+fn is_sqlite(url: &str) -> bool {
+    url.starts_with("sqlite")
+}
+
+fn record(command: &str, n: i64) -> ApplyRecord {
+    ApplyRecord {
+        id: None,
+        serial: 0,
+        started_at: format!("2026-03-21T10:00:{n:02}Z"),
+        finished_at: format!("2026-03-21T10:01:{n:02}Z"),
+        actor: "alice".into(),
+        host: "ws01".into(),
+        command: command.into(),
+        commit: Some(format!("c0ffee{n}")),
+        dirty: n % 2 == 1,
+        plan_hash: format!("sha256:{n}"),
+        added: n,
+        changed: 2 * n,
+        destroyed: 3 * n,
+        changes: format!(r#"[{{"n":{n}}}]"#),
+    }
+}
+
+fn new_object(kind: &str, name: &str, spec: &str) -> NewObject {
+    NewObject {
+        kind: kind.into(),
+        name: name.into(),
+        spec: spec.into(),
+        spec_hash: format!("h:{}", spec.len()),
+        metadata: format!(r#"{{"name":"{name}"}}"#),
+        file: Some(format!("manifests/{name}.yaml")),
+        commit: Some("abc123".into()),
+    }
+}
+
+fn stored(o: &NewObject, owner: Owner, created: i64, updated: i64) -> StoredObject {
+    StoredObject {
+        kind: o.kind.clone(),
+        name: o.name.clone(),
+        spec: o.spec.clone(),
+        spec_hash: o.spec_hash.clone(),
+        metadata: o.metadata.clone(),
+        owner,
+        file: o.file.clone(),
+        commit: o.commit.clone(),
+        created_serial: created,
+        updated_serial: updated,
+    }
+}
+
+fn lock_request(id: &str, lease: Duration) -> LockRequest {
+    LockRequest {
+        id: id.into(),
+        holder: format!("holder-of-{id}"),
+        host: "ws01".into(),
+        pid: 4242,
+        command: "patchops apply".into(),
+        lease,
+    }
+}
+
+fn up(o: &NewObject) -> Change {
+    Change::Upsert(o.clone())
+}
+
+fn del(kind: &str, name: &str) -> Change {
+    Change::Delete {
+        kind: kind.into(),
+        name: name.into(),
+    }
+}
+
+/// Runs raw SQL against the database behind `url` (creating a SQLite file).
+async fn exec_raw(url: &str, sql: &str) {
+    if is_sqlite(url) {
+        let opts = SqliteConnectOptions::from_str(url)
+            .expect("sqlite url")
+            .create_if_missing(true);
+        let mut c = SqliteConnection::connect_with(&opts)
+            .await
+            .expect("connect");
+        sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+            .execute(&mut c)
+            .await
+            .expect("raw sql");
+        c.close().await.expect("close");
+    } else {
+        let mut c = PgConnection::connect(url).await.expect("connect");
+        sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+            .execute(&mut c)
+            .await
+            .expect("raw sql");
+        c.close().await.expect("close");
+    }
+}
+
+fn sqlite_path(url: &str) -> std::path::PathBuf {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    std::path::PathBuf::from(rest.split('?').next().unwrap_or(rest))
+}
+
+async fn round_trip(url: &str) {
+    let store = Store::open(url).await.expect("open");
+    let expected_backend = if is_sqlite(url) {
+        Backend::Sqlite
+    } else {
+        Backend::Postgres
+    };
+    assert_eq!(store.backend(), expected_backend);
+    assert!(!store.is_read_only());
+
+    let info = store.info().await.expect("info");
+    assert_eq!(info.serial, 0);
+    assert_eq!(info.site, None);
+    let id = uuid::Uuid::parse_str(&info.store_id).expect("store id is a UUID");
+    assert_eq!(id.get_version_num(), 4, "{}", info.store_id);
+    assert_eq!(info.created_at.len(), 20, "{}", info.created_at);
+    assert!(info.created_at.ends_with('Z'));
+    assert!(store.objects().await.expect("objects").is_empty());
+
+    // Odd but valid text is stored verbatim.
+    let tricky = "{\"q\":\"it's \\\"quoted\\\"\",\"u\":\"Grüße ✓ 🚀\",\"nl\":\"a\\nb\"}\n\t  ";
+    let a = new_object("Package", "b-pkg", r#"{"x":1}"#);
+    let b = new_object("Collection", "zeta", r#"{"members":[]}"#);
+    let c = new_object("Package", "a-pkg", tricky);
+    let upper = new_object("Package", "Zed", "{}");
+    let mut bare = new_object("Package", "bare", "");
+    bare.file = None;
+    bare.commit = None;
+    bare.metadata = String::new();
+    let serial = store
+        .commit(
+            0,
+            Some("S01"),
+            &[up(&a), up(&b), up(&c), up(&upper), up(&bare)],
+            &record("apply", 1),
+        )
+        .await
+        .expect("commit");
+    assert_eq!(serial, 1);
+
+    let info1 = store.info().await.expect("info");
+    assert_eq!(info1.serial, 1);
+    assert_eq!(info1.site.as_deref(), Some("S01"));
+    assert_eq!(info1.store_id, info.store_id);
+    assert_eq!(info1.created_at, info.created_at);
+
+    // Byte order: "Zed" < "a-pkg" < "b-pkg" < "bare".
+    let all = store.objects().await.expect("objects");
+    assert_eq!(
+        all,
+        vec![
+            stored(&b, Owner::Patchops, 1, 1),
+            stored(&upper, Owner::Patchops, 1, 1),
+            stored(&c, Owner::Patchops, 1, 1),
+            stored(&a, Owner::Patchops, 1, 1),
+            stored(&bare, Owner::Patchops, 1, 1),
+        ]
+    );
+    assert_eq!(
+        store.object("Package", "a-pkg").await.expect("object"),
+        Some(stored(&c, Owner::Patchops, 1, 1))
+    );
+    assert_eq!(store.object("Package", "nope").await.expect("object"), None);
+    assert_eq!(
+        store.object("Collection", "b-pkg").await.expect("object"),
+        None
+    );
+
+    // Update one (created_serial kept), delete another; the site stays.
+    let a2 = new_object("Package", "b-pkg", r#"{"x":2}"#);
+    let serial = store
+        .commit(
+            1,
+            None,
+            &[up(&a2), del("Collection", "zeta")],
+            &record("apply", 2),
+        )
+        .await
+        .expect("commit 2");
+    assert_eq!(serial, 2);
+    assert_eq!(
+        store.object("Package", "b-pkg").await.expect("object"),
+        Some(stored(&a2, Owner::Patchops, 1, 2))
+    );
+    assert_eq!(
+        store.object("Collection", "zeta").await.expect("object"),
+        None
+    );
+    let info2 = store.info().await.expect("info");
+    assert_eq!(info2.site.as_deref(), Some("S01"));
+    let before = store.objects().await.expect("objects");
+    assert_eq!(before.len(), 4);
+    store.close().await;
+
+    // A second open sees the same store.
+    let again = Store::open(url).await.expect("reopen");
+    let info3 = again.info().await.expect("info");
+    assert_eq!(info3.store_id, info.store_id);
+    assert_eq!(info3.serial, 2);
+    assert_eq!(again.objects().await.expect("objects"), before);
+    let clone = again.clone();
+    assert_eq!(clone.info().await.expect("info").serial, 2);
+}
+
+async fn stale_commit_writes_nothing(url: &str) {
+    let store = Store::open(url).await.expect("open");
+    let a = new_object("Package", "a", "{}");
+    store
+        .commit(0, Some("S01"), &[up(&a)], &record("apply", 1))
+        .await
+        .expect("commit");
+    let before = store.objects().await.expect("objects");
+
+    let b = new_object("Package", "b", "{}");
+    let err = store
+        .commit(
+            0,
+            Some("XXX"),
+            &[up(&b), del("Package", "a")],
+            &record("apply", 2),
+        )
+        .await
+        .expect_err("stale");
+    assert_eq!(
+        err,
+        StoreError::Stale {
+            expected: 0,
+            actual: 1
+        }
+    );
+    assert!(err.to_string().contains("plan again"), "{err}");
+    let err = store
+        .commit(7, None, &[up(&b)], &record("apply", 3))
+        .await
+        .expect_err("stale");
+    assert_eq!(
+        err,
+        StoreError::Stale {
+            expected: 7,
+            actual: 1
+        }
+    );
+
+    let info = store.info().await.expect("info");
+    assert_eq!(info.serial, 1);
+    assert_eq!(info.site.as_deref(), Some("S01"));
+    assert_eq!(store.objects().await.expect("objects"), before);
+    assert_eq!(store.history(10).await.expect("history").len(), 1);
+}
+
+async fn bulk_commit(url: &str) {
+    const N: usize = 10_000;
+    let store = Store::open(url).await.expect("open");
+    let spec = format!(r#"{{"payload":"{}"}}"#, "x".repeat(200));
+    let changes: Vec<Change> = (0..N)
+        .map(|i| Change::Upsert(new_object("Package", &format!("pkg-{i:05}"), &spec)))
+        .collect();
+    let started = Instant::now();
+    let serial = store
+        .commit(0, Some("S01"), &changes, &record("apply", 1))
+        .await
+        .expect("bulk upsert");
+    let upsert_time = started.elapsed();
+    assert_eq!(serial, 1);
+    let all = store.objects().await.expect("objects");
+    assert_eq!(all.len(), N);
+    assert_eq!(all[0].name, "pkg-00000");
+    assert_eq!(all[N - 1].name, "pkg-09999");
+    assert!(all.iter().all(|o| o.spec == spec && o.created_serial == 1));
+
+    let deletes: Vec<Change> = all.iter().map(|o| del(&o.kind, &o.name)).collect();
+    let started = Instant::now();
+    let serial = store
+        .commit(1, None, &deletes, &record("destroy", 2))
+        .await
+        .expect("bulk delete");
+    let delete_time = started.elapsed();
+    assert_eq!(serial, 2);
+    assert!(store.objects().await.expect("objects").is_empty());
+    eprintln!(
+        "{}: {N} upserts in {upsert_time:?}, {N} deletes in {delete_time:?}",
+        store.backend()
+    );
+    // Bounds with room to spare: tests run unoptimised (SQLite takes about
+    // 0.1 s each here, 0.04 s optimised), beside other tests on 2 cores.
+    let bound = Duration::from_secs(if is_sqlite(url) { 1 } else { 4 });
+    assert!(upsert_time < bound, "{upsert_time:?}");
+    assert!(delete_time < bound, "{delete_time:?}");
+}
+
+async fn changes_apply_in_order(url: &str) {
+    let store = Store::open(url).await.expect("open");
+    let a1 = new_object("Package", "a", r#"{"v":1}"#);
+    let a2 = new_object("Package", "a", r#"{"v":2}"#);
+    let b1 = new_object("Package", "b", r#"{"v":1}"#);
+    let b2 = new_object("Package", "b", r#"{"v":2}"#);
+    let s = store
+        .commit(
+            0,
+            None,
+            &[
+                up(&a1),
+                del("Package", "a"),
+                up(&a2),
+                up(&b1),
+                up(&b2),
+                del("Package", "ghost"),
+            ],
+            &record("apply", 1),
+        )
+        .await
+        .expect("commit");
+    assert_eq!(s, 1);
+    assert_eq!(
+        store.objects().await.expect("objects"),
+        vec![
+            stored(&a2, Owner::Patchops, 1, 1),
+            stored(&b2, Owner::Patchops, 1, 1)
+        ]
+    );
+
+    // Delete then re-create: a new object (created now); upsert then delete: gone.
+    let a3 = new_object("Package", "a", r#"{"v":3}"#);
+    let b3 = new_object("Package", "b", r#"{"v":3}"#);
+    let s = store
+        .commit(
+            1,
+            None,
+            &[del("Package", "a"), up(&a3), up(&b3), del("Package", "b")],
+            &record("apply", 2),
+        )
+        .await
+        .expect("commit");
+    assert_eq!(s, 2);
+    assert_eq!(
+        store.objects().await.expect("objects"),
+        vec![stored(&a3, Owner::Patchops, 2, 2)]
+    );
+
+    // An empty commit is still a state change.
+    assert_eq!(
+        store
+            .commit(2, None, &[], &record("apply", 3))
+            .await
+            .expect("commit"),
+        3
+    );
+}
+
+async fn set_owner_bumps_serial(url: &str) {
+    let store = Store::open(url).await.expect("open");
+    let a = new_object("Package", "a", "{}");
+    store
+        .commit(0, Some("S01"), &[up(&a)], &record("apply", 1))
+        .await
+        .expect("commit");
+
+    let unmanage = record("state unmanage", 2);
+    assert!(store
+        .set_owner("Package", "a", Owner::Unmanaged, &unmanage)
+        .await
+        .expect("set_owner"));
+    let info = store.info().await.expect("info");
+    assert_eq!(info.serial, 2);
+    assert_eq!(info.site.as_deref(), Some("S01"));
+    assert_eq!(
+        store.object("Package", "a").await.expect("object"),
+        Some(stored(&a, Owner::Unmanaged, 1, 2))
+    );
+    let history = store.history(1).await.expect("history");
+    assert_eq!(history[0].command, "state unmanage");
+    assert_eq!(history[0].serial, 2);
+
+    // The same owner again: nothing to do, nothing written.
+    assert!(store
+        .set_owner("Package", "a", Owner::Unmanaged, &unmanage)
+        .await
+        .expect("set_owner"));
+    assert_eq!(store.info().await.expect("info").serial, 2);
+    // No such object.
+    assert!(!store
+        .set_owner("Package", "nope", Owner::Unmanaged, &unmanage)
+        .await
+        .expect("set_owner"));
+    assert_eq!(store.info().await.expect("info").serial, 2);
+    assert_eq!(store.history(10).await.expect("history").len(), 2);
+
+    // A plan made before the unmanage is stale.
+    let err = store
+        .commit(1, None, &[up(&a)], &record("apply", 3))
+        .await
+        .expect_err("stale");
+    assert_eq!(
+        err,
+        StoreError::Stale {
+            expected: 1,
+            actual: 2
+        }
+    );
+
+    // An upsert makes it ours again.
+    store
+        .commit(2, None, &[up(&a)], &record("apply", 4))
+        .await
+        .expect("commit");
+    assert_eq!(
+        store.object("Package", "a").await.expect("object"),
+        Some(stored(&a, Owner::Patchops, 1, 3))
+    );
+}
+
+async fn history_newest_first(url: &str) {
+    let store = Store::open(url).await.expect("open");
+    assert!(store.history(10).await.expect("history").is_empty());
+    for n in 1..=3 {
+        let o = new_object("Package", &format!("p{n}"), "{}");
+        store
+            .commit(n - 1, None, &[up(&o)], &record("apply", n))
+            .await
+            .expect("commit");
+    }
+    let history = store.history(10).await.expect("history");
+    assert_eq!(history.len(), 3);
+    for (got, n) in history.iter().zip([3i64, 2, 1]) {
+        let mut want = record("apply", n);
+        want.serial = n;
+        want.id = got.id;
+        assert_eq!(got, &want);
+        assert!(got.id.is_some());
+    }
+    assert!(history[0].id > history[1].id && history[1].id > history[2].id);
+    let two = store.history(2).await.expect("history");
+    assert_eq!(two, history[..2].to_vec());
+    assert!(store.history(0).await.expect("history").is_empty());
+}
+
+fn assert_rfc3339(s: &str) {
+    let b = s.as_bytes();
+    assert_eq!(b.len(), 20, "{s}");
+    assert!(
+        b[4] == b'-'
+            && b[7] == b'-'
+            && b[10] == b'T'
+            && b[13] == b':'
+            && b[16] == b':'
+            && b[19] == b'Z',
+        "{s}"
+    );
+}
+
+async fn lock_semantics(url: &str) {
+    let store = Store::open(url).await.expect("open");
+    let minute = Duration::from_secs(60);
+    let r1 = lock_request("L1", minute);
+    let r2 = lock_request("L2", minute);
+    assert_eq!(store.lock_holder().await.expect("holder"), None);
+
+    assert_eq!(store.try_lock(&r1).await.expect("lock"), Ok(()));
+    let holder = store
+        .try_lock(&r2)
+        .await
+        .expect("lock")
+        .expect_err("held by L1");
+    assert_eq!(holder.id, "L1");
+    assert_eq!(holder.holder, "holder-of-L1");
+    assert_eq!(holder.host, "ws01");
+    assert_eq!(holder.pid, 4242);
+    assert_eq!(holder.command, "patchops apply");
+    assert_rfc3339(&holder.acquired_at);
+    assert_rfc3339(&holder.expires_at);
+    assert!(holder.expires_at > holder.acquired_at);
+    assert_eq!(
+        store.lock_holder().await.expect("holder"),
+        Some(holder.clone())
+    );
+    // The holder itself may take it again (the lease is renewed).
+    assert_eq!(store.try_lock(&r1).await.expect("lock"), Ok(()));
+
+    assert!(store.renew_lock("L1", minute).await.expect("renew"));
+    assert!(!store.renew_lock("L2", minute).await.expect("renew"));
+
+    // Take-over is a compare-and-swap on the id.
+    assert!(!store
+        .take_over_lock("nobody", &r2)
+        .await
+        .expect("take over"));
+    assert_eq!(
+        store.lock_holder().await.expect("holder").map(|h| h.id),
+        Some("L1".into())
+    );
+    assert!(store.take_over_lock("L1", &r2).await.expect("take over"));
+    assert_eq!(
+        store.lock_holder().await.expect("holder").map(|h| h.id),
+        Some("L2".into())
+    );
+    assert!(!store.take_over_lock("L1", &r1).await.expect("take over"));
+    assert!(!store.renew_lock("L1", minute).await.expect("renew"));
+    assert!(!store.unlock("L1").await.expect("unlock"));
+    assert!(store.unlock("L2").await.expect("unlock"));
+    assert!(!store.unlock("L2").await.expect("unlock"));
+    assert_eq!(store.lock_holder().await.expect("holder"), None);
+    assert!(!store.take_over_lock("L2", &r1).await.expect("take over"));
+
+    // An expired lease is taken over by the next try_lock.
+    let short = lock_request("S", Duration::from_millis(50));
+    assert_eq!(store.try_lock(&short).await.expect("lock"), Ok(()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(store.try_lock(&r1).await.expect("lock"), Ok(()));
+    assert_eq!(
+        store.lock_holder().await.expect("holder").map(|h| h.id),
+        Some("L1".into())
+    );
+    assert!(!store.renew_lock("S", minute).await.expect("renew"));
+
+    // An expired lease not taken over can still be renewed by its holder.
+    assert!(store.unlock("L1").await.expect("unlock"));
+    assert_eq!(store.try_lock(&short).await.expect("lock"), Ok(()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(store.renew_lock("S", minute).await.expect("renew"));
+    assert!(store.try_lock(&r1).await.expect("lock").is_err());
+    assert!(store.unlock("S").await.expect("unlock"));
+
+    // A huge lease does not overflow.
+    let forever = lock_request("F", Duration::MAX);
+    assert_eq!(store.try_lock(&forever).await.expect("lock"), Ok(()));
+    assert!(store.renew_lock("F", Duration::MAX).await.expect("renew"));
+    assert!(store.unlock("F").await.expect("unlock"));
+}
+
+async fn lock_race_has_one_winner(url: &str) {
+    let s1 = Store::open(url).await.expect("open");
+    let s2 = Store::open(url).await.expect("open");
+    let minute = Duration::from_secs(60);
+    let (r1, r2) = (lock_request("A", minute), lock_request("B", minute));
+    let (a, b) = tokio::join!(s1.try_lock(&r1), s2.try_lock(&r2));
+    let (a, b) = (a.expect("lock a"), b.expect("lock b"));
+    assert!(a.is_ok() != b.is_ok(), "exactly one wins: {a:?} {b:?}");
+    let winner = if a.is_ok() { "A" } else { "B" };
+    let loser_saw = a.err().or(b.err()).expect("a loser");
+    assert_eq!(loser_saw.id, winner);
+}
+
+async fn concurrent_commits_one_wins(url: &str) {
+    let s1 = Store::open(url).await.expect("open");
+    let s2 = Store::open(url).await.expect("open");
+    let c1: Vec<Change> = (0..500)
+        .map(|i| up(&new_object("Package", &format!("one-{i}"), "{}")))
+        .collect();
+    let c2: Vec<Change> = (0..500)
+        .map(|i| up(&new_object("Package", &format!("two-{i}"), "{}")))
+        .collect();
+    let (rec1, rec2) = (record("apply", 1), record("apply", 2));
+    let (r1, r2) = tokio::join!(
+        s1.commit(0, None, &c1, &rec1),
+        s2.commit(0, None, &c2, &rec2)
+    );
+    let (ok, stale) = match (r1, r2) {
+        (Ok(s), Err(e)) => ((s, "one"), e),
+        (Err(e), Ok(s)) => ((s, "two"), e),
+        other => panic!("exactly one commit must win: {other:?}"),
+    };
+    assert_eq!(ok.0, 1);
+    assert_eq!(
+        stale,
+        StoreError::Stale {
+            expected: 0,
+            actual: 1
+        }
+    );
+    let all = s1.objects().await.expect("objects");
+    assert_eq!(all.len(), 500);
+    assert!(all.iter().all(|o| o.name.starts_with(ok.1)));
+    assert_eq!(s2.history(10).await.expect("history").len(), 1);
+}
+
+async fn failing_commit_leaves_nothing(url: &str) {
+    let store = Store::open(url).await.expect("open");
+    let a = new_object("Package", "a", r#"{"v":1}"#);
+    store
+        .commit(0, Some("S01"), &[up(&a)], &record("apply", 1))
+        .await
+        .expect("commit");
+    // A trigger makes the database refuse one row in the middle of a commit.
+    if is_sqlite(url) {
+        exec_raw(
+            url,
+            "CREATE TRIGGER boom BEFORE INSERT ON patchops_objects WHEN NEW.name = 'boom' \
+             BEGIN SELECT RAISE(ABORT, 'boom refused'); END;",
+        )
+        .await;
+    } else {
+        exec_raw(
+            url,
+            "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.name = 'boom' THEN RAISE EXCEPTION 'boom refused'; END IF; RETURN NEW; END $$; \
+             CREATE TRIGGER boom BEFORE INSERT ON patchops_objects FOR EACH ROW EXECUTE FUNCTION boom();",
+        )
+        .await;
+    }
+    let before = store.objects().await.expect("objects");
+    let mut changes = vec![del("Package", "a")];
+    changes.extend((0..3000).map(|i| up(&new_object("Package", &format!("p{i:04}"), "{}"))));
+    changes.insert(1500, up(&new_object("Package", "boom", "{}")));
+    let err = store
+        .commit(1, Some("XXX"), &changes, &record("apply", 2))
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(&err, StoreError::Backend(m) if m.contains("boom refused")),
+        "{err:?}"
+    );
+    let info = store.info().await.expect("info");
+    assert_eq!(info.serial, 1);
+    assert_eq!(info.site.as_deref(), Some("S01"));
+    assert_eq!(store.objects().await.expect("objects"), before);
+    assert_eq!(store.history(10).await.expect("history").len(), 1);
+    // And the store still works.
+    assert_eq!(
+        store
+            .commit(1, None, &changes[..10], &record("apply", 3))
+            .await
+            .expect("commit"),
+        2
+    );
+}
+
+async fn foreign_database_refused(url: &str) {
+    exec_raw(
+        url,
+        "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT); \
+         INSERT INTO customers (id, name) VALUES (1, 'acme');",
+    )
+    .await;
+    let bytes = is_sqlite(url).then(|| std::fs::read(sqlite_path(url)).expect("read"));
+    let err = Store::open(url).await.expect_err("foreign");
+    assert!(
+        matches!(&err, StoreError::NotAStateStore { reason, .. } if reason.contains("customers")),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("not a patchops state store"),
+        "{err}"
+    );
+    if let Some(bytes) = bytes {
+        assert_eq!(std::fs::read(sqlite_path(url)).expect("read"), bytes);
+    }
+    // Another sqlx application's database is not ours either.
+    exec_raw(
+        url,
+        "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY);",
+    )
+    .await;
+    let err = Store::open(url).await.expect_err("foreign");
+    assert!(matches!(err, StoreError::NotAStateStore { .. }), "{err:?}");
+    // Nothing of ours was created.
+    let probe = "CREATE TABLE patchops_state (x INTEGER);";
+    exec_raw(url, probe).await;
+}
+
+async fn read_only_store(url: &str) {
+    let store = Store::open(url).await.expect("open");
+    let a = new_object("Package", "a", "{}");
+    store
+        .commit(0, Some("S01"), &[up(&a)], &record("apply", 1))
+        .await
+        .expect("commit");
+    let objects = store.objects().await.expect("objects");
+    store.close().await;
+    drop(store);
+
+    let mut bytes = None;
+    if is_sqlite(url) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = sqlite_path(url);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).expect("chmod");
+        bytes = Some(std::fs::read(&path).expect("read"));
+    } else {
+        let db = url.rsplit('/').next().expect("db name");
+        exec_raw(
+            url,
+            &format!("ALTER DATABASE {db} SET default_transaction_read_only = on"),
+        )
+        .await;
+    }
+
+    let ro = Store::open(url).await.expect("open read-only");
+    assert!(ro.is_read_only());
+    assert_eq!(ro.info().await.expect("info").serial, 1);
+    assert_eq!(ro.objects().await.expect("objects"), objects);
+    assert_eq!(ro.history(5).await.expect("history").len(), 1);
+    assert_eq!(ro.lock_holder().await.expect("holder"), None);
+    let read_only = StoreError::ReadOnly {
+        url: ro.display_url(),
+    };
+    let b = new_object("Package", "b", "{}");
+    assert_eq!(
+        ro.commit(1, None, &[up(&b)], &record("apply", 2)).await,
+        Err(read_only.clone())
+    );
+    assert_eq!(
+        ro.set_owner(
+            "Package",
+            "a",
+            Owner::Unmanaged,
+            &record("state unmanage", 2)
+        )
+        .await,
+        Err(read_only.clone())
+    );
+    let r = lock_request("L", Duration::from_secs(60));
+    assert_eq!(ro.try_lock(&r).await, Err(read_only.clone()));
+    assert_eq!(ro.take_over_lock("x", &r).await, Err(read_only.clone()));
+    assert_eq!(
+        ro.renew_lock("L", Duration::from_secs(1)).await,
+        Err(read_only.clone())
+    );
+    assert_eq!(ro.unlock("L").await, Err(read_only.clone()));
+    assert!(read_only.to_string().contains("read-only"));
+    ro.close().await;
+    if let Some(bytes) = bytes {
+        assert_eq!(std::fs::read(sqlite_path(url)).expect("read"), bytes);
+    }
+}
+
+// ---- SQLite only -------------------------------------------------------
+
+#[tokio::test]
+async fn garbage_file_is_not_a_store_and_stays_unchanged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("patchops.db");
+    let mut garbage: Vec<u8> = b"#!/bin/sh\necho this is not a database\n".repeat(40);
+    garbage.extend((0..=255u8).cycle().take(5000));
+    std::fs::write(&path, &garbage).expect("write");
+    let url = format!("sqlite://{}", path.display());
+    let err = Store::open(&url).await.expect_err("garbage");
+    assert!(matches!(err, StoreError::NotAStateStore { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("is not a patchops state store"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&path).expect("read"), garbage);
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+
+    // A SQLite header followed by garbage: refused too, also unchanged.
+    let mut fake = b"SQLite format 3\0".to_vec();
+    fake.extend(std::iter::repeat_n(0xA5u8, 8192));
+    std::fs::write(&path, &fake).expect("write");
+    let err = Store::open(&url).await.expect_err("corrupt");
+    assert!(matches!(err, StoreError::NotAStateStore { .. }), "{err:?}");
+    assert_eq!(std::fs::read(&path).expect("read"), fake);
+
+    // A directory.
+    let err = Store::open(&format!("sqlite://{}", dir.path().display()))
+        .await
+        .expect_err("dir");
+    assert!(matches!(err, StoreError::NotAStateStore { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn sqlite_mode_ro_url_refuses_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("patchops.db");
+    let url = format!("sqlite://{}", path.display());
+    let store = Store::open(&url).await.expect("open");
+    store
+        .commit(
+            0,
+            None,
+            &[up(&new_object("Package", "a", "{}"))],
+            &record("apply", 1),
+        )
+        .await
+        .expect("commit");
+    store.close().await;
+
+    let ro = Store::open(&format!("{url}?mode=ro"))
+        .await
+        .expect("open ro");
+    assert!(ro.is_read_only());
+    assert_eq!(ro.objects().await.expect("objects").len(), 1);
+    let err = ro
+        .commit(1, None, &[], &record("apply", 2))
+        .await
+        .expect_err("read-only");
+    assert!(matches!(err, StoreError::ReadOnly { .. }), "{err:?}");
+
+    // Read-only never creates.
+    let missing = format!(
+        "sqlite://{}?mode=ro",
+        dir.path().join("missing.db").display()
+    );
+    assert!(Store::open(&missing).await.is_err());
+    assert!(!dir.path().join("missing.db").exists());
+}
+
+#[tokio::test]
+async fn sqlite_new_file_and_memory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A new file in an existing directory is created, WAL mode.
+    let path = dir.path().join("new.db");
+    let store = Store::open(&format!("sqlite:{}", path.display()))
+        .await
+        .expect("open");
+    assert!(path.exists());
+    store.close().await;
+    let mut c = SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("connect");
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut c)
+        .await
+        .expect("pragma");
+    assert_eq!(mode, "wal");
+    c.close().await.expect("close");
+
+    // An empty (0-byte) file is made a store.
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").expect("write");
+    Store::open(&format!("sqlite://{}", empty.display()))
+        .await
+        .expect("open empty");
+
+    // A missing directory is a clear error.
+    let err = Store::open(&format!(
+        "sqlite://{}/no/such/dir/x.db",
+        dir.path().display()
+    ))
+    .await
+    .expect_err("no dir");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+
+    // In memory: each open is a store of its own.
+    let m1 = Store::open("sqlite::memory:").await.expect("memory");
+    let m2 = Store::open("sqlite::memory:").await.expect("memory");
+    m1.commit(
+        0,
+        None,
+        &[up(&new_object("Package", "a", "{}"))],
+        &record("apply", 1),
+    )
+    .await
+    .expect("commit");
+    assert_eq!(m1.objects().await.expect("objects").len(), 1);
+    assert!(m2.objects().await.expect("objects").is_empty());
+    assert_ne!(
+        m1.info().await.expect("info").store_id,
+        m2.info().await.expect("info").store_id
+    );
+}
+
+// ---- PostgreSQL only ---------------------------------------------------
+
+#[tokio::test]
+async fn unreachable_postgres_fails_fast() {
+    let started = Instant::now();
+    let err = Store::open("postgres://postgres@127.0.0.1:1/x")
+        .await
+        .expect_err("unreachable");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "cannot reach the state store postgres://postgres@127.0.0.1:1/x: connection refused"
+    );
+
+    let err = Store::open("postgres://postgres:hunter2@127.0.0.1:1/x")
+        .await
+        .expect_err("unreachable");
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("postgres:***@127.0.0.1:1/x"), "{shown}");
+}
+
+#[tokio::test]
+async fn postgres_password_never_shown() {
+    let (url, _db) = testing::fresh_postgres_url().await;
+    // Trust authentication ignores the password, so this opens.
+    let with_password = url.replacen("://postgres@", "://postgres:s3cr%40t-pw@", 1);
+    assert_ne!(with_password, url, "test URL has no user: {url}");
+    let store = Store::open(&with_password).await.expect("open");
+    let shown = store.display_url();
+    assert!(shown.contains("postgres:***@"), "{shown}");
+    for text in [shown, format!("{store:?}")] {
+        assert!(!text.contains("s3cr"), "{text}");
+        assert!(!text.contains("t-pw"), "{text}");
+    }
+    // A database that does not exist: unreachable, with the reason.
+    let missing = testing::with_database(&with_password, "patchops_no_such_db");
+    let err = Store::open(&missing).await.expect_err("no such database");
+    assert!(
+        matches!(&err, StoreError::Unreachable { reason, .. } if reason.contains("does not exist")),
+        "{err:?}"
+    );
+    assert!(!format!("{err} {err:?}").contains("s3cr"), "{err:?}");
+}
+
+#[tokio::test]
+async fn postgres_nul_byte_is_an_error_not_a_panic() {
+    let (url, _db) = testing::fresh_postgres_url().await;
+    let store = Store::open(&url).await.expect("open");
+    let err = store
+        .commit(
+            0,
+            None,
+            &[up(&new_object("Package", "a", "{\"x\":\"\0\"}"))],
+            &record("apply", 1),
+        )
+        .await
+        .expect_err("NUL");
+    assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+    assert_eq!(store.info().await.expect("info").serial, 0);
+}
+
+// ---- No database -------------------------------------------------------
+
+#[tokio::test]
+async fn bad_urls() {
+    for url in [
+        "",
+        "patchops.db",
+        "mysql://root@localhost/x",
+        "http://example.invalid/",
+        "sqlite://x.db?bogus=1",
+        "sqlite://",
+        "SQLite://x.db",
+        "postgres://u@host:notaport/db",
+    ] {
+        let err = Store::open(url).await.expect_err(url);
+        assert!(matches!(err, StoreError::BadUrl(_)), "{url}: {err:?}");
+        assert!(err.to_string().starts_with("bad state store URL"), "{err}");
+    }
+    let err = Store::open("mysql://root:pw123@localhost/x")
+        .await
+        .expect_err("bad");
+    assert!(!format!("{err} {err:?}").contains("pw123"), "{err:?}");
+}
+
+#[test]
+fn display_url_hides_passwords() {
+    let cases = [
+        (
+            "postgres://alice:s3cret@db.example:5432/patchops",
+            "postgres://alice:***@db.example:5432/patchops",
+        ),
+        (
+            "postgresql://alice:p%40ss@db/patchops?sslmode=require&password=other",
+            "postgresql://alice:***@db/patchops?sslmode=require&password=***",
+        ),
+        (
+            "postgres://alice@db/patchops",
+            "postgres://alice@db/patchops",
+        ),
+        ("postgres://alice:a@b/c@db/x", "postgres://alice:***@db/x"),
+        (
+            "postgres://db/x?password=pw",
+            "postgres://db/x?password=***",
+        ),
+        (
+            "sqlite:///var/lib/patchops.db",
+            "sqlite:///var/lib/patchops.db",
+        ),
+        ("sqlite::memory:", "sqlite::memory:"),
+    ];
+    for (url, shown) in cases {
+        assert_eq!(display_url_of(url), shown, "{url}");
+    }
+    let secrets = secrets_of("postgres://alice:p%40ss@db/x");
+    assert!(secrets.contains(&"p%40ss".to_string()) && secrets.contains(&"p@ss".to_string()));
+    assert_eq!(
+        scrub_secrets("bad p@ss here".into(), &secrets),
+        "bad *** here"
+    );
+}
+
+#[test]
+fn rfc3339_rendering() {
+    assert_eq!(rfc3339_from_epoch_ms(0), "1970-01-01T00:00:00Z");
+    assert_eq!(
+        rfc3339_from_epoch_ms(951_782_400_000),
+        "2000-02-29T00:00:00Z"
+    );
+    assert_eq!(
+        rfc3339_from_epoch_ms(1_774_085_405_999),
+        "2026-03-21T09:30:05Z"
+    );
+    assert_eq!(rfc3339_from_epoch_ms(-1), "1969-12-31T23:59:59Z");
+    // Never panics.
+    let _ = rfc3339_from_epoch_ms(i64::MAX);
+    let _ = rfc3339_from_epoch_ms(i64::MIN);
+}
+
+#[test]
+fn owner_text() {
+    assert_eq!(Owner::Patchops.as_str(), "patchops");
+    assert_eq!("unmanaged".parse::<Owner>(), Ok(Owner::Unmanaged));
+    assert!("root".parse::<Owner>().is_err());
+}
+
+#[test]
+fn test_database_url() {
+    assert_eq!(
+        testing::with_database("postgres://postgres@127.0.0.1:5432", "t1"),
+        "postgres://postgres@127.0.0.1:5432/t1"
+    );
+    assert_eq!(
+        testing::with_database("postgres://u:p/w@h:1/old?sslmode=disable", "t1"),
+        "postgres://u:p/w@h:1/t1?sslmode=disable"
+    );
+}
