@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::plan::parse_target;
-use super::{block_on, exit, report_error, StateArgs};
+use super::{block_on, exit, report_error, with_store, StateArgs};
 use crate::manifest::Kind;
 use crate::ops::{self, Actor, OpError};
 use crate::plan::PlanOptions;
@@ -52,42 +52,10 @@ pub fn run(args: Args, style: Style) -> u8 {
             .map(SecretSource::read)
             .transpose()
             .map_err(OpError::Input)?;
-        let store = Store::open(&args.state.url).await?;
-        if args.source.is_file() {
-            let text = std::fs::read_to_string(&args.source).map_err(|e| {
-                OpError::Input(format!(
-                    "cannot read the plan {}: {e}",
-                    args.source.display()
-                ))
-            })?;
-            let plan = SavedPlan::load(&text, key.as_ref())?;
-            let applied =
-                ops::apply::apply(&store, &plan, &actor, args.lock_timeout, false).await?;
-            return Ok(Some((plan, applied)));
-        }
-        // A directory: plan under the lock, show, ask, apply.
-        let held = ops::lock::acquire(&store, &actor, args.lock_timeout).await?;
-        let result = async {
-            let request = ops::plan::Request {
-                dir: &args.source,
-                options: PlanOptions {
-                    targets: args.target.clone(),
-                    allow_destroy: args.allow_destroy,
-                },
-                sign_key: None,
-            };
-            let plan = ops::plan::make(&store, &request).await?;
-            print!("{}", render::plan::human(&plan, style));
-            if plan.changes.is_empty() {
-                return Ok(None);
-            }
-            confirm(args.auto_approve)?;
-            let applied = ops::apply::apply(&store, &plan, &actor, args.lock_timeout, true).await?;
-            Ok(Some((plan, applied)))
-        }
-        .await;
-        let _ = held.release().await;
-        result
+        with_store(&args.state.url, async |store| {
+            run_in(&args, store, key.as_ref(), &actor, style).await
+        })
+        .await
     });
     match outcome {
         Ok(Some((_, applied))) => {
@@ -104,6 +72,51 @@ pub fn run(args: Args, style: Style) -> u8 {
             exit::FAILED
         }
     }
+}
+
+/// Applies a saved plan, or plans a directory under the lock, shows the plan,
+/// asks, and applies it.
+async fn run_in(
+    args: &Args,
+    store: &Store,
+    key: Option<&crate::secret::Secret>,
+    actor: &Actor,
+    style: Style,
+) -> Result<Option<(SavedPlan, ops::apply::Applied)>, OpError> {
+    if args.source.is_file() {
+        let text = std::fs::read_to_string(&args.source).map_err(|e| {
+            OpError::Input(format!(
+                "cannot read the plan {}: {e}",
+                args.source.display()
+            ))
+        })?;
+        let plan = SavedPlan::load(&text, key)?;
+        let applied = ops::apply::apply(store, &plan, actor, args.lock_timeout, false).await?;
+        return Ok(Some((plan, applied)));
+    }
+    let held = ops::lock::acquire(store, actor, args.lock_timeout).await?;
+    let result = async {
+        let request = ops::plan::Request {
+            dir: &args.source,
+            options: PlanOptions {
+                targets: args.target.clone(),
+                allow_destroy: args.allow_destroy,
+            },
+            sign_key: None,
+        };
+        let plan = ops::plan::make(store, &request).await?;
+        print!("{}", render::plan::human(&plan, style));
+        if plan.changes.is_empty() {
+            return Ok(None);
+        }
+        confirm(args.auto_approve)?;
+        let applied = ops::apply::apply(store, &plan, actor, args.lock_timeout, true).await?;
+        Ok(Some((plan, applied)))
+    }
+    .await;
+    // The outcome matters more than a failed unlock; the lease expires anyway.
+    let _ = held.release().await;
+    result
 }
 
 /// Asks on the terminal; without one, only `--auto-approve` approves.

@@ -132,6 +132,18 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
     }
 }
 
+/// Opens the store, runs `f`, and closes the store whatever happened (on
+/// SQLite, closing folds the write-ahead log back into the file).
+async fn with_store<T>(
+    url: &str,
+    f: impl AsyncFnOnce(&crate::store::Store) -> Result<T, crate::ops::OpError>,
+) -> Result<T, crate::ops::OpError> {
+    let store = crate::store::Store::open(url).await?;
+    let result = f(&store).await;
+    store.close().await;
+    result
+}
+
 /// Prints an operation's failure for people, with its help.
 fn report_error(error: &crate::ops::OpError, style: Style) {
     use crate::diagnostic::Diagnostic;

@@ -1,12 +1,11 @@
 use std::path::PathBuf;
 
-use super::{block_on, exit, report_error, Format, StateArgs};
+use super::{block_on, exit, report_error, with_store, Format, StateArgs};
 use crate::manifest::Kind;
 use crate::ops::{self, OpError};
 use crate::plan::PlanOptions;
 use crate::render::{self, Style};
 use crate::secret::SecretSource;
-use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -67,10 +66,9 @@ pub fn run(args: Args, style: Style) -> u8 {
         },
         sign_key: key.as_ref(),
     };
-    let result = block_on(async {
-        let store = Store::open(&args.state.url).await?;
-        ops::plan::make(&store, &request).await
-    });
+    let result = block_on(with_store(&args.state.url, async |store| {
+        ops::plan::make(store, &request).await
+    }));
     let plan = match result {
         Ok(plan) => plan,
         Err(e) => {

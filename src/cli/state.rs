@@ -1,9 +1,9 @@
 use super::plan::parse_target;
-use super::{block_on, exit, report_error, Format, StateArgs};
+use super::{block_on, exit, report_error, with_store, Format, StateArgs};
 use crate::manifest::Kind;
 use crate::ops::{self, Actor, OpError};
 use crate::render::Style;
-use crate::store::{ApplyRecord, Owner, Store};
+use crate::store::{ApplyRecord, Owner};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -34,14 +34,17 @@ pub enum Command {
 }
 
 pub fn run(command: Command, style: Style) -> u8 {
-    let result = block_on(async {
-        match command {
-            Command::List { format, state } => {
-                let store = Store::open(&state.url).await?;
-                let objects = store.objects().await?;
-                match format {
-                    Format::Json => {
-                        let rows: Vec<_> = objects
+    let url = match &command {
+        Command::List { state, .. }
+        | Command::Show { state, .. }
+        | Command::Unmanage { state, .. } => state.url.clone(),
+    };
+    let result = block_on(with_store(&url, async |store| match command {
+        Command::List { format, .. } => {
+            let objects = store.objects().await?;
+            match format {
+                Format::Json => {
+                    let rows: Vec<_> = objects
                             .iter()
                             .map(|o| {
                                 serde_json::json!({
@@ -51,81 +54,77 @@ pub fn run(command: Command, style: Style) -> u8 {
                                 })
                             })
                             .collect();
-                        println!(
-                            "{}",
-                            serde_json::to_string_pretty(&rows).unwrap_or_default()
-                        );
-                    }
-                    Format::Human => {
-                        for o in &objects {
-                            let owner = if o.owner == Owner::Patchops {
-                                ""
-                            } else {
-                                "  (unmanaged)"
-                            };
-                            println!("{}/{}  serial {}{owner}", o.kind, o.name, o.updated_serial);
-                        }
-                        println!("{} objects", objects.len());
-                    }
-                }
-                Ok(())
-            }
-            Command::Show {
-                object: (kind, name),
-                format,
-                state,
-            } => {
-                let store = Store::open(&state.url).await?;
-                let Some(o) = store.object(kind.as_str(), &name).await? else {
-                    return Err(OpError::Input(format!("no {kind}/{name} in the state")));
-                };
-                let metadata: serde_json::Value =
-                    serde_json::from_str(&o.metadata).unwrap_or_default();
-                let spec: serde_json::Value = serde_json::from_str(&o.spec).unwrap_or_default();
-                let doc = serde_json::json!({
-                    "kind": o.kind, "metadata": { "name": o.name, "labels": metadata["labels"], "annotations": metadata["annotations"] },
-                    "spec": spec,
-                    "state": { "hash": o.spec_hash, "managed": o.owner == Owner::Patchops, "file": o.file, "commit": o.commit, "createdSerial": o.created_serial, "updatedSerial": o.updated_serial },
-                });
-                match format {
-                    Format::Json => {
-                        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default())
-                    }
-                    Format::Human => print!("{}", serde_yaml::to_string(&doc).unwrap_or_default()),
-                }
-                Ok(())
-            }
-            Command::Unmanage {
-                object: (kind, name),
-                state,
-            } => {
-                let store = Store::open(&state.url).await?;
-                let actor = Actor::current(std::env::args().collect::<Vec<_>>().join(" "));
-                let held = ops::lock::acquire(&store, &actor, std::time::Duration::ZERO).await?;
-                let info = store.info().await;
-                let result = async {
-                    let info = info?;
-                    let record = audit_record(
-                        &actor,
-                        info.serial + 1,
-                        &format!("state unmanage {kind}/{name}"),
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&rows).unwrap_or_default()
                     );
-                    if store
-                        .set_owner(kind.as_str(), &name, Owner::Unmanaged, &record)
-                        .await?
-                    {
-                        println!("{kind}/{name} is no longer managed by patchops.");
-                        Ok(())
-                    } else {
-                        Err(OpError::Input(format!("no {kind}/{name} in the state")))
-                    }
                 }
-                .await;
-                let _ = held.release().await;
-                result
+                Format::Human => {
+                    for o in &objects {
+                        let owner = if o.owner == Owner::Patchops {
+                            ""
+                        } else {
+                            "  (unmanaged)"
+                        };
+                        println!("{}/{}  serial {}{owner}", o.kind, o.name, o.updated_serial);
+                    }
+                    println!("{} objects", objects.len());
+                }
             }
+            Ok(())
         }
-    });
+        Command::Show {
+            object: (kind, name),
+            format,
+            state: _,
+        } => {
+            let Some(o) = store.object(kind.as_str(), &name).await? else {
+                return Err(OpError::Input(format!("no {kind}/{name} in the state")));
+            };
+            let metadata: serde_json::Value = serde_json::from_str(&o.metadata).unwrap_or_default();
+            let spec: serde_json::Value = serde_json::from_str(&o.spec).unwrap_or_default();
+            let doc = serde_json::json!({
+                "kind": o.kind, "metadata": { "name": o.name, "labels": metadata["labels"], "annotations": metadata["annotations"] },
+                "spec": spec,
+                "state": { "hash": o.spec_hash, "managed": o.owner == Owner::Patchops, "file": o.file, "commit": o.commit, "createdSerial": o.created_serial, "updatedSerial": o.updated_serial },
+            });
+            match format {
+                Format::Json => {
+                    println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default())
+                }
+                Format::Human => print!("{}", serde_yaml::to_string(&doc).unwrap_or_default()),
+            }
+            Ok(())
+        }
+        Command::Unmanage {
+            object: (kind, name),
+            state: _,
+        } => {
+            let actor = Actor::current(std::env::args().collect::<Vec<_>>().join(" "));
+            let held = ops::lock::acquire(store, &actor, std::time::Duration::ZERO).await?;
+            let info = store.info().await;
+            let result = async {
+                let info = info?;
+                let record = audit_record(
+                    &actor,
+                    info.serial + 1,
+                    &format!("state unmanage {kind}/{name}"),
+                );
+                if store
+                    .set_owner(kind.as_str(), &name, Owner::Unmanaged, &record)
+                    .await?
+                {
+                    println!("{kind}/{name} is no longer managed by patchops.");
+                    Ok(())
+                } else {
+                    Err(OpError::Input(format!("no {kind}/{name} in the state")))
+                }
+            }
+            .await;
+            let _ = held.release().await;
+            result
+        }
+    }));
     match result {
         Ok(()) => exit::OK,
         Err(e) => {
@@ -156,10 +155,9 @@ fn audit_record(actor: &Actor, serial: i64, what: &str) -> ApplyRecord {
 }
 
 pub fn force_unlock(id: &str, state: &StateArgs, style: Style) -> u8 {
-    let result: Result<bool, OpError> = block_on(async {
-        let store = Store::open(&state.url).await?;
+    let result = block_on(with_store(&state.url, async |store| {
         Ok(store.unlock(id).await?)
-    });
+    }));
     match result {
         Ok(true) => {
             println!("Released lock {id}.");
@@ -180,10 +178,9 @@ pub fn force_unlock(id: &str, state: &StateArgs, style: Style) -> u8 {
 }
 
 pub fn history(limit: u32, format: Format, state: &StateArgs, style: Style) -> u8 {
-    let result: Result<Vec<ApplyRecord>, OpError> = block_on(async {
-        let store = Store::open(&state.url).await?;
+    let result = block_on(with_store(&state.url, async |store| {
         Ok(store.history(limit).await?)
-    });
+    }));
     let records = match result {
         Ok(r) => r,
         Err(e) => {
