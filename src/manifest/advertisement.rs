@@ -21,10 +21,10 @@ pub struct AdvertisementSpec {
     #[serde(default = "super::default_true")]
     pub include_subcollections: bool,
     /// When the advertisement becomes available; none: as soon as applied.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub available_after: Option<TimeText>,
     /// When the advertisement expires; none: never.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<TimeText>,
     /// Mandatory assignments. With none the advertisement is optional: users
     /// may run it, nothing runs it for them.
@@ -58,13 +58,13 @@ pub struct AdvertisementSpec {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Assignment {
     /// Run at this time.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start: Option<TimeText>,
     /// Then again every interval.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every: Option<DurationText>,
     /// Run when this happens instead of at a time.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<AssignmentEvent>,
 }
 

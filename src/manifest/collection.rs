@@ -12,7 +12,7 @@ pub struct CollectionSpec {
     pub comment: String,
     /// Members are limited to the members of this collection (declared or
     /// built in, e.g. `All Systems`). None: every machine in the inventory.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limiting_collection: Option<String>,
     /// The rules, applied in order: queries, direct members and includes add
     /// machines; excludes remove them afterwards.
@@ -20,7 +20,7 @@ pub struct CollectionSpec {
     pub membership: Vec<MembershipRule>,
     /// How often the collection is re-evaluated against the inventory.
     /// None: only when the collection or the inventory changes.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evaluation: Option<Interval>,
     /// The collection's role in the patch process, used by `validate
     /// --strict` to check the three-collection pattern of the inventory tools.

@@ -143,6 +143,6 @@ pub struct Interval {
     /// How often.
     pub every: DurationText,
     /// The first time; without it, counted from when the object is applied.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start: Option<TimeText>,
 }

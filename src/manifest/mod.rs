@@ -177,3 +177,28 @@ pub fn combined_schema() -> Value {
         "allOf": branches,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A struct's `Default` (used when the whole field is omitted) must
+    /// agree with its fields' own serde defaults (used when one is omitted).
+    #[test]
+    fn struct_defaults_match_field_defaults() {
+        fn check<T: Default + Serialize + serde::de::DeserializeOwned>(name: &str) {
+            let from_default = serde_json::to_value(T::default()).unwrap();
+            let from_empty: T = serde_json::from_value(serde_json::json!({})).unwrap();
+            assert_eq!(
+                from_default,
+                serde_json::to_value(from_empty).unwrap(),
+                "{name}"
+            );
+        }
+        check::<site::ClientPolicySettings>("ClientPolicySettings");
+        check::<sync_host::SyncCommand>("SyncCommand");
+        check::<software_update_package::InstallAgent>("InstallAgent");
+        check::<software_update_package::Notification>("Notification");
+        check::<software_update_package::Ohotfix>("Ohotfix");
+    }
+}

@@ -23,7 +23,7 @@ pub struct PackageSpec {
     /// The source directory, relative to the repository root. None: a
     /// package without content (its programs run commands already present
     /// on the client).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<RepoPath>,
     /// Sending priority: higher-priority packages reach distribution points
     /// first.
@@ -35,7 +35,7 @@ pub struct PackageSpec {
     /// Refresh the distribution points from the source on this schedule,
     /// even when no manifest changed (SMS's "Update distribution points on
     /// a schedule").
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_distribution_points: Option<Interval>,
     /// The programs of the package.
     #[serde(default)]
@@ -60,11 +60,11 @@ pub struct Program {
     #[serde(default)]
     pub after_running: AfterRunning,
     /// Estimated disk space the program needs; none: unknown.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_disk_space: Option<SizeText>,
     /// The program is stopped after this long; none: unknown, which the
     /// agent treats as 12 hours (SMS's 720 minutes).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_run_time: Option<DurationText>,
     /// When the program may run, relative to user logons.
     #[serde(default)]
@@ -80,13 +80,13 @@ pub struct Program {
     #[serde(default)]
     pub drive_mode: DriveMode,
     /// The drive letter for `driveMode: specificDriveLetter`, e.g. `Z`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drive_letter: Option<String>,
     /// Reconnect to the distribution point at logon.
     #[serde(default)]
     pub reconnect_at_logon: bool,
     /// Another program that runs before this one.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_another_program_first: Option<ProgramDependency>,
     /// Suppress the program's notifications (countdown, start) on the client.
     #[serde(default)]
@@ -104,7 +104,7 @@ pub struct Program {
     pub disabled: bool,
     /// Remove the software when the program is no longer advertised to the
     /// machine, with the uninstall registry key's command.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removal: Option<Removal>,
 }
 
@@ -112,7 +112,7 @@ pub struct Program {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProgramDependency {
     /// The package of the program to run first; none: this package.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package: Option<String>,
     /// The program to run first, by name.
     pub program: String,

@@ -15,7 +15,7 @@ pub struct SiteSpec {
     #[serde(default)]
     pub comment: String,
     /// The parent site's code in a hierarchy; none for a central site.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_site_code: Option<String>,
     /// Settings every client of the site receives.
     #[serde(default)]

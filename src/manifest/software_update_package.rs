@@ -20,7 +20,7 @@ pub struct SoftwareUpdatePackageSpec {
     #[serde(default)]
     pub comment: String,
     /// An RTF notice shown to users, relative to the repository root.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notice: Option<RepoPath>,
     /// The inventory tool program that scans clients before and after
     /// installation.
@@ -50,10 +50,10 @@ pub struct SoftwareUpdatePackageSpec {
     pub notification: Notification,
     /// Office updates: administrative or client installs and Ohotfix
     /// settings. Only for `updateType: office`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub office: Option<OfficeSettings>,
     /// An advertisement of the package's installation program, made with it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advertisement: Option<UpdateAdvertisement>,
 }
 
@@ -79,14 +79,14 @@ pub struct UpdateSelection {
     #[serde(default)]
     pub products: Vec<String>,
     /// Only the patches in this language, e.g. `ENU`; none: every language.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
     /// The patch's command-line switches; none: the update type's default
     /// (`/quiet /norestart` for security updates).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_line: Option<String>,
     /// The program name for this update in the package; none: the bulletin.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub program_name: Option<String>,
 }
 
@@ -99,7 +99,7 @@ pub struct InstallAgent {
     pub inventory_after_install: bool,
     /// A named settings template the values were taken from, recorded for
     /// reports.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference_template: Option<String>,
     /// Which machines may postpone the restart an update needs.
     #[serde(default)]
@@ -164,7 +164,7 @@ pub struct Notification {
     pub prompt_user: bool,
     /// Let the user postpone the installation by up to this long; none: no
     /// postponing.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_postpone: Option<DurationText>,
 }
 
@@ -237,10 +237,10 @@ pub struct UpdateAdvertisement {
     /// The collection the updates are offered to.
     pub collection: String,
     /// When it becomes available; none: as soon as applied.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub available_after: Option<TimeText>,
     /// When it expires; none: never.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<TimeText>,
     /// Mandatory assignments; none: optional.
     #[serde(default)]

@@ -29,29 +29,29 @@ pub struct SyncHostSpec {
     pub catalogs: Vec<Catalog>,
     /// The proxy between the sync host and the catalogs; none: a direct
     /// connection.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<Proxy>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SyncCommand {
     /// `/s`: run silently.
     #[serde(default = "super::default_true")]
     pub silent: bool,
     /// `/site`: the site server; none: the Site's `siteServer`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site_server: Option<String>,
     /// `/code`: the site code; none: the Site's `siteCode`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site_code: Option<String>,
     /// `/target`: where the catalog is written; none: the catalog package's
     /// source directory.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<RepoPath>,
     /// `/package`: the SMS package ID to refresh (e.g. `LAB00012`); none:
     /// the catalog's package.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package_id: Option<String>,
 }
 
@@ -90,11 +90,24 @@ pub struct Proxy {
     #[serde(default = "super::default_true")]
     pub http11: bool,
     /// For an authenticated proxy.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     /// Where the password comes from: `{env: NAME}` or `{file: PATH}`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_from: Option<SecretRef>,
+}
+
+impl Default for SyncCommand {
+    /// The same values as each field's own default.
+    fn default() -> Self {
+        SyncCommand {
+            silent: true,
+            site_server: None,
+            site_code: None,
+            target: None,
+            package_id: None,
+        }
+    }
 }
 
 fn default_schedule() -> Interval {
