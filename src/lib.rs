@@ -6,7 +6,9 @@
 #![allow(clippy::result_large_err)]
 
 pub mod cli;
+pub mod content;
 pub mod diagnostic;
+pub mod dp;
 pub mod fixtures;
 pub mod git;
 pub mod load;

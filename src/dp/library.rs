@@ -1,0 +1,666 @@
+//! A distribution point's content library on disk: single-instance storage
+//! of files by SHA-256, a manifest per package version, and a `current`
+//! pointer per package that is switched atomically.
+//!
+//! ```text
+//! <root>/.patchops-dp                           marker: this directory is a library
+//! <root>/files/<aa>/<sha256>                    content, read-only, one copy however many packages use it
+//! <root>/packages/<id>/versions/<version>.json  a version's content manifest
+//! <root>/packages/<id>/versions/<version>.superseded   when it stopped being current
+//! <root>/packages/<id>/current                  the current version
+//! <root>/tmp/                                   copies in progress (never served)
+//! ```
+//!
+//! Publishing copies what is missing into `tmp/`, hashing while it copies;
+//! a file whose bytes differ from the manifest (the source changed during the
+//! copy, or the disk lied) is refused and the version is not published. Each
+//! blob is fsynced and renamed into place, then the version manifest, then
+//! `current` (write, fsync, rename, fsync the directory): a client sees the
+//! old version or the new one, never half of one. Superseded versions and
+//! unreferenced files stay for a grace period so that downloads in flight
+//! finish, then garbage collection removes them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::content::{ContentManifest, BUFFER};
+
+pub const MARKER: &str = ".patchops-dp";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DpError {
+    #[error("{path} is not a patchops distribution point (no {MARKER})")]
+    NotALibrary { path: String },
+    #[error("{path}: the source changed while it was copied (expected SHA-256 {expected}, read {actual}); the version was not published")]
+    SourceChanged {
+        path: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{path}: {reason}")]
+    Io { path: String, reason: String },
+    #[error("{path}: the content manifest is unreadable: {reason}")]
+    BadManifest { path: String, reason: String },
+}
+
+fn io(path: &Path, e: &std::io::Error) -> DpError {
+    DpError::Io {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// The directory name of a package in a library: 16 hex characters of the
+/// SHA-256 of its name (names hold spaces and parentheses).
+pub fn package_id(package: &str) -> String {
+    hex::encode(&Sha256::digest(package.as_bytes())[..8])
+}
+
+/// What publishing copied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PublishStats {
+    pub files_copied: usize,
+    pub bytes_copied: u64,
+    /// Files already in the library (this or another package had them).
+    pub files_present: usize,
+    /// The version was already current: nothing changed.
+    pub unchanged: bool,
+}
+
+/// What garbage collection removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct GcStats {
+    pub versions_removed: usize,
+    pub files_removed: usize,
+    pub bytes_removed: u64,
+}
+
+/// One problem `validate` found.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(tag = "problem", rename_all = "lowercase")]
+pub enum Finding {
+    /// A file a version needs is not there.
+    Missing {
+        package: String,
+        path: String,
+        sha256: String,
+    },
+    /// A file's size (or, in a deep check, bytes) does not match its name.
+    Corrupt { sha256: String, reason: String },
+    /// A file no version refers to, outside any grace period.
+    Extra { file: String },
+}
+
+#[derive(Debug)]
+pub struct Library {
+    root: PathBuf,
+}
+
+impl Library {
+    /// Opens a library, creating it (and its marker) in an empty or missing
+    /// directory.
+    pub fn create(root: &Path) -> Result<Library, DpError> {
+        for dir in ["files", "packages", "tmp"] {
+            fs::create_dir_all(root.join(dir)).map_err(|e| io(&root.join(dir), &e))?;
+        }
+        let marker = root.join(MARKER);
+        if !marker.exists() {
+            fs::write(&marker, "{\"format\": \"patchops-dp/v1\"}\n")
+                .map_err(|e| io(&marker, &e))?;
+        }
+        Ok(Library {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// Opens an existing library.
+    pub fn open(root: &Path) -> Result<Library, DpError> {
+        if !root.join(MARKER).is_file() {
+            return Err(DpError::NotALibrary {
+                path: root.display().to_string(),
+            });
+        }
+        Ok(Library {
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn blob_path(&self, sha256: &str) -> PathBuf {
+        self.root
+            .join("files")
+            .join(&sha256[..2.min(sha256.len())])
+            .join(sha256)
+    }
+
+    fn package_dir(&self, package: &str) -> PathBuf {
+        self.root.join("packages").join(package_id(package))
+    }
+
+    /// The current version of a package, if any.
+    pub fn current(&self, package: &str) -> Result<Option<ContentManifest>, DpError> {
+        let dir = self.package_dir(package);
+        let pointer = dir.join("current");
+        let version = match fs::read_to_string(&pointer) {
+            Ok(v) => v.trim().to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&pointer, &e)),
+        };
+        read_manifest(&dir.join("versions").join(format!("{version}.json"))).map(Some)
+    }
+
+    /// Makes `manifest` the current version of its package, copying from
+    /// `source` the files the library does not hold yet. `on_file` is called
+    /// with the bytes of each file copied (for progress).
+    pub fn publish(
+        &self,
+        source: &Path,
+        manifest: &ContentManifest,
+        on_file: &(dyn Fn(u64) + Sync),
+    ) -> Result<PublishStats, DpError> {
+        let previous = self.current(&manifest.package).ok().flatten();
+        if previous
+            .as_ref()
+            .is_some_and(|p| p.version == manifest.version)
+            && self.has_all(manifest)
+        {
+            return Ok(PublishStats {
+                unchanged: true,
+                ..PublishStats::default()
+            });
+        }
+        let mut stats = PublishStats::default();
+        let mut needed: BTreeMap<&str, &crate::content::ContentFile> = BTreeMap::new();
+        for f in &manifest.files {
+            needed.entry(f.sha256.as_str()).or_insert(f);
+        }
+        let missing: Vec<&crate::content::ContentFile> = needed
+            .values()
+            .copied()
+            .filter(|f| !self.blob_ok(&f.sha256, f.size))
+            .collect();
+        stats.files_present = needed.len() - missing.len();
+        let copied = crate::load::par_map(missing, |f| {
+            let bytes = self.copy_in(&source.join(&f.path), &f.sha256)?;
+            on_file(bytes);
+            Ok::<u64, DpError>(bytes)
+        });
+        for result in copied {
+            stats.bytes_copied += result?;
+            stats.files_copied += 1;
+        }
+        sync_dir(&self.root.join("files"))?;
+
+        let dir = self.package_dir(&manifest.package);
+        let versions = dir.join("versions");
+        fs::create_dir_all(&versions).map_err(|e| io(&versions, &e))?;
+        let text = serde_json::to_vec_pretty(manifest).unwrap_or_default();
+        write_atomic(
+            &versions.join(format!("{}.json", manifest.version)),
+            &text,
+            0o444,
+        )?;
+        let _ = fs::remove_file(versions.join(format!("{}.superseded", manifest.version)));
+        write_atomic(&dir.join("current"), manifest.version.as_bytes(), 0o444)?;
+        if let Some(previous) = previous.filter(|p| p.version != manifest.version) {
+            // The grace period of the superseded version starts now.
+            write_atomic(
+                &versions.join(format!("{}.superseded", previous.version)),
+                b"",
+                0o444,
+            )?;
+        }
+        Ok(stats)
+    }
+
+    fn has_all(&self, manifest: &ContentManifest) -> bool {
+        manifest
+            .files
+            .iter()
+            .all(|f| self.blob_ok(&f.sha256, f.size))
+    }
+
+    /// A blob exists with the right size (the cheap check; `validate
+    /// --deep` re-hashes).
+    fn blob_ok(&self, sha256: &str, size: u64) -> bool {
+        fs::symlink_metadata(self.blob_path(sha256)).is_ok_and(|m| m.is_file() && m.len() == size)
+    }
+
+    /// Copies one file into the library through `tmp/`, checking its hash.
+    fn copy_in(&self, from: &Path, sha256: &str) -> Result<u64, DpError> {
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("{sha256}.{}", uuid::Uuid::new_v4().simple()));
+        let result = (|| {
+            let mut src = File::open(from).map_err(|e| io(from, &e))?;
+            let mut dst = File::create(&tmp).map_err(|e| io(&tmp, &e))?;
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; BUFFER];
+            let mut bytes = 0u64;
+            loop {
+                let n = src.read(&mut buf).map_err(|e| io(from, &e))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                dst.write_all(&buf[..n]).map_err(|e| io(&tmp, &e))?;
+                bytes += n as u64;
+            }
+            let actual = hex::encode(hasher.finalize());
+            if actual != sha256 {
+                return Err(DpError::SourceChanged {
+                    path: from.display().to_string(),
+                    expected: sha256.to_string(),
+                    actual,
+                });
+            }
+            dst.sync_all().map_err(|e| io(&tmp, &e))?;
+            drop(dst);
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(0o444))
+                .map_err(|e| io(&tmp, &e))?;
+            let target = self.blob_path(sha256);
+            if let Some(parent) = target.parent() {
+                fs::create_dir_all(parent).map_err(|e| io(parent, &e))?;
+            }
+            fs::rename(&tmp, &target).map_err(|e| io(&target, &e))?;
+            Ok(bytes)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Every version manifest of every package, with whether it is current
+    /// and when it was superseded.
+    fn versions(
+        &self,
+    ) -> Result<Vec<(ContentManifest, PathBuf, Option<SystemTime>, bool)>, DpError> {
+        let mut out = Vec::new();
+        let packages = self.root.join("packages");
+        let Ok(entries) = fs::read_dir(&packages) else {
+            return Ok(out);
+        };
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            let current = fs::read_to_string(dir.join("current"))
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default();
+            let Ok(versions) = fs::read_dir(dir.join("versions")) else {
+                continue;
+            };
+            for v in versions.flatten() {
+                let path = v.path();
+                if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                    continue;
+                }
+                let manifest = read_manifest(&path)?;
+                let superseded = fs::metadata(path.with_extension("superseded"))
+                    .and_then(|m| m.modified())
+                    .ok();
+                let is_current = manifest.version == current;
+                out.push((manifest, path, superseded, is_current));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes versions superseded longer than `grace` ago, files no
+    /// remaining version refers to (and older than `grace`), and stale
+    /// copies in `tmp/`.
+    pub fn gc(&self, grace: Duration, now: SystemTime) -> Result<GcStats, DpError> {
+        let expired = |t: SystemTime| now.duration_since(t).is_ok_and(|age| age > grace);
+        let mut stats = GcStats::default();
+        let mut keep: BTreeSet<String> = BTreeSet::new();
+        for (manifest, path, superseded, is_current) in self.versions()? {
+            let stale = !is_current && superseded.is_none_or(expired);
+            if stale {
+                fs::remove_file(&path).map_err(|e| io(&path, &e))?;
+                let _ = fs::remove_file(path.with_extension("superseded"));
+                stats.versions_removed += 1;
+            } else {
+                keep.extend(manifest.files.into_iter().map(|f| f.sha256));
+            }
+        }
+        for (name, path, meta) in self.blobs()? {
+            let old = meta.modified().is_ok_and(expired);
+            if !keep.contains(&name) && old {
+                fs::remove_file(&path).map_err(|e| io(&path, &e))?;
+                stats.files_removed += 1;
+                stats.bytes_removed += meta.len();
+            }
+        }
+        if let Ok(entries) = fs::read_dir(self.root.join("tmp")) {
+            for e in entries.flatten() {
+                if e.metadata().and_then(|m| m.modified()).is_ok_and(expired) {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Every file under `files/`: its name, path and metadata.
+    fn blobs(&self) -> Result<Vec<(String, PathBuf, fs::Metadata)>, DpError> {
+        let mut out = Vec::new();
+        for entry in walkdir::WalkDir::new(self.root.join("files"))
+            .min_depth(2)
+            .max_depth(2)
+            .sort_by_file_name()
+        {
+            let entry = entry.map_err(|e| DpError::Io {
+                path: self.root.join("files").display().to_string(),
+                reason: e.to_string(),
+            })?;
+            let meta = entry.metadata().map_err(|e| DpError::Io {
+                path: entry.path().display().to_string(),
+                reason: e.to_string(),
+            })?;
+            if meta.is_file() {
+                out.push((
+                    entry.file_name().to_string_lossy().into_owned(),
+                    entry.path().to_path_buf(),
+                    meta,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks every version's files: missing, wrong size, and with `deep`
+    /// wrong content (re-hashed on all cores); and files nothing refers to.
+    pub fn validate(&self, deep: bool) -> Result<Vec<Finding>, DpError> {
+        let mut findings = Vec::new();
+        let mut referenced: BTreeMap<String, u64> = BTreeMap::new();
+        for (manifest, _, _, _) in self.versions()? {
+            for f in &manifest.files {
+                referenced.insert(f.sha256.clone(), f.size);
+                if !self.blob_path(&f.sha256).is_file() {
+                    findings.push(Finding::Missing {
+                        package: manifest.package.clone(),
+                        path: f.path.clone(),
+                        sha256: f.sha256.clone(),
+                    });
+                }
+            }
+        }
+        let blobs = self.blobs()?;
+        let mut to_hash = Vec::new();
+        for (name, path, meta) in blobs {
+            match referenced.get(&name) {
+                None => findings.push(Finding::Extra {
+                    file: format!("files/{}/{name}", &name[..2.min(name.len())]),
+                }),
+                Some(size) if *size != meta.len() => findings.push(Finding::Corrupt {
+                    sha256: name,
+                    reason: format!("size {} instead of {size}", meta.len()),
+                }),
+                Some(_) if deep => to_hash.push((name, path)),
+                Some(_) => {}
+            }
+        }
+        for (name, actual) in crate::load::par_map(to_hash, |(name, path)| {
+            let actual = crate::content::hash_file(&path).map_err(|e| DpError::Io {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            });
+            (name, actual)
+        }) {
+            let actual = actual?;
+            if actual != name {
+                findings.push(Finding::Corrupt {
+                    sha256: name,
+                    reason: format!("its bytes hash to {actual}"),
+                });
+            }
+        }
+        findings.sort();
+        findings.dedup();
+        Ok(findings)
+    }
+
+    /// Removes corrupt files so that the next publish copies them again.
+    pub fn remove_corrupt(&self, findings: &[Finding]) -> Result<usize, DpError> {
+        let mut removed = 0;
+        for f in findings {
+            if let Finding::Corrupt { sha256, .. } = f {
+                let path = self.blob_path(sha256);
+                fs::remove_file(&path).map_err(|e| io(&path, &e))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn read_manifest(path: &Path) -> Result<ContentManifest, DpError> {
+    let bytes = fs::read(path).map_err(|e| io(path, &e))?;
+    serde_json::from_slice(&bytes).map_err(|e| DpError::BadManifest {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Write to a temporary file, fsync, rename over the target, fsync the
+/// directory: readers see the old content or the new, never a mix.
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DpError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let result = (|| {
+        let mut f = File::create(&tmp).map_err(|e| io(&tmp, &e))?;
+        f.write_all(bytes).map_err(|e| io(&tmp, &e))?;
+        f.sync_all().map_err(|e| io(&tmp, &e))?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).map_err(|e| io(&tmp, &e))?;
+        fs::rename(&tmp, path).map_err(|e| io(path, &e))?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn sync_dir(dir: &Path) -> Result<(), DpError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io(dir, &e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::{manifest, HashCache};
+
+    fn source(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        for (path, bytes) in files {
+            let p = dir.path().join(path);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(&p, bytes).unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        dir
+    }
+
+    fn content(package: &str, dir: &Path) -> ContentManifest {
+        manifest(package, dir, &mut HashCache::default()).unwrap().0
+    }
+
+    fn no_progress(_: u64) {}
+
+    #[test]
+    fn files_are_stored_once_across_packages() {
+        let dp = tempfile::tempdir().unwrap();
+        let lib = Library::create(dp.path()).unwrap();
+        let a = source(&[("shared.dll", b"same bytes"), ("a.exe", b"a")]);
+        let b = source(&[("lib/shared.dll", b"same bytes"), ("b.exe", b"b")]);
+        let first = lib
+            .publish(a.path(), &content("A", a.path()), &no_progress)
+            .unwrap();
+        assert_eq!((first.files_copied, first.bytes_copied), (2, 11));
+        let second = lib
+            .publish(b.path(), &content("B", b.path()), &no_progress)
+            .unwrap();
+        assert_eq!((second.files_copied, second.files_present), (1, 1));
+        assert_eq!(lib.blobs().unwrap().len(), 3);
+        assert_eq!(lib.current("B").unwrap().unwrap().files.len(), 2);
+        // Publishing the same version again copies nothing.
+        assert!(
+            lib.publish(b.path(), &content("B", b.path()), &no_progress)
+                .unwrap()
+                .unchanged
+        );
+    }
+
+    #[test]
+    fn a_new_version_replaces_the_current_pointer_atomically() {
+        let dp = tempfile::tempdir().unwrap();
+        let lib = Library::create(dp.path()).unwrap();
+        let src = source(&[("tool.exe", b"v1")]);
+        let v1 = content("Tool", src.path());
+        lib.publish(src.path(), &v1, &no_progress).unwrap();
+        fs::write(src.path().join("tool.exe"), b"v2").unwrap();
+        let v2 = content("Tool", src.path());
+        lib.publish(src.path(), &v2, &no_progress).unwrap();
+        assert_eq!(lib.current("Tool").unwrap().unwrap().version, v2.version);
+        // Nothing half-written is left beside the pointer.
+        let dir = lib.package_dir("Tool");
+        let names: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names.iter().filter(|n| n.starts_with('.')).count(),
+            0,
+            "{names:?}"
+        );
+        // The old version stays readable during its grace period.
+        assert!(dir
+            .join("versions")
+            .join(format!("{}.json", v1.version))
+            .is_file());
+        assert!(lib.blob_path(&v1.files[0].sha256).is_file());
+    }
+
+    #[test]
+    fn a_source_changed_during_the_copy_is_not_published() {
+        let dp = tempfile::tempdir().unwrap();
+        let lib = Library::create(dp.path()).unwrap();
+        let src = source(&[("tool.exe", b"original")]);
+        let planned = content("Tool", src.path());
+        fs::write(src.path().join("tool.exe"), b"tampered").unwrap();
+        let err = lib.publish(src.path(), &planned, &no_progress).unwrap_err();
+        assert!(matches!(err, DpError::SourceChanged { .. }), "{err}");
+        assert!(lib.current("Tool").unwrap().is_none());
+        assert_eq!(
+            fs::read_dir(dp.path().join("tmp")).unwrap().count(),
+            0,
+            "no partial copy left"
+        );
+    }
+
+    #[test]
+    fn gc_keeps_versions_in_their_grace_period() {
+        let dp = tempfile::tempdir().unwrap();
+        let lib = Library::create(dp.path()).unwrap();
+        let src = source(&[("tool.exe", b"v1")]);
+        let v1 = content("Tool", src.path());
+        lib.publish(src.path(), &v1, &no_progress).unwrap();
+        fs::write(src.path().join("tool.exe"), b"v2").unwrap();
+        lib.publish(src.path(), &content("Tool", src.path()), &no_progress)
+            .unwrap();
+        let grace = Duration::from_secs(3600);
+        assert_eq!(
+            lib.gc(grace, SystemTime::now()).unwrap(),
+            GcStats::default()
+        );
+        let later = SystemTime::now() + Duration::from_secs(7200);
+        let stats = lib.gc(grace, later).unwrap();
+        assert_eq!(
+            (
+                stats.versions_removed,
+                stats.files_removed,
+                stats.bytes_removed
+            ),
+            (1, 1, 2)
+        );
+        assert!(!lib.blob_path(&v1.files[0].sha256).exists());
+        assert_eq!(lib.validate(true).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn validate_reports_drift_and_publish_repairs_it() {
+        let dp = tempfile::tempdir().unwrap();
+        let lib = Library::create(dp.path()).unwrap();
+        let src = source(&[("a.exe", b"aaaa"), ("b.dll", b"bbbb"), ("c.txt", b"cccc")]);
+        let m = content("Tool", src.path());
+        lib.publish(src.path(), &m, &no_progress).unwrap();
+        let sha = |p: &str| m.files.iter().find(|f| f.path == p).unwrap().sha256.clone();
+        // Deleted, flipped byte (same size), extra file.
+        fs::remove_file(lib.blob_path(&sha("a.exe"))).unwrap();
+        let flipped = lib.blob_path(&sha("b.dll"));
+        fs::set_permissions(&flipped, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&flipped, b"bbbB").unwrap();
+        fs::create_dir_all(dp.path().join("files/ff")).unwrap();
+        fs::write(dp.path().join("files/ff/ffff"), b"stray").unwrap();
+
+        let cheap = lib.validate(false).unwrap();
+        assert_eq!(
+            cheap.len(),
+            2,
+            "size checks see the missing and the extra file: {cheap:?}"
+        );
+        let deep = lib.validate(true).unwrap();
+        assert_eq!(
+            deep,
+            vec![
+                Finding::Missing {
+                    package: "Tool".into(),
+                    path: "a.exe".into(),
+                    sha256: sha("a.exe")
+                },
+                Finding::Corrupt {
+                    sha256: sha("b.dll"),
+                    reason: format!("its bytes hash to {}", hex::encode(Sha256::digest(b"bbbB")))
+                },
+                Finding::Extra {
+                    file: "files/ff/ffff".into()
+                },
+            ]
+        );
+        assert_eq!(lib.remove_corrupt(&deep).unwrap(), 1);
+        let repaired = lib.publish(src.path(), &m, &no_progress).unwrap();
+        assert_eq!(repaired.files_copied, 2);
+        assert_eq!(
+            lib.validate(true).unwrap(),
+            vec![Finding::Extra {
+                file: "files/ff/ffff".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_directory_without_the_marker_is_not_a_library() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            Library::open(dir.path()),
+            Err(DpError::NotALibrary { .. })
+        ));
+    }
+}
