@@ -98,6 +98,15 @@ pub enum Finding {
     Extra { file: String },
 }
 
+/// A version manifest in the library, whether it is current, and when it
+/// stopped being current.
+struct StoredVersion {
+    manifest: ContentManifest,
+    path: PathBuf,
+    superseded: Option<SystemTime>,
+    is_current: bool,
+}
+
 #[derive(Debug)]
 pub struct Library {
     root: PathBuf,
@@ -284,9 +293,7 @@ impl Library {
 
     /// Every version manifest of every package, with whether it is current
     /// and when it was superseded.
-    fn versions(
-        &self,
-    ) -> Result<Vec<(ContentManifest, PathBuf, Option<SystemTime>, bool)>, DpError> {
+    fn versions(&self) -> Result<Vec<StoredVersion>, DpError> {
         let mut out = Vec::new();
         let packages = self.root.join("packages");
         let Ok(entries) = fs::read_dir(&packages) else {
@@ -310,7 +317,12 @@ impl Library {
                     .and_then(|m| m.modified())
                     .ok();
                 let is_current = manifest.version == current;
-                out.push((manifest, path, superseded, is_current));
+                out.push(StoredVersion {
+                    manifest,
+                    path,
+                    superseded,
+                    is_current,
+                });
             }
         }
         Ok(out)
@@ -323,7 +335,13 @@ impl Library {
         let expired = |t: SystemTime| now.duration_since(t).is_ok_and(|age| age > grace);
         let mut stats = GcStats::default();
         let mut keep: BTreeSet<String> = BTreeSet::new();
-        for (manifest, path, superseded, is_current) in self.versions()? {
+        for StoredVersion {
+            manifest,
+            path,
+            superseded,
+            is_current,
+        } in self.versions()?
+        {
             let stale = !is_current && superseded.is_none_or(expired);
             if stale {
                 fs::remove_file(&path).map_err(|e| io(&path, &e))?;
@@ -383,7 +401,7 @@ impl Library {
     pub fn validate(&self, deep: bool) -> Result<Vec<Finding>, DpError> {
         let mut findings = Vec::new();
         let mut referenced: BTreeMap<String, u64> = BTreeMap::new();
-        for (manifest, _, _, _) in self.versions()? {
+        for StoredVersion { manifest, .. } in self.versions()? {
             for f in &manifest.files {
                 referenced.insert(f.sha256.clone(), f.size);
                 if !self.blob_path(&f.sha256).is_file() {
