@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::git::Revision;
+use crate::ops::distribute::Distribution;
 use crate::plan::{Change, Summary};
 use crate::secret::Secret;
 
@@ -46,6 +47,10 @@ pub struct SavedPlan {
     pub allow_destroy: bool,
     pub summary: Summary,
     pub changes: Vec<Change>,
+    /// Package content to copy to distribution points, in sending-priority
+    /// order.
+    #[serde(default)]
+    pub distribution: Vec<Distribution>,
     /// Objects in the state that patchops does not own, left alone.
     pub unmanaged: Vec<String>,
     /// `sha256:` of the document with `checksum` and `signature` empty.
@@ -132,6 +137,11 @@ impl SavedPlan {
         Ok(plan)
     }
 
+    /// Whether applying the plan would do anything.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.distribution.is_empty()
+    }
+
     /// A short identity of the plan for the audit log.
     pub fn hash(&self) -> &str {
         &self.checksum
@@ -178,6 +188,7 @@ mod tests {
                 destroy: 0,
             },
             changes: vec![],
+            distribution: vec![],
             unmanaged: vec![],
             checksum: String::new(),
             signature: None,

@@ -64,6 +64,15 @@ pub fn run(args: Args, style: Style) -> u8 {
                 "Apply complete: {} added, {} changed, {} destroyed. State serial {}.",
                 s.add, s.change, s.destroy, applied.serial
             );
+            for d in &applied.distributed {
+                println!(
+                    "Distributed {:?} to {}: {} files, {} copied.",
+                    d.package,
+                    d.dp,
+                    d.files_copied,
+                    crate::render::plan::bytes(d.bytes_copied)
+                );
+            }
             exit::OK
         }
         Ok(None) => exit::OK,
@@ -83,6 +92,8 @@ async fn run_in(
     actor: &Actor,
     style: Style,
 ) -> Result<Option<(SavedPlan, ops::apply::Applied)>, OpError> {
+    let progress = crate::render::progress::Reporter::new();
+    let progress = |p: ops::distribute::Progress<'_>| progress.report(p);
     if args.source.is_file() {
         let text = std::fs::read_to_string(&args.source).map_err(|e| {
             OpError::Input(format!(
@@ -91,7 +102,8 @@ async fn run_in(
             ))
         })?;
         let plan = SavedPlan::load(&text, key)?;
-        let applied = ops::apply::apply(store, &plan, actor, args.lock_timeout, false).await?;
+        let applied =
+            ops::apply::apply(store, &plan, actor, args.lock_timeout, false, &progress).await?;
         return Ok(Some((plan, applied)));
     }
     let held = ops::lock::acquire(store, actor, args.lock_timeout).await?;
@@ -103,14 +115,16 @@ async fn run_in(
                 allow_destroy: args.allow_destroy,
             },
             sign_key: None,
+            validate_content: false,
         };
         let plan = ops::plan::make(store, &request).await?;
         print!("{}", render::plan::human(&plan, style));
-        if plan.changes.is_empty() {
+        if plan.is_empty() {
             return Ok(None);
         }
         confirm(args.auto_approve)?;
-        let applied = ops::apply::apply(store, &plan, actor, args.lock_timeout, true).await?;
+        let applied =
+            ops::apply::apply(store, &plan, actor, args.lock_timeout, true, &progress).await?;
         Ok(Some((plan, applied)))
     }
     .await;

@@ -27,6 +27,10 @@ pub struct Args {
     /// Allow a plan that deletes more than the guard permits.
     #[arg(long)]
     allow_destroy: bool,
+    /// Re-hash package content on the distribution points instead of
+    /// trusting file names and sizes (slower; finds flipped bytes).
+    #[arg(long)]
+    validate: bool,
     /// Sign the saved plan with the key in `env:NAME` or `file:PATH`.
     #[arg(long, value_name = "REF")]
     sign_key_from: Option<SecretSource>,
@@ -65,6 +69,7 @@ pub fn run(args: Args, style: Style) -> u8 {
             allow_destroy: args.allow_destroy,
         },
         sign_key: key.as_ref(),
+        validate_content: args.validate,
     };
     let result = block_on(with_store(&args.state.url, async |store| {
         ops::plan::make(store, &request).await
@@ -98,7 +103,7 @@ pub fn run(args: Args, style: Style) -> u8 {
         }
         Format::Json => print!("{}", plan.to_json()),
     }
-    if args.detailed_exitcode && !plan.changes.is_empty() {
+    if args.detailed_exitcode && !plan.is_empty() {
         2
     } else {
         exit::OK

@@ -239,8 +239,12 @@ impl Library {
             .all(|f| self.blob_ok(&f.sha256, f.size))
     }
 
-    /// A blob exists with the right size (the cheap check; `validate
-    /// --deep` re-hashes).
+    /// A file is in the library with the right size (the cheap check that
+    /// plans make; `validate(true)` re-hashes).
+    pub fn has_file(&self, sha256: &str, size: u64) -> bool {
+        self.blob_ok(sha256, size)
+    }
+
     fn blob_ok(&self, sha256: &str, size: u64) -> bool {
         fs::symlink_metadata(self.blob_path(sha256)).is_ok_and(|m| m.is_file() && m.len() == size)
     }

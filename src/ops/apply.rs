@@ -12,23 +12,37 @@ use crate::store::{ApplyRecord, Change, NewObject, Store};
 pub struct Applied {
     pub serial: i64,
     pub summary: Summary,
+    pub distributed: Vec<super::distribute::Distributed>,
 }
 
-/// Applies `plan` if the state is still the one it was made against.
-/// Takes the apply lock unless the caller holds it already.
+/// Applies `plan` if the state is still the one it was made against, then
+/// distributes its content. Takes the apply lock unless the caller holds it
+/// already.
 pub async fn apply(
     store: &Store,
     plan: &SavedPlan,
     actor: &Actor,
     lock_timeout: Duration,
     holding_lock: bool,
+    progress: &(dyn Fn(super::distribute::Progress<'_>) + Sync),
 ) -> Result<Applied, OpError> {
     let held = if holding_lock {
         None
     } else {
         Some(lock::acquire(store, actor, lock_timeout).await?)
     };
-    let result = apply_locked(store, plan, actor).await;
+    let result = match apply_locked(store, plan, actor).await {
+        // The state is committed first; content follows. A failure here
+        // leaves the DPs behind the state, which the next plan shows and the
+        // next apply puts right.
+        Ok(mut applied) => {
+            super::distribute::distribute(&plan.distribution, progress).map(|done| {
+                applied.distributed = done;
+                applied
+            })
+        }
+        Err(e) => Err(e),
+    };
     if let Some(held) = held {
         // The outcome matters more than a failed unlock; the lease expires anyway.
         let _ = held.release().await;
@@ -72,6 +86,7 @@ async fn apply_locked(store: &Store, plan: &SavedPlan, actor: &Actor) -> Result<
         return Ok(Applied {
             serial: info.serial,
             summary: plan.summary,
+            distributed: Vec::new(),
         });
     }
 
@@ -132,6 +147,7 @@ async fn apply_locked(store: &Store, plan: &SavedPlan, actor: &Actor) -> Result<
     Ok(Applied {
         serial,
         summary: plan.summary,
+        distributed: Vec::new(),
     })
 }
 

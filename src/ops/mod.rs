@@ -3,6 +3,7 @@
 //! (cargo's `ops` pattern); printing stays in the CLI.
 
 pub mod apply;
+pub mod distribute;
 pub mod lock;
 pub mod plan;
 

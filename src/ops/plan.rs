@@ -17,6 +17,9 @@ pub struct Request<'a> {
     pub dir: &'a Path,
     pub options: PlanOptions,
     pub sign_key: Option<&'a Secret>,
+    /// Re-hash the content on distribution points (`plan --validate`)
+    /// instead of trusting names and sizes.
+    pub validate_content: bool,
 }
 
 /// Validates the manifests, reads the state and plans. Nothing is written.
@@ -26,7 +29,8 @@ pub async fn make(store: &Store, request: &Request<'_>) -> Result<SavedPlan, OpE
     if !report.is_valid() {
         return Err(OpError::Invalid(Box::new(report)));
     }
-    let desired = canonical_objects(&report.desired);
+    let content = super::distribute::package_content(request.dir, &report.desired)?;
+    let desired = canonical_objects(&report.desired, &content);
     let site = report
         .desired
         .site
@@ -49,6 +53,21 @@ pub async fn make(store: &Store, request: &Request<'_>) -> Result<SavedPlan, OpE
         .map(actual_object)
         .collect::<Result<Vec<_>, _>>()?;
     let planned = plan::plan(&desired, &report.desired, &actual, &request.options)?;
+    let mut distribution = super::distribute::plan_distribution(
+        request.dir,
+        &report.desired,
+        &content,
+        request.validate_content,
+    )?;
+    if !request.options.targets.is_empty() {
+        distribution.retain(|d| {
+            request
+                .options
+                .targets
+                .iter()
+                .any(|(k, n)| *k == Kind::Package && n == &d.package)
+        });
+    }
 
     let mut saved = SavedPlan {
         format: FORMAT.to_string(),
@@ -77,6 +96,7 @@ pub async fn make(store: &Store, request: &Request<'_>) -> Result<SavedPlan, OpE
         allow_destroy: request.options.allow_destroy,
         summary: planned.summary(),
         changes: planned.changes,
+        distribution,
         unmanaged: planned
             .unmanaged
             .iter()

@@ -7,6 +7,7 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::content::ContentManifest;
 use crate::manifest::advertisement::Assignment;
 use crate::manifest::collection::MembershipRule;
 use crate::manifest::common::{DurationText, Interval, TimeText};
@@ -14,6 +15,7 @@ use crate::manifest::software_update_package::UpdateAdvertisement;
 use crate::manifest::{Kind, Metadata};
 use crate::model::{Desired, Object, Origin};
 use crate::units::{self, ScheduleTime};
+use std::collections::BTreeMap;
 
 /// One object as the state holds it. The canonical content is kept as
 /// compact JSON text: that is what the state stores and what the hash is
@@ -65,7 +67,14 @@ pub fn object_hash(metadata: &str, spec: &str) -> String {
 
 /// Every object of the desired site in canonical form, in apply order
 /// (kind rank, then name).
-pub fn canonical_objects(desired: &Desired) -> Vec<CanonicalObject> {
+///
+/// `content` holds the content version of each package with a source: it
+/// is part of the package's canonical form, so a change of its files is a
+/// change of the package.
+pub fn canonical_objects(
+    desired: &Desired,
+    content: &BTreeMap<String, ContentManifest>,
+) -> Vec<CanonicalObject> {
     let mut out = Vec::with_capacity(desired.len());
     if let Some(site) = &desired.site {
         let mut spec = site.spec.clone();
@@ -97,7 +106,11 @@ pub fn canonical_objects(desired: &Desired) -> Vec<CanonicalObject> {
                 *letter = letter.to_ascii_uppercase();
             }
         }
-        out.push(object(Kind::Package, package, &spec));
+        let with_content = PackageWithContent {
+            spec: &spec,
+            content: content.get(package.name()).map(ContentSummary::of),
+        };
+        out.push(object(Kind::Package, package, &with_content));
     }
     for collection in desired.collections.values() {
         let mut spec = collection.spec.clone();
@@ -165,6 +178,33 @@ pub fn canonical_objects(desired: &Desired) -> Vec<CanonicalObject> {
         out.push(object(Kind::SoftwareUpdatePackage, sup, &spec));
     }
     out
+}
+
+/// A package's canonical form: its spec and its content version.
+#[derive(Serialize)]
+struct PackageWithContent<'a> {
+    #[serde(flatten)]
+    spec: &'a crate::manifest::PackageSpec,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<ContentSummary>,
+}
+
+/// What the state records of a package's content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContentSummary {
+    pub version: String,
+    pub files: usize,
+    pub bytes: u64,
+}
+
+impl ContentSummary {
+    fn of(m: &ContentManifest) -> ContentSummary {
+        ContentSummary {
+            version: m.version.clone(),
+            files: m.files.len(),
+            bytes: m.total_bytes(),
+        }
+    }
 }
 
 fn object<S: Clone, C: Serialize>(kind: Kind, object: &Object<S>, spec: &C) -> CanonicalObject {

@@ -2,6 +2,7 @@
 //! with source snippets (miette) or as JSON with a stable shape.
 
 pub mod plan;
+pub mod progress;
 
 use std::sync::Arc;
 

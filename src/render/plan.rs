@@ -80,6 +80,23 @@ pub fn human(plan: &SavedPlan, style: Style) -> String {
     for change in &plan.changes {
         change_block(&mut out, change, &p);
     }
+    if !plan.distribution.is_empty() {
+        let _ = writeln!(out, "{}", p.bold("Content to distribute:"));
+        for d in &plan.distribution {
+            let _ = writeln!(
+                out,
+                "{} {} → {}: {} files, {} to copy ({}; version {})",
+                p.green("→"),
+                d.package,
+                d.dp,
+                d.files_to_copy,
+                bytes(d.bytes_to_copy),
+                d.reason,
+                &d.content.version[..12.min(d.content.version.len())]
+            );
+        }
+        out.push('\n');
+    }
     for name in &plan.unmanaged {
         let _ = writeln!(
             out,
@@ -194,18 +211,44 @@ pub fn diff_lines(before: Option<&Value>, after: Option<&Value>) -> Vec<String> 
 }
 
 fn summary_line(plan: &SavedPlan, p: &Paint) -> String {
-    if plan.changes.is_empty() {
+    if plan.is_empty() {
         return format!(
             "{}\n",
             p.green("No changes. The site matches the manifests.")
         );
     }
     let s = &plan.summary;
+    let content = if plan.distribution.is_empty() {
+        String::new()
+    } else {
+        let files: usize = plan.distribution.iter().map(|d| d.files_to_copy).sum();
+        let total: u64 = plan.distribution.iter().map(|d| d.bytes_to_copy).sum();
+        format!(
+            " Content: {} package versions to distribute ({files} files, {}).",
+            plan.distribution.len(),
+            bytes(total)
+        )
+    };
     format!(
         "{}\n",
         p.bold(&format!(
-            "Plan: {} to add, {} to change, {} to destroy.",
+            "Plan: {} to add, {} to change, {} to destroy.{content}",
             s.add, s.change, s.destroy
         ))
     )
+}
+
+/// A byte count for people: `512 B`, `3.4 KB`, `1.2 MB`, `2.0 GB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }

@@ -1,0 +1,225 @@
+//! Package content on distribution points: what a plan must copy (content
+//! versions that a DP does not hold whole) and, in apply, copying it —
+//! packages in sending-priority order, each DP's current pointer switched
+//! only once every file of the version is there and verified.
+//!
+//! This is level-triggered: the plan compares each DP with the desired
+//! versions every time, so an interrupted distribution, a deleted file or a
+//! flipped byte (with `--validate`) simply shows up in the next plan and is
+//! put right by the next apply.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use super::OpError;
+use crate::content::{self, ContentManifest, HashCache};
+use crate::dp::library::{Finding, Library};
+use crate::manifest::common::Priority;
+use crate::model::Desired;
+
+/// Superseded versions and unreferenced files stay this long on a DP, so
+/// that downloads in flight finish.
+pub const GC_GRACE: Duration = Duration::from_secs(3600);
+
+/// Where the hash cache of a manifest directory lives (hidden, so it is
+/// never read as a manifest; add `.patchops/` to `.gitignore`).
+pub fn cache_path(dir: &Path) -> PathBuf {
+    dir.join(".patchops").join("hash-cache.json")
+}
+
+/// The content manifest of every package that has a source.
+pub fn package_content(
+    dir: &Path,
+    desired: &Desired,
+) -> Result<BTreeMap<String, ContentManifest>, OpError> {
+    let cache_file = cache_path(dir);
+    let mut cache = HashCache::load(&cache_file);
+    let mut out = BTreeMap::new();
+    for (name, package) in &desired.packages {
+        let Some(source) = &package.spec.source else {
+            continue;
+        };
+        let (manifest, _) = content::manifest(name, &dir.join(source.as_str()), &mut cache)
+            .map_err(|e| {
+                OpError::Input(format!(
+                    "package `{name}`: unsafe or unreadable source: {e}"
+                ))
+            })?;
+        out.insert(name.clone(), manifest);
+    }
+    // The cache only saves work; a read-only checkout just hashes again.
+    let _ = cache.save(&cache_file);
+    Ok(out)
+}
+
+/// One package version to put on one distribution point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Distribution {
+    pub dp: String,
+    /// The DP's content library directory.
+    pub path: String,
+    pub package: String,
+    pub priority: Priority,
+    /// The package's source directory.
+    pub source: String,
+    /// Files and bytes the DP lacks.
+    pub files_to_copy: usize,
+    pub bytes_to_copy: u64,
+    /// Why: `new version`, `first version`, `missing or damaged files`.
+    pub reason: String,
+    pub content: ContentManifest,
+}
+
+/// What each DP lacks of the desired versions. `deep` re-hashes the DP's
+/// files instead of trusting names and sizes (`plan --validate`).
+pub fn plan_distribution(
+    dir: &Path,
+    desired: &Desired,
+    content: &BTreeMap<String, ContentManifest>,
+    deep: bool,
+) -> Result<Vec<Distribution>, OpError> {
+    let mut out = Vec::new();
+    let mut damaged: BTreeMap<String, Vec<Finding>> = BTreeMap::new();
+    for (name, package) in &desired.packages {
+        let Some(manifest) = content.get(name) else {
+            continue;
+        };
+        for dp_name in &package.spec.distribution_points {
+            let Some(dp) = desired.distribution_points.get(dp_name) else {
+                continue;
+            };
+            if !dp.spec.enabled {
+                continue;
+            }
+            let library = Library::open(Path::new(&dp.spec.path)).ok();
+            let current = library
+                .as_ref()
+                .and_then(|l| l.current(name).ok().flatten());
+            let missing: Vec<&content::ContentFile> = match &library {
+                None => manifest.files.iter().collect(),
+                Some(lib) => manifest
+                    .files
+                    .iter()
+                    .filter(|f| !lib.has_file(&f.sha256, f.size))
+                    .collect(),
+            };
+            let mut reason = match (&library, &current) {
+                (None, _) => "distribution point is new",
+                (_, None) => "first version on this distribution point",
+                (_, Some(c)) if c.version != manifest.version => "new version",
+                _ if !missing.is_empty() => "missing or damaged files",
+                _ => "",
+            };
+            let mut files = missing.len();
+            let mut bytes: u64 = missing.iter().map(|f| f.size).sum();
+            if deep && reason.is_empty() {
+                if let Some(lib) = &library {
+                    let findings = damaged
+                        .entry(dp.spec.path.clone())
+                        .or_insert_with(|| lib.validate(true).unwrap_or_default());
+                    let corrupt: Vec<&content::ContentFile> = manifest
+                        .files
+                        .iter()
+                        .filter(|f| findings.iter().any(|d| matches!(d, Finding::Corrupt { sha256, .. } if sha256 == &f.sha256)))
+                        .collect();
+                    if !corrupt.is_empty() {
+                        reason = "damaged files (deep validation)";
+                        files = corrupt.len();
+                        bytes = corrupt.iter().map(|f| f.size).sum();
+                    }
+                }
+            }
+            if reason.is_empty() {
+                continue;
+            }
+            out.push(Distribution {
+                dp: dp_name.clone(),
+                path: dp.spec.path.clone(),
+                package: name.clone(),
+                priority: package.spec.priority,
+                source: dir
+                    .join(package.spec.source.as_ref().map_or("", |s| s.as_str()))
+                    .display()
+                    .to_string(),
+                files_to_copy: files,
+                bytes_to_copy: bytes,
+                reason: reason.to_string(),
+                content: manifest.clone(),
+            });
+        }
+    }
+    // Sending priority: high before medium before low.
+    out.sort_by(|a, b| {
+        (std::cmp::Reverse(a.priority), &a.package, &a.dp).cmp(&(
+            std::cmp::Reverse(b.priority),
+            &b.package,
+            &b.dp,
+        ))
+    });
+    Ok(out)
+}
+
+/// What one distribution step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Distributed {
+    pub dp: String,
+    pub package: String,
+    pub files_copied: usize,
+    pub bytes_copied: u64,
+}
+
+/// Copies each planned version to its DP and makes it current, in the
+/// planned (priority) order; then collects garbage past its grace period.
+/// `progress` hears each step's start and each file's bytes.
+pub fn distribute(
+    steps: &[Distribution],
+    progress: &(dyn Fn(Progress<'_>) + Sync),
+) -> Result<Vec<Distributed>, OpError> {
+    let mut done = Vec::new();
+    let mut touched: Vec<&str> = Vec::new();
+    for step in steps {
+        progress(Progress::Step(step));
+        let fail = |e: crate::dp::library::DpError| {
+            OpError::Input(format!(
+                "distributing `{}` to {}: {e}",
+                step.package, step.dp
+            ))
+        };
+        let library = Library::create(Path::new(&step.path)).map_err(fail)?;
+        if step.reason.starts_with("damaged") {
+            // Files a deep validation found damaged go, so they are copied again.
+            let damaged = library.validate(true).map_err(fail)?;
+            library.remove_corrupt(&damaged).map_err(fail)?;
+        }
+        let stats = library
+            .publish(Path::new(&step.source), &step.content, &|bytes| {
+                progress(Progress::Bytes(bytes))
+            })
+            .map_err(fail)?;
+        if !touched.contains(&step.path.as_str()) {
+            touched.push(&step.path);
+        }
+        done.push(Distributed {
+            dp: step.dp.clone(),
+            package: step.package.clone(),
+            files_copied: stats.files_copied,
+            bytes_copied: stats.bytes_copied,
+        });
+    }
+    // Once per distribution point, after all its versions are current.
+    for path in touched {
+        let library = Library::open(Path::new(path)).map_err(|e| OpError::Input(e.to_string()))?;
+        library
+            .gc(GC_GRACE, SystemTime::now())
+            .map_err(|e| OpError::Input(format!("collecting garbage on {path}: {e}")))?;
+    }
+    Ok(done)
+}
+
+pub enum Progress<'a> {
+    Step(&'a Distribution),
+    Bytes(u64),
+}
