@@ -3,6 +3,7 @@
 //! printing happens here and in [`crate::render`].
 
 mod apply;
+mod dp;
 mod plan;
 mod schema;
 mod state;
@@ -86,6 +87,9 @@ enum Command {
         #[command(flatten)]
         state: StateArgs,
     },
+    /// Distribution points: validate content, serve it over HTTP.
+    #[command(subcommand)]
+    Dp(dp::Command),
     /// Inspect the objects in the state.
     #[command(subcommand)]
     State(state::Command),
@@ -182,6 +186,7 @@ pub fn main() -> ExitCode {
             state,
         } => state::history(limit, format, &state, style),
         Command::State(command) => state::run(command, style),
+        Command::Dp(command) => dp::run(command, style),
         Command::Schema { out, docs, check } => schema::run(&out, docs.as_deref(), check, style),
     };
     ExitCode::from(code)

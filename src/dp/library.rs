@@ -333,8 +333,9 @@ impl Library {
     }
 
     /// Removes versions superseded longer than `grace` ago, files no
-    /// remaining version refers to (and older than `grace`), and stale
-    /// copies in `tmp/`.
+    /// remaining version refers to, and copies in `tmp/` older than `grace`.
+    /// Run it only under the apply lock: a publish in progress has files in
+    /// place before its version manifest.
     pub fn gc(&self, grace: Duration, now: SystemTime) -> Result<GcStats, DpError> {
         let expired = |t: SystemTime| now.duration_since(t).is_ok_and(|age| age > grace);
         let mut stats = GcStats::default();
@@ -355,9 +356,10 @@ impl Library {
                 keep.extend(manifest.files.into_iter().map(|f| f.sha256));
             }
         }
+        // Files are kept by the versions that refer to them (whose grace
+        // protects downloads in flight); a file no version refers to is garbage.
         for (name, path, meta) in self.blobs()? {
-            let old = meta.modified().is_ok_and(expired);
-            if !keep.contains(&name) && old {
+            if !keep.contains(&name) {
                 fs::remove_file(&path).map_err(|e| io(&path, &e))?;
                 stats.files_removed += 1;
                 stats.bytes_removed += meta.len();

@@ -2,3 +2,4 @@
 //! serving it over HTTP (`serve`).
 
 pub mod library;
+pub mod serve;

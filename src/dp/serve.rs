@@ -204,7 +204,12 @@ fn route(path: &str) -> Option<RouteMatch> {
     }
 }
 
-async fn handle(State(inner): State<Arc<Inner>>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+async fn handle(
+    State(inner): State<Arc<Inner>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     let Some(matched) = route(uri.path()) else {
         return not_found();
     };
@@ -360,7 +365,7 @@ fn open_in_root(root: &Path, components: &[&str]) -> Result<(std::fs::File, u64)
     }
     // Check the type before opening, so a planted FIFO or device never blocks us.
     let before = std::fs::symlink_metadata(&expected)?;
-    if !before.is_file() && false {
+    if !before.is_file() {
         return Err(OpenError::NotFound);
     }
     let file = std::fs::File::open(&expected)?;
@@ -387,7 +392,7 @@ fn open_in_root(root: &Path, components: &[&str]) -> Result<(std::fs::File, u64)
                     .to_str()
                     .and_then(|s| s.strip_suffix(" (deleted)"))
                     .is_some_and(|s| Path::new(s) == expected);
-            if !same && false {
+            if !same {
                 return Err(OpenError::NotFound);
             }
         }
@@ -539,7 +544,9 @@ async fn respond(kind: Kind, opened: Opened, head: bool, headers: &HeaderMap) ->
 
     let (status, start, count) = match decision {
         RangeDecision::Full => (StatusCode::OK, 0, len),
-        RangeDecision::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        RangeDecision::Partial { start, end } => {
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+        }
         RangeDecision::Unsatisfiable => {
             let mut res = text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable\n");
             set(&mut res, header::CONTENT_RANGE, &format!("bytes */{len}"));
@@ -688,7 +695,11 @@ mod tests {
         fn set_current(&self, package: &str, version: &str) {
             let staged = self.root.join("tmp").join(format!("current-{package}"));
             fs::write(&staged, format!("{version}\n")).unwrap();
-            fs::rename(&staged, self.root.join("packages").join(package).join("current")).unwrap();
+            fs::rename(
+                &staged,
+                self.root.join("packages").join(package).join("current"),
+            )
+            .unwrap();
         }
     }
 
@@ -935,7 +946,9 @@ mod tests {
         ] {
             let res = c.get(server.url(path)).send().await.unwrap();
             assert_eq!(res.status(), 404, "{path}");
-            assert!(header(&res, "content-type").unwrap().starts_with("text/plain"));
+            assert!(header(&res, "content-type")
+                .unwrap()
+                .starts_with("text/plain"));
             let body = res.text().await.unwrap();
             assert_eq!(body, "not found\n");
             assert!(!body.contains(&root_str));
@@ -963,7 +976,11 @@ mod tests {
         let sha = lib.put_blob(b"data");
         let server = Server::start(&lib.root).await;
         let c = client();
-        for method in [reqwest::Method::POST, reqwest::Method::PUT, reqwest::Method::DELETE] {
+        for method in [
+            reqwest::Method::POST,
+            reqwest::Method::PUT,
+            reqwest::Method::DELETE,
+        ] {
             let res = c
                 .request(method.clone(), server.url(&format!("/files/{sha}")))
                 .body("x")
@@ -994,7 +1011,10 @@ mod tests {
 
         let res = c.get(&url).send().await.unwrap();
         assert_eq!(res.status(), 200);
-        assert_eq!(header(&res, "content-type"), Some("application/octet-stream"));
+        assert_eq!(
+            header(&res, "content-type"),
+            Some("application/octet-stream")
+        );
         assert_eq!(header(&res, "content-length"), Some("10000"));
         assert_eq!(header(&res, "etag"), Some(format!("\"{sha}\"").as_str()));
         assert_eq!(
@@ -1010,12 +1030,13 @@ mod tests {
         assert_eq!(header(&res, "content-length"), Some("10000"));
         assert_eq!(header(&res, "etag"), Some(format!("\"{sha}\"").as_str()));
         assert_eq!(header(&res, "accept-ranges"), Some("bytes"));
-        assert_eq!(header(&res, "content-type"), Some("application/octet-stream"));
+        assert_eq!(
+            header(&res, "content-type"),
+            Some("application/octet-stream")
+        );
 
         // HEAD on the wire: headers only, no body bytes at all.
-        let req = format!(
-            "HEAD /files/{sha} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        );
+        let req = format!("HEAD /files/{sha} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         let (status, out) = raw(server.addr, req.as_bytes()).await;
         assert_eq!(status, 200);
         assert!(out.ends_with(b"\r\n\r\n"), "HEAD sent a body");
@@ -1036,7 +1057,12 @@ mod tests {
         assert!(res.bytes().await.unwrap().is_empty());
         let res = c.head(&url).send().await.unwrap();
         assert_eq!(header(&res, "content-length"), Some("0"));
-        let res = c.get(&url).header("range", "bytes=0-").send().await.unwrap();
+        let res = c
+            .get(&url)
+            .header("range", "bytes=0-")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 416);
         assert_eq!(header(&res, "content-range"), Some("bytes */0"));
         server.stop().await;
@@ -1052,14 +1078,14 @@ mod tests {
         let url = server.url(&format!("/files/{sha}"));
 
         for (range, start, end) in [
-            ("bytes=0-0", 0usize, 0usize),   // first byte
-            ("bytes=100-199", 100, 199),     // middle
-            ("bytes=-10", 990, 999),         // suffix
-            ("bytes=-5000", 0, 999),         // suffix longer than the file
-            ("bytes=900-", 900, 999),        // open-ended
-            ("bytes=999-", 999, 999),        // last byte
-            ("bytes=500-100000", 500, 999),  // end clamped
-            ("bytes=0-999", 0, 999),         // whole file as a range
+            ("bytes=0-0", 0usize, 0usize),  // first byte
+            ("bytes=100-199", 100, 199),    // middle
+            ("bytes=-10", 990, 999),        // suffix
+            ("bytes=-5000", 0, 999),        // suffix longer than the file
+            ("bytes=900-", 900, 999),       // open-ended
+            ("bytes=999-", 999, 999),       // last byte
+            ("bytes=500-100000", 500, 999), // end clamped
+            ("bytes=0-999", 0, 999),        // whole file as a range
         ] {
             let res = c.get(&url).header("range", range).send().await.unwrap();
             assert_eq!(res.status(), 206, "{range}");
@@ -1073,13 +1099,27 @@ mod tests {
                 Some((end - start + 1).to_string().as_str())
             );
             assert_eq!(header(&res, "etag"), Some(format!("\"{sha}\"").as_str()));
-            assert_eq!(res.bytes().await.unwrap().as_ref(), &data[start..=end], "{range}");
+            assert_eq!(
+                res.bytes().await.unwrap().as_ref(),
+                &data[start..=end],
+                "{range}"
+            );
         }
 
-        for range in ["bytes=1000-", "bytes=5000-6000", "bytes=-0", "bytes=9-3", "bytes=x-"] {
+        for range in [
+            "bytes=1000-",
+            "bytes=5000-6000",
+            "bytes=-0",
+            "bytes=9-3",
+            "bytes=x-",
+        ] {
             let res = c.get(&url).header("range", range).send().await.unwrap();
             assert_eq!(res.status(), 416, "{range}");
-            assert_eq!(header(&res, "content-range"), Some("bytes */1000"), "{range}");
+            assert_eq!(
+                header(&res, "content-range"),
+                Some("bytes */1000"),
+                "{range}"
+            );
         }
 
         // Several ranges, or a unit we do not know: the whole file with 200.
@@ -1091,7 +1131,12 @@ mod tests {
         }
 
         // Range is defined for GET only: HEAD answers as for the full file.
-        let res = c.head(&url).header("range", "bytes=0-9").send().await.unwrap();
+        let res = c
+            .head(&url)
+            .header("range", "bytes=0-9")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 200);
         assert_eq!(header(&res, "content-length"), Some("1000"));
         server.stop().await;
@@ -1211,7 +1256,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(res.status(), 200);
-        assert_eq!(header(&res, "content-length"), Some(m2.len().to_string().as_str()));
+        assert_eq!(
+            header(&res, "content-length"),
+            Some(m2.len().to_string().as_str())
+        );
 
         let res = c
             .get(server.url(&format!("/packages/{PKG}/current")))
@@ -1247,7 +1295,11 @@ mod tests {
 
         // The blobs named by the manifest are downloadable.
         let sha = parsed["files"][0]["sha256"].as_str().unwrap();
-        let res = c.get(server.url(&format!("/files/{sha}"))).send().await.unwrap();
+        let res = c
+            .get(server.url(&format!("/files/{sha}")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.bytes().await.unwrap().as_ref(), b"scanner v2");
 
         // Unknown package, unknown version, a package without `current`.
@@ -1284,7 +1336,11 @@ mod tests {
     async fn corrupt_current_is_a_server_error_without_paths() {
         let lib = Lib::new();
         let (_, _) = lib.put_version(PKG, &[("a", b"a")]);
-        fs::write(lib.root.join("packages").join(PKG).join("current"), b"not a version id\n").unwrap();
+        fs::write(
+            lib.root.join("packages").join(PKG).join("current"),
+            b"not a version id\n",
+        )
+        .unwrap();
         let big = "3333333333333333";
         let (v, _) = lib.put_version(big, &[("b", b"b")]);
         fs::write(
@@ -1320,7 +1376,10 @@ mod tests {
             lib.set_current(PKG, version);
             let res = c.get(&url).send().await.unwrap();
             assert_eq!(res.status(), 200);
-            assert_eq!(header(&res, "etag"), Some(format!("\"{version}\"").as_str()));
+            assert_eq!(
+                header(&res, "etag"),
+                Some(format!("\"{version}\"").as_str())
+            );
             assert_eq!(res.bytes().await.unwrap().as_ref(), manifest.as_slice());
         }
         // A client revalidating with the old tag gets the new manifest.
@@ -1351,7 +1410,10 @@ mod tests {
         fs::write(lib.root.join("tmp").join(&staged_sha), staged_secret).unwrap();
         fs::create_dir_all(lib.root.join("tmp/files").join(&staged_sha[..2])).unwrap();
         fs::write(
-            lib.root.join("tmp/files").join(&staged_sha[..2]).join(&staged_sha),
+            lib.root
+                .join("tmp/files")
+                .join(&staged_sha[..2])
+                .join(&staged_sha),
             staged_secret,
         )
         .unwrap();
@@ -1398,7 +1460,11 @@ mod tests {
             let pc = lib.root.join("packages").join(linked_current);
             fs::create_dir_all(pc.join("versions")).unwrap();
             fs::copy(
-                lib.root.join("packages").join(PKG).join("versions").join(format!("{version}.json")),
+                lib.root
+                    .join("packages")
+                    .join(PKG)
+                    .join("versions")
+                    .join(format!("{version}.json")),
                 pc.join("versions").join(format!("{version}.json")),
             )
             .unwrap();
@@ -1461,10 +1527,18 @@ mod tests {
         for target in &targets {
             let (status, out) = raw_get(server.addr, target.as_bytes()).await;
             assert_eq!(status, 404, "{target}: {}", String::from_utf8_lossy(&out));
-            for secret in [outside_secret, staged_secret, dir_secret, pkg_secret.as_bytes()] {
+            for secret in [
+                outside_secret,
+                staged_secret,
+                dir_secret,
+                pkg_secret.as_bytes(),
+            ] {
                 assert!(!contains(&out, secret), "{target} leaked a secret");
             }
-            assert!(!contains(&out, root_str.as_bytes()), "{target} leaked the root path");
+            assert!(
+                !contains(&out, root_str.as_bytes()),
+                "{target} leaked the root path"
+            );
         }
 
         // Request lines the HTTP parser itself rejects: never a secret either.
@@ -1503,12 +1577,13 @@ mod tests {
             return;
         }
         let server = Server::start(&lib.root).await;
-        let res = client()
-            .get(server.url(&format!("/files/{sha}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 404);
+        let request = client().get(server.url(&format!("/files/{sha}"))).send();
+        let Ok(res) = tokio::time::timeout(std::time::Duration::from_secs(5), request).await else {
+            // Release the server's blocked open() so the runtime can stop, then fail.
+            let _ = fs::OpenOptions::new().write(true).open(dir.join(&sha));
+            panic!("a request for a planted FIFO hung");
+        };
+        assert_eq!(res.unwrap().status(), 404);
         server.stop().await;
     }
 
@@ -1526,7 +1601,10 @@ mod tests {
         let url = server.url(&format!("/files/{sha}"));
         let res = c.get(&url).send().await.unwrap();
         assert_eq!(res.status(), 200);
-        assert_eq!(header(&res, "content-length"), Some(len.to_string().as_str()));
+        assert_eq!(
+            header(&res, "content-length"),
+            Some(len.to_string().as_str())
+        );
         let body = res.bytes().await.unwrap();
         assert_eq!(sha_hex(&body), sha);
 
@@ -1547,7 +1625,14 @@ mod tests {
             let c = c.clone();
             let url = url.clone();
             tasks.push(tokio::spawn(async move {
-                c.get(&url).send().await.unwrap().bytes().await.unwrap().len()
+                c.get(&url)
+                    .send()
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap()
+                    .len()
             }));
         }
         for t in tasks {
@@ -1570,7 +1655,10 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert!(matches!(&err, ServeError::NotALibrary(p) if p == dir.path()), "{err:?}");
+        assert!(
+            matches!(&err, ServeError::NotALibrary(p) if p == dir.path()),
+            "{err:?}"
+        );
         assert!(err.to_string().contains(".patchops-dp"));
         assert!(!called);
 

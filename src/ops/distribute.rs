@@ -115,7 +115,7 @@ pub fn plan_distribution(
             };
             let mut files = missing.len();
             let mut bytes: u64 = missing.iter().map(|f| f.size).sum();
-            if deep && reason.is_empty() {
+            if deep {
                 if let Some(lib) = &library {
                     let findings = damaged
                         .entry(dp.spec.path.clone())
@@ -127,8 +127,8 @@ pub fn plan_distribution(
                         .collect();
                     if !corrupt.is_empty() {
                         reason = "damaged files (deep validation)";
-                        files = corrupt.len();
-                        bytes = corrupt.iter().map(|f| f.size).sum();
+                        files += corrupt.len();
+                        bytes += corrupt.iter().map(|f| f.size).sum::<u64>();
                     }
                 }
             }

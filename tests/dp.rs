@@ -1,0 +1,268 @@
+//! Package content on distribution points, through the real binary: apply
+//! distributes the example's packages; drift is reported by `dp validate`
+//! and `plan` and repaired by `apply`; unsafe sources are refused.
+
+mod support;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::Value;
+use support::patchops;
+
+struct Site {
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    fn new() -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
+            &dir.path().join("site"),
+        );
+        Site { dir }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = patchops();
+        cmd.current_dir(self.dir.path())
+            .env(
+                "PATCHOPS_STATE",
+                format!("sqlite://{}", self.path("state.db").display()),
+            )
+            .args(args);
+        support::run_with_limit(cmd, std::time::Duration::from_secs(60))
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}:\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    /// Files of the library of a DP, by content hash.
+    fn blobs(&self, dp: &str) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for shard in fs::read_dir(self.path(&format!("dp/{dp}/files"))).unwrap() {
+            for f in fs::read_dir(shard.unwrap().path()).unwrap() {
+                out.push(f.unwrap().path());
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    fs::set_permissions(to, fs::Permissions::from_mode(0o755)).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).unwrap();
+            fs::set_permissions(&target, fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn apply_distributes_content_in_priority_order_and_validates_clean() {
+    let site = Site::new();
+    let plan: Value =
+        serde_json::from_str(&site.ok(&["plan", "site", "--format", "json"])).unwrap();
+    let steps: Vec<(String, String, u64)> = plan["distribution"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["package"].as_str().unwrap().to_string(),
+                d["dp"].as_str().unwrap().to_string(),
+                d["files_to_copy"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            ("MS Office Updates".into(), "dp-branch".into(), 1),
+            ("MS Office Updates".into(), "dp-hq".into(), 1),
+            ("MS Security Updates".into(), "dp-branch".into(), 2),
+            ("MS Security Updates".into(), "dp-hq".into(), 2),
+        ]
+    );
+    let out = site.ok(&["apply", "site", "--auto-approve", "--color", "never"]);
+    assert!(
+        out.contains("Distributed \"MS Security Updates\" to dp-hq: 2 files"),
+        "{out}"
+    );
+    // Single instance: the two packages share no files, three files in all.
+    assert_eq!(site.blobs("dp-hq").len(), 3);
+    let validated = site.ok(&["dp", "validate"]);
+    assert!(
+        validated.contains("dp-hq (dp/dp-hq): ok")
+            && validated.contains("dp-branch (dp/dp-branch): ok"),
+        "{validated}"
+    );
+    // Content on a DP is read-only.
+    for blob in site.blobs("dp-hq") {
+        assert_eq!(
+            fs::metadata(&blob).unwrap().permissions().mode() & 0o777,
+            0o444
+        );
+    }
+    let again = site.run(&["plan", "site", "--detailed-exitcode"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
+}
+
+#[test]
+fn a_source_change_is_a_new_package_version() {
+    let site = Site::new();
+    site.ok(&["apply", "site", "--auto-approve"]);
+    fs::write(
+        site.path("site/packages/security-inventory-tool/mssecure.xml"),
+        "<MSSecure/>\n",
+    )
+    .unwrap();
+    fs::set_permissions(
+        site.path("site/packages/security-inventory-tool/mssecure.xml"),
+        fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let plan: Value =
+        serde_json::from_str(&site.ok(&["plan", "site", "--format", "json"])).unwrap();
+    let changed: Vec<&str> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(changed, vec!["MS Security Updates"]);
+    assert!(plan["changes"][0]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["path"] == "spec.content.version"));
+    let reasons: Vec<&str> = plan["distribution"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, vec!["new version", "new version"]);
+    site.ok(&["apply", "site", "--auto-approve"]);
+    assert_eq!(
+        site.blobs("dp-hq").len(),
+        4,
+        "the old version's files stay for their grace period"
+    );
+    assert!(site.ok(&["dp", "validate", "dp-hq"]).contains("ok"));
+}
+
+#[test]
+fn drift_is_reported_and_repaired() {
+    let site = Site::new();
+    site.ok(&["apply", "site", "--auto-approve"]);
+    let blobs = site.blobs("dp-hq");
+    // A deleted file, a flipped byte (same size), an extra file.
+    fs::remove_file(&blobs[0]).unwrap();
+    fs::set_permissions(&blobs[1], fs::Permissions::from_mode(0o644)).unwrap();
+    let mut bytes = fs::read(&blobs[1]).unwrap();
+    bytes[0] ^= 0x20;
+    fs::write(&blobs[1], &bytes).unwrap();
+    fs::create_dir_all(site.path("dp/dp-hq/files/00")).unwrap();
+    fs::write(site.path("dp/dp-hq/files/00/0000"), "stray").unwrap();
+
+    let report = site.run(&["dp", "validate", "dp-hq", "--format", "json"]);
+    assert_eq!(report.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let problems: Vec<&str> = report[0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["problem"].as_str().unwrap())
+        .collect();
+    assert_eq!(problems, vec!["missing", "corrupt", "extra"]);
+
+    // A cheap plan sees the missing file; a deep one the flipped byte too.
+    let cheap: Value =
+        serde_json::from_str(&site.ok(&["plan", "site", "--format", "json"])).unwrap();
+    assert_eq!(cheap["distribution"].as_array().unwrap().len(), 1);
+    site.ok(&["plan", "site", "--validate", "--out", "repair.json"]);
+    let deep: Value =
+        serde_json::from_str(&fs::read_to_string(site.path("repair.json")).unwrap()).unwrap();
+    let reasons: Vec<&str> = deep["distribution"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons.contains(&"damaged files (deep validation)"),
+        "{reasons:?}"
+    );
+    site.ok(&["apply", "repair.json"]);
+    assert!(site
+        .ok(&["dp", "validate", "dp-hq"])
+        .contains("dp-hq (dp/dp-hq): ok"));
+}
+
+#[test]
+fn unsafe_sources_are_refused_with_their_path() {
+    let site = Site::new();
+    let source = site.path("site/packages/security-inventory-tool/scan.cmd");
+    fs::set_permissions(&source, fs::Permissions::from_mode(0o666)).unwrap();
+    let out = site.run(&["plan", "site", "--color", "never"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("package `MS Security Updates`: unsafe or unreadable source")
+            && err.contains("scan.cmd: group- or world-writable"),
+        "{err}"
+    );
+    fs::set_permissions(&source, fs::Permissions::from_mode(0o644)).unwrap();
+    // Inside the repository, outside the package's source.
+    std::os::unix::fs::symlink(
+        "../../site.yaml",
+        site.path("site/packages/security-inventory-tool/x.exe"),
+    )
+    .unwrap();
+    let err = text(&site.run(&["plan", "site", "--color", "never"]).stderr);
+    assert!(
+        err.contains("x.exe: symbolic link leads outside the package source"),
+        "{err}"
+    );
+    // Out of the repository altogether: refused when the manifests are read.
+    fs::remove_file(site.path("site/packages/security-inventory-tool/x.exe")).unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    fs::write(outside.path().join("x.exe"), "x").unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("x.exe"),
+        site.path("site/packages/security-inventory-tool/x.exe"),
+    )
+    .unwrap();
+    let out = text(&site.run(&["plan", "site", "--color", "never"]).stdout);
+    assert!(
+        out.contains("symbolic link points outside the manifest directory"),
+        "{out}"
+    );
+}
