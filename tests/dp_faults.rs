@@ -1,0 +1,210 @@
+//! Distribution under faults, with the real binary: SIGKILL at 20 random
+//! moments while content is copied, and a write error in the middle of a
+//! copy. A DP must never show half a version: its current pointer names a
+//! version whose every file is there and intact, and a later apply
+//! converges.
+
+mod support;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::patchops;
+
+const SITE: &str = "apiVersion: patchops/v1\nkind: Site\nmetadata: {name: LAB}\nspec: {siteCode: LAB, siteServer: sms01}\n---\napiVersion: patchops/v1\nkind: DistributionPoint\nmetadata: {name: dp-hq}\nspec: {path: dp/dp-hq, url: 'http://dp-hq:8080'}\n---\napiVersion: patchops/v1\nkind: Package\nmetadata: {name: Big}\nspec:\n  source: content\n  priority: high\n  distributionPoints: [dp-hq]\n  programs: [{name: Install, commandLine: setup.exe}]\n";
+
+/// A site with one package of `files` files of `size` bytes; `version`
+/// changes every file.
+fn write_site(dir: &Path, files: usize, size: usize, version: u8) {
+    fs::create_dir_all(dir.join("content")).unwrap();
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(dir.join("content"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(dir.join("site.yaml"), SITE).unwrap();
+    for i in 0..files {
+        let mut bytes = vec![version; size];
+        bytes[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        let path = dir.join("content").join(format!("file{i:04}.bin"));
+        fs::write(&path, bytes).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+}
+
+fn cmd(dir: &Path) -> Command {
+    let mut c = patchops();
+    c.current_dir(dir).env(
+        "PATCHOPS_STATE",
+        format!("sqlite://{}", dir.join("state.db").display()),
+    );
+    c
+}
+
+/// Deep validation of the DP; extra files (copies of a version that was
+/// never made current) are allowed, nothing else.
+fn assert_no_half_version(dir: &Path, context: &str) {
+    if !dir.join("dp/dp-hq/.patchops-dp").exists() {
+        return;
+    }
+    let out = cmd(dir)
+        .args(["dp", "validate", "--format", "json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{context}: {}", String::from_utf8_lossy(&out.stderr)));
+    for finding in report[0]["findings"].as_array().unwrap() {
+        assert_eq!(finding["problem"], "extra", "{context}: {finding}");
+    }
+}
+
+#[test]
+fn sigkill_during_distribution_never_shows_half_a_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("seed {seed}");
+    let mut rng = seed;
+    let mut next = || {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        rng >> 33
+    };
+    write_site(root, 64, 256 * 1024, 1);
+    let start = Instant::now();
+    let first = cmd(root)
+        .args(["apply", ".", "--auto-approve"])
+        .output()
+        .unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let full_ms = (start.elapsed().as_millis() as u64).max(50);
+
+    for i in 0..20u8 {
+        write_site(root, 64, 256 * 1024, 2 + i % 2);
+        let mut child = cmd(root)
+            .args(["apply", ".", "--auto-approve", "--lock-timeout", "30s"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let delay = next() % (full_ms * 3 / 2);
+        std::thread::sleep(Duration::from_millis(delay));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_no_half_version(root, &format!("kill {i} after {delay} ms"));
+    }
+    let out = cmd(root)
+        .args(["apply", ".", "--auto-approve", "--lock-timeout", "30s"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let clean = cmd(root).args(["dp", "validate"]).output().unwrap();
+    assert!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stdout)
+    );
+    let plan = cmd(root)
+        .args(["plan", ".", "--detailed-exitcode"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&plan.stdout)
+    );
+}
+
+#[test]
+fn a_write_error_mid_copy_keeps_the_previous_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_site(root, 4, 64 * 1024, 1);
+    let first = cmd(root)
+        .args(["apply", ".", "--auto-approve"])
+        .output()
+        .unwrap();
+    assert!(first.status.success());
+    let current = fs::read_dir(root.join("dp/dp-hq/packages"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("current");
+    let before = fs::read_to_string(&current).unwrap();
+
+    // The new version has a file larger than the process may write: the
+    // copy fails half-way, as on a full disk.
+    write_site(root, 4, 64 * 1024, 2);
+    let big = root.join("content/big.bin");
+    fs::write(&big, vec![7u8; 4 * 1024 * 1024]).unwrap();
+    fs::set_permissions(&big, fs::Permissions::from_mode(0o644)).unwrap();
+    let mut apply = cmd(root);
+    apply.args(["apply", ".", "--auto-approve", "--color", "never"]);
+    // SAFETY: between fork and exec only async-signal-safe calls: signal and setrlimit.
+    unsafe {
+        apply.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: 1024 * 1024,
+                rlim_max: 1024 * 1024,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = apply.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("distributing `Big` to dp-hq") && err.contains("File too large"),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read_to_string(&current).unwrap(),
+        before,
+        "the previous version is still current"
+    );
+    assert_no_half_version(root, "after the write error");
+    assert_eq!(
+        fs::read_dir(root.join("dp/dp-hq/tmp")).unwrap().count(),
+        0,
+        "no partial copy left behind"
+    );
+
+    // Without the limit, the next apply converges.
+    let out = cmd(root)
+        .args(["apply", ".", "--auto-approve"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(fs::read_to_string(&current).unwrap(), before);
+    assert!(cmd(root)
+        .args(["dp", "validate"])
+        .output()
+        .unwrap()
+        .status
+        .success());
+}
