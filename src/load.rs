@@ -131,7 +131,18 @@ pub fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Ve
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
-    if workers < 2 || items.len() < 64 {
+    par_map_with(items, workers, 64, f)
+}
+
+/// [`par_map`] with at most `workers` threads, in parallel only from
+/// `min_items` items on.
+pub fn par_map_with<T: Send, R: Send>(
+    items: Vec<T>,
+    workers: usize,
+    min_items: usize,
+    f: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    if workers < 2 || items.len() < min_items.max(2) {
         return items.into_iter().map(f).collect();
     }
     let chunk = items.len().div_ceil(workers);

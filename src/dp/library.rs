@@ -169,12 +169,14 @@ impl Library {
     }
 
     /// Makes `manifest` the current version of its package, copying from
-    /// `source` the files the library does not hold yet. `on_file` is called
-    /// with the bytes of each file copied (for progress).
+    /// `source` the files the library does not hold yet, at most `transfers`
+    /// at a time. `on_file` is called with the bytes of each file copied
+    /// (for progress).
     pub fn publish(
         &self,
         source: &Path,
         manifest: &ContentManifest,
+        transfers: usize,
         on_file: &(dyn Fn(u64) + Sync),
     ) -> Result<PublishStats, DpError> {
         let previous = self.current(&manifest.package).ok().flatten();
@@ -199,7 +201,7 @@ impl Library {
             .filter(|f| !self.blob_ok(&f.sha256, f.size))
             .collect();
         stats.files_present = needed.len() - missing.len();
-        let copied = crate::load::par_map(missing, |f| {
+        let copied = crate::load::par_map_with(missing, transfers.max(1), 2, |f| {
             let bytes = self.copy_in(&source.join(&f.path), &f.sha256)?;
             on_file(bytes);
             Ok::<u64, DpError>(bytes)
@@ -535,18 +537,18 @@ mod tests {
         let a = source(&[("shared.dll", b"same bytes"), ("a.exe", b"a")]);
         let b = source(&[("lib/shared.dll", b"same bytes"), ("b.exe", b"b")]);
         let first = lib
-            .publish(a.path(), &content("A", a.path()), &no_progress)
+            .publish(a.path(), &content("A", a.path()), 4, &no_progress)
             .unwrap();
         assert_eq!((first.files_copied, first.bytes_copied), (2, 11));
         let second = lib
-            .publish(b.path(), &content("B", b.path()), &no_progress)
+            .publish(b.path(), &content("B", b.path()), 4, &no_progress)
             .unwrap();
         assert_eq!((second.files_copied, second.files_present), (1, 1));
         assert_eq!(lib.blobs().unwrap().len(), 3);
         assert_eq!(lib.current("B").unwrap().unwrap().files.len(), 2);
         // Publishing the same version again copies nothing.
         assert!(
-            lib.publish(b.path(), &content("B", b.path()), &no_progress)
+            lib.publish(b.path(), &content("B", b.path()), 4, &no_progress)
                 .unwrap()
                 .unchanged
         );
@@ -558,10 +560,10 @@ mod tests {
         let lib = Library::create(dp.path()).unwrap();
         let src = source(&[("tool.exe", b"v1")]);
         let v1 = content("Tool", src.path());
-        lib.publish(src.path(), &v1, &no_progress).unwrap();
+        lib.publish(src.path(), &v1, 4, &no_progress).unwrap();
         fs::write(src.path().join("tool.exe"), b"v2").unwrap();
         let v2 = content("Tool", src.path());
-        lib.publish(src.path(), &v2, &no_progress).unwrap();
+        lib.publish(src.path(), &v2, 4, &no_progress).unwrap();
         assert_eq!(lib.current("Tool").unwrap().unwrap().version, v2.version);
         // Nothing half-written is left beside the pointer.
         let dir = lib.package_dir("Tool");
@@ -589,7 +591,9 @@ mod tests {
         let src = source(&[("tool.exe", b"original")]);
         let planned = content("Tool", src.path());
         fs::write(src.path().join("tool.exe"), b"tampered").unwrap();
-        let err = lib.publish(src.path(), &planned, &no_progress).unwrap_err();
+        let err = lib
+            .publish(src.path(), &planned, 4, &no_progress)
+            .unwrap_err();
         assert!(matches!(err, DpError::SourceChanged { .. }), "{err}");
         assert!(lib.current("Tool").unwrap().is_none());
         assert_eq!(
@@ -605,9 +609,9 @@ mod tests {
         let lib = Library::create(dp.path()).unwrap();
         let src = source(&[("tool.exe", b"v1")]);
         let v1 = content("Tool", src.path());
-        lib.publish(src.path(), &v1, &no_progress).unwrap();
+        lib.publish(src.path(), &v1, 4, &no_progress).unwrap();
         fs::write(src.path().join("tool.exe"), b"v2").unwrap();
-        lib.publish(src.path(), &content("Tool", src.path()), &no_progress)
+        lib.publish(src.path(), &content("Tool", src.path()), 4, &no_progress)
             .unwrap();
         let grace = Duration::from_secs(3600);
         assert_eq!(
@@ -634,7 +638,7 @@ mod tests {
         let lib = Library::create(dp.path()).unwrap();
         let src = source(&[("a.exe", b"aaaa"), ("b.dll", b"bbbb"), ("c.txt", b"cccc")]);
         let m = content("Tool", src.path());
-        lib.publish(src.path(), &m, &no_progress).unwrap();
+        lib.publish(src.path(), &m, 4, &no_progress).unwrap();
         let sha = |p: &str| m.files.iter().find(|f| f.path == p).unwrap().sha256.clone();
         // Deleted, flipped byte (same size), extra file.
         fs::remove_file(lib.blob_path(&sha("a.exe"))).unwrap();
@@ -669,7 +673,7 @@ mod tests {
             ]
         );
         assert_eq!(lib.remove_corrupt(&deep).unwrap(), 1);
-        let repaired = lib.publish(src.path(), &m, &no_progress).unwrap();
+        let repaired = lib.publish(src.path(), &m, 4, &no_progress).unwrap();
         assert_eq!(repaired.files_copied, 2);
         assert_eq!(
             lib.validate(true).unwrap(),

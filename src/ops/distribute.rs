@@ -68,6 +68,9 @@ pub struct Distribution {
     /// Files and bytes the DP lacks.
     pub files_to_copy: usize,
     pub bytes_to_copy: u64,
+    /// Files copied at once (the DP's `maxConcurrentTransfers`).
+    #[serde(default = "default_transfers")]
+    pub transfers: u32,
     /// Why: `new version`, `first version`, `missing or damaged files`.
     pub reason: String,
     pub content: ContentManifest,
@@ -144,6 +147,7 @@ pub fn plan_distribution(
                     .join(package.spec.source.as_ref().map_or("", |s| s.as_str()))
                     .display()
                     .to_string(),
+                transfers: dp.spec.max_concurrent_transfers,
                 files_to_copy: files,
                 bytes_to_copy: bytes,
                 reason: reason.to_string(),
@@ -195,9 +199,12 @@ pub fn distribute(
             library.remove_corrupt(&damaged).map_err(fail)?;
         }
         let stats = library
-            .publish(Path::new(&step.source), &step.content, &|bytes| {
-                progress(Progress::Bytes(bytes))
-            })
+            .publish(
+                Path::new(&step.source),
+                &step.content,
+                step.transfers as usize,
+                &|bytes| progress(Progress::Bytes(bytes)),
+            )
             .map_err(fail)?;
         if !touched.contains(&step.path.as_str()) {
             touched.push(&step.path);
@@ -217,6 +224,10 @@ pub fn distribute(
             .map_err(|e| OpError::Input(format!("collecting garbage on {path}: {e}")))?;
     }
     Ok(done)
+}
+
+fn default_transfers() -> u32 {
+    4
 }
 
 pub enum Progress<'a> {
