@@ -273,16 +273,29 @@ pub fn manifest(
 /// SHA-256 of a file's bytes, lowercase hex.
 pub fn hash_file(path: &Path) -> Result<String, ContentError> {
     let mut file = fs::File::open(path).map_err(|e| io_error(path, &e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; BUFFER];
-    loop {
-        let n = file.read(&mut buf).map_err(|e| io_error(path, &e))?;
-        if n == 0 {
-            break;
+    hash_reader(&mut file).map_err(|e| io_error(path, &e))
+}
+
+thread_local! {
+    /// One read buffer per thread: sources are often thousands of small
+    /// files, and a fresh megabyte for each would cost more than the hashing.
+    static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; BUFFER]);
+}
+
+/// SHA-256 of everything `reader` yields, lowercase hex.
+pub fn hash_reader(reader: &mut dyn Read) -> std::io::Result<String> {
+    BUF.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        let mut hasher = Sha256::new();
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
         }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
+        Ok(hex::encode(hasher.finalize()))
+    })
 }
 
 #[cfg(test)]

@@ -178,7 +178,21 @@ fn serve(
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let result = block_on(crate::dp::serve::serve(
+    // A server: every core, unlike the short-lived commands.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            report_error(
+                &OpError::Input(format!("cannot start the async runtime: {e}")),
+                style,
+            );
+            return exit::FAILED;
+        }
+    };
+    let result = runtime.block_on(crate::dp::serve::serve(
         config,
         listen,
         |addr| println!("serving {} on http://{addr}", root.display()),

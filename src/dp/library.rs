@@ -14,15 +14,16 @@
 //! Publishing copies what is missing into `tmp/`, hashing while it copies;
 //! a file whose bytes differ from the manifest (the source changed during the
 //! copy, or the disk lied) is refused and the version is not published. Each
-//! blob is fsynced and renamed into place, then the version manifest, then
-//! `current` (write, fsync, rename, fsync the directory): a client sees the
-//! old version or the new one, never half of one. Superseded versions and
+//! file is renamed into place once complete; the file system is flushed
+//! (syncfs) before the version manifest and then `current` are written
+//! (write, fsync, rename, fsync the directory): a client sees the old version
+//! or the new one, never half of one, even after a power cut. Superseded versions and
 //! unreferenced files stay for a grace period so that downloads in flight
 //! finish, then garbage collection removes them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -30,7 +31,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::content::{ContentManifest, BUFFER};
+use crate::content::ContentManifest;
 
 pub const MARKER: &str = ".patchops-dp";
 
@@ -210,7 +211,9 @@ impl Library {
             stats.bytes_copied += result?;
             stats.files_copied += 1;
         }
-        sync_dir(&self.root.join("files"))?;
+        if stats.files_copied > 0 {
+            self.sync_files()?;
+        }
 
         let dir = self.package_dir(&manifest.package);
         let versions = dir.join("versions");
@@ -232,6 +235,19 @@ impl Library {
             )?;
         }
         Ok(stats)
+    }
+
+    /// Flushes every file written to the library's file system, so that the
+    /// files of a version are on disk before the version is published.
+    fn sync_files(&self) -> Result<(), DpError> {
+        use std::os::fd::AsRawFd;
+        let dir = self.root.join("files");
+        let handle = File::open(&dir).map_err(|e| io(&dir, &e))?;
+        // SAFETY: syncfs on a valid open descriptor.
+        if unsafe { libc::syncfs(handle.as_raw_fd()) } != 0 {
+            return Err(io(&dir, &std::io::Error::last_os_error()));
+        }
+        Ok(())
     }
 
     fn has_all(&self, manifest: &ContentManifest) -> bool {
@@ -260,19 +276,13 @@ impl Library {
         let result = (|| {
             let mut src = File::open(from).map_err(|e| io(from, &e))?;
             let mut dst = File::create(&tmp).map_err(|e| io(&tmp, &e))?;
-            let mut hasher = Sha256::new();
-            let mut buf = vec![0u8; BUFFER];
-            let mut bytes = 0u64;
-            loop {
-                let n = src.read(&mut buf).map_err(|e| io(from, &e))?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-                dst.write_all(&buf[..n]).map_err(|e| io(&tmp, &e))?;
-                bytes += n as u64;
-            }
-            let actual = hex::encode(hasher.finalize());
+            // The kernel copies (copy_file_range); then the copy itself is
+            // hashed, which checks what the DP will serve, not just what
+            // was read.
+            let bytes = std::io::copy(&mut src, &mut dst).map_err(|e| io(&tmp, &e))?;
+            drop(dst);
+            let mut written = File::open(&tmp).map_err(|e| io(&tmp, &e))?;
+            let actual = crate::content::hash_reader(&mut written).map_err(|e| io(&tmp, &e))?;
             if actual != sha256 {
                 return Err(DpError::SourceChanged {
                     path: from.display().to_string(),
@@ -280,8 +290,8 @@ impl Library {
                     actual,
                 });
             }
-            dst.sync_all().map_err(|e| io(&tmp, &e))?;
-            drop(dst);
+            // Made durable all at once by `sync_files` before the version
+            // that needs it is published: one flush instead of one per file.
             fs::set_permissions(&tmp, fs::Permissions::from_mode(0o444))
                 .map_err(|e| io(&tmp, &e))?;
             let target = self.blob_path(sha256);

@@ -44,11 +44,10 @@ use axum::Router;
 use tokio::io::AsyncReadExt;
 use tokio_util::io::ReaderStream;
 
-/// Name of the marker file that makes a directory a DP content library.
-pub const MARKER: &str = ".patchops-dp";
+use super::library::MARKER;
 
 /// Size of the chunks in which file bodies are read from disk and sent.
-const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = 1024 * 1024;
 
 /// The largest `current` file accepted (a 64-hex id plus some whitespace).
 const MAX_CURRENT_LEN: u64 = 1024;
@@ -1735,5 +1734,46 @@ mod tests {
         assert_eq!(res.status(), 200);
         assert_eq!(res.bytes().await.unwrap().as_ref(), b"via link");
         server.stop().await;
+    }
+    #[tokio::test]
+    async fn app_embeds_under_a_prefix() {
+        let lib = Lib::new();
+        let sha = lib.put_blob(b"embedded");
+        let site = Router::new().nest_service(
+            "/dp",
+            app(ServeConfig {
+                root: lib.root.clone(),
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, site)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_rx.await;
+                })
+                .await
+        });
+        let c = client();
+        let res = c
+            .get(format!("http://{addr}/dp/files/{sha}"))
+            .header("range", "bytes=-3")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 206);
+        assert_eq!(res.bytes().await.unwrap().as_ref(), b"ded");
+        let res = c
+            .head(format!("http://{addr}/dp/files/{sha}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(header(&res, "content-length"), Some("8"));
+        let (status, out) = raw_get(addr, format!("/dp/../dp/files/{sha}").as_bytes()).await;
+        assert_eq!(status, 404, "{}", String::from_utf8_lossy(&out));
+        let _ = stop_tx.send(());
+        task.await.unwrap().unwrap();
     }
 }
