@@ -135,6 +135,35 @@ fn apply_distributes_content_in_priority_order_and_validates_clean() {
 }
 
 #[test]
+fn higher_priority_packages_are_sent_first() {
+    let site = Site::new();
+    let path = site.path("site/security/package.yaml");
+    let yaml = fs::read_to_string(&path).unwrap();
+    fs::write(
+        &path,
+        yaml.replacen("priority: medium", "priority: high", 1),
+    )
+    .unwrap();
+    let plan: Value =
+        serde_json::from_str(&site.ok(&["plan", "site", "--format", "json"])).unwrap();
+    let order: Vec<&str> = plan["distribution"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["package"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            "MS Security Updates",
+            "MS Security Updates",
+            "MS Office Updates",
+            "MS Office Updates"
+        ]
+    );
+}
+
+#[test]
 fn a_source_change_is_a_new_package_version() {
     let site = Site::new();
     site.ok(&["apply", "site", "--auto-approve"]);
