@@ -12,8 +12,18 @@ use std::path::Path;
 /// ten documents. `variant` changes every collection's comment, so two
 /// variants differ in a tenth of the objects.
 pub fn generate_site(dir: &Path, n: usize, variant: &str) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     fs::create_dir_all(dir.join("packages/content"))?;
     fs::write(dir.join("packages/content/setup.cmd"), "@echo off\r\n")?;
+    // Package sources must not be group- or world-writable, whatever the umask.
+    for (path, mode) in [
+        ("", 0o755),
+        ("packages", 0o755),
+        ("packages/content", 0o755),
+        ("packages/content/setup.cmd", 0o644),
+    ] {
+        fs::set_permissions(dir.join(path), fs::Permissions::from_mode(mode))?;
+    }
     fs::write(
         dir.join("site.yaml"),
         "apiVersion: patchops/v1\nkind: Site\nmetadata: {name: LAB}\nspec: {siteCode: LAB, siteServer: sms01}\n---\napiVersion: patchops/v1\nkind: DistributionPoint\nmetadata: {name: dp-hq}\nspec: {path: dp/dp-hq, url: 'http://dp-hq:8080', boundaries: [10.1.0.0/16]}\n",
