@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::patchops;
+use support::{patchops, Lcg};
 
 const SITE: &str = "apiVersion: patchops/v1\nkind: Site\nmetadata: {name: LAB}\nspec: {siteCode: LAB, siteServer: sms01}\n---\napiVersion: patchops/v1\nkind: DistributionPoint\nmetadata: {name: dp-hq}\nspec: {path: dp/dp-hq, url: 'http://dp-hq:8080'}\n---\napiVersion: patchops/v1\nkind: Package\nmetadata: {name: Big}\nspec:\n  source: content\n  priority: high\n  distributionPoints: [dp-hq]\n  programs: [{name: Install, commandLine: setup.exe}]\n";
 
@@ -64,18 +64,7 @@ fn assert_no_half_version(dir: &Path, context: &str) {
 fn sigkill_during_distribution_never_shows_half_a_version() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    eprintln!("seed {seed}");
-    let mut rng = seed;
-    let mut next = || {
-        rng = rng
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        rng >> 33
-    };
+    let mut rng = Lcg::from_env("PATCHOPS_FAULT_SEED");
     write_site(root, 64, 256 * 1024, 1);
     let start = Instant::now();
     let first = cmd(root)
@@ -97,7 +86,7 @@ fn sigkill_during_distribution_never_shows_half_a_version() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let delay = next() % (full_ms * 3 / 2);
+        let delay = rng.next() % (full_ms * 3 / 2);
         std::thread::sleep(Duration::from_millis(delay));
         let _ = child.kill();
         let _ = child.wait();

@@ -10,24 +10,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::patchops;
+use support::{patchops, Lcg};
 
 const OBJECTS: usize = 3_000;
 const KILLS: usize = 20;
-
-/// A small deterministic generator; the seed is printed so a failure can be
-/// replayed with PATCHOPS_FAULT_SEED.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-}
 
 fn cmd(dir: &std::path::Path, state: &str) -> Command {
     let mut c = patchops();
@@ -76,17 +62,7 @@ fn snapshot(dir: &std::path::Path, state: &str) -> (BTreeMap<String, String>, i6
 }
 
 fn kill_during_apply(state: &str, dir: &std::path::Path) {
-    let seed = std::env::var("PATCHOPS_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("PATCHOPS_FAULT_SEED={seed}");
-    let mut rng = Lcg(seed);
+    let mut rng = Lcg::from_env("PATCHOPS_FAULT_SEED");
 
     // Two versions of the site that differ in every collection.
     let versions = [dir.join("a"), dir.join("b")];
