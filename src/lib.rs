@@ -11,6 +11,7 @@ pub mod diagnostic;
 pub mod dp;
 pub mod fixtures;
 pub mod git;
+pub mod inventory;
 pub mod load;
 pub mod manifest;
 pub mod model;

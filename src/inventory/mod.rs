@@ -1,0 +1,5 @@
+//! Inventory: the machines of the site and their facts.
+
+mod machine;
+
+pub use machine::{machine_key, Hardware, Installed, IpFacts, Machine, OsFacts};
