@@ -10,6 +10,7 @@
 pub mod canonical;
 mod dependents;
 mod diff;
+mod from_state;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -17,8 +18,9 @@ use serde_json::Value;
 use crate::manifest::Kind;
 use crate::model::{Desired, Origin};
 
-pub use canonical::{canonical_objects, object_hash, CanonicalObject};
+pub use canonical::{canonical_objects, object_hash, CanonicalObject, ContentSummary};
 pub use diff::{field_changes, FieldChange};
+pub use from_state::{applied_site, AppliedSite, FromStateError};
 
 /// Deletions above this count need `allow_destroy`.
 pub const MAX_DELETIONS: usize = 10;
