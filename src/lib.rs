@@ -23,6 +23,7 @@ pub mod render;
 pub mod schema_check;
 pub mod schemas;
 pub mod secret;
+pub mod server;
 pub mod store;
 pub mod suggest;
 pub mod units;

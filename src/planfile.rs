@@ -53,6 +53,10 @@ pub struct SavedPlan {
     pub distribution: Vec<Distribution>,
     /// Objects in the state that patchops does not own, left alone.
     pub unmanaged: Vec<String>,
+    /// The plan's effect on the machines of the inventory: membership and
+    /// client-policy changes. None for targeted plans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impact: Option<crate::ops::impact::SiteImpact>,
     /// `sha256:` of the document with `checksum` and `signature` empty.
     pub checksum: String,
     /// `hmac-sha256:` over the same bytes, when signed.

@@ -52,7 +52,7 @@ pub fn run(args: Args, style: Style) -> u8 {
             .map(SecretSource::read)
             .transpose()
             .map_err(OpError::Input)?;
-        with_store(&args.state.url, async |store| {
+        with_store(&args.state, async |store| {
             run_in(&args, store, key.as_ref(), &actor, style).await
         })
         .await

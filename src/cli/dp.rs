@@ -69,7 +69,7 @@ async fn dp_paths(store: &crate::store::Store) -> Result<Vec<(String, String)>, 
 }
 
 fn validate(names: &[String], deep: bool, format: Format, state: &StateArgs, style: Style) -> u8 {
-    let dps = match block_on(with_store(&state.url, async |store| dp_paths(store).await)) {
+    let dps = match block_on(with_store(state, async |store| dp_paths(store).await)) {
         Ok(dps) => dps,
         Err(e) => {
             report_error(&e, style);
@@ -149,7 +149,7 @@ fn serve(
     let root = match (dp, path) {
         (_, Some(path)) => path,
         (Some(name), None) => {
-            match block_on(with_store(&state.url, async |store| dp_paths(store).await)) {
+            match block_on(with_store(state, async |store| dp_paths(store).await)) {
                 Ok(dps) => match dps.into_iter().find(|(n, _)| *n == name) {
                     Some((_, p)) => PathBuf::from(p),
                     None => {

@@ -4,8 +4,10 @@
 
 mod apply;
 mod dp;
+mod inventory;
 mod plan;
 mod schema;
+mod server;
 mod state;
 mod validate;
 
@@ -90,6 +92,14 @@ enum Command {
     /// Distribution points: validate content, serve it over HTTP.
     #[command(subcommand)]
     Dp(dp::Command),
+    /// Machines and their facts.
+    #[command(subcommand)]
+    Inventory(inventory::InventoryCommand),
+    /// Agent credentials of machines.
+    #[command(subcommand)]
+    Machine(inventory::MachineCommand),
+    /// Run the site server: the agents' API, client policy, the admin API.
+    Server(server::Args),
     /// Inspect the objects in the state.
     #[command(subcommand)]
     State(state::Command),
@@ -119,6 +129,34 @@ pub struct StateArgs {
         value_name = "URL"
     )]
     pub url: String,
+    /// Work through a running site server instead of opening the store:
+    /// its URL (`http://HOST:PORT`). Needs --token-from.
+    #[arg(long, env = "PATCHOPS_SITE", value_name = "URL", conflicts_with = "url")]
+    pub site: Option<String>,
+    /// The site server's admin token, by reference: `env:NAME` or
+    /// `file:PATH`.
+    #[arg(long, env = "PATCHOPS_TOKEN_FROM", value_name = "REF", requires = "site")]
+    pub token_from: Option<crate::secret::SecretSource>,
+}
+
+impl StateArgs {
+    /// Opens the local store, or the remote one behind `--site`.
+    pub async fn open(&self) -> Result<crate::store::Store, crate::ops::OpError> {
+        match &self.site {
+            None => Ok(crate::store::Store::open(&self.url).await?),
+            Some(site) => {
+                let Some(source) = &self.token_from else {
+                    return Err(crate::ops::OpError::Input(
+                        "--site needs --token-from env:NAME (the server's admin token)".into(),
+                    ));
+                };
+                let token = source
+                    .read()
+                    .map_err(|e| crate::ops::OpError::Input(format!("--token-from: {e}")))?;
+                Ok(crate::store::Store::remote(site, token)?)
+            }
+        }
+    }
 }
 
 /// Runs an async operation on a small runtime: commands are short-lived and
@@ -139,10 +177,10 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
 /// Opens the store, runs `f`, and closes the store whatever happened (on
 /// SQLite, closing folds the write-ahead log back into the file).
 async fn with_store<T>(
-    url: &str,
+    state: &StateArgs,
     f: impl AsyncFnOnce(&crate::store::Store) -> Result<T, crate::ops::OpError>,
 ) -> Result<T, crate::ops::OpError> {
-    let store = crate::store::Store::open(url).await?;
+    let store = state.open().await?;
     let result = f(&store).await;
     store.close().await;
     result
@@ -187,6 +225,9 @@ pub fn main() -> ExitCode {
         } => state::history(limit, format, &state, style),
         Command::State(command) => state::run(command, style),
         Command::Dp(command) => dp::run(command, style),
+        Command::Inventory(command) => inventory::run_inventory(command, style),
+        Command::Machine(command) => inventory::run_machine(command, style),
+        Command::Server(args) => server::run(args, style),
         Command::Schema { out, docs, check } => schema::run(&out, docs.as_deref(), check, style),
     };
     ExitCode::from(code)

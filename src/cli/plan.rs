@@ -71,7 +71,7 @@ pub fn run(args: Args, style: Style) -> u8 {
         sign_key: key.as_ref(),
         validate_content: args.validate,
     };
-    let result = block_on(with_store(&args.state.url, async |store| {
+    let result = block_on(with_store(&args.state, async |store| {
         ops::plan::make(store, &request).await
     }));
     let plan = match result {

@@ -37,7 +37,7 @@ pub fn run(command: Command, style: Style) -> u8 {
     let url = match &command {
         Command::List { state, .. }
         | Command::Show { state, .. }
-        | Command::Unmanage { state, .. } => state.url.clone(),
+        | Command::Unmanage { state, .. } => state.clone(),
     };
     let result = block_on(with_store(&url, async |store| match command {
         Command::List { format, .. } => {
@@ -155,7 +155,7 @@ fn audit_record(actor: &Actor, serial: i64, what: &str) -> ApplyRecord {
 }
 
 pub fn force_unlock(id: &str, state: &StateArgs, style: Style) -> u8 {
-    let result = block_on(with_store(&state.url, async |store| {
+    let result = block_on(with_store(state, async |store| {
         Ok(store.unlock(id).await?)
     }));
     match result {
@@ -178,7 +178,7 @@ pub fn force_unlock(id: &str, state: &StateArgs, style: Style) -> u8 {
 }
 
 pub fn history(limit: u32, format: Format, state: &StateArgs, style: Style) -> u8 {
-    let result = block_on(with_store(&state.url, async |store| {
+    let result = block_on(with_store(state, async |store| {
         Ok(store.history(limit).await?)
     }));
     let records = match result {

@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod distribute;
+pub mod impact;
 pub mod lock;
 pub mod plan;
 

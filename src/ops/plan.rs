@@ -7,7 +7,10 @@ use sha2::{Digest, Sha256};
 use super::OpError;
 use crate::git;
 use crate::manifest::Kind;
-use crate::plan::{self, canonical_objects, ActualObject, PlanOptions};
+use super::impact::site_impact;
+use crate::plan::{
+    self, applied_site, canonical_objects, ActualObject, ContentSummary, PlanOptions,
+};
 use crate::planfile::{SavedPlan, Source, StateRef, FORMAT};
 use crate::secret::Secret;
 use crate::store::{Owner, Store, StoredObject};
@@ -48,6 +51,22 @@ pub async fn make(store: &Store, request: &Request<'_>) -> Result<SavedPlan, OpE
         }
     }
     let fingerprint = fingerprint(&stored);
+    // A targeted plan changes only some objects; the impact of the whole
+    // desired site would overstate it.
+    let impact = if request.options.targets.is_empty() {
+        let applied = applied_site(&stored).map_err(|e| OpError::Input(e.to_string()))?;
+        let machines = store.machines().await?;
+        let summaries = content
+            .iter()
+            .map(|(name, m)| (name.clone(), ContentSummary::of(m)))
+            .collect();
+        Some(
+            site_impact(machines, &applied, &report.desired, &summaries)
+                .map_err(|e| OpError::Input(e.to_string()))?,
+        )
+    } else {
+        None
+    };
     let actual = stored
         .into_iter()
         .map(actual_object)
@@ -102,6 +121,7 @@ pub async fn make(store: &Store, request: &Request<'_>) -> Result<SavedPlan, OpE
             .iter()
             .map(|(k, n)| format!("{k}/{n}"))
             .collect(),
+        impact,
         checksum: String::new(),
         signature: None,
     };

@@ -198,7 +198,7 @@ pub struct ContentSummary {
 }
 
 impl ContentSummary {
-    fn of(m: &ContentManifest) -> ContentSummary {
+    pub fn of(m: &ContentManifest) -> ContentSummary {
         ContentSummary {
             version: m.version.clone(),
             files: m.files.len(),

@@ -97,6 +97,9 @@ pub fn human(plan: &SavedPlan, style: Style) -> String {
         }
         out.push('\n');
     }
+    if let Some(impact) = plan.impact.as_ref().filter(|i| !i.is_empty()) {
+        impact_block(&mut out, impact, &p);
+    }
     for name in &plan.unmanaged {
         let _ = writeln!(
             out,
@@ -210,6 +213,71 @@ pub fn diff_lines(before: Option<&Value>, after: Option<&Value>) -> Vec<String> 
     lines
 }
 
+/// The blast radius: collections whose members change, and client policy.
+fn impact_block(out: &mut String, impact: &crate::ops::impact::SiteImpact, p: &Paint) {
+    let _ = writeln!(
+        out,
+        "{}",
+        p.bold(&format!("Machines (of {} in the inventory):", impact.machines))
+    );
+    for m in &impact.memberships {
+        let _ = writeln!(
+            out,
+            "{} collection {}: {} → {} members (+{} −{}){}",
+            p.yellow("~"),
+            m.collection,
+            m.before,
+            m.after,
+            m.added,
+            m.removed,
+            samples(&m.added_sample, m.added, &m.removed_sample, m.removed)
+        );
+    }
+    let policy = &impact.policy;
+    let _ = writeln!(
+        out,
+        "{} client policy changes on {} of {} machines",
+        p.yellow("~"),
+        policy.machines_changed,
+        policy.machines
+    );
+    for (sign, paint, entries) in [
+        ("+", Paint::green as fn(&Paint, &str) -> String, &policy.assignments_added),
+        ("-", Paint::red, &policy.assignments_removed),
+        ("~", Paint::yellow, &policy.assignments_changed),
+    ] {
+        for (ad, impact) in entries {
+            let verb = match sign {
+                "+" => "offered to",
+                "-" => "withdrawn from",
+                _ => "changed on",
+            };
+            let _ = writeln!(
+                out,
+                "    {} {ad}: {verb} {} machines ({}{})",
+                paint(p, sign),
+                impact.machines,
+                impact.sample.join(", "),
+                if impact.machines > impact.sample.len() { ", …" } else { "" }
+            );
+        }
+    }
+    out.push('\n');
+}
+
+fn samples(added: &[String], n_added: u64, removed: &[String], n_removed: u64) -> String {
+    let list = |names: &[String], n: u64| {
+        let more = if n as usize > names.len() { ", …" } else { "" };
+        format!("{}{more}", names.join(", "))
+    };
+    match (added.is_empty(), removed.is_empty()) {
+        (true, true) => String::new(),
+        (false, true) => format!(": +{}", list(added, n_added)),
+        (true, false) => format!(": −{}", list(removed, n_removed)),
+        (false, false) => format!(": +{}; −{}", list(added, n_added), list(removed, n_removed)),
+    }
+}
+
 fn summary_line(plan: &SavedPlan, p: &Paint) -> String {
     if plan.is_empty() {
         return format!(
@@ -229,10 +297,17 @@ fn summary_line(plan: &SavedPlan, p: &Paint) -> String {
             bytes(total)
         )
     };
+    let machines = match &plan.impact {
+        Some(i) if i.policy.machines_changed > 0 => format!(
+            " Client policy: {} machines change.",
+            i.policy.machines_changed
+        ),
+        _ => String::new(),
+    };
     format!(
         "{}\n",
         p.bold(&format!(
-            "Plan: {} to add, {} to change, {} to destroy.{content}",
+            "Plan: {} to add, {} to change, {} to destroy.{content}{machines}",
             s.add, s.change, s.destroy
         ))
     )

@@ -1,0 +1,157 @@
+//! `patchops server`: runs the site server until SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::{exit, report_error, StateArgs};
+use crate::ops::OpError;
+use crate::render::Style;
+use crate::secret::SecretSource;
+use crate::server::{serve, ServerConfig};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    state: StateArgs,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8443", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// The enrollment secret agents register with: `env:NAME` or `file:PATH`.
+    #[arg(long, value_name = "REF")]
+    enroll_secret_from: SecretSource,
+    /// The admin token for `plan|apply --site` (`env:NAME` or `file:PATH`);
+    /// without it the admin API is off.
+    #[arg(long, value_name = "REF")]
+    admin_token_from: Option<SecretSource>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    max_body: usize,
+    /// How often to check the store for a new applied state, new
+    /// inventory, and its health (e.g. 10s, 1m).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    refresh: Duration,
+    /// How long a checked agent token is trusted before it is checked
+    /// again; a revocation takes effect within this time (0s: every request).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    token_cache_ttl: Duration,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    crate::units::parse_duration(text)
+}
+
+pub fn run(args: Args, style: Style) -> u8 {
+    init_logging(args.log_format);
+    let secrets = (|| -> Result<_, OpError> {
+        let enroll = args
+            .enroll_secret_from
+            .read()
+            .map_err(|e| OpError::Input(format!("--enroll-secret-from: {e}")))?;
+        let admin = args
+            .admin_token_from
+            .as_ref()
+            .map(|s| s.read())
+            .transpose()
+            .map_err(|e| OpError::Input(format!("--admin-token-from: {e}")))?;
+        Ok((enroll, admin))
+    })();
+    let (enroll_secret, admin_token) = match secrets {
+        Ok(s) => s,
+        Err(e) => {
+            report_error(&e, style);
+            return exit::FAILED;
+        }
+    };
+    if args.state.site.is_some() {
+        report_error(
+            &OpError::Input("a server needs its own store: give --state, not --site".into()),
+            style,
+        );
+        return exit::USAGE;
+    }
+    let config = ServerConfig {
+        listen: args.listen,
+        enroll_secret,
+        admin_token,
+        max_body: args.max_body,
+        refresh: args.refresh,
+        token_cache_ttl: args.token_cache_ttl,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            report_error(
+                &OpError::Input(format!("cannot start the async runtime: {e}")),
+                style,
+            );
+            return exit::FAILED;
+        }
+    };
+    let result = runtime.block_on(async {
+        let store = args.state.open().await?;
+        serve(
+            store,
+            config,
+            |addr| {
+                // Tests and scripts read the bound address (with port 0) here.
+                println!("listening on http://{addr}");
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+            },
+            shutdown_signal(),
+        )
+        .await
+        .map_err(|e| OpError::Input(e.to_string()))
+    });
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            report_error(&e, style);
+            exit::FAILED
+        }
+    }
+}
+
+/// SIGTERM (service managers) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("PATCHOPS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

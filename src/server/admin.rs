@@ -1,0 +1,126 @@
+//! The admin API: the store operations of plan and apply, for
+//! `patchops plan|apply --site URL --token-from REF`. It needs its own
+//! token (`--admin-token-from`); agent tokens and the enrollment secret do
+//! not open it. After a change of the applied state the index is rebuilt
+//! before the answer, so an apply that returns has changed client policy.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde::Serialize;
+
+use super::api::{bearer_of, ApiError};
+use super::{constant_time_eq, now_ms, AppState};
+use crate::inventory::validate_machine;
+use crate::store::remote::{Call, Reply, PATH};
+use crate::store::{LockRequest, StoreError};
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new().route(PATH, post(store_call))
+}
+
+async fn store_call(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Some(admin) = &state.admin_token else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "the admin API is off (start the server with --admin-token-from)",
+        ));
+    };
+    let token = bearer_of(&headers)?;
+    if !constant_time_eq(token.as_bytes(), admin.expose()) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "wrong admin token"));
+    }
+    let call: Call = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid admin call: {e}")))?;
+    let store = &state.store;
+    let changes_state = matches!(
+        call,
+        Call::Commit { .. } | Call::SetOwner { .. } | Call::UpsertMachines { .. }
+    );
+    let response = match call {
+        Call::Info => reply(store.info().await),
+        Call::Objects => reply(store.objects().await),
+        Call::Object { kind, name } => reply(store.object(&kind, &name).await),
+        Call::Commit {
+            expected_serial,
+            site,
+            changes,
+            record,
+        } => {
+            let _writer = state.writer.lock().await;
+            reply(
+                store
+                    .commit(expected_serial, site.as_deref(), &changes, &record)
+                    .await,
+            )
+        }
+        Call::History { limit } => reply(store.history(limit).await),
+        Call::SetOwner {
+            kind,
+            name,
+            owner,
+            record,
+        } => reply(store.set_owner(&kind, &name, owner, &record).await),
+        Call::TryLock { request } => reply(store.try_lock(&LockRequest::from(request)).await),
+        Call::TakeOverLock {
+            previous_id,
+            request,
+        } => reply(
+            store
+                .take_over_lock(&previous_id, &LockRequest::from(request))
+                .await,
+        ),
+        Call::RenewLock { id, lease_ms } => reply(
+            store
+                .renew_lock(&id, std::time::Duration::from_millis(lease_ms))
+                .await,
+        ),
+        Call::Unlock { id } => reply(store.unlock(&id).await),
+        Call::LockHolder => reply(store.lock_holder().await),
+        Call::Machines => reply(store.machines().await),
+        Call::UpsertMachines { machines } => {
+            for (i, machine) in machines.iter().enumerate() {
+                if let Err(problems) = validate_machine(machine) {
+                    let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+                    return Err(ApiError::bad_request(format!(
+                        "machines[{i}] ({}): {}",
+                        machine.name,
+                        text.join("; ")
+                    )));
+                }
+            }
+            let _writer = state.writer.lock().await;
+            reply(store.upsert_machines(&machines, now_ms()).await.map(|r| r.len()))
+        }
+        Call::RevokeMachine { key } => {
+            let revoked = store.revoke_machine_tokens(&key, now_ms()).await;
+            state.tokens.forget_machine(&key);
+            reply(revoked)
+        }
+    };
+    if changes_state && response.0 {
+        if let Err(e) = super::rebuild(&state).await {
+            tracing::warn!(error = %e, "the state changed but the site could not be reloaded");
+        }
+    }
+    Ok(response.1)
+}
+
+/// The reply and whether the call succeeded.
+fn reply<T: Serialize>(result: Result<T, StoreError>) -> (bool, Response) {
+    let ok = result.is_ok();
+    let body = match result {
+        Ok(value) => Reply::Ok(value),
+        Err(e) => Reply::Err(e),
+    };
+    (ok, (StatusCode::OK, axum::Json(body)).into_response())
+}

@@ -1,0 +1,510 @@
+//! The agents' HTTP API and the probes. Every request body is read as
+//! bytes under a size limit and parsed here, so that each refusal carries a
+//! message that says what was wrong; nothing is written unless the whole
+//! request is valid.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+
+use super::tokens::{new_token, token_hash};
+use super::{constant_time_eq, now_ms, AppState};
+use crate::inventory::{machine_key, validate_machine, Machine};
+use crate::store::{StatusMessage, StoreError};
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.max_body;
+    Router::new()
+        .route("/v1/register", post(register))
+        .route("/v1/policy", get(policy))
+        .route("/v1/inventory", post(inventory))
+        .route("/v1/status", post(status))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .merge(super::admin::routes())
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// A refusal: a status and a message for the caller.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn unauthorized(message: &str) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Unreachable { .. } | StoreError::Backend(_) => {
+                tracing::warn!(error = %e, "state store error");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the state store is unavailable; try again later",
+                )
+            }
+            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: &'a str,
+        }
+        let mut response = (
+            self.status,
+            axum::Json(Body {
+                error: &self.message,
+            }),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// Counts and times every request by its route (never by its raw path,
+/// which a caller controls).
+async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route: &'static str = match request.extensions().get::<MatchedPath>().map(|p| p.as_str()) {
+        Some("/v1/register") => "/v1/register",
+        Some("/v1/policy") => "/v1/policy",
+        Some("/v1/inventory") => "/v1/inventory",
+        Some("/v1/status") => "/v1/status",
+        Some("/healthz") => "/healthz",
+        Some("/metrics") => "/metrics",
+        Some(p) if p.starts_with("/v1/admin") => "/v1/admin",
+        _ => "other",
+    };
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    state.metrics.request(route, status, elapsed);
+    tracing::debug!(%method, route, status, micros = elapsed.as_micros() as u64, "request");
+    response
+}
+
+/// The bearer credential of a request.
+pub(super) fn bearer_of(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer header"))?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+    match value.split_once(' ') {
+        Some((scheme, credential))
+            if scheme.eq_ignore_ascii_case("bearer") && !credential.trim().is_empty() =>
+        {
+            Ok(credential.trim())
+        }
+        _ => Err(ApiError::unauthorized(
+            "expected Authorization: Bearer <token>",
+        )),
+    }
+}
+
+/// The machine a request's token belongs to.
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    let token = bearer_of(headers)?;
+    let hash = token_hash(token);
+    if let Some(machine) = state.tokens.get(&hash) {
+        return Ok(machine);
+    }
+    match state.store.machine_for_token(&hash).await? {
+        Some(machine) => {
+            state.tokens.put(hash, machine.clone());
+            Ok(machine)
+        }
+        None => Err(ApiError::unauthorized(
+            "unknown or revoked token: register again",
+        )),
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid {what}: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterRequest {
+    name: String,
+}
+
+#[derive(Serialize)]
+struct RegisterResponse {
+    machine: String,
+    token: String,
+}
+
+/// Enrollment: the site's enrollment secret and a machine name buy a
+/// token for that machine. Registering again issues a new token and
+/// revokes the old ones (an agent that lost its state directory).
+async fn register(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let secret = bearer_of(&headers)?;
+    if !constant_time_eq(secret.as_bytes(), state.enroll_secret.expose()) {
+        return Err(ApiError::unauthorized("wrong enrollment secret"));
+    }
+    let request: RegisterRequest = parse_json(&body, "registration")?;
+    let machine = Machine::named(request.name.trim());
+    if let Err(problems) = validate_machine(&machine) {
+        return Err(ApiError::bad_request(problems_text(&problems)));
+    }
+    let key = machine.key();
+    let token = new_token();
+    let now = now_ms();
+    {
+        let _writer = state.writer.lock().await;
+        state.store.revoke_machine_tokens(&key, now).await?;
+        state.tokens.forget_machine(&key);
+        state
+            .store
+            .add_machine_token(&key, &token_hash(&token), now)
+            .await?;
+        let known = state
+            .index
+            .read()
+            .map(|i| i.id_of(&key).is_some())
+            .unwrap_or(false);
+        if !known {
+            add_or_update(&state, machine.clone()).await?;
+        }
+    }
+    state.metrics.registrations.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(machine = %key, "registered");
+    Ok(axum::Json(RegisterResponse {
+        machine: machine.name,
+        token,
+    })
+    .into_response())
+}
+
+/// Stores a machine's inventory and updates its memberships and policy.
+/// The caller holds `state.writer`.
+async fn add_or_update(state: &AppState, machine: Machine) -> Result<(), ApiError> {
+    let records = state
+        .store
+        .upsert_machines(std::slice::from_ref(&machine), now_ms())
+        .await?;
+    let Some(record) = records.first() else {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the store returned no record for the machine",
+        ));
+    };
+    let started = Instant::now();
+    let changed = state
+        .index
+        .write()
+        .ok()
+        .and_then(|mut index| index.machine_changed(record.id, machine));
+    state.metrics.machine_evaluation.observe(started.elapsed());
+    if let Some(policy) = changed {
+        state.store.put_policies(&[policy], now_ms()).await?;
+        state.metrics.policy_updates.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// The caller's own policy. `If-None-Match` with the current ETag → 304.
+async fn policy(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let machine = authenticate(&state, &headers).await?;
+    let served = state
+        .index
+        .read()
+        .ok()
+        .and_then(|index| index.policy_of(&machine).cloned());
+    let Some(served) = served else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no policy for {machine} yet: send inventory first"),
+        ));
+    };
+    let etag = HeaderValue::from_str(&served.etag)
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bad ETag"))?;
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == served.etag || t.trim() == "*"));
+    if matches {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+    }
+    Ok((
+        StatusCode::OK,
+        [
+            (header::ETAG, etag),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+        ],
+        Body::from(served.body),
+    )
+        .into_response())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InventoryResponse {
+    machine: String,
+    policy_version: Option<u64>,
+}
+
+/// A machine reports its own inventory.
+async fn inventory(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = authenticate(&state, &headers).await?;
+    let mut machine: Machine = parse_json(&body, "inventory")?;
+    if let Err(problems) = validate_machine(&machine) {
+        return Err(ApiError::bad_request(problems_text(&problems)));
+    }
+    if machine_key(&machine.name) != caller {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this token belongs to {caller}; it cannot report inventory for another machine"
+            ),
+        ));
+    }
+    machine.last_heartbeat = Some(jiff::Timestamp::now());
+    {
+        let _writer = state.writer.lock().await;
+        add_or_update(&state, machine).await?;
+    }
+    let version = state
+        .index
+        .read()
+        .ok()
+        .and_then(|i| i.policy_of(&caller).map(|p| p.version));
+    Ok(axum::Json(InventoryResponse {
+        machine: caller,
+        policy_version: version,
+    })
+    .into_response())
+}
+
+/// What an agent reports about one assignment.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct StatusReport {
+    /// Unique per message: a message sent twice is stored once.
+    key: String,
+    advertisement: String,
+    state: String,
+    #[serde(default)]
+    exit_code: Option<i64>,
+    #[serde(default)]
+    message: String,
+    /// When it happened on the machine (RFC 3339).
+    at: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusBatch {
+    messages: Vec<StatusReport>,
+}
+
+#[derive(Serialize)]
+struct StatusResponse {
+    accepted: usize,
+    duplicates: usize,
+}
+
+pub const STATUS_STATES: &[&str] = &[
+    "accepted",
+    "downloading",
+    "downloaded",
+    "running",
+    "succeeded",
+    "failed",
+    "retrying",
+    "restartPending",
+];
+
+const MAX_STATUS_BATCH: usize = 1000;
+
+/// A machine reports status messages; the batch is stored whole or not at
+/// all, and messages seen before (by key) are counted as duplicates.
+async fn status(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = authenticate(&state, &headers).await?;
+    let batch: StatusBatch = parse_json(&body, "status batch")?;
+    if batch.messages.len() > MAX_STATUS_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "a batch holds at most {MAX_STATUS_BATCH} messages, this one {}",
+            batch.messages.len()
+        )));
+    }
+    let received = now_ms();
+    let mut messages = Vec::with_capacity(batch.messages.len());
+    for (i, report) in batch.messages.into_iter().enumerate() {
+        let at = check_status(&report).map_err(|e| {
+            ApiError::bad_request(format!("messages[{i}]: {e}"))
+        })?;
+        messages.push(StatusMessage {
+            key: report.key,
+            machine_key: caller.clone(),
+            advertisement: report.advertisement,
+            state: report.state,
+            exit_code: report.exit_code,
+            message: report.message,
+            at_ms: at,
+            received_ms: received,
+        });
+    }
+    let inserted = state.store.insert_status(&messages).await?;
+    let duplicates = messages.len() - inserted;
+    state
+        .metrics
+        .status_messages
+        .fetch_add(inserted as u64, Ordering::Relaxed);
+    state
+        .metrics
+        .status_duplicates
+        .fetch_add(duplicates as u64, Ordering::Relaxed);
+    Ok(axum::Json(StatusResponse {
+        accepted: inserted,
+        duplicates,
+    })
+    .into_response())
+}
+
+/// Checks one status report; returns its time in ms since the epoch.
+fn check_status(report: &StatusReport) -> Result<i64, String> {
+    if report.key.is_empty() || report.key.len() > 128 {
+        return Err("`key` must be 1 to 128 characters".into());
+    }
+    if report.advertisement.is_empty() || report.advertisement.len() > 256 {
+        return Err("`advertisement` must be 1 to 256 characters".into());
+    }
+    if !STATUS_STATES.contains(&report.state.as_str()) {
+        return Err(format!(
+            "`state` must be one of {}, not {:?}",
+            STATUS_STATES.join(", "),
+            crate::diagnostic::excerpt(&report.state)
+        ));
+    }
+    if report.message.len() > 4096 {
+        return Err("`message` is longer than 4096 bytes".into());
+    }
+    let at: jiff::Timestamp = report
+        .at
+        .parse()
+        .map_err(|_| format!("`at` must be an RFC 3339 time, not {:?}", crate::diagnostic::excerpt(&report.at)))?;
+    Ok(at.as_millisecond())
+}
+
+fn problems_text(problems: &[crate::inventory::FieldProblem]) -> String {
+    problems
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    store: &'static str,
+    serial: i64,
+    machines: usize,
+}
+
+/// 200 when the store answers; 503 while it does not.
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    let up = state.store.ping().await.is_ok();
+    state.store_up.store(up, Ordering::Relaxed);
+    let (serial, machines) = state
+        .index
+        .read()
+        .map(|i| (i.serial, i.machines()))
+        .unwrap_or_default();
+    let health = Health {
+        status: if up { "ok" } else { "unavailable" },
+        store: if up { "up" } else { "down" },
+        serial,
+        machines,
+    };
+    let code = if up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(health)).into_response()
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let gauges = state
+        .index
+        .read()
+        .map(|i| super::metrics::Gauges {
+            machines: i.machines(),
+            policies: i.policies(),
+            collections: i.collections(),
+            serial: i.serial,
+            store_up: state.store_up.load(Ordering::Relaxed),
+        })
+        .ok();
+    let Some(gauges) = gauges else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        state.metrics.render(&gauges),
+    )
+        .into_response()
+}

@@ -1,0 +1,228 @@
+//! The server's Prometheus metrics, kept by hand: a handful of counters and
+//! fixed-bucket histograms behind atomics. The text exposition format is
+//! simple enough that a metrics framework would add more than it saves.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// A latency histogram with [`BUCKETS`].
+#[derive(Default)]
+pub struct Histogram {
+    counts: [AtomicU64; 13],
+    count: AtomicU64,
+    /// Microseconds, so that the sum stays an integer.
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn write(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (bound, count) in BUCKETS.iter().zip(&self.counts) {
+            cumulative += count.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let braces = |s: &str| if s.is_empty() { String::new() } else { format!("{{{s}}}") };
+        let _ = writeln!(out, "{name}_sum{} {sum}", braces(labels));
+        let _ = writeln!(out, "{name}_count{} {count}", braces(labels));
+    }
+}
+
+/// Every metric the server exports.
+#[derive(Default)]
+pub struct Metrics {
+    /// (route, status) → count.
+    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    /// route → latency.
+    latency: Mutex<BTreeMap<&'static str, std::sync::Arc<Histogram>>>,
+    pub policy_updates: AtomicU64,
+    pub full_evaluation: Histogram,
+    pub machine_evaluation: Histogram,
+    pub status_messages: AtomicU64,
+    pub status_duplicates: AtomicU64,
+    pub registrations: AtomicU64,
+}
+
+/// Gauges read from the site index at scrape time.
+pub struct Gauges {
+    pub machines: usize,
+    pub policies: usize,
+    pub collections: usize,
+    pub serial: i64,
+    pub store_up: bool,
+}
+
+impl Metrics {
+    pub fn request(&self, route: &'static str, status: u16, elapsed: Duration) {
+        if let Ok(mut requests) = self.requests.lock() {
+            *requests.entry((route, status)).or_default() += 1;
+        }
+        let histogram = self
+            .latency
+            .lock()
+            .map(|mut l| l.entry(route).or_default().clone());
+        if let Ok(h) = histogram {
+            h.observe(elapsed);
+        }
+    }
+
+    pub fn render(&self, gauges: &Gauges) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str("# HELP patchops_http_requests_total HTTP requests by route and status.\n");
+        out.push_str("# TYPE patchops_http_requests_total counter\n");
+        if let Ok(requests) = self.requests.lock() {
+            for ((route, status), n) in requests.iter() {
+                let _ = writeln!(
+                    out,
+                    "patchops_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                );
+            }
+        }
+        out.push_str("# HELP patchops_http_request_duration_seconds Request latency by route.\n");
+        out.push_str("# TYPE patchops_http_request_duration_seconds histogram\n");
+        let latency: Vec<_> = self
+            .latency
+            .lock()
+            .map(|l| l.iter().map(|(r, h)| (*r, h.clone())).collect())
+            .unwrap_or_default();
+        for (route, h) in latency {
+            h.write(
+                &mut out,
+                "patchops_http_request_duration_seconds",
+                &format!("route=\"{route}\""),
+            );
+        }
+        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        let gauge = |out: &mut String, name: &str, help: &str, v: String| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        counter(
+            &mut out,
+            "patchops_policy_updates_total",
+            "Client policies that got a new version.",
+            self.policy_updates.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "patchops_registrations_total",
+            "Machines registered (tokens issued).",
+            self.registrations.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "patchops_status_messages_total",
+            "Status messages stored.",
+            self.status_messages.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "patchops_status_duplicates_total",
+            "Status messages received again and ignored (same idempotency key).",
+            self.status_duplicates.load(Ordering::Relaxed),
+        );
+        out.push_str("# HELP patchops_evaluation_duration_seconds Collection evaluation time: full (every collection, every machine) or one machine.\n");
+        out.push_str("# TYPE patchops_evaluation_duration_seconds histogram\n");
+        self.full_evaluation.write(
+            &mut out,
+            "patchops_evaluation_duration_seconds",
+            "scope=\"full\"",
+        );
+        self.machine_evaluation.write(
+            &mut out,
+            "patchops_evaluation_duration_seconds",
+            "scope=\"machine\"",
+        );
+        gauge(
+            &mut out,
+            "patchops_machines",
+            "Machines in the inventory.",
+            gauges.machines.to_string(),
+        );
+        gauge(
+            &mut out,
+            "patchops_policies",
+            "Machines with a client policy.",
+            gauges.policies.to_string(),
+        );
+        gauge(
+            &mut out,
+            "patchops_collections",
+            "Collections evaluated, built-in ones included.",
+            gauges.collections.to_string(),
+        );
+        gauge(
+            &mut out,
+            "patchops_state_serial",
+            "The serial of the applied state the server serves.",
+            gauges.serial.to_string(),
+        );
+        gauge(
+            &mut out,
+            "patchops_store_up",
+            "1 when the state store answered the last check.",
+            u8::from(gauges.store_up).to_string(),
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(300));
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(10));
+        let mut out = String::new();
+        h.write(&mut out, "x", "");
+        assert!(out.contains("x_bucket{le=\"0.0005\"} 1\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"0.005\"} 2\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"5\"} 2\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"+Inf\"} 3\n"), "{out}");
+        assert!(out.contains("x_count 3\n"), "{out}");
+    }
+
+    #[test]
+    fn requests_are_counted_by_route_and_status() {
+        let m = Metrics::default();
+        m.request("/v1/policy", 304, Duration::from_millis(1));
+        m.request("/v1/policy", 304, Duration::from_millis(1));
+        m.request("/v1/policy", 401, Duration::from_millis(1));
+        let text = m.render(&Gauges {
+            machines: 1,
+            policies: 1,
+            collections: 7,
+            serial: 3,
+            store_up: true,
+        });
+        assert!(text.contains("patchops_http_requests_total{route=\"/v1/policy\",status=\"304\"} 2\n"));
+        assert!(text.contains("patchops_http_requests_total{route=\"/v1/policy\",status=\"401\"} 1\n"));
+        assert!(text.contains("patchops_store_up 1\n"));
+    }
+}

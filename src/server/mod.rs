@@ -1,0 +1,217 @@
+//! `patchops server`: the site server's HTTP API. Agents register, send
+//! inventory and status, and fetch their own policy; CI plans and applies
+//! through the admin API as it would against a local store.
+//!
+//! The store is the truth. The server keeps a [`site::SiteIndex`] in
+//! memory — memberships and every machine's rendered policy — so that the
+//! hot path (an agent polling an unchanged policy) is a token check and a
+//! hash comparison, without a database round trip.
+
+mod admin;
+mod api;
+pub mod metrics;
+mod site;
+mod tokens;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::plan::applied_site;
+use crate::secret::Secret;
+use crate::store::{Store, StoreError};
+
+pub use api::router;
+pub use site::SiteIndex;
+
+/// How the server runs.
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Agents present it to register.
+    pub enroll_secret: Secret,
+    /// CI presents it to the admin API; none: the admin API is off.
+    pub admin_token: Option<Secret>,
+    /// Largest request body accepted (inventory, status).
+    pub max_body: usize,
+    /// How often the server checks the store for a new applied state and
+    /// for its own health.
+    pub refresh: Duration,
+    /// How long a checked agent token is trusted before it is checked in
+    /// the store again (so a revocation takes effect within this time).
+    pub token_cache_ttl: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Site(String),
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: String },
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub store: Store,
+    pub index: RwLock<SiteIndex>,
+    /// Serializes changes to the index with rebuilds, so that no inventory
+    /// update is applied to an index that is about to be replaced.
+    pub writer: tokio::sync::Mutex<()>,
+    pub enroll_secret: Secret,
+    pub admin_token: Option<Secret>,
+    pub tokens: tokens::TokenCache,
+    pub metrics: metrics::Metrics,
+    pub store_up: AtomicBool,
+    pub max_body: usize,
+}
+
+/// Loads the applied site, the inventory and the stored policies, and
+/// builds the index; persists the policies that changed.
+pub async fn load_index(store: &Store) -> Result<(SiteIndex, usize), ServerError> {
+    let info = store.info().await?;
+    let objects = store.objects().await?;
+    let applied = applied_site(&objects).map_err(|e| ServerError::Site(e.to_string()))?;
+    let machines = store.machines().await?;
+    let stored = store.policies().await?;
+    let (index, changed) = tokio::task::spawn_blocking(move || {
+        SiteIndex::build(&applied, info.serial, machines, stored)
+    })
+    .await
+    .map_err(|e| ServerError::Site(e.to_string()))?
+    .map_err(|e| ServerError::Site(e.to_string()))?;
+    if !changed.is_empty() {
+        store.put_policies(&changed, now_ms()).await?;
+    }
+    Ok((index, changed.len()))
+}
+
+/// Runs the server until `shutdown` completes.
+pub async fn serve(
+    store: Store,
+    config: ServerConfig,
+    on_bound: impl FnOnce(SocketAddr) + Send,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let (index, changed) = load_index(&store).await?;
+    tracing::info!(
+        machines = index.machines(),
+        policies = index.policies(),
+        changed,
+        serial = index.serial,
+        evaluation_ms = index.last_full_evaluation.as_millis() as u64,
+        "site loaded"
+    );
+    let state = Arc::new(AppState {
+        store,
+        index: RwLock::new(index),
+        writer: tokio::sync::Mutex::new(()),
+        enroll_secret: config.enroll_secret,
+        admin_token: config.admin_token,
+        tokens: tokens::TokenCache::new(config.token_cache_ttl),
+        metrics: metrics::Metrics::default(),
+        store_up: AtomicBool::new(true),
+        max_body: config.max_body,
+    });
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| ServerError::Bind {
+            addr: config.listen,
+            reason: e.to_string(),
+        })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| ServerError::Io(e.to_string()))?;
+    on_bound(bound);
+    tracing::info!(%bound, "listening");
+
+    let refresher = tokio::spawn(refresh_loop(state.clone(), config.refresh));
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let result = axum::serve(listener, router(state.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| ServerError::Io(e.to_string()));
+    refresher.abort();
+    state.store.close().await;
+    tracing::info!("stopped");
+    result
+}
+
+/// Watches the store: its health, and a new applied state (an apply by
+/// another process, or through the admin API) or inventory imported
+/// directly, which rebuild the index.
+async fn refresh_loop(state: Arc<AppState>, every: Duration) {
+    use std::sync::atomic::Ordering;
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_inventory = state.store.inventory_version().await.ok();
+    loop {
+        ticker.tick().await;
+        let up = state.store.ping().await.is_ok();
+        let was_up = state.store_up.swap(up, Ordering::Relaxed);
+        if up != was_up {
+            if up {
+                tracing::info!("the state store is reachable again");
+            } else {
+                tracing::warn!("the state store is unreachable");
+            }
+        }
+        if !up {
+            continue;
+        }
+        let serial = match state.store.info().await {
+            Ok(info) => info.serial,
+            Err(_) => continue,
+        };
+        let inventory = state.store.inventory_version().await.ok();
+        let current = state.index.read().map(|i| i.serial).unwrap_or(serial);
+        if serial != current || inventory != last_inventory || !was_up {
+            if let Err(e) = rebuild(&state).await {
+                tracing::warn!(error = %e, "cannot reload the site; serving the previous one");
+                continue;
+            }
+            last_inventory = inventory;
+        }
+    }
+}
+
+/// Rebuilds the index from the store and swaps it in.
+pub async fn rebuild(state: &AppState) -> Result<(), ServerError> {
+    let _writer = state.writer.lock().await;
+    let started = std::time::Instant::now();
+    let (index, changed) = load_index(&state.store).await?;
+    state.metrics.full_evaluation.observe(index.last_full_evaluation);
+    state
+        .metrics
+        .policy_updates
+        .fetch_add(changed as u64, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(
+        serial = index.serial,
+        machines = index.machines(),
+        changed,
+        ms = started.elapsed().as_millis() as u64,
+        "site reloaded"
+    );
+    if let Ok(mut current) = state.index.write() {
+        *current = index;
+    }
+    Ok(())
+}
+
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// Compares secrets in time independent of where they differ.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,556 @@
+//! The site server, driven over real HTTP on loopback: registration,
+//! policy with ETags, inventory and status, refusals, the admin API, and a
+//! PostgreSQL restart underneath it.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use support::patchops;
+use tempfile::TempDir;
+
+const ENROLL: &str = "enroll-secret-for-tests";
+const ADMIN: &str = "admin-token-for-tests";
+
+/// A running `patchops server`, killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+    stderr: PathBuf,
+}
+
+impl Server {
+    fn start(state: &str, dir: &Path, extra: &[&str]) -> Server {
+        let stderr = dir.join(format!("server-{}.log", uuid_like()));
+        let mut child = patchops()
+            .args(["server", "--state", state, "--listen", "127.0.0.1:0"])
+            .args(["--enroll-secret-from", "env:TEST_ENROLL"])
+            .args(["--admin-token-from", "env:TEST_ADMIN"])
+            .args(["--token-cache-ttl", "0s", "--refresh", "200ms"])
+            .args(extra)
+            .env("TEST_ENROLL", ENROLL)
+            .env("TEST_ADMIN", ADMIN)
+            .env("PATCHOPS_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).expect("log file"))
+            .spawn()
+            .expect("start server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read bound address");
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+                panic!("server did not start: {line:?}\n{log}")
+            })
+            .to_string();
+        Server {
+            child,
+            base,
+            stderr,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn uuid_like() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+async fn register(server: &Server, name: &str) -> String {
+    let response = client()
+        .post(server.url("/v1/register"))
+        .bearer_auth(ENROLL)
+        .body(json!({ "name": name }).to_string())
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(response.status(), StatusCode::OK, "register {name}");
+    let body: Value = serde_json::from_slice(&response.bytes().await.expect("body")).expect("json");
+    body["token"].as_str().expect("token").to_string()
+}
+
+async fn get_policy(server: &Server, token: &str, etag: Option<&str>) -> (StatusCode, Option<String>, Value) {
+    let mut request = client().get(server.url("/v1/policy")).bearer_auth(token);
+    if let Some(etag) = etag {
+        request = request.header("If-None-Match", etag);
+    }
+    let response = request.send().await.expect("policy");
+    let status = response.status();
+    let etag = response
+        .headers()
+        .get("etag")
+        .map(|v| v.to_str().expect("ascii").to_string());
+    let bytes = response.bytes().await.expect("body");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).expect("json")
+    };
+    (status, etag, body)
+}
+
+async fn post(server: &Server, path: &str, token: &str, body: Vec<u8>) -> (StatusCode, Value) {
+    let response = client()
+        .post(server.url(path))
+        .bearer_auth(token)
+        .body(body)
+        .send()
+        .await
+        .expect("post");
+    let status = response.status();
+    let bytes = response.bytes().await.expect("body");
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// A state with the example site applied, and its inventory imported.
+fn applied_example(dir: &Path) -> String {
+    let state = format!("sqlite://{}", dir.join("site.db").display());
+    let site = dir.join("site");
+    support::copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"), &site);
+    let out = patchops()
+        .current_dir(dir)
+        .args(["apply", "site", "--auto-approve", "--state", &state])
+        .output()
+        .expect("apply");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/inventory.csv");
+    let out = patchops()
+        .args(["inventory", "import"])
+        .arg(&inventory)
+        .args(["--state", &state])
+        .output()
+        .expect("import");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    state
+}
+
+fn assignment_names(policy: &Value) -> Vec<String> {
+    policy["assignments"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| x["advertisement"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_then_policy_then_304() {
+    let dir = TempDir::new().expect("tmp");
+    let state = applied_example(dir.path());
+    let server = Server::start(&state, dir.path(), &[]);
+
+    let token = register(&server, "wks-test-01").await;
+    let (status, etag, body) = get_policy(&server, &token, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["machine"], "wks-test-01");
+    let names = assignment_names(&body);
+    assert!(
+        names.iter().any(|n| n.contains("Pre-production")),
+        "the pre-production client gets the expedited advertisement: {names:?}"
+    );
+    let etag = etag.expect("an ETag");
+    let (status, again, body) = get_policy(&server, &token, Some(&etag)).await;
+    assert_eq!((status, again.as_deref(), body), (StatusCode::NOT_MODIFIED, Some(etag.as_str()), Value::Null));
+    // A stale ETag gets the body again.
+    let (status, _, _) = get_policy(&server, &token, Some("\"0-stale\"")).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_per_machine_and_revocable() {
+    let dir = TempDir::new().expect("tmp");
+    let state = applied_example(dir.path());
+    let server = Server::start(&state, dir.path(), &[]);
+
+    // Wrong or missing credentials.
+    let (status, body) = post(&server, "/v1/register", "wrong", json!({"name": "x"}).to_string().into_bytes()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "wrong enrollment secret");
+    let response = client().get(server.url("/v1/policy")).send().await.expect("get");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let (status, _, _) = get_policy(&server, "not-a-token", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let a = register(&server, "wks-test-01").await;
+    let b = register(&server, "sms01").await;
+    let (_, _, policy_a) = get_policy(&server, &a, None).await;
+    let (_, _, policy_b) = get_policy(&server, &b, None).await;
+    assert_eq!(policy_a["machine"], "wks-test-01");
+    assert_eq!(policy_b["machine"], "sms01");
+    assert_ne!(assignment_names(&policy_a), assignment_names(&policy_b));
+
+    // A's token cannot speak for B.
+    let (status, body) = post(
+        &server,
+        "/v1/inventory",
+        &a,
+        json!({"name": "sms01", "os": {"name": "Microsoft Windows XP Professional"}}).to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+    // Revoked: refused at once (the test server does not cache tokens).
+    let out = patchops()
+        .args(["machine", "revoke", "WKS-TEST-01", "--state", &state])
+        .output()
+        .expect("revoke");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (status, _, _) = get_policy(&server, &a, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = get_policy(&server, &b, None).await;
+    assert_eq!(status, StatusCode::OK, "other machines are not affected");
+    // Registering again gives a working token.
+    let again = register(&server, "wks-test-01").await;
+    assert_eq!(get_policy(&server, &again, None).await.0, StatusCode::OK);
+    assert!(!server.log().contains(&again), "tokens never appear in logs");
+    assert!(!server.log().contains(ENROLL), "secrets never appear in logs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inventory_changes_policy_of_that_machine() {
+    let dir = TempDir::new().expect("tmp");
+    let state = applied_example(dir.path());
+    let server = Server::start(&state, dir.path(), &[]);
+    let token = register(&server, "wks-new-01").await;
+    let (_, etag, before) = get_policy(&server, &token, None).await;
+    let version = before["version"].as_u64().expect("version");
+
+    // Office 2003 installed: the machine joins the Office collection.
+    let machine = json!({
+        "name": "wks-new-01",
+        "domain": "CORP",
+        "os": {"name": "Microsoft Windows XP Professional", "type": "workstation", "version": "5.1.2600", "servicePack": 2},
+        "architecture": "x86",
+        "site": "LAB",
+        "installed": {"product": ["Microsoft Office 2003"]},
+        "ip": {"address": ["10.1.4.20"], "subnet": ["10.1.4.0"]}
+    });
+    let (status, body) = post(&server, "/v1/inventory", &token, machine.to_string().into_bytes()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, after) = get_policy(&server, &token, etag.as_deref()).await;
+    assert_eq!(status, StatusCode::OK, "the policy changed, so the old ETag no longer matches");
+    assert_eq!(after["version"].as_u64(), Some(version + 1));
+    assert!(assignment_names(&after).len() > assignment_names(&before).len(), "{after}");
+
+    // The same inventory again: same version.
+    let (status, _) = post(&server, "/v1/inventory", &token, machine.to_string().into_bytes()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, _, same) = get_policy(&server, &token, None).await;
+    assert_eq!(same["version"].as_u64(), Some(version + 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bodies_are_refused_and_change_nothing() {
+    let dir = TempDir::new().expect("tmp");
+    let state = applied_example(dir.path());
+    let server = Server::start(&state, dir.path(), &["--max-body", "4096"]);
+    let token = register(&server, "wks-test-01").await;
+
+    let cases: Vec<(&str, Vec<u8>, StatusCode, &str)> = vec![
+        ("/v1/inventory", b"{not json".to_vec(), StatusCode::BAD_REQUEST, "invalid inventory"),
+        ("/v1/inventory", json!({"name": "wks-test-01", "os": {"type": "toaster"}}).to_string().into_bytes(), StatusCode::BAD_REQUEST, "os.type"),
+        ("/v1/inventory", json!({"name": "wks-test-01", "colour": "blue"}).to_string().into_bytes(), StatusCode::BAD_REQUEST, "unknown field `colour`"),
+        ("/v1/inventory", vec![b' '; 10_000], StatusCode::PAYLOAD_TOO_LARGE, ""),
+        ("/v1/status", json!({"messages": [{"key": "k1", "advertisement": "a", "state": "exploded", "at": "2026-11-25T00:00:00Z"}]}).to_string().into_bytes(), StatusCode::BAD_REQUEST, "messages[0]: `state` must be one of"),
+        ("/v1/status", json!({"messages": [
+            {"key": "good-1", "advertisement": "a", "state": "succeeded", "exitCode": 0, "at": "2026-11-25T00:00:00Z"},
+            {"key": "bad-2", "advertisement": "a", "state": "failed", "at": "yesterday"}
+        ]}).to_string().into_bytes(), StatusCode::BAD_REQUEST, "messages[1]: `at` must be an RFC 3339 time"),
+        ("/v1/status", b"[]".to_vec(), StatusCode::BAD_REQUEST, "invalid status batch"),
+        ("/v1/register", json!({"name": "bad name with spaces"}).to_string().into_bytes(), StatusCode::BAD_REQUEST, "name"),
+    ];
+    for (path, body, expected, message) in cases {
+        let secret = if path == "/v1/register" { ENROLL } else { token.as_str() };
+        let (status, answer) = post(&server, path, secret, body).await;
+        assert_eq!(status, expected, "{path}: {answer}");
+        if !message.is_empty() {
+            let error = answer["error"].as_str().unwrap_or_default();
+            assert!(error.contains(message), "{path}: {error:?} should mention {message:?}");
+        }
+    }
+    // Nothing of the refused batch was stored: the good message of it is
+    // new when sent alone, and a duplicate the second time.
+    let good = json!({"messages": [{"key": "good-1", "advertisement": "a", "state": "succeeded", "exitCode": 0, "at": "2026-11-25T00:00:00Z"}]}).to_string();
+    let (status, body) = post(&server, "/v1/status", &token, good.clone().into_bytes()).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"accepted": 1, "duplicates": 0})));
+    let (_, body) = post(&server, "/v1/status", &token, good.into_bytes()).await;
+    assert_eq!(body, json!({"accepted": 0, "duplicates": 1}));
+    // The server is still up, and says so.
+    let health = client().get(server.url("/healthz")).send().await.expect("healthz");
+    assert_eq!(health.status(), StatusCode::OK);
+    let metrics = client().get(server.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains("patchops_http_requests_total{route=\"/v1/inventory\",status=\"400\"} 3"), "{metrics}");
+    assert!(metrics.contains("patchops_status_duplicates_total 1"), "{metrics}");
+}
+
+fn run_ok(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> String {
+    let mut cmd = patchops();
+    cmd.current_dir(cwd).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What the state holds, without the per-store parts (ids, times).
+fn state_objects(state: &str, cwd: &Path) -> Value {
+    let text = run_ok(&["state", "list", "--format", "json", "--state", state], cwd, &[]);
+    serde_json::from_str(&text).expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_plan_and_apply_equal_local() {
+    let dir = TempDir::new().expect("tmp");
+    let site = dir.path().join("site");
+    support::copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"), &site);
+    let local = format!("sqlite://{}", dir.path().join("local.db").display());
+    let served = format!("sqlite://{}", dir.path().join("served.db").display());
+    let server = Server::start(&served, dir.path(), &[]);
+    let env = [("ADMIN_TOKEN", ADMIN)];
+    let remote: Vec<&str> = vec!["--site", &server.base, "--token-from", "env:ADMIN_TOKEN"];
+
+    let mut local_plan = vec!["plan", "site", "--format", "json", "--state", &local];
+    let mut remote_plan = vec!["plan", "site", "--format", "json"];
+    remote_plan.extend(&remote);
+    let a: Value = serde_json::from_str(&run_ok(&local_plan, dir.path(), &env)).expect("json");
+    let b: Value = serde_json::from_str(&run_ok(&remote_plan, dir.path(), &env)).expect("json");
+    assert_eq!(a["changes"], b["changes"]);
+    assert_eq!(a["summary"], b["summary"]);
+
+    let mut apply_remote = vec!["apply", "site", "--auto-approve"];
+    apply_remote.extend(&remote);
+    run_ok(&["apply", "site", "--auto-approve", "--state", &local], dir.path(), &env);
+    run_ok(&apply_remote, dir.path(), &env);
+    let strip = |mut v: Value| {
+        for o in v.as_array_mut().into_iter().flatten() {
+            if let Some(o) = o.as_object_mut() {
+                o.retain(|k, _| ["kind", "name", "specHash", "owner"].contains(&k.as_str()));
+            }
+        }
+        v
+    };
+    assert_eq!(strip(state_objects(&local, dir.path())), strip(state_objects(&served, dir.path())));
+
+    // Both now plan to no changes.
+    local_plan.push("--detailed-exitcode");
+    remote_plan.push("--detailed-exitcode");
+    run_ok(&local_plan, dir.path(), &env);
+    run_ok(&remote_plan, dir.path(), &env);
+
+    // The server serves policy from what was applied through it.
+    let token = register(&server, "sms01").await;
+    let (status, _, policy) = get_policy(&server, &token, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!assignment_names(&policy).is_empty(), "{policy}");
+
+    // A wrong admin token is refused, and the state is untouched.
+    let out = patchops()
+        .current_dir(dir.path())
+        .args(["plan", "site", "--site", &server.base, "--token-from", "env:ADMIN_TOKEN"])
+        .env("ADMIN_TOKEN", "wrong")
+        .output()
+        .expect("plan");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("refused the admin token"), "{stderr}");
+    assert!(!stderr.contains("wrong"), "the token is not echoed: {stderr}");
+}
+
+/// A PostgreSQL instance of this test's own, so that restarting it
+/// disturbs no other test.
+struct PrivatePostgres {
+    dir: TempDir,
+    port: u16,
+    bin: PathBuf,
+}
+
+impl PrivatePostgres {
+    fn start() -> PrivatePostgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL is installed under /usr/lib/postgresql")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .find(|p| p.join("initdb").exists())
+            .expect("initdb");
+        let dir = TempDir::new().expect("tmp");
+        let port = free_port();
+        let pg = PrivatePostgres { dir, port, bin };
+        let data = pg.data();
+        std::fs::create_dir(&data).expect("data dir");
+        pg.chown(&data);
+        pg.chown(pg.dir.path());
+        let out = pg
+            .as_postgres(&pg.bin.join("initdb"))
+            .args(["-D"])
+            .arg(&data)
+            .args(["-A", "trust", "-U", "postgres", "--no-sync"])
+            .output()
+            .expect("initdb");
+        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        pg.ctl("start");
+        pg
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// initdb and postgres refuse to run as root: run them as `postgres`.
+    fn as_postgres(&self, program: &Path) -> Command {
+        if is_root() {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(program);
+            cmd
+        } else {
+            Command::new(program)
+        }
+    }
+
+    fn chown(&self, path: &Path) {
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(path)
+                .status()
+                .expect("chown");
+            assert!(status.success());
+        }
+    }
+
+    fn ctl(&self, action: &str) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let out = self
+            .as_postgres(&self.bin.join("pg_ctl"))
+            .args(["-D"])
+            .arg(self.data())
+            .args(["-o", &options, "-w", "-t", "30", "-m", "fast"])
+            .arg("-l")
+            .arg(self.dir.path().join("pg.log"))
+            .arg(action)
+            .output()
+            .expect("pg_ctl");
+        assert!(out.status.success(), "pg_ctl {action}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = self
+            .as_postgres(&self.bin.join("pg_ctl"))
+            .args(["-D"])
+            .arg(self.data())
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+async fn health(server: &Server) -> StatusCode {
+    match client().get(server.url("/healthz")).send().await {
+        Ok(r) => r.status(),
+        Err(e) => panic!("the server itself must keep answering: {e}"),
+    }
+}
+
+async fn wait_for(server: &Server, want: StatusCode, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        if health(server).await == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "healthz never became {want}\n{}", server.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restart_gives_503_then_recovers() {
+    let pg = PrivatePostgres::start();
+    let dir = TempDir::new().expect("tmp");
+    let site = dir.path().join("site");
+    support::copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"), &site);
+    run_ok(&["apply", "site", "--auto-approve", "--state", &pg.url()], dir.path(), &[]);
+    let server = Server::start(&pg.url(), dir.path(), &[]);
+    let token = register(&server, "wks-test-01").await;
+    wait_for(&server, StatusCode::OK, Duration::from_secs(10)).await;
+
+    pg.ctl("stop");
+    wait_for(&server, StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(15)).await;
+    // Writes are refused with 503, not a hang or a crash.
+    let started = Instant::now();
+    let batch = json!({"messages": [{"key": "during-outage", "advertisement": "a", "state": "running", "at": "2026-11-25T00:00:00Z"}]});
+    let (status, body) = post(&server, "/v1/status", &token, batch.to_string().into_bytes()).await;
+    assert!(
+        status == StatusCode::SERVICE_UNAVAILABLE,
+        "{status} {body}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(15), "refused in bounded time");
+
+    pg.ctl("start");
+    wait_for(&server, StatusCode::OK, Duration::from_secs(30)).await;
+    let (status, body) = post(&server, "/v1/status", &token, batch.to_string().into_bytes()).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"accepted": 1, "duplicates": 0})));
+    let (status, _, _) = get_policy(&server, &token, None).await;
+    assert_eq!(status, StatusCode::OK);
+}
