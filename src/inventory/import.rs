@@ -1895,6 +1895,25 @@ bare,,,,,,,,,,,,,,
     }
 
     #[test]
+    fn documented_examples_parse() {
+        let doc = include_str!("../../docs/inventory.md");
+        let mut checked = 0;
+        for (fence, format) in [
+            ("```csv\n", InventoryFormat::Csv),
+            ("```json\n", InventoryFormat::Json),
+            ("```yaml\n", InventoryFormat::Yaml),
+        ] {
+            for block in doc.split(fence).skip(1) {
+                let text = block.split("```").next().unwrap();
+                let machines = parse_inventory(text, format).unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(machines.len(), 2, "{text}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 3);
+    }
+
+    #[test]
     fn example_inventory_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/inventory.csv");
         let text = std::fs::read_to_string(&path).unwrap();
