@@ -953,15 +953,24 @@ fn machine_rows(machines: &[Machine]) -> Result<Vec<MachineRow>, Fail> {
 /// What the store holds for some keys: key -> (id, facts).
 pub(crate) type Existing = HashMap<String, (i64, String)>;
 
-/// The rows of a chunk that must be written: new, or with other facts.
+/// The rows of a chunk that must be written: (stored, with other facts:
+/// updated in place; not stored: inserted). Rows known to exist are never
+/// sent through `INSERT … ON CONFLICT`, which on both backends takes a new
+/// id for every row it is given, used or not, and ids must last (u32).
 pub(crate) fn machines_to_write<'a>(
     chunk: &'a [MachineRow],
     existing: &Existing,
-) -> Vec<&'a MachineRow> {
-    chunk
-        .iter()
-        .filter(|r| existing.get(&r.key).is_none_or(|(_, f)| *f != r.facts))
-        .collect()
+) -> (Vec<&'a MachineRow>, Vec<&'a MachineRow>) {
+    let mut updates = Vec::new();
+    let mut inserts = Vec::new();
+    for r in chunk {
+        match existing.get(&r.key) {
+            Some((_, facts)) if *facts == r.facts => {}
+            Some(_) => updates.push(r),
+            None => inserts.push(r),
+        }
+    }
+    (updates, inserts)
 }
 
 /// (id, changed) for each row of a chunk, from what was there before and

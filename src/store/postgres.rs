@@ -452,6 +452,11 @@ pub(super) async fn ping(pool: &PgPool) -> Result<(), Fail> {
     Ok(())
 }
 
+/// One text column of some machine rows, for UNNEST.
+fn col<'a>(rows: &[&'a MachineRow], f: fn(&MachineRow) -> &str) -> Vec<&'a str> {
+    rows.iter().map(|r| f(r)).collect()
+}
+
 pub(super) async fn upsert_machines(
     pool: &PgPool,
     rows: &[MachineRow],
@@ -469,10 +474,23 @@ pub(super) async fn upsert_machines(
         .fetch_all(&mut *tx)
         .await?;
         let existing: Existing = found.into_iter().map(|(k, id, f)| (k, (id, f))).collect();
-        let write = machines_to_write(chunk, &existing);
-        let mut written = HashMap::with_capacity(write.len());
-        if !write.is_empty() {
-            let col = |f: fn(&MachineRow) -> &str| write.iter().map(|r| f(r)).collect::<Vec<_>>();
+        let (updates, inserts) = machines_to_write(chunk, &existing);
+        if !updates.is_empty() {
+            sqlx::query(
+                "UPDATE machines m SET name = u.n, facts = u.f, updated_ms = $4 \
+                 FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(k, n, f) WHERE m.key = u.k",
+            )
+            .bind(col(&updates, |r| &r.key))
+            .bind(col(&updates, |r| &r.name))
+            .bind(col(&updates, |r| &r.facts))
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let mut written = HashMap::with_capacity(inserts.len());
+        if !inserts.is_empty() {
+            // ON CONFLICT only for a machine another writer added since the
+            // look above.
             let got: Vec<(String, i64)> = sqlx::query_as(
                 "INSERT INTO machines (key, name, facts, updated_ms) \
                  SELECT k, n, f, $4 FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(k, n, f) \
@@ -480,9 +498,9 @@ pub(super) async fn upsert_machines(
                  updated_ms = EXCLUDED.updated_ms \
                  RETURNING key, id",
             )
-            .bind(col(|r| &r.key))
-            .bind(col(|r| &r.name))
-            .bind(col(|r| &r.facts))
+            .bind(col(&inserts, |r| &r.key))
+            .bind(col(&inserts, |r| &r.name))
+            .bind(col(&inserts, |r| &r.facts))
             .bind(now_ms)
             .fetch_all(&mut *tx)
             .await?;

@@ -614,18 +614,31 @@ pub(super) async fn upsert_machines(
             .into_iter()
             .map(|(k, id, f)| (k, (id, f)))
             .collect();
-        let write = machines_to_write(chunk, &existing);
-        let mut written = HashMap::with_capacity(write.len());
-        if !write.is_empty() {
+        let (updates, inserts) = machines_to_write(chunk, &existing);
+        if !updates.is_empty() {
             let sql = format!(
-                "INSERT INTO machines (key, name, facts, updated_ms) VALUES {} \
-                 ON CONFLICT (key) DO UPDATE SET name = excluded.name, facts = excluded.facts, \
-                 updated_ms = excluded.updated_ms \
-                 RETURNING key, id",
-                placeholders(write.len(), "(?, ?, ?, ?)")
+                "UPDATE machines SET name = u.column2, facts = u.column3, updated_ms = ? \
+                 FROM (VALUES {}) AS u WHERE machines.key = u.column1",
+                placeholders(updates.len(), "(?, ?, ?)")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now_ms);
+            for r in &updates {
+                q = q
+                    .bind(r.key.as_str())
+                    .bind(r.name.as_str())
+                    .bind(r.facts.as_str());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let mut written = HashMap::with_capacity(inserts.len());
+        if !inserts.is_empty() {
+            // BEGIN IMMEDIATE: no other writer can have added one since the look.
+            let sql = format!(
+                "INSERT INTO machines (key, name, facts, updated_ms) VALUES {} RETURNING key, id",
+                placeholders(inserts.len(), "(?, ?, ?, ?)")
             );
             let mut q = sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(sql));
-            for r in &write {
+            for r in &inserts {
                 q = q
                     .bind(r.key.as_str())
                     .bind(r.name.as_str())

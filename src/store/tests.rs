@@ -887,7 +887,8 @@ async fn machines_round_trip(url: &str) {
         flags[..3],
         [(ids[2], false), (ids[0], true), (ids[1], true)]
     );
-    assert!(recs2[3].changed && recs2[3].id > ids[2], "{recs2:?}");
+    // Updates take no id: the new machine gets the next one.
+    assert!(recs2[3].changed && recs2[3].id == ids[2] + 1, "{recs2:?}");
     assert_eq!(
         store.machine("pc02").await.expect("machine"),
         Some((ids[1], renamed.clone()))
@@ -932,7 +933,7 @@ async fn machines_round_trip(url: &str) {
         .upsert_machines(&[renamed], T0 + 4)
         .await
         .expect("upsert");
-    assert!(back[0].changed && back[0].id > recs2[3].id, "{back:?}");
+    assert!(back[0].changed && back[0].id == recs2[3].id + 1, "{back:?}");
     assert_eq!(store.remove_machines(&[]).await.expect("remove"), 0);
 }
 
@@ -1017,6 +1018,19 @@ async fn machines_bulk(url: &str) {
         (N as usize).div_ceil(10)
     );
     assert!(third[0].changed && !third[1].changed);
+    // The updates took no ids.
+    let extra = store
+        .upsert_machines(&[machine("WS-EXTRA", 0)], T0 + 3)
+        .await
+        .expect("upsert");
+    assert_eq!(extra[0].id, recs[N as usize - 1].id + 1);
+    assert_eq!(
+        store
+            .remove_machines(&["ws-extra".into()])
+            .await
+            .expect("remove"),
+        1
+    );
 
     let started = Instant::now();
     let all = store.machines().await.expect("machines");
