@@ -3,6 +3,9 @@
 //! A site store holds the objects patchops last applied (with their canonical
 //! spec, hash, ownership and provenance), a serial that goes up by one with
 //! every state change, the audit history of applies, and the apply lock.
+//! For the site server it also holds the inventory ([`Store::upsert_machines`]),
+//! the agents' token hashes, each machine's client policy and the agents'
+//! status messages; these are not state changes (no serial, no history).
 //!
 //! Two backends sit behind one API:
 //! - SQLite (`sqlite://path/to/patchops.db`, `sqlite::memory:`): the default, a
