@@ -3,6 +3,9 @@
 //! A site store holds the objects patchops last applied (with their canonical
 //! spec, hash, ownership and provenance), a serial that goes up by one with
 //! every state change, the audit history of applies, and the apply lock.
+//! For the site server it also holds the inventory ([`Store::upsert_machines`]),
+//! the agents' token hashes, each machine's client policy and the agents'
+//! status messages; these are not state changes (no serial, no history).
 //!
 //! Two backends sit behind one API:
 //! - SQLite (`sqlite://path/to/patchops.db`, `sqlite::memory:`): the default, a
@@ -36,6 +39,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::inventory::{machine_key, Machine};
 
 /// How long opening (or later reaching) a PostgreSQL store may take before it
 /// is reported as [`StoreError::Unreachable`].
@@ -219,6 +224,44 @@ pub struct LockHolder {
     pub expires_at: String,
 }
 
+/// What [`Store::upsert_machines`] did with one machine (in the order given).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineRecord {
+    /// Assigned by the store when the machine was first stored; never
+    /// changes, never reused for another machine.
+    pub id: u32,
+    pub name: String,
+    /// Whether the stored facts differed (always true for a new machine).
+    pub changed: bool,
+}
+
+/// One machine's client policy as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredPolicy {
+    pub machine_id: u32,
+    /// At most `i64::MAX` (the stored type); a larger one is refused.
+    pub version: u64,
+    pub hash: String,
+    pub body: String,
+}
+
+/// One status message from an agent. `key` is its idempotency key: a
+/// message whose key the store already holds is ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusMessage {
+    pub key: String,
+    /// The machine's key (lowercase name); stored lowercased.
+    pub machine_key: String,
+    pub advertisement: String,
+    pub state: String,
+    pub exit_code: Option<i32>,
+    pub message: String,
+    /// When it happened on the machine, epoch milliseconds.
+    pub at_ms: i64,
+    /// When the site server received it, epoch milliseconds.
+    pub received_ms: i64,
+}
+
 /// Everything that can go wrong with the store. URLs in it never carry a
 /// password (it is shown as `***`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -282,6 +325,9 @@ pub(crate) enum Fail {
     },
     /// Data in the store that patchops cannot read (a damaged store).
     Data(String),
+    /// A request the store refuses (e.g. a batch naming one key twice);
+    /// nothing was written.
+    Invalid(String),
 }
 
 impl From<sqlx::Error> for Fail {
@@ -517,6 +563,219 @@ impl Store {
         r.map_err(|e| self.error(e))
     }
 
+    /// A cheap readiness probe (`SELECT 1` on a pooled connection). A pooled
+    /// connection that died (the server restarted) is replaced on the way;
+    /// a database that cannot be reached is an error within
+    /// [`CONNECT_TIMEOUT`] (PostgreSQL) or [`BUSY_TIMEOUT`] × 2 (SQLite).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::ping(p).await,
+            Db::Postgres(p) => postgres::ping(p).await,
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// Stores the machines' facts (creating the new ones), all in one
+    /// transaction: on any error nothing is written. Returns one record per
+    /// machine, in the order given. A machine whose facts (its JSON) did not
+    /// change is not written (its `updated_ms` stays). A batch that names one
+    /// machine (by [`Machine::key`]) twice is refused.
+    pub async fn upsert_machines(
+        &self,
+        machines: &[Machine],
+        now_ms: i64,
+    ) -> Result<Vec<MachineRecord>, StoreError> {
+        self.writable()?;
+        let r = async {
+            let rows = machine_rows(machines)?;
+            match &self.inner.db {
+                Db::Sqlite(p) => sqlite::upsert_machines(p, &rows, now_ms).await,
+                Db::Postgres(p) => postgres::upsert_machines(p, &rows, now_ms).await,
+            }
+        }
+        .await;
+        let outcomes = r.map_err(|e| self.error(e))?;
+        Ok(machines
+            .iter()
+            .zip(outcomes)
+            .map(|(m, (id, changed))| MachineRecord {
+                id,
+                name: m.name.clone(),
+                changed,
+            })
+            .collect())
+    }
+
+    /// Every machine, by id. A machine's `last_heartbeat` is the later of
+    /// its facts' and the one [`Store::touch_heartbeat`] recorded.
+    pub async fn machines(&self) -> Result<Vec<(u32, Machine)>, StoreError> {
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::machines(p).await,
+            Db::Postgres(p) => postgres::machines(p).await,
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// One machine by key (the name, compared without ASCII case).
+    pub async fn machine(&self, key: &str) -> Result<Option<(u32, Machine)>, StoreError> {
+        let key = machine_key(key);
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::machine(p, &key).await,
+            Db::Postgres(p) => postgres::machine(p, &key).await,
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// Removes machines by key (and, in the same transaction, their
+    /// policies); returns how many machines were removed. Unknown keys are
+    /// not an error. Their tokens and status messages are kept: revoke the
+    /// tokens with [`Store::revoke_machine_tokens`].
+    pub async fn remove_machines(&self, keys: &[String]) -> Result<usize, StoreError> {
+        self.writable()?;
+        let keys = dedup_keys(keys.iter().map(|k| machine_key(k)));
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::remove_machines(p, &keys).await,
+            Db::Postgres(p) => postgres::remove_machines(p, &keys).await,
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// Records a heartbeat from machine `id` (it never moves backwards);
+    /// false when there is no such machine.
+    pub async fn touch_heartbeat(&self, id: u32, now_ms: i64) -> Result<bool, StoreError> {
+        self.writable()?;
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::touch_heartbeat(p, id, now_ms).await,
+            Db::Postgres(p) => postgres::touch_heartbeat(p, id, now_ms).await,
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// Registers an agent's token for a machine, by the token's SHA-256
+    /// (the token itself is never stored). Idempotent for the same machine;
+    /// refused when the hash is already registered to another machine or
+    /// was revoked.
+    pub async fn add_machine_token(
+        &self,
+        machine_key: &str,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.writable()?;
+        let key = self::machine_key(machine_key);
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::add_machine_token(p, &key, token_hash, now_ms).await,
+            Db::Postgres(p) => postgres::add_machine_token(p, &key, token_hash, now_ms).await,
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// The key of the machine a token (by its SHA-256) belongs to; None
+    /// when unknown or revoked.
+    pub async fn machine_for_token(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::machine_for_token(p, token_hash).await,
+            Db::Postgres(p) => postgres::machine_for_token(p, token_hash).await,
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// Revokes every live token of a machine; returns how many were revoked.
+    pub async fn revoke_machine_tokens(
+        &self,
+        machine_key: &str,
+        now_ms: i64,
+    ) -> Result<usize, StoreError> {
+        self.writable()?;
+        let key = self::machine_key(machine_key);
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::revoke_machine_tokens(p, &key, now_ms).await,
+            Db::Postgres(p) => postgres::revoke_machine_tokens(p, &key, now_ms).await,
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// Every stored policy, by machine id.
+    pub async fn policies(&self) -> Result<Vec<StoredPolicy>, StoreError> {
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::policies(p).await,
+            Db::Postgres(p) => postgres::policies(p).await,
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    pub async fn policy(&self, machine_id: u32) -> Result<Option<StoredPolicy>, StoreError> {
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::policy(p, machine_id).await,
+            Db::Postgres(p) => postgres::policy(p, machine_id).await,
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// Creates or replaces policies, all in one transaction. Returns how
+    /// many rows were written: a policy equal to the stored one (version,
+    /// hash and body) is not written. A batch that names one machine twice,
+    /// or a version above `i64::MAX`, is refused.
+    pub async fn put_policies(
+        &self,
+        policies: &[StoredPolicy],
+        now_ms: i64,
+    ) -> Result<usize, StoreError> {
+        self.writable()?;
+        let r = async {
+            check_policies(policies)?;
+            match &self.inner.db {
+                Db::Sqlite(p) => sqlite::put_policies(p, policies, now_ms).await,
+                Db::Postgres(p) => postgres::put_policies(p, policies, now_ms).await,
+            }
+        }
+        .await;
+        r.map_err(|e| self.error(e))
+    }
+
+    /// Removes the policies of these machines; returns how many were removed.
+    pub async fn remove_policies(&self, machine_ids: &[u32]) -> Result<usize, StoreError> {
+        self.writable()?;
+        let mut ids: Vec<i64> = machine_ids.iter().map(|&id| i64::from(id)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::remove_policies(p, &ids).await,
+            Db::Postgres(p) => postgres::remove_policies(p, &ids).await,
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// Stores status messages, exactly once by key, in one transaction:
+    /// a message whose key is already stored (or repeated in the batch) is
+    /// ignored. Returns how many were newly stored.
+    pub async fn insert_status(&self, msgs: &[StatusMessage]) -> Result<usize, StoreError> {
+        self.writable()?;
+        let lowered: Vec<String> = msgs.iter().map(|m| machine_key(&m.machine_key)).collect();
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::insert_status(p, msgs, &lowered).await,
+            Db::Postgres(p) => postgres::insert_status(p, msgs, &lowered).await,
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// A machine's newest `limit` status messages, newest (by `at_ms`) first.
+    pub async fn status_for_machine(
+        &self,
+        machine_key: &str,
+        limit: u32,
+    ) -> Result<Vec<StatusMessage>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let key = self::machine_key(machine_key);
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::status_for_machine(p, &key, i64::from(limit)).await,
+            Db::Postgres(p) => postgres::status_for_machine(p, &key, i64::from(limit)).await,
+        };
+        r.map_err(|e| self.error(e))
+    }
+
     fn writable(&self) -> Result<(), StoreError> {
         if self.inner.read_only {
             Err(StoreError::ReadOnly {
@@ -532,6 +791,7 @@ impl Store {
         let e = match fail {
             Fail::Stale { expected, actual } => StoreError::Stale { expected, actual },
             Fail::Data(msg) => StoreError::Backend(format!("{url}: damaged state store: {msg}")),
+            Fail::Invalid(msg) => StoreError::Backend(format!("{url}: {msg}")),
             Fail::Sql(e) => classify(e, url, self.backend()),
         };
         scrub_error(e, &|s| scrub_secrets(s, &self.inner.secrets))
@@ -660,6 +920,169 @@ impl<'a> Normalized<'a> {
         }
         Normalized { deletes, upserts }
     }
+}
+
+/// A machine as it is written: key, name and facts (its JSON).
+pub(crate) struct MachineRow {
+    pub(crate) key: String,
+    pub(crate) name: String,
+    pub(crate) facts: String,
+}
+
+/// The rows for a batch of machines; refuses a batch naming one key twice.
+fn machine_rows(machines: &[Machine]) -> Result<Vec<MachineRow>, Fail> {
+    let mut seen = std::collections::HashSet::with_capacity(machines.len());
+    machines
+        .iter()
+        .map(|m| {
+            let key = m.key();
+            if !seen.insert(key.clone()) {
+                return Err(Fail::Invalid(format!(
+                    "the batch names machine {:?} more than once; nothing was written",
+                    m.name
+                )));
+            }
+            let facts = serde_json::to_string(m)
+                .map_err(|e| Fail::Invalid(format!("machine {:?}: {e}", m.name)))?;
+            Ok(MachineRow {
+                key,
+                name: m.name.clone(),
+                facts,
+            })
+        })
+        .collect()
+}
+
+/// What the store holds for some keys: key -> (id, facts).
+pub(crate) type Existing = HashMap<String, (i64, String)>;
+
+/// The rows of a chunk that must be written: (stored, with other facts:
+/// updated in place; not stored: inserted). Rows known to exist are never
+/// sent through `INSERT … ON CONFLICT`, which on both backends takes a new
+/// id for every row it is given, used or not, and ids must last (u32).
+pub(crate) fn machines_to_write<'a>(
+    chunk: &'a [MachineRow],
+    existing: &Existing,
+) -> (Vec<&'a MachineRow>, Vec<&'a MachineRow>) {
+    let mut updates = Vec::new();
+    let mut inserts = Vec::new();
+    for r in chunk {
+        match existing.get(&r.key) {
+            Some((_, facts)) if *facts == r.facts => {}
+            Some(_) => updates.push(r),
+            None => inserts.push(r),
+        }
+    }
+    (updates, inserts)
+}
+
+/// (id, changed) for each row of a chunk, from what was there before and
+/// the ids the write returned (key -> id).
+pub(crate) fn machine_outcomes(
+    chunk: &[MachineRow],
+    existing: &Existing,
+    written: &HashMap<String, i64>,
+) -> Result<Vec<(u32, bool)>, Fail> {
+    chunk
+        .iter()
+        .map(|r| {
+            let before = existing.get(&r.key);
+            let changed = before.is_none_or(|(_, f)| *f != r.facts);
+            let id = match (written.get(&r.key), before) {
+                (Some(id), _) | (None, Some((id, _))) => *id,
+                (None, None) => {
+                    return Err(Fail::Data(format!(
+                        "machine {:?} was written but no id came back",
+                        r.name
+                    )))
+                }
+            };
+            Ok((machine_id(id)?, changed))
+        })
+        .collect()
+}
+
+pub(crate) fn machine_id(id: i64) -> Result<u32, Fail> {
+    u32::try_from(id).map_err(|_| Fail::Data(format!("machine id {id} out of range")))
+}
+
+/// A machine as read: its facts, with the later of the two heartbeats.
+pub(crate) fn decode_machine(
+    id: i64,
+    facts: &str,
+    heartbeat_ms: Option<i64>,
+) -> Result<(u32, Machine), Fail> {
+    let id = machine_id(id)?;
+    let mut m: Machine = serde_json::from_str(facts)
+        .map_err(|e| Fail::Data(format!("machine {id}: unreadable facts: {e}")))?;
+    if let Some(ts) = heartbeat_ms.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()) {
+        if m.last_heartbeat.is_none_or(|t| t < ts) {
+            m.last_heartbeat = Some(ts);
+        }
+    }
+    Ok((id, m))
+}
+
+/// A token hash that is already stored may be added again only for the
+/// same machine, and only while it is not revoked. (The hash is never put
+/// in the message.)
+pub(crate) fn check_token_again(
+    machine_key: &str,
+    stored_key: &str,
+    revoked_ms: Option<i64>,
+) -> Result<(), Fail> {
+    if stored_key != machine_key {
+        Err(Fail::Invalid(format!(
+            "this token is already registered to another machine; not added for {machine_key:?}"
+        )))
+    } else if revoked_ms.is_some() {
+        Err(Fail::Invalid(format!(
+            "this token of {machine_key:?} was revoked; a revoked token cannot be added again"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// A row count as usize.
+pub(crate) fn count(rows: u64) -> usize {
+    usize::try_from(rows).unwrap_or(usize::MAX)
+}
+
+/// Keys, each once, in a stable order.
+fn dedup_keys(keys: impl Iterator<Item = String>) -> Vec<String> {
+    let mut keys: Vec<String> = keys.collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// Refuses a policy batch that names one machine twice or whose version
+/// does not fit the stored type.
+fn check_policies(policies: &[StoredPolicy]) -> Result<(), Fail> {
+    let mut seen = std::collections::HashSet::with_capacity(policies.len());
+    for p in policies {
+        if !seen.insert(p.machine_id) {
+            return Err(Fail::Invalid(format!(
+                "the batch holds two policies for machine {}; nothing was written",
+                p.machine_id
+            )));
+        }
+        if i64::try_from(p.version).is_err() {
+            return Err(Fail::Invalid(format!(
+                "policy version {} of machine {} is too large (at most {}); nothing was written",
+                p.version,
+                p.machine_id,
+                i64::MAX
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A policy version as stored (checked by [`check_policies`]).
+pub(crate) fn version_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// Epoch milliseconds as RFC 3339 UTC text, to the second
@@ -822,17 +1245,31 @@ pub(crate) struct EmbeddedMigration {
     pub(crate) sql: &'static str,
 }
 
-pub(crate) const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[EmbeddedMigration {
-    version: 1,
-    description: "init",
-    sql: include_str!("../../migrations/sqlite/0001_init.sql"),
-}];
+pub(crate) const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[
+    EmbeddedMigration {
+        version: 1,
+        description: "init",
+        sql: include_str!("../../migrations/sqlite/0001_init.sql"),
+    },
+    EmbeddedMigration {
+        version: 2,
+        description: "machines",
+        sql: include_str!("../../migrations/sqlite/0002_machines.sql"),
+    },
+];
 
-pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[EmbeddedMigration {
-    version: 1,
-    description: "init",
-    sql: include_str!("../../migrations/postgres/0001_init.sql"),
-}];
+pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
+    EmbeddedMigration {
+        version: 1,
+        description: "init",
+        sql: include_str!("../../migrations/postgres/0001_init.sql"),
+    },
+    EmbeddedMigration {
+        version: 2,
+        description: "machines",
+        sql: include_str!("../../migrations/postgres/0002_machines.sql"),
+    },
+];
 
 /// A sqlx migrator over `migrations`, recording into `patchops_migrations`.
 pub(crate) fn migrator(migrations: &'static [EmbeddedMigration]) -> sqlx::migrate::Migrator {
@@ -886,7 +1323,7 @@ pub(crate) fn check_applied(
 
 /// Decoding helpers shared by both backends.
 pub(crate) mod rows {
-    use super::{ApplyRecord, Fail, LockHolder, Owner, StoredObject};
+    use super::{ApplyRecord, Fail, LockHolder, Owner, StatusMessage, StoredObject, StoredPolicy};
     use sqlx::{ColumnIndex, Decode, Row, Type};
 
     pub(crate) fn object<R>(row: &R) -> Result<StoredObject, Fail>
@@ -936,6 +1373,46 @@ pub(crate) mod rows {
             changed: row.try_get("changed")?,
             destroyed: row.try_get("destroyed")?,
             changes: row.try_get("changes")?,
+        })
+    }
+
+    /// A `policies` row.
+    pub(crate) fn policy<R>(row: &R) -> Result<StoredPolicy, Fail>
+    where
+        R: Row,
+        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+        for<'a> &'a str: ColumnIndex<R>,
+    {
+        let id: i64 = row.try_get("machine_id")?;
+        let version: i64 = row.try_get("version")?;
+        Ok(StoredPolicy {
+            machine_id: super::machine_id(id)?,
+            version: u64::try_from(version)
+                .map_err(|_| Fail::Data(format!("policy version {version} out of range")))?,
+            hash: row.try_get("hash")?,
+            body: row.try_get("body")?,
+        })
+    }
+
+    /// A `status_messages` row.
+    pub(crate) fn status<R>(row: &R) -> Result<StatusMessage, Fail>
+    where
+        R: Row,
+        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> Option<i32>: Decode<'r, R::Database> + Type<R::Database>,
+        for<'a> &'a str: ColumnIndex<R>,
+    {
+        Ok(StatusMessage {
+            key: row.try_get("key")?,
+            machine_key: row.try_get("machine_key")?,
+            advertisement: row.try_get("advertisement")?,
+            state: row.try_get("state")?,
+            exit_code: row.try_get("exit_code")?,
+            message: row.try_get("message")?,
+            at_ms: row.try_get("at_ms")?,
+            received_ms: row.try_get("received_ms")?,
         })
     }
 

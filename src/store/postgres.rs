@@ -1,5 +1,6 @@
 //! The PostgreSQL backend.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgRow};
@@ -7,9 +8,11 @@ use sqlx::{Connection, PgPool};
 
 use super::sqlite::migrate_error;
 use super::{
-    check_applied, classify, lease_ms, migrator, rows, ApplyRecord, Backend, Db, Fail, LockHolder,
-    LockRequest, Normalized, Opened, Owner, StateInfo, StoreError, StoredObject, CHUNK,
-    CONNECT_TIMEOUT, MIGRATIONS_TABLE, POSTGRES_MIGRATIONS,
+    check_applied, check_token_again, classify, count, decode_machine, lease_ms, machine_outcomes,
+    machines_to_write, migrator, rows, version_i64, ApplyRecord, Backend, Db, Existing, Fail,
+    LockHolder, LockRequest, Machine, MachineRow, Normalized, Opened, Owner, StateInfo,
+    StatusMessage, StoreError, StoredObject, StoredPolicy, CHUNK, CONNECT_TIMEOUT,
+    MIGRATIONS_TABLE, POSTGRES_MIGRATIONS,
 };
 
 /// The database's clock, in epoch milliseconds (`clock_timestamp()`, not
@@ -53,8 +56,13 @@ pub(super) async fn open(url: &str, display: &str) -> Result<Opened, StoreError>
     let _ = conn.close().await;
     let read_only = prepared?;
 
+    // Connections are made when needed; each idle one is pinged before use
+    // (`test_before_acquire`), so connections killed by a server restart are
+    // dropped and replaced, and no acquire (connecting included) waits past
+    // CONNECT_TIMEOUT: an unreachable database is an error, not a hang.
     let pool = PgPoolOptions::new()
         .max_connections(8)
+        .test_before_acquire(true)
         .acquire_timeout(CONNECT_TIMEOUT)
         .connect_lazy_with(opts);
     Ok(Opened {
@@ -437,4 +445,284 @@ pub(super) async fn lock_holder(pool: &PgPool) -> Result<Option<LockHolder>, Fai
     .fetch_optional(pool)
     .await?;
     row.as_ref().map(rows::lock_holder).transpose()
+}
+
+pub(super) async fn ping(pool: &PgPool) -> Result<(), Fail> {
+    sqlx::query("SELECT 1").execute(pool).await?;
+    Ok(())
+}
+
+/// One text column of some machine rows, for UNNEST.
+fn col<'a>(rows: &[&'a MachineRow], f: fn(&MachineRow) -> &str) -> Vec<&'a str> {
+    rows.iter().map(|r| f(r)).collect()
+}
+
+pub(super) async fn upsert_machines(
+    pool: &PgPool,
+    rows: &[MachineRow],
+    now_ms: i64,
+) -> Result<Vec<(u32, bool)>, Fail> {
+    let mut tx = pool.begin().await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(CHUNK) {
+        let keys: Vec<&str> = chunk.iter().map(|r| r.key.as_str()).collect();
+        // FOR UPDATE: what `changed` is measured against stays put until commit.
+        let found: Vec<(String, i64, String)> = sqlx::query_as(
+            "SELECT key, id, facts FROM machines WHERE key = ANY($1::text[]) FOR UPDATE",
+        )
+        .bind(&keys)
+        .fetch_all(&mut *tx)
+        .await?;
+        let existing: Existing = found.into_iter().map(|(k, id, f)| (k, (id, f))).collect();
+        let (updates, inserts) = machines_to_write(chunk, &existing);
+        if !updates.is_empty() {
+            sqlx::query(
+                "UPDATE machines m SET name = u.n, facts = u.f, updated_ms = $4 \
+                 FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(k, n, f) WHERE m.key = u.k",
+            )
+            .bind(col(&updates, |r| &r.key))
+            .bind(col(&updates, |r| &r.name))
+            .bind(col(&updates, |r| &r.facts))
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let mut written = HashMap::with_capacity(inserts.len());
+        if !inserts.is_empty() {
+            // ON CONFLICT only for a machine another writer added since the
+            // look above.
+            let got: Vec<(String, i64)> = sqlx::query_as(
+                "INSERT INTO machines (key, name, facts, updated_ms) \
+                 SELECT k, n, f, $4 FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(k, n, f) \
+                 ON CONFLICT (key) DO UPDATE SET name = EXCLUDED.name, facts = EXCLUDED.facts, \
+                 updated_ms = EXCLUDED.updated_ms \
+                 RETURNING key, id",
+            )
+            .bind(col(&inserts, |r| &r.key))
+            .bind(col(&inserts, |r| &r.name))
+            .bind(col(&inserts, |r| &r.facts))
+            .bind(now_ms)
+            .fetch_all(&mut *tx)
+            .await?;
+            written.extend(got);
+        }
+        out.extend(machine_outcomes(chunk, &existing, &written)?);
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+pub(super) async fn machines(pool: &PgPool) -> Result<Vec<(u32, Machine)>, Fail> {
+    let rows: Vec<(i64, String, Option<i64>)> =
+        sqlx::query_as("SELECT id, facts, last_heartbeat_ms FROM machines ORDER BY id")
+            .fetch_all(pool)
+            .await?;
+    rows.iter()
+        .map(|(id, facts, hb)| decode_machine(*id, facts, *hb))
+        .collect()
+}
+
+pub(super) async fn machine(pool: &PgPool, key: &str) -> Result<Option<(u32, Machine)>, Fail> {
+    let row: Option<(i64, String, Option<i64>)> =
+        sqlx::query_as("SELECT id, facts, last_heartbeat_ms FROM machines WHERE key = $1")
+            .bind(key)
+            .fetch_optional(pool)
+            .await?;
+    row.map(|(id, facts, hb)| decode_machine(id, &facts, hb))
+        .transpose()
+}
+
+pub(super) async fn remove_machines(pool: &PgPool, keys: &[String]) -> Result<usize, Fail> {
+    let mut tx = pool.begin().await?;
+    let mut removed = 0;
+    for chunk in keys.chunks(CHUNK) {
+        let ids: Vec<i64> =
+            sqlx::query_scalar("DELETE FROM machines WHERE key = ANY($1::text[]) RETURNING id")
+                .bind(chunk)
+                .fetch_all(&mut *tx)
+                .await?;
+        removed += ids.len();
+        sqlx::query("DELETE FROM policies WHERE machine_id = ANY($1::int8[])")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(removed)
+}
+
+pub(super) async fn touch_heartbeat(pool: &PgPool, id: u32, now_ms: i64) -> Result<bool, Fail> {
+    // GREATEST ignores NULL: a first heartbeat is taken as it is.
+    let done = sqlx::query(
+        "UPDATE machines SET last_heartbeat_ms = GREATEST(last_heartbeat_ms, $1) WHERE id = $2",
+    )
+    .bind(now_ms)
+    .bind(i64::from(id))
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn add_machine_token(
+    pool: &PgPool,
+    machine_key: &str,
+    token_hash: &str,
+    now_ms: i64,
+) -> Result<(), Fail> {
+    let mut tx = pool.begin().await?;
+    let done = sqlx::query(
+        "INSERT INTO machine_tokens (token_hash, machine_key, created_ms) VALUES ($1, $2, $3) \
+         ON CONFLICT (token_hash) DO NOTHING",
+    )
+    .bind(token_hash)
+    .bind(machine_key)
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        let (key, revoked): (String, Option<i64>) = sqlx::query_as(
+            "SELECT machine_key, revoked_ms FROM machine_tokens WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_one(&mut *tx)
+        .await?;
+        check_token_again(machine_key, &key, revoked)?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn machine_for_token(
+    pool: &PgPool,
+    token_hash: &str,
+) -> Result<Option<String>, Fail> {
+    Ok(sqlx::query_scalar(
+        "SELECT machine_key FROM machine_tokens WHERE token_hash = $1 AND revoked_ms IS NULL",
+    )
+    .bind(token_hash)
+    .fetch_optional(pool)
+    .await?)
+}
+
+pub(super) async fn revoke_machine_tokens(
+    pool: &PgPool,
+    machine_key: &str,
+    now_ms: i64,
+) -> Result<usize, Fail> {
+    let done = sqlx::query(
+        "UPDATE machine_tokens SET revoked_ms = $1 WHERE machine_key = $2 AND revoked_ms IS NULL",
+    )
+    .bind(now_ms)
+    .bind(machine_key)
+    .execute(pool)
+    .await?;
+    Ok(count(done.rows_affected()))
+}
+
+pub(super) async fn policies(pool: &PgPool) -> Result<Vec<StoredPolicy>, Fail> {
+    let rows: Vec<PgRow> =
+        sqlx::query("SELECT machine_id, version, hash, body FROM policies ORDER BY machine_id")
+            .fetch_all(pool)
+            .await?;
+    rows.iter().map(rows::policy).collect()
+}
+
+pub(super) async fn policy(pool: &PgPool, machine_id: u32) -> Result<Option<StoredPolicy>, Fail> {
+    let row: Option<PgRow> =
+        sqlx::query("SELECT machine_id, version, hash, body FROM policies WHERE machine_id = $1")
+            .bind(i64::from(machine_id))
+            .fetch_optional(pool)
+            .await?;
+    row.as_ref().map(rows::policy).transpose()
+}
+
+pub(super) async fn put_policies(
+    pool: &PgPool,
+    policies: &[StoredPolicy],
+    now_ms: i64,
+) -> Result<usize, Fail> {
+    let mut tx = pool.begin().await?;
+    let mut written = 0;
+    for chunk in policies.chunks(CHUNK) {
+        let ids: Vec<i64> = chunk.iter().map(|p| i64::from(p.machine_id)).collect();
+        let versions: Vec<i64> = chunk.iter().map(|p| version_i64(p.version)).collect();
+        let hashes: Vec<&str> = chunk.iter().map(|p| p.hash.as_str()).collect();
+        let bodies: Vec<&str> = chunk.iter().map(|p| p.body.as_str()).collect();
+        let done = sqlx::query(
+            "INSERT INTO policies AS p (machine_id, version, hash, body, updated_ms) \
+             SELECT i, v, h, b, $5 FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[]) \
+             AS u(i, v, h, b) \
+             ON CONFLICT (machine_id) DO UPDATE SET version = EXCLUDED.version, \
+             hash = EXCLUDED.hash, body = EXCLUDED.body, updated_ms = EXCLUDED.updated_ms \
+             WHERE (p.version, p.hash, p.body) IS DISTINCT FROM \
+                   (EXCLUDED.version, EXCLUDED.hash, EXCLUDED.body)",
+        )
+        .bind(ids)
+        .bind(versions)
+        .bind(hashes)
+        .bind(bodies)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        written += count(done.rows_affected());
+    }
+    tx.commit().await?;
+    Ok(written)
+}
+
+pub(super) async fn remove_policies(pool: &PgPool, ids: &[i64]) -> Result<usize, Fail> {
+    let done = sqlx::query("DELETE FROM policies WHERE machine_id = ANY($1::int8[])")
+        .bind(ids)
+        .execute(pool)
+        .await?;
+    Ok(count(done.rows_affected()))
+}
+
+pub(super) async fn insert_status(
+    pool: &PgPool,
+    msgs: &[StatusMessage],
+    machine_keys: &[String],
+) -> Result<usize, Fail> {
+    let mut tx = pool.begin().await?;
+    let mut inserted = 0;
+    for (chunk, keys) in msgs.chunks(CHUNK).zip(machine_keys.chunks(CHUNK)) {
+        let col = |f: fn(&StatusMessage) -> &str| chunk.iter().map(f).collect::<Vec<&str>>();
+        let done = sqlx::query(
+            "INSERT INTO status_messages (key, machine_key, advertisement, state, exit_code, \
+             message, at_ms, received_ms) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[], \
+                                  $6::text[], $7::int8[], $8::int8[]) \
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(col(|m| &m.key))
+        .bind(keys)
+        .bind(col(|m| &m.advertisement))
+        .bind(col(|m| &m.state))
+        .bind(chunk.iter().map(|m| m.exit_code).collect::<Vec<_>>())
+        .bind(col(|m| &m.message))
+        .bind(chunk.iter().map(|m| m.at_ms).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|m| m.received_ms).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        inserted += count(done.rows_affected());
+    }
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+pub(super) async fn status_for_machine(
+    pool: &PgPool,
+    machine_key: &str,
+    limit: i64,
+) -> Result<Vec<StatusMessage>, Fail> {
+    let rows: Vec<PgRow> = sqlx::query(
+        "SELECT key, machine_key, advertisement, state, exit_code, message, at_ms, received_ms \
+         FROM status_messages WHERE machine_key = $1 \
+         ORDER BY at_ms DESC, received_ms DESC, key COLLATE \"C\" LIMIT $2",
+    )
+    .bind(machine_key)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(rows::status).collect()
 }

@@ -1,5 +1,6 @@
 //! The SQLite backend.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 use std::str::FromStr;
@@ -11,9 +12,11 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Connection, SqlitePool};
 
 use super::{
-    check_applied, classify, lease_ms, migrator, rows, ApplyRecord, Backend, Db, Fail, LockHolder,
-    LockRequest, Normalized, Opened, Owner, StateInfo, StoreError, StoredObject, BUSY_TIMEOUT,
-    MIGRATIONS_TABLE, SQLITE_MIGRATIONS,
+    check_applied, check_token_again, classify, count, decode_machine, lease_ms, machine_outcomes,
+    machines_to_write, migrator, rows, version_i64, ApplyRecord, Backend, Db, Existing, Fail,
+    LockHolder, LockRequest, Machine, MachineRow, Normalized, Opened, Owner, StateInfo,
+    StatusMessage, StoreError, StoredObject, StoredPolicy, BUSY_TIMEOUT, MIGRATIONS_TABLE,
+    SQLITE_MIGRATIONS,
 };
 
 /// The database's clock, in epoch milliseconds.
@@ -582,4 +585,304 @@ pub(super) async fn lock_holder(pool: &SqlitePool) -> Result<Option<LockHolder>,
     .fetch_optional(pool)
     .await?;
     row.as_ref().map(rows::lock_holder).transpose()
+}
+
+pub(super) async fn ping(pool: &SqlitePool) -> Result<(), Fail> {
+    sqlx::query("SELECT 1").execute(pool).await?;
+    Ok(())
+}
+
+pub(super) async fn upsert_machines(
+    pool: &SqlitePool,
+    rows: &[MachineRow],
+    now_ms: i64,
+) -> Result<Vec<(u32, bool)>, Fail> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(UPSERT_CHUNK) {
+        let sql = format!(
+            "SELECT key, id, facts FROM machines WHERE key IN ({})",
+            placeholders(chunk.len(), "?")
+        );
+        let mut q = sqlx::query_as::<_, (String, i64, String)>(AssertSqlSafe(sql));
+        for r in chunk {
+            q = q.bind(r.key.as_str());
+        }
+        let existing: Existing = q
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|(k, id, f)| (k, (id, f)))
+            .collect();
+        let (updates, inserts) = machines_to_write(chunk, &existing);
+        if !updates.is_empty() {
+            let sql = format!(
+                "UPDATE machines SET name = u.column2, facts = u.column3, updated_ms = ? \
+                 FROM (VALUES {}) AS u WHERE machines.key = u.column1",
+                placeholders(updates.len(), "(?, ?, ?)")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now_ms);
+            for r in &updates {
+                q = q
+                    .bind(r.key.as_str())
+                    .bind(r.name.as_str())
+                    .bind(r.facts.as_str());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let mut written = HashMap::with_capacity(inserts.len());
+        if !inserts.is_empty() {
+            // BEGIN IMMEDIATE: no other writer can have added one since the look.
+            let sql = format!(
+                "INSERT INTO machines (key, name, facts, updated_ms) VALUES {} RETURNING key, id",
+                placeholders(inserts.len(), "(?, ?, ?, ?)")
+            );
+            let mut q = sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(sql));
+            for r in &inserts {
+                q = q
+                    .bind(r.key.as_str())
+                    .bind(r.name.as_str())
+                    .bind(r.facts.as_str())
+                    .bind(now_ms);
+            }
+            written.extend(q.fetch_all(&mut *tx).await?);
+        }
+        out.extend(machine_outcomes(chunk, &existing, &written)?);
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+pub(super) async fn machines(pool: &SqlitePool) -> Result<Vec<(u32, Machine)>, Fail> {
+    let rows: Vec<(i64, String, Option<i64>)> =
+        sqlx::query_as("SELECT id, facts, last_heartbeat_ms FROM machines ORDER BY id")
+            .fetch_all(pool)
+            .await?;
+    rows.iter()
+        .map(|(id, facts, hb)| decode_machine(*id, facts, *hb))
+        .collect()
+}
+
+pub(super) async fn machine(pool: &SqlitePool, key: &str) -> Result<Option<(u32, Machine)>, Fail> {
+    let row: Option<(i64, String, Option<i64>)> =
+        sqlx::query_as("SELECT id, facts, last_heartbeat_ms FROM machines WHERE key = ?1")
+            .bind(key)
+            .fetch_optional(pool)
+            .await?;
+    row.map(|(id, facts, hb)| decode_machine(id, &facts, hb))
+        .transpose()
+}
+
+pub(super) async fn remove_machines(pool: &SqlitePool, keys: &[String]) -> Result<usize, Fail> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut removed = 0;
+    for chunk in keys.chunks(DELETE_CHUNK) {
+        let sql = format!(
+            "DELETE FROM machines WHERE key IN ({}) RETURNING id",
+            placeholders(chunk.len(), "?")
+        );
+        let mut q = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql));
+        for k in chunk {
+            q = q.bind(k.as_str());
+        }
+        let ids = q.fetch_all(&mut *tx).await?;
+        removed += ids.len();
+        delete_policies(&mut tx, &ids).await?;
+    }
+    tx.commit().await?;
+    Ok(removed)
+}
+
+/// Deletes the policies of these machines; returns how many.
+async fn delete_policies(conn: &mut SqliteConnection, ids: &[i64]) -> Result<usize, Fail> {
+    let mut removed = 0;
+    for chunk in ids.chunks(DELETE_CHUNK) {
+        let sql = format!(
+            "DELETE FROM policies WHERE machine_id IN ({})",
+            placeholders(chunk.len(), "?")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        removed += count(q.execute(&mut *conn).await?.rows_affected());
+    }
+    Ok(removed)
+}
+
+pub(super) async fn touch_heartbeat(pool: &SqlitePool, id: u32, now_ms: i64) -> Result<bool, Fail> {
+    let done = sqlx::query(
+        "UPDATE machines SET last_heartbeat_ms = MAX(COALESCE(last_heartbeat_ms, ?1), ?1) \
+         WHERE id = ?2",
+    )
+    .bind(now_ms)
+    .bind(i64::from(id))
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn add_machine_token(
+    pool: &SqlitePool,
+    machine_key: &str,
+    token_hash: &str,
+    now_ms: i64,
+) -> Result<(), Fail> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let done = sqlx::query(
+        "INSERT INTO machine_tokens (token_hash, machine_key, created_ms) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (token_hash) DO NOTHING",
+    )
+    .bind(token_hash)
+    .bind(machine_key)
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        let (key, revoked): (String, Option<i64>) = sqlx::query_as(
+            "SELECT machine_key, revoked_ms FROM machine_tokens WHERE token_hash = ?1",
+        )
+        .bind(token_hash)
+        .fetch_one(&mut *tx)
+        .await?;
+        check_token_again(machine_key, &key, revoked)?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn machine_for_token(
+    pool: &SqlitePool,
+    token_hash: &str,
+) -> Result<Option<String>, Fail> {
+    Ok(sqlx::query_scalar(
+        "SELECT machine_key FROM machine_tokens WHERE token_hash = ?1 AND revoked_ms IS NULL",
+    )
+    .bind(token_hash)
+    .fetch_optional(pool)
+    .await?)
+}
+
+pub(super) async fn revoke_machine_tokens(
+    pool: &SqlitePool,
+    machine_key: &str,
+    now_ms: i64,
+) -> Result<usize, Fail> {
+    let done = sqlx::query(
+        "UPDATE machine_tokens SET revoked_ms = ?1 WHERE machine_key = ?2 AND revoked_ms IS NULL",
+    )
+    .bind(now_ms)
+    .bind(machine_key)
+    .execute(pool)
+    .await?;
+    Ok(count(done.rows_affected()))
+}
+
+pub(super) async fn policies(pool: &SqlitePool) -> Result<Vec<StoredPolicy>, Fail> {
+    let rows: Vec<SqliteRow> =
+        sqlx::query("SELECT machine_id, version, hash, body FROM policies ORDER BY machine_id")
+            .fetch_all(pool)
+            .await?;
+    rows.iter().map(rows::policy).collect()
+}
+
+pub(super) async fn policy(
+    pool: &SqlitePool,
+    machine_id: u32,
+) -> Result<Option<StoredPolicy>, Fail> {
+    let row: Option<SqliteRow> =
+        sqlx::query("SELECT machine_id, version, hash, body FROM policies WHERE machine_id = ?1")
+            .bind(i64::from(machine_id))
+            .fetch_optional(pool)
+            .await?;
+    row.as_ref().map(rows::policy).transpose()
+}
+
+pub(super) async fn put_policies(
+    pool: &SqlitePool,
+    policies: &[StoredPolicy],
+    now_ms: i64,
+) -> Result<usize, Fail> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut written = 0;
+    for chunk in policies.chunks(UPSERT_CHUNK) {
+        let sql = format!(
+            "INSERT INTO policies (machine_id, version, hash, body, updated_ms) VALUES {} \
+             ON CONFLICT (machine_id) DO UPDATE SET version = excluded.version, \
+             hash = excluded.hash, body = excluded.body, updated_ms = excluded.updated_ms \
+             WHERE policies.version IS NOT excluded.version OR policies.hash IS NOT excluded.hash \
+             OR policies.body IS NOT excluded.body",
+            placeholders(chunk.len(), "(?, ?, ?, ?, ?)")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for p in chunk {
+            q = q
+                .bind(i64::from(p.machine_id))
+                .bind(version_i64(p.version))
+                .bind(p.hash.as_str())
+                .bind(p.body.as_str())
+                .bind(now_ms);
+        }
+        written += count(q.execute(&mut *tx).await?.rows_affected());
+    }
+    tx.commit().await?;
+    Ok(written)
+}
+
+pub(super) async fn remove_policies(pool: &SqlitePool, ids: &[i64]) -> Result<usize, Fail> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let removed = delete_policies(&mut tx, ids).await?;
+    tx.commit().await?;
+    Ok(removed)
+}
+
+pub(super) async fn insert_status(
+    pool: &SqlitePool,
+    msgs: &[StatusMessage],
+    machine_keys: &[String],
+) -> Result<usize, Fail> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut inserted = 0;
+    for (chunk, keys) in msgs
+        .chunks(UPSERT_CHUNK)
+        .zip(machine_keys.chunks(UPSERT_CHUNK))
+    {
+        let sql = format!(
+            "INSERT INTO status_messages (key, machine_key, advertisement, state, exit_code, \
+             message, at_ms, received_ms) VALUES {} ON CONFLICT (key) DO NOTHING",
+            placeholders(chunk.len(), "(?, ?, ?, ?, ?, ?, ?, ?)")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (m, key) in chunk.iter().zip(keys) {
+            q = q
+                .bind(m.key.as_str())
+                .bind(key.as_str())
+                .bind(m.advertisement.as_str())
+                .bind(m.state.as_str())
+                .bind(m.exit_code)
+                .bind(m.message.as_str())
+                .bind(m.at_ms)
+                .bind(m.received_ms);
+        }
+        inserted += count(q.execute(&mut *tx).await?.rows_affected());
+    }
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+pub(super) async fn status_for_machine(
+    pool: &SqlitePool,
+    machine_key: &str,
+    limit: i64,
+) -> Result<Vec<StatusMessage>, Fail> {
+    let rows: Vec<SqliteRow> = sqlx::query(
+        "SELECT key, machine_key, advertisement, state, exit_code, message, at_ms, received_ms \
+         FROM status_messages WHERE machine_key = ?1 \
+         ORDER BY at_ms DESC, received_ms DESC, key LIMIT ?2",
+    )
+    .bind(machine_key)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(rows::status).collect()
 }

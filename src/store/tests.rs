@@ -8,6 +8,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use super::*;
+use crate::inventory::Machine;
 
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => { $(
@@ -41,6 +42,15 @@ both_backends!(
     failing_commit_leaves_nothing,
     foreign_database_refused,
     read_only_store,
+    ping_answers,
+    machines_round_trip,
+    machine_batch_failure_writes_nothing,
+    machines_bulk,
+    tokens_round_trip,
+    policies_round_trip,
+    policies_bulk,
+    status_exactly_once,
+    version_1_store_is_upgraded,
 );
 
 fn is_sqlite(url: &str) -> bool {
@@ -770,6 +780,561 @@ async fn read_only_store(url: &str) {
     }
 }
 
+// ---- Site server tables --------------------------------------------------
+
+/// A machine with a few facts; `n` varies them.
+fn machine(name: &str, n: u32) -> Machine {
+    let mut m = Machine::named(name);
+    m.domain = Some("CORP".into());
+    m.os.name = Some("Microsoft Windows XP Professional".into());
+    m.os.service_pack = Some(n % 4);
+    m.architecture = Some("x86".into());
+    m.hardware.memory_mb = Some(512 + u64::from(n));
+    m.ip.addresses = vec![std::net::Ipv4Addr::new(
+        10,
+        1,
+        (n / 250) as u8,
+        (n % 250) as u8,
+    )];
+    m.properties.insert("dept".into(), format!("d{}", n % 7));
+    m
+}
+
+fn policy(machine_id: u32, version: u64, body: &str) -> StoredPolicy {
+    StoredPolicy {
+        machine_id,
+        version,
+        hash: format!("sha256:{}:{version}", body.len()),
+        body: body.into(),
+    }
+}
+
+fn status(key: &str, machine_key: &str, at_ms: i64) -> StatusMessage {
+    StatusMessage {
+        key: key.into(),
+        machine_key: machine_key.into(),
+        advertisement: "ADV00001".into(),
+        state: "succeeded".into(),
+        exit_code: Some(0),
+        message: format!("message {key}"),
+        at_ms,
+        received_ms: at_ms + 5,
+    }
+}
+
+const T0: i64 = 1_774_085_400_000;
+
+async fn ping_answers(url: &str) {
+    let store = Store::open(url).await.expect("open");
+    store.ping().await.expect("ping");
+    let clone = store.clone();
+    clone.ping().await.expect("ping clone");
+}
+
+async fn machines_round_trip(url: &str) {
+    let store = Store::open(url).await.expect("open");
+    assert!(store.machines().await.expect("machines").is_empty());
+
+    let batch = vec![machine("PC01", 1), machine("pc02", 2), machine("Srv-03", 3)];
+    let recs = store.upsert_machines(&batch, T0).await.expect("upsert");
+    let names: Vec<&str> = recs.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["PC01", "pc02", "Srv-03"]);
+    assert!(recs.iter().all(|r| r.changed), "{recs:?}");
+    let ids: Vec<u32> = recs.iter().map(|r| r.id).collect();
+    assert!(ids[0] >= 1 && ids[0] < ids[1] && ids[1] < ids[2], "{ids:?}");
+
+    let all = store.machines().await.expect("machines");
+    assert_eq!(
+        all,
+        batch
+            .iter()
+            .cloned()
+            .zip(&ids)
+            .map(|(m, id)| (*id, m))
+            .collect::<Vec<_>>()
+    );
+    // By key, without case.
+    assert_eq!(
+        store.machine("pc01").await.expect("machine"),
+        Some((ids[0], batch[0].clone()))
+    );
+    assert_eq!(
+        store.machine("SRV-03").await.expect("machine"),
+        Some((ids[2], batch[2].clone()))
+    );
+    assert_eq!(store.machine("nope").await.expect("machine"), None);
+
+    // The same facts again: unchanged, same ids. One changed, one renamed
+    // (case only: same machine), one new.
+    let same = store.upsert_machines(&batch, T0 + 1).await.expect("upsert");
+    assert_eq!(same.iter().map(|r| r.id).collect::<Vec<_>>(), ids);
+    assert!(same.iter().all(|r| !r.changed), "{same:?}");
+    let mut changed = machine("PC01", 1);
+    changed.os.service_pack = Some(3);
+    let renamed = machine("PC02", 2);
+    let batch2 = vec![
+        batch[2].clone(),
+        changed.clone(),
+        renamed.clone(),
+        machine("PC04", 4),
+    ];
+    let recs2 = store
+        .upsert_machines(&batch2, T0 + 2)
+        .await
+        .expect("upsert");
+    let flags: Vec<(u32, bool)> = recs2.iter().map(|r| (r.id, r.changed)).collect();
+    assert_eq!(
+        flags[..3],
+        [(ids[2], false), (ids[0], true), (ids[1], true)]
+    );
+    // Updates take no id: the new machine gets the next one.
+    assert!(recs2[3].changed && recs2[3].id == ids[2] + 1, "{recs2:?}");
+    assert_eq!(
+        store.machine("pc02").await.expect("machine"),
+        Some((ids[1], renamed.clone()))
+    );
+    assert_eq!(store.machines().await.expect("machines").len(), 4);
+
+    // Heartbeats: recorded, never backwards; unknown ids are false.
+    let at = jiff::Timestamp::from_millisecond(T0 + 10_000).expect("ts");
+    assert!(store
+        .touch_heartbeat(ids[0], T0 + 10_000)
+        .await
+        .expect("hb"));
+    assert!(store.touch_heartbeat(ids[0], T0 + 5_000).await.expect("hb"));
+    assert!(!store.touch_heartbeat(999_999, T0).await.expect("hb"));
+    let (_, m) = store
+        .machine("pc01")
+        .await
+        .expect("machine")
+        .expect("there");
+    assert_eq!(m.last_heartbeat, Some(at));
+    // A heartbeat does not count as a change of facts.
+    let recs3 = store
+        .upsert_machines(std::slice::from_ref(&changed), T0 + 3)
+        .await
+        .expect("upsert");
+    assert!(!recs3[0].changed);
+
+    // Removal takes the machine's policy with it; ids are never reused.
+    store
+        .put_policies(&[policy(ids[1], 1, "{}"), policy(ids[0], 1, "{}")], T0)
+        .await
+        .expect("policies");
+    let removed = store
+        .remove_machines(&["PC02".into(), "pc02".into(), "ghost".into()])
+        .await
+        .expect("remove");
+    assert_eq!(removed, 1);
+    assert_eq!(store.machine("pc02").await.expect("machine"), None);
+    assert_eq!(store.policy(ids[1]).await.expect("policy"), None);
+    assert!(store.policy(ids[0]).await.expect("policy").is_some());
+    let back = store
+        .upsert_machines(&[renamed], T0 + 4)
+        .await
+        .expect("upsert");
+    assert!(back[0].changed && back[0].id == recs2[3].id + 1, "{back:?}");
+    assert_eq!(store.remove_machines(&[]).await.expect("remove"), 0);
+}
+
+async fn machine_batch_failure_writes_nothing(url: &str) {
+    let store = Store::open(url).await.expect("open");
+    let first = vec![machine("keep-1", 1), machine("keep-2", 2)];
+    store.upsert_machines(&first, T0).await.expect("upsert");
+    let before = store.machines().await.expect("machines");
+
+    // A batch that names one machine twice (without case) is refused.
+    let dup = vec![machine("new-1", 1), machine("NEW-1", 2)];
+    let err = store.upsert_machines(&dup, T0).await.expect_err("dup");
+    assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+    assert!(err.to_string().contains("more than once"), "{err}");
+    assert_eq!(store.machines().await.expect("machines"), before);
+
+    // A database constraint broken late in a large batch (a machine with
+    // an empty name, in the last chunk): the earlier chunks, which changed
+    // and added machines, are rolled back too.
+    let mut big: Vec<Machine> = (0..5_000)
+        .map(|i| machine(&format!("m{i:05}"), i))
+        .collect();
+    let mut changed = first[0].clone();
+    changed.domain = Some("OTHER".into());
+    big.insert(0, changed);
+    big.push(Machine::named(""));
+    let err = store
+        .upsert_machines(&big, T0 + 1)
+        .await
+        .expect_err("fails");
+    assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+    assert_eq!(store.machines().await.expect("machines"), before);
+
+    // Policies: a duplicate id or a version out of range writes nothing.
+    let err = store
+        .put_policies(
+            &[policy(1, 1, "a"), policy(2, 1, "b"), policy(1, 2, "c")],
+            T0,
+        )
+        .await
+        .expect_err("dup");
+    assert!(err.to_string().contains("two policies"), "{err}");
+    let err = store
+        .put_policies(&[policy(1, 1, "a"), policy(2, u64::MAX, "b")], T0)
+        .await
+        .expect_err("too large");
+    assert!(err.to_string().contains("too large"), "{err}");
+    assert!(store.policies().await.expect("policies").is_empty());
+}
+
+async fn machines_bulk(url: &str) {
+    const N: u32 = 20_000;
+    let store = Store::open(url).await.expect("open");
+    let batch: Vec<Machine> = (0..N).map(|i| machine(&format!("WS{i:05}"), i)).collect();
+
+    let started = Instant::now();
+    let recs = store.upsert_machines(&batch, T0).await.expect("upsert");
+    let insert_time = started.elapsed();
+    assert_eq!(recs.len(), N as usize);
+    assert!(recs.iter().all(|r| r.changed));
+    assert!(recs.windows(2).all(|w| w[0].id < w[1].id));
+
+    let started = Instant::now();
+    let again = store.upsert_machines(&batch, T0 + 1).await.expect("upsert");
+    let unchanged_time = started.elapsed();
+    assert!(again.iter().all(|r| !r.changed));
+    assert_eq!(
+        again.iter().map(|r| r.id).collect::<Vec<_>>(),
+        recs.iter().map(|r| r.id).collect::<Vec<_>>()
+    );
+
+    // Every tenth machine changes.
+    let mut next = batch.clone();
+    for m in next.iter_mut().step_by(10) {
+        m.properties.insert("patched".into(), "yes".into());
+    }
+    let started = Instant::now();
+    let third = store.upsert_machines(&next, T0 + 2).await.expect("upsert");
+    let tenth_time = started.elapsed();
+    assert_eq!(
+        third.iter().filter(|r| r.changed).count(),
+        (N as usize).div_ceil(10)
+    );
+    assert!(third[0].changed && !third[1].changed);
+    // The updates took no ids.
+    let extra = store
+        .upsert_machines(&[machine("WS-EXTRA", 0)], T0 + 3)
+        .await
+        .expect("upsert");
+    assert_eq!(extra[0].id, recs[N as usize - 1].id + 1);
+    assert_eq!(
+        store
+            .remove_machines(&["ws-extra".into()])
+            .await
+            .expect("remove"),
+        1
+    );
+
+    let started = Instant::now();
+    let all = store.machines().await.expect("machines");
+    let read_time = started.elapsed();
+    assert_eq!(all.len(), N as usize);
+    assert_eq!(all[0].1, next[0]);
+    assert_eq!(all[N as usize - 1].1, next[N as usize - 1]);
+
+    let keys: Vec<String> = batch.iter().map(Machine::key).collect();
+    let started = Instant::now();
+    assert_eq!(
+        store.remove_machines(&keys).await.expect("remove"),
+        N as usize
+    );
+    let remove_time = started.elapsed();
+    assert!(store.machines().await.expect("machines").is_empty());
+    eprintln!(
+        "{}: {N} machines: insert {insert_time:?}, unchanged {unchanged_time:?}, \
+         10% changed {tenth_time:?}, read {read_time:?}, remove {remove_time:?}",
+        store.backend()
+    );
+    // Room to spare: unoptimised, beside other tests on 2 cores.
+    let bound = Duration::from_secs(if is_sqlite(url) { 10 } else { 20 });
+    for t in [
+        insert_time,
+        unchanged_time,
+        tenth_time,
+        read_time,
+        remove_time,
+    ] {
+        assert!(t < bound, "{t:?}");
+    }
+}
+
+async fn tokens_round_trip(url: &str) {
+    let store = Store::open(url).await.expect("open");
+    let h1 = "a".repeat(64);
+    let h2 = "b".repeat(64);
+    let h3 = "c".repeat(64);
+    store.add_machine_token("PC01", &h1, T0).await.expect("add");
+    store.add_machine_token("pc01", &h2, T0).await.expect("add");
+    store.add_machine_token("pc02", &h3, T0).await.expect("add");
+    // Again, for the same machine: idempotent.
+    store
+        .add_machine_token("pc01", &h1, T0 + 1)
+        .await
+        .expect("again");
+    assert_eq!(
+        store
+            .machine_for_token(&h1)
+            .await
+            .expect("lookup")
+            .as_deref(),
+        Some("pc01")
+    );
+    assert_eq!(
+        store
+            .machine_for_token(&h3)
+            .await
+            .expect("lookup")
+            .as_deref(),
+        Some("pc02")
+    );
+    assert_eq!(
+        store.machine_for_token("unknown").await.expect("lookup"),
+        None
+    );
+
+    // The same hash for another machine is refused, without showing it.
+    let err = store
+        .add_machine_token("pc02", &h1, T0)
+        .await
+        .expect_err("taken");
+    assert!(err.to_string().contains("another machine"), "{err}");
+    assert!(!format!("{err} {err:?}").contains(&h1), "{err:?}");
+
+    assert_eq!(
+        store
+            .revoke_machine_tokens("PC01", T0 + 2)
+            .await
+            .expect("revoke"),
+        2
+    );
+    assert_eq!(
+        store
+            .revoke_machine_tokens("pc01", T0 + 3)
+            .await
+            .expect("revoke"),
+        0
+    );
+    assert_eq!(store.machine_for_token(&h1).await.expect("lookup"), None);
+    assert_eq!(store.machine_for_token(&h2).await.expect("lookup"), None);
+    assert_eq!(
+        store
+            .machine_for_token(&h3)
+            .await
+            .expect("lookup")
+            .as_deref(),
+        Some("pc02")
+    );
+    // A revoked token stays revoked.
+    let err = store
+        .add_machine_token("pc01", &h1, T0 + 4)
+        .await
+        .expect_err("revoked");
+    assert!(err.to_string().contains("revoked"), "{err}");
+    assert!(!format!("{err} {err:?}").contains(&h1), "{err:?}");
+    assert_eq!(store.machine_for_token(&h1).await.expect("lookup"), None);
+    // A new token for the machine works.
+    store
+        .add_machine_token("pc01", &h3.replace('c', "d"), T0 + 5)
+        .await
+        .expect("add");
+    assert_eq!(
+        store
+            .machine_for_token(&"d".repeat(64))
+            .await
+            .expect("lookup")
+            .as_deref(),
+        Some("pc01")
+    );
+}
+
+async fn policies_round_trip(url: &str) {
+    let store = Store::open(url).await.expect("open");
+    assert!(store.policies().await.expect("policies").is_empty());
+    let p = [
+        policy(7, 1, r#"{"ads":["A"]}"#),
+        policy(3, 1, "{}"),
+        policy(u32::MAX, i64::MAX as u64, "Grüße ✓\n"),
+    ];
+    assert_eq!(store.put_policies(&p, T0).await.expect("put"), 3);
+    assert_eq!(
+        store.policies().await.expect("policies"),
+        vec![p[1].clone(), p[0].clone(), p[2].clone()]
+    );
+    assert_eq!(store.policy(7).await.expect("policy"), Some(p[0].clone()));
+    assert_eq!(store.policy(8).await.expect("policy"), None);
+
+    // The same again writes nothing; a new version writes one.
+    assert_eq!(store.put_policies(&p, T0 + 1).await.expect("put"), 0);
+    let p7 = policy(7, 2, r#"{"ads":["A","B"]}"#);
+    assert_eq!(
+        store
+            .put_policies(&[p7.clone(), p[1].clone()], T0 + 2)
+            .await
+            .expect("put"),
+        1
+    );
+    assert_eq!(store.policy(7).await.expect("policy"), Some(p7));
+
+    assert_eq!(store.remove_policies(&[7, 7, 99]).await.expect("remove"), 1);
+    assert_eq!(store.policy(7).await.expect("policy"), None);
+    assert_eq!(store.remove_policies(&[]).await.expect("remove"), 0);
+    assert_eq!(store.put_policies(&[], T0).await.expect("put"), 0);
+    assert_eq!(store.policies().await.expect("policies").len(), 2);
+}
+
+async fn policies_bulk(url: &str) {
+    const N: u32 = 20_000;
+    let store = Store::open(url).await.expect("open");
+    let body = format!(r#"{{"advertisements":["{}"]}}"#, "ADV00001".repeat(20));
+    let batch: Vec<StoredPolicy> = (1..=N).map(|id| policy(id, 1, &body)).collect();
+    let started = Instant::now();
+    assert_eq!(
+        store.put_policies(&batch, T0).await.expect("put"),
+        N as usize
+    );
+    let put_time = started.elapsed();
+
+    let started = Instant::now();
+    assert_eq!(store.put_policies(&batch, T0 + 1).await.expect("put"), 0);
+    let same_time = started.elapsed();
+
+    let next: Vec<StoredPolicy> = (1..=N).map(|id| policy(id, 2, &body)).collect();
+    let started = Instant::now();
+    assert_eq!(
+        store.put_policies(&next, T0 + 2).await.expect("put"),
+        N as usize
+    );
+    let update_time = started.elapsed();
+
+    let started = Instant::now();
+    let all = store.policies().await.expect("policies");
+    let read_time = started.elapsed();
+    assert_eq!(all, next);
+
+    // Status messages in bulk too.
+    let msgs: Vec<StatusMessage> = (0..N)
+        .map(|i| {
+            status(
+                &format!("k{i}"),
+                &format!("ws{:05}", i % 1000),
+                T0 + i64::from(i),
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    assert_eq!(
+        store.insert_status(&msgs).await.expect("status"),
+        N as usize
+    );
+    let status_time = started.elapsed();
+    assert_eq!(store.insert_status(&msgs).await.expect("status"), 0);
+    eprintln!(
+        "{}: {N} policies: put {put_time:?}, unchanged {same_time:?}, update {update_time:?}, \
+         read {read_time:?}; {N} status messages: {status_time:?}",
+        store.backend()
+    );
+    let bound = Duration::from_secs(if is_sqlite(url) { 10 } else { 20 });
+    for t in [put_time, same_time, update_time, read_time, status_time] {
+        assert!(t < bound, "{t:?}");
+    }
+}
+
+async fn status_exactly_once(url: &str) {
+    let store = Store::open(url).await.expect("open");
+    let mut failed = status("k3", "PC01", T0 + 30);
+    failed.state = "failed".into();
+    failed.exit_code = Some(-2_147_024_894);
+    let mut running = status("k2", "pc01", T0 + 20);
+    running.exit_code = None;
+    running.message = String::new();
+    let batch = vec![
+        status("k1", "pc01", T0 + 10),
+        running.clone(),
+        status("k1", "pc01", T0 + 99), // the same key again in the batch
+        status("other", "pc02", T0),
+    ];
+    assert_eq!(store.insert_status(&batch).await.expect("insert"), 3);
+    // A retry of a delivered batch, with one new message.
+    let retry = vec![
+        status("k1", "pc01", T0 + 10),
+        running.clone(),
+        failed.clone(),
+    ];
+    assert_eq!(store.insert_status(&retry).await.expect("insert"), 1);
+    assert_eq!(store.insert_status(&retry).await.expect("insert"), 0);
+    assert_eq!(store.insert_status(&[]).await.expect("insert"), 0);
+
+    let mut lowered = failed.clone();
+    lowered.machine_key = "pc01".into();
+    let got = store.status_for_machine("PC01", 10).await.expect("status");
+    assert_eq!(
+        got,
+        vec![lowered.clone(), running, status("k1", "pc01", T0 + 10)]
+    );
+    assert_eq!(
+        store.status_for_machine("pc01", 1).await.expect("status"),
+        vec![lowered]
+    );
+    assert!(store
+        .status_for_machine("pc01", 0)
+        .await
+        .expect("status")
+        .is_empty());
+    assert!(store
+        .status_for_machine("nope", 10)
+        .await
+        .expect("status")
+        .is_empty());
+    assert_eq!(
+        store
+            .status_for_machine("pc02", 10)
+            .await
+            .expect("status")
+            .len(),
+        1
+    );
+}
+
+/// A store made by a patchops that knew only migration 1 is upgraded at
+/// open, its state kept.
+async fn version_1_store_is_upgraded(url: &str) {
+    let v1 = if is_sqlite(url) {
+        &SQLITE_MIGRATIONS[..1]
+    } else {
+        &POSTGRES_MIGRATIONS[..1]
+    };
+    if is_sqlite(url) {
+        let opts = SqliteConnectOptions::from_str(url)
+            .expect("sqlite url")
+            .create_if_missing(true);
+        let mut c = SqliteConnection::connect_with(&opts)
+            .await
+            .expect("connect");
+        migrator(v1).run(&mut c).await.expect("migrate v1");
+        c.close().await.expect("close");
+    } else {
+        let mut c = PgConnection::connect(url).await.expect("connect");
+        migrator(v1).run(&mut c).await.expect("migrate v1");
+        c.close().await.expect("close");
+    }
+    exec_raw(url, "UPDATE patchops_state SET serial = 5, site = 'S01'").await;
+    let store = Store::open(url).await.expect("open");
+    let info = store.info().await.expect("info");
+    assert_eq!((info.serial, info.site.as_deref()), (5, Some("S01")));
+    let recs = store
+        .upsert_machines(&[machine("PC01", 1)], T0)
+        .await
+        .expect("upsert");
+    assert_eq!(recs[0].id, 1);
+}
+
 // ---- SQLite only -------------------------------------------------------
 
 #[tokio::test]
@@ -965,6 +1530,74 @@ async fn postgres_nul_byte_is_an_error_not_a_panic() {
         .expect_err("NUL");
     assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
     assert_eq!(store.info().await.expect("info").serial, 0);
+}
+
+/// The server drops every connection (as a restart does): the pool notices
+/// on the next use and connects again.
+#[tokio::test]
+async fn postgres_pool_recovers_after_connections_are_killed() {
+    let (url, db) = testing::fresh_postgres_url().await;
+    let store = Store::open(&url).await.expect("open");
+    store
+        .upsert_machines(&[machine("PC01", 1)], T0)
+        .await
+        .expect("upsert");
+    // Several pooled connections, all idle now.
+    let (a, b, c) = tokio::join!(store.ping(), store.machines(), store.policies());
+    a.expect("ping");
+    b.expect("machines");
+    c.expect("policies");
+
+    let admin = testing::with_database(&url, "postgres");
+    let mut conn = PgConnection::connect(&admin).await.expect("admin");
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+    )
+    .bind(db.name())
+    .fetch_all(&mut conn)
+    .await
+    .expect("terminate");
+    conn.close().await.expect("close");
+    assert!(!killed.is_empty());
+
+    let started = Instant::now();
+    store.ping().await.expect("ping after the kill");
+    assert_eq!(store.machines().await.expect("machines").len(), 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// A database that goes away after open: an error within the connect
+/// timeout, never a hang.
+#[tokio::test]
+async fn postgres_gone_database_fails_fast() {
+    let (url, db) = testing::fresh_postgres_url().await;
+    let store = Store::open(&url).await.expect("open");
+    store.ping().await.expect("ping");
+    let admin = testing::with_database(&url, "postgres");
+    let mut conn = PgConnection::connect(&admin).await.expect("admin");
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "DROP DATABASE {} WITH (FORCE)",
+        db.name()
+    )))
+    .execute(&mut conn)
+    .await
+    .expect("drop");
+    conn.close().await.expect("close");
+
+    let started = Instant::now();
+    let err = store.ping().await.expect_err("gone");
+    assert!(
+        started.elapsed() < CONNECT_TIMEOUT + Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
+    let err = store.machines().await.expect_err("gone");
+    assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
 }
 
 // ---- No database -------------------------------------------------------
