@@ -99,7 +99,7 @@ async fn store_call(
                 }
             }
             let _writer = state.writer.lock().await;
-            reply(store.upsert_machines(&machines, now_ms()).await.map(|r| r.len()))
+            reply(store.upsert_machines(&machines, now_ms()).await)
         }
         Call::RevokeMachine { key } => {
             let revoked = store.revoke_machine_tokens(&key, now_ms()).await;

@@ -227,6 +227,11 @@ async fn add_or_update(state: &AppState, machine: Machine) -> Result<(), ApiErro
         .store
         .upsert_machines(std::slice::from_ref(&machine), now_ms())
         .await?;
+    if let Ok(version) = state.store.inventory_version().await {
+        if let Ok(mut known) = state.known_inventory.lock() {
+            *known = Some(version);
+        }
+    }
     let Some(record) = records.first() else {
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -339,7 +344,7 @@ struct StatusReport {
     advertisement: String,
     state: String,
     #[serde(default)]
-    exit_code: Option<i64>,
+    exit_code: Option<i32>,
     #[serde(default)]
     message: String,
     /// When it happened on the machine (RFC 3339).

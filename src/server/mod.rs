@@ -67,6 +67,9 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     pub store_up: AtomicBool,
     pub max_body: usize,
+    /// The store's inventory version after this server's own last write:
+    /// a different one means someone else changed the inventory.
+    pub known_inventory: std::sync::Mutex<Option<(i64, i64, i64)>>,
 }
 
 /// Loads the applied site, the inventory and the stored policies, and
@@ -115,6 +118,7 @@ pub async fn serve(
         metrics: metrics::Metrics::default(),
         store_up: AtomicBool::new(true),
         max_body: config.max_body,
+        known_inventory: std::sync::Mutex::new(None),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -150,7 +154,9 @@ async fn refresh_loop(state: Arc<AppState>, every: Duration) {
     use std::sync::atomic::Ordering;
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_inventory = state.store.inventory_version().await.ok();
+    if let Ok(mut known) = state.known_inventory.lock() {
+        *known = state.store.inventory_version().await.ok();
+    }
     loop {
         ticker.tick().await;
         let up = state.store.ping().await.is_ok();
@@ -170,13 +176,12 @@ async fn refresh_loop(state: Arc<AppState>, every: Duration) {
             Err(_) => continue,
         };
         let inventory = state.store.inventory_version().await.ok();
+        let known = state.known_inventory.lock().map(|k| *k).unwrap_or(None);
         let current = state.index.read().map(|i| i.serial).unwrap_or(serial);
-        if serial != current || inventory != last_inventory || !was_up {
+        if serial != current || inventory != known || !was_up {
             if let Err(e) = rebuild(&state).await {
                 tracing::warn!(error = %e, "cannot reload the site; serving the previous one");
-                continue;
             }
-            last_inventory = inventory;
         }
     }
 }
@@ -185,7 +190,11 @@ async fn refresh_loop(state: Arc<AppState>, every: Duration) {
 pub async fn rebuild(state: &AppState) -> Result<(), ServerError> {
     let _writer = state.writer.lock().await;
     let started = std::time::Instant::now();
+    let inventory = state.store.inventory_version().await?;
     let (index, changed) = load_index(&state.store).await?;
+    if let Ok(mut known) = state.known_inventory.lock() {
+        *known = Some(inventory);
+    }
     state.metrics.full_evaluation.observe(index.last_full_evaluation);
     state
         .metrics

@@ -55,9 +55,9 @@ impl SiteIndex {
         stored: Vec<StoredPolicy>,
     ) -> Result<(SiteIndex, Vec<StoredPolicy>), EvalError> {
         let started = Instant::now();
-        let mut table = MachineTable::default();
+        let mut table = MachineTable::new();
         for (id, machine) in machines {
-            table.insert_with_id(id, machine);
+            table.insert_with_id(id, machine)?;
         }
         let mut evaluator = Evaluator::new(
             applied
@@ -93,7 +93,12 @@ impl SiteIndex {
     /// re-evaluates that machine only and recomputes its policy. Returns
     /// the policy to persist when it changed.
     pub fn machine_changed(&mut self, id: u32, machine: Machine) -> Option<StoredPolicy> {
-        self.table.insert_with_id(id, machine);
+        if let Err(e) = self.table.insert_with_id(id, machine) {
+            // The store assigns ids and keys one to one; this cannot happen
+            // short of a damaged store.
+            tracing::error!(error = %e, "inventory update not applied");
+            return None;
+        }
         self.evaluator.machine_changed(&self.table, id);
         let previous = self.served.get(&id).map(|s| StoredPolicy {
             machine_id: id,
@@ -170,7 +175,7 @@ impl SiteIndex {
     }
 
     pub fn collections(&self) -> usize {
-        self.evaluator.collection_count()
+        self.evaluator.collection_names().count()
     }
 }
 

@@ -26,6 +26,7 @@
 //! the middle leaves the previous state whole.
 
 mod postgres;
+pub mod remote;
 mod sqlite;
 #[doc(hidden)]
 pub mod testing;
@@ -66,6 +67,8 @@ const CHUNK: usize = 2000;
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// A site server's admin API (`--site URL`).
+    Remote,
 }
 
 impl Backend {
@@ -73,6 +76,7 @@ impl Backend {
         match self {
             Backend::Sqlite => "sqlite",
             Backend::Postgres => "postgres",
+            Backend::Remote => "remote",
         }
     }
 }
@@ -264,7 +268,8 @@ pub struct StatusMessage {
 
 /// Everything that can go wrong with the store. URLs in it never carry a
 /// password (it is shown as `***`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum StoreError {
     /// The URL is malformed or of an unknown scheme.
     #[error("bad state store URL {0}")]
@@ -302,6 +307,7 @@ struct Inner {
 enum Db {
     Sqlite(sqlx::SqlitePool),
     Postgres(sqlx::PgPool),
+    Remote(remote::Remote),
 }
 
 impl fmt::Debug for Store {
@@ -325,6 +331,8 @@ pub(crate) enum Fail {
     },
     /// Data in the store that patchops cannot read (a damaged store).
     Data(String),
+    /// An operation a site server does not offer through its admin API.
+    Remote(&'static str),
     /// A request the store refuses (e.g. a batch naming one key twice);
     /// nothing was written.
     Invalid(String),
@@ -382,10 +390,33 @@ impl Store {
         })
     }
 
+    /// A store behind a running site server's admin API: `url` is the
+    /// server (`http://HOST:PORT`), `token` its admin token.
+    pub fn remote(url: &str, token: crate::secret::Secret) -> Result<Store, StoreError> {
+        let remote = remote::Remote::new(url, token)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                display_url: remote.url().to_string(),
+                db: Db::Remote(remote),
+                secrets: Vec::new(),
+                read_only: false,
+            }),
+        })
+    }
+
+    /// The site server behind a remote store, if this is one.
+    fn remote_api(&self) -> Option<&remote::Remote> {
+        match &self.inner.db {
+            Db::Remote(r) => Some(r),
+            _ => None,
+        }
+    }
+
     pub fn backend(&self) -> Backend {
         match self.inner.db {
             Db::Sqlite(_) => Backend::Sqlite,
             Db::Postgres(_) => Backend::Postgres,
+            Db::Remote(_) => Backend::Remote,
         }
     }
 
@@ -406,30 +437,43 @@ impl Store {
         match &self.inner.db {
             Db::Sqlite(p) => p.close().await,
             Db::Postgres(p) => p.close().await,
+            Db::Remote(_) => {}
         }
     }
 
     pub async fn info(&self) -> Result<StateInfo, StoreError> {
+        if let Some(api) = self.remote_api() {
+            return api.call(&remote::Call::Info).await;
+        }
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::info(p).await,
             Db::Postgres(p) => postgres::info(p).await,
+            Db::Remote(_) => Err(Fail::Remote("info")),
         };
         r.map_err(|e| self.error(e))
     }
 
     /// Every object, ordered by kind then name (byte order on both backends).
     pub async fn objects(&self) -> Result<Vec<StoredObject>, StoreError> {
+        if let Some(api) = self.remote_api() {
+            return api.call(&remote::Call::Objects).await;
+        }
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::objects(p).await,
             Db::Postgres(p) => postgres::objects(p).await,
+            Db::Remote(_) => Err(Fail::Remote("objects")),
         };
         r.map_err(|e| self.error(e))
     }
 
     pub async fn object(&self, kind: &str, name: &str) -> Result<Option<StoredObject>, StoreError> {
+        if let Some(api) = self.remote_api() {
+            return api.call(&remote::Call::Object { kind: kind.to_string(), name: name.to_string() }).await;
+        }
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::object(p, kind, name).await,
             Db::Postgres(p) => postgres::object(p, kind, name).await,
+            Db::Remote(_) => Err(Fail::Remote("object")),
         };
         r.map_err(|e| self.error(e))
     }
@@ -446,23 +490,31 @@ impl Store {
         changes: &[Change],
         record: &ApplyRecord,
     ) -> Result<i64, StoreError> {
+        if let Some(api) = self.remote_api() {
+            return api.call(&remote::Call::Commit { expected_serial, site: site.map(str::to_string), changes: changes.to_vec(), record: record.clone() }).await;
+        }
         self.writable()?;
         let plan = Normalized::of(changes);
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::commit(p, expected_serial, site, &plan, record).await,
             Db::Postgres(p) => postgres::commit(p, expected_serial, site, &plan, record).await,
+            Db::Remote(_) => Err(Fail::Remote("commit")),
         };
         r.map_err(|e| self.error(e))
     }
 
     /// The newest `limit` audit records, newest first.
     pub async fn history(&self, limit: u32) -> Result<Vec<ApplyRecord>, StoreError> {
+        if let Some(api) = self.remote_api() {
+            return api.call(&remote::Call::History { limit }).await;
+        }
         if limit == 0 {
             return Ok(Vec::new());
         }
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::history(p, i64::from(limit)).await,
             Db::Postgres(p) => postgres::history(p, i64::from(limit)).await,
+            Db::Remote(_) => Err(Fail::Remote("history")),
         };
         r.map_err(|e| self.error(e))
     }
@@ -481,10 +533,14 @@ impl Store {
         owner: Owner,
         record: &ApplyRecord,
     ) -> Result<bool, StoreError> {
+        if let Some(api) = self.remote_api() {
+            return api.call(&remote::Call::SetOwner { kind: kind.to_string(), name: name.to_string(), owner, record: record.clone() }).await;
+        }
         self.writable()?;
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::set_owner(p, kind, name, owner, record).await,
             Db::Postgres(p) => postgres::set_owner(p, kind, name, owner, record).await,
+            Db::Remote(_) => Err(Fail::Remote("set_owner")),
         };
         r.map_err(|e| self.error(e))
     }
@@ -494,6 +550,9 @@ impl Store {
     /// someone else holds it and their lease has not expired. An expired lease
     /// is taken over atomically.
     pub async fn try_lock(&self, req: &LockRequest) -> Result<Result<(), LockHolder>, StoreError> {
+        if let Some(api) = self.remote_api() {
+            return api.call(&remote::Call::TryLock { request: req.into() }).await;
+        }
         self.writable()?;
         // The holder may unlock between our failed take and our look at who
         // holds it; then take again.
@@ -501,6 +560,7 @@ impl Store {
             let r = match &self.inner.db {
                 Db::Sqlite(p) => sqlite::try_lock(p, req).await,
                 Db::Postgres(p) => postgres::try_lock(p, req).await,
+                Db::Remote(_) => Err(Fail::Remote("try_lock")),
             };
             if r.map_err(|e| self.error(e))? {
                 return Ok(Ok(()));
@@ -523,10 +583,14 @@ impl Store {
         previous_id: &str,
         req: &LockRequest,
     ) -> Result<bool, StoreError> {
+        if let Some(api) = self.remote_api() {
+            return api.call(&remote::Call::TakeOverLock { previous_id: previous_id.to_string(), request: req.into() }).await;
+        }
         self.writable()?;
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::take_over_lock(p, previous_id, req).await,
             Db::Postgres(p) => postgres::take_over_lock(p, previous_id, req).await,
+            Db::Remote(_) => Err(Fail::Remote("take_over_lock")),
         };
         r.map_err(|e| self.error(e))
     }
@@ -535,20 +599,28 @@ impl Store {
     /// the lock (it was unlocked or taken over). A lease that expired but was
     /// not taken over can still be renewed.
     pub async fn renew_lock(&self, id: &str, lease: Duration) -> Result<bool, StoreError> {
+        if let Some(api) = self.remote_api() {
+            return api.call(&remote::Call::RenewLock { id: id.to_string(), lease_ms: lease.as_millis() as u64 }).await;
+        }
         self.writable()?;
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::renew_lock(p, id, lease_ms(lease)).await,
             Db::Postgres(p) => postgres::renew_lock(p, id, lease_ms(lease)).await,
+            Db::Remote(_) => Err(Fail::Remote("renew_lock")),
         };
         r.map_err(|e| self.error(e))
     }
 
     /// Releases the lock if `id` holds it (also `patchops force-unlock ID`).
     pub async fn unlock(&self, id: &str) -> Result<bool, StoreError> {
+        if let Some(api) = self.remote_api() {
+            return api.call(&remote::Call::Unlock { id: id.to_string() }).await;
+        }
         self.writable()?;
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::unlock(p, id).await,
             Db::Postgres(p) => postgres::unlock(p, id).await,
+            Db::Remote(_) => Err(Fail::Remote("unlock")),
         };
         r.map_err(|e| self.error(e))
     }
@@ -556,9 +628,13 @@ impl Store {
     /// Who holds the lock, if anyone: the row as stored, even when its lease
     /// has expired (compare `expires_at`).
     pub async fn lock_holder(&self) -> Result<Option<LockHolder>, StoreError> {
+        if let Some(api) = self.remote_api() {
+            return api.call(&remote::Call::LockHolder).await;
+        }
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::lock_holder(p).await,
             Db::Postgres(p) => postgres::lock_holder(p).await,
+            Db::Remote(_) => Err(Fail::Remote("lock_holder")),
         };
         r.map_err(|e| self.error(e))
     }
@@ -568,9 +644,13 @@ impl Store {
     /// a database that cannot be reached is an error within
     /// [`CONNECT_TIMEOUT`] (PostgreSQL) or [`BUSY_TIMEOUT`] × 2 (SQLite).
     pub async fn ping(&self) -> Result<(), StoreError> {
+        if let Some(api) = self.remote_api() {
+            return api.call::<StateInfo>(&remote::Call::Info).await.map(|_| ());
+        }
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::ping(p).await,
             Db::Postgres(p) => postgres::ping(p).await,
+            Db::Remote(_) => Err(Fail::Remote("ping")),
         };
         r.map_err(|e| self.error(e))
     }
@@ -585,12 +665,18 @@ impl Store {
         machines: &[Machine],
         now_ms: i64,
     ) -> Result<Vec<MachineRecord>, StoreError> {
+        if let Some(api) = self.remote_api() {
+            let _ = now_ms; // the server stamps its own time
+            let machines = machines.to_vec();
+            return api.call(&remote::Call::UpsertMachines { machines }).await;
+        }
         self.writable()?;
         let r = async {
             let rows = machine_rows(machines)?;
             match &self.inner.db {
                 Db::Sqlite(p) => sqlite::upsert_machines(p, &rows, now_ms).await,
                 Db::Postgres(p) => postgres::upsert_machines(p, &rows, now_ms).await,
+                Db::Remote(_) => Err(Fail::Remote("upsert_machines")),
             }
         }
         .await;
@@ -607,11 +693,26 @@ impl Store {
     }
 
     /// Every machine, by id. A machine's `last_heartbeat` is the later of
+    /// A value that changes whenever a machine is added, changed or removed
+    /// (by anyone): the server's cue to reload inventory written by others.
+    pub async fn inventory_version(&self) -> Result<(i64, i64, i64), StoreError> {
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::inventory_version(p).await,
+            Db::Postgres(p) => postgres::inventory_version(p).await,
+            Db::Remote(_) => Err(Fail::Remote("inventory_version")),
+        };
+        r.map_err(|e| self.error(e))
+    }
+
     /// its facts' and the one [`Store::touch_heartbeat`] recorded.
     pub async fn machines(&self) -> Result<Vec<(u32, Machine)>, StoreError> {
+        if let Some(api) = self.remote_api() {
+            return api.call(&remote::Call::Machines).await;
+        }
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::machines(p).await,
             Db::Postgres(p) => postgres::machines(p).await,
+            Db::Remote(_) => Err(Fail::Remote("machines")),
         };
         r.map_err(|e| self.error(e))
     }
@@ -622,6 +723,7 @@ impl Store {
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::machine(p, &key).await,
             Db::Postgres(p) => postgres::machine(p, &key).await,
+            Db::Remote(_) => Err(Fail::Remote("machine")),
         };
         r.map_err(|e| self.error(e))
     }
@@ -636,6 +738,7 @@ impl Store {
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::remove_machines(p, &keys).await,
             Db::Postgres(p) => postgres::remove_machines(p, &keys).await,
+            Db::Remote(_) => Err(Fail::Remote("remove_machines")),
         };
         r.map_err(|e| self.error(e))
     }
@@ -647,6 +750,7 @@ impl Store {
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::touch_heartbeat(p, id, now_ms).await,
             Db::Postgres(p) => postgres::touch_heartbeat(p, id, now_ms).await,
+            Db::Remote(_) => Err(Fail::Remote("touch_heartbeat")),
         };
         r.map_err(|e| self.error(e))
     }
@@ -666,6 +770,7 @@ impl Store {
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::add_machine_token(p, &key, token_hash, now_ms).await,
             Db::Postgres(p) => postgres::add_machine_token(p, &key, token_hash, now_ms).await,
+            Db::Remote(_) => Err(Fail::Remote("add_machine_token")),
         };
         r.map_err(|e| self.error(e))
     }
@@ -676,6 +781,7 @@ impl Store {
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::machine_for_token(p, token_hash).await,
             Db::Postgres(p) => postgres::machine_for_token(p, token_hash).await,
+            Db::Remote(_) => Err(Fail::Remote("machine_for_token")),
         };
         r.map_err(|e| self.error(e))
     }
@@ -686,11 +792,15 @@ impl Store {
         machine_key: &str,
         now_ms: i64,
     ) -> Result<usize, StoreError> {
+        if let Some(api) = self.remote_api() {
+            return api.call(&remote::Call::RevokeMachine { key: machine_key.to_string() }).await;
+        }
         self.writable()?;
         let key = self::machine_key(machine_key);
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::revoke_machine_tokens(p, &key, now_ms).await,
             Db::Postgres(p) => postgres::revoke_machine_tokens(p, &key, now_ms).await,
+            Db::Remote(_) => Err(Fail::Remote("revoke_machine_tokens")),
         };
         r.map_err(|e| self.error(e))
     }
@@ -700,6 +810,7 @@ impl Store {
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::policies(p).await,
             Db::Postgres(p) => postgres::policies(p).await,
+            Db::Remote(_) => Err(Fail::Remote("policies")),
         };
         r.map_err(|e| self.error(e))
     }
@@ -708,6 +819,7 @@ impl Store {
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::policy(p, machine_id).await,
             Db::Postgres(p) => postgres::policy(p, machine_id).await,
+            Db::Remote(_) => Err(Fail::Remote("policy")),
         };
         r.map_err(|e| self.error(e))
     }
@@ -727,6 +839,7 @@ impl Store {
             match &self.inner.db {
                 Db::Sqlite(p) => sqlite::put_policies(p, policies, now_ms).await,
                 Db::Postgres(p) => postgres::put_policies(p, policies, now_ms).await,
+                Db::Remote(_) => Err(Fail::Remote("put_policies")),
             }
         }
         .await;
@@ -742,6 +855,7 @@ impl Store {
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::remove_policies(p, &ids).await,
             Db::Postgres(p) => postgres::remove_policies(p, &ids).await,
+            Db::Remote(_) => Err(Fail::Remote("remove_policies")),
         };
         r.map_err(|e| self.error(e))
     }
@@ -755,6 +869,7 @@ impl Store {
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::insert_status(p, msgs, &lowered).await,
             Db::Postgres(p) => postgres::insert_status(p, msgs, &lowered).await,
+            Db::Remote(_) => Err(Fail::Remote("insert_status")),
         };
         r.map_err(|e| self.error(e))
     }
@@ -772,6 +887,7 @@ impl Store {
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::status_for_machine(p, &key, i64::from(limit)).await,
             Db::Postgres(p) => postgres::status_for_machine(p, &key, i64::from(limit)).await,
+            Db::Remote(_) => Err(Fail::Remote("status_for_machine")),
         };
         r.map_err(|e| self.error(e))
     }
@@ -793,6 +909,9 @@ impl Store {
             Fail::Data(msg) => StoreError::Backend(format!("{url}: damaged state store: {msg}")),
             Fail::Invalid(msg) => StoreError::Backend(format!("{url}: {msg}")),
             Fail::Sql(e) => classify(e, url, self.backend()),
+            Fail::Remote(op) => StoreError::Backend(format!(
+                "{url}: `{op}` is not available through a site server; use --state"
+            )),
         };
         scrub_error(e, &|s| scrub_secrets(s, &self.inner.secrets))
     }

@@ -512,6 +512,17 @@ pub(super) async fn upsert_machines(
     Ok(out)
 }
 
+/// (machines, newest change, highest id): changes whenever a machine is
+/// added, changed or removed.
+pub(super) async fn inventory_version(pool: &PgPool) -> Result<(i64, i64, i64), Fail> {
+    let row: (i64, i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COALESCE(MAX(updated_ms), 0), COALESCE(MAX(id), 0) FROM machines",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(row)
+}
+
 pub(super) async fn machines(pool: &PgPool) -> Result<Vec<(u32, Machine)>, Fail> {
     let rows: Vec<(i64, String, Option<i64>)> =
         sqlx::query_as("SELECT id, facts, last_heartbeat_ms FROM machines ORDER BY id")
