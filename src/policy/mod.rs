@@ -37,6 +37,8 @@
 
 mod bulk;
 mod radius;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;

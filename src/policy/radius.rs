@@ -87,7 +87,7 @@ pub struct Impact {
 }
 
 impl Impact {
-    fn add(&mut self, machine: &str) {
+    pub(super) fn add(&mut self, machine: &str) {
         self.machines += 1;
         if self.sample.len() == SAMPLE_MACHINES
             && self
