@@ -18,6 +18,7 @@ pub mod model;
 pub mod ops;
 pub mod plan;
 pub mod planfile;
+pub mod policy;
 pub mod query;
 pub mod render;
 pub mod schema_check;

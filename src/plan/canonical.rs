@@ -198,6 +198,7 @@ pub struct ContentSummary {
 }
 
 impl ContentSummary {
+    /// The summary of a content manifest.
     pub fn of(m: &ContentManifest) -> ContentSummary {
         ContentSummary {
             version: m.version.clone(),
@@ -258,11 +259,18 @@ fn duration(d: &mut DurationText) {
 
 fn time_opt(t: &mut Option<TimeText>) {
     if let Some(t) = t {
-        match units::parse_time(t.as_str()) {
-            Ok(ScheduleTime::Instant(ts)) => t.0 = ts.to_string(),
-            Ok(ScheduleTime::Local(dt)) => t.0 = dt.to_string(),
-            Err(_) => {}
-        }
+        t.0 = canonical_time(t.as_str());
+    }
+}
+
+/// A time in its one spelling: an instant in UTC (`2026-11-24T02:00:00Z`),
+/// a local time without offset (`2026-11-24T02:00:00`); text that is not a
+/// time is returned as it is.
+pub fn canonical_time(text: &str) -> String {
+    match units::parse_time(text) {
+        Ok(ScheduleTime::Instant(ts)) => ts.to_string(),
+        Ok(ScheduleTime::Local(dt)) => dt.to_string(),
+        Err(_) => text.to_string(),
     }
 }
 
