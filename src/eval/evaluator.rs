@@ -206,11 +206,8 @@ impl Evaluator {
             if let Some(old) = old {
                 // Diffs are against the old members even when re-evaluated.
                 node.members = old.members.clone();
-                node.own = match (&node.own, &old.own) {
-                    (Some(_), Some(own)) => Some(own.clone()),
-                    (Some(_), None) => Some(old.members.clone()),
-                    (None, _) => None,
-                };
+                node.own = (!node.include.is_empty())
+                    .then(|| old.own.as_ref().unwrap_or(&old.members).clone());
                 node.last_evaluation = old.last_evaluation;
             }
             dirty[i] = deps_dirty || old.is_none_or(|old| old.source != node.source);
