@@ -85,7 +85,11 @@ impl Installed {
 pub struct Hardware {
     #[serde(default, rename = "memoryMB", skip_serializing_if = "Option::is_none")]
     pub memory_mb: Option<u64>,
-    #[serde(default, rename = "diskFreeMB", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "diskFreeMB",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub disk_free_mb: Option<u64>,
 }
 
