@@ -9,6 +9,7 @@ pub mod cli;
 pub mod content;
 pub mod diagnostic;
 pub mod dp;
+pub mod eval;
 pub mod fixtures;
 pub mod git;
 pub mod inventory;

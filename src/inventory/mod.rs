@@ -2,6 +2,8 @@
 
 mod import;
 mod machine;
+#[doc(hidden)]
+pub mod synthetic;
 
 pub use import::{
     canonicalize_machine, parse_inventory, parse_inventory_bytes, validate_machine, FieldProblem,
