@@ -159,6 +159,16 @@ impl Evaluator {
         })
     }
 
+    /// The collections of a desired site (see [`new`](Self::new)).
+    pub fn from_desired(desired: &crate::model::Desired) -> Result<Evaluator, EvalError> {
+        Evaluator::new(
+            desired
+                .collections
+                .iter()
+                .map(|(name, object)| (name.as_str(), &object.spec)),
+        )
+    }
+
     /// Evaluates every collection against the table, in dependency order.
     pub fn evaluate_all(&mut self, table: &MachineTable) {
         let dirty = vec![true; self.nodes.len()];

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{MachinePolicy, PolicyDigest};
 
@@ -63,7 +63,7 @@ impl PolicyDigest {
 }
 
 /// The site-wide effect of a change on client policy.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BlastRadius {
     /// Machines with a new policy.
@@ -78,7 +78,7 @@ pub struct BlastRadius {
 }
 
 /// How many machines an entry touches, and the first few by name.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Impact {
     pub machines: usize,

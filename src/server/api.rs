@@ -437,7 +437,7 @@ fn check_status(report: &StatusReport) -> Result<i64, String> {
         return Err(format!(
             "`state` must be one of {}, not {:?}",
             STATUS_STATES.join(", "),
-            crate::diagnostic::excerpt(&report.state)
+            excerpt(&report.state)
         ));
     }
     if report.message.len() > 4096 {
@@ -446,7 +446,7 @@ fn check_status(report: &StatusReport) -> Result<i64, String> {
     let at: jiff::Timestamp = report
         .at
         .parse()
-        .map_err(|_| format!("`at` must be an RFC 3339 time, not {:?}", crate::diagnostic::excerpt(&report.at)))?;
+        .map_err(|_| format!("`at` must be an RFC 3339 time, not {:?}", excerpt(&report.at)))?;
     Ok(at.as_millisecond())
 }
 
@@ -512,4 +512,13 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         state.metrics.render(&gauges),
     )
         .into_response()
+}
+
+/// A caller's value, cut short for an error message.
+fn excerpt(text: &str) -> String {
+    const MAX: usize = 40;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
 }

@@ -154,8 +154,9 @@ async fn refresh_loop(state: Arc<AppState>, every: Duration) {
     use std::sync::atomic::Ordering;
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let initial = state.store.inventory_version().await.ok();
     if let Ok(mut known) = state.known_inventory.lock() {
-        *known = state.store.inventory_version().await.ok();
+        *known = initial;
     }
     loop {
         ticker.tick().await;

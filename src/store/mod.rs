@@ -960,6 +960,7 @@ pub(crate) fn classify(e: sqlx::Error, url: &str, backend: Backend) -> StoreErro
                     }
                     _ => {}
                 },
+                Backend::Remote => {}
             }
             StoreError::Backend(format!("{url}: {}", db.message()))
         }
