@@ -194,6 +194,7 @@ mod tests {
             changes: vec![],
             distribution: vec![],
             unmanaged: vec![],
+            impact: None,
             checksum: String::new(),
             signature: None,
         }

@@ -31,7 +31,7 @@ impl Server {
             .args(["server", "--state", state, "--listen", "127.0.0.1:0"])
             .args(["--enroll-secret-from", "env:TEST_ENROLL"])
             .args(["--admin-token-from", "env:TEST_ADMIN"])
-            .args(["--token-cache-ttl", "0s", "--refresh", "200ms"])
+            .args(["--token-cache-ttl", "0s", "--refresh", "1s"])
             .args(extra)
             .env("TEST_ENROLL", ENROLL)
             .env("TEST_ADMIN", ADMIN)

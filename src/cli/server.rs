@@ -32,7 +32,7 @@ pub struct Args {
     refresh: Duration,
     /// How long a checked agent token is trusted before it is checked
     /// again; a revocation takes effect within this time (0s: every request).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = parse_duration_or_zero)]
     token_cache_ttl: Duration,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -47,6 +47,14 @@ enum LogFormat {
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     crate::units::parse_duration(text)
+}
+
+/// A duration that may be zero (`0s`: off).
+fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
+    if matches!(text.trim(), "0" | "0s") {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(text)
 }
 
 pub fn run(args: Args, style: Style) -> u8 {

@@ -236,10 +236,10 @@ fn impact_block(out: &mut String, impact: &crate::ops::impact::SiteImpact, p: &P
     let policy = &impact.policy;
     let _ = writeln!(
         out,
-        "{} client policy changes on {} of {} machines",
+        "{} client policy changes on {} of {}",
         p.yellow("~"),
         policy.machines_changed,
-        policy.machines
+        machines(policy.machines as u64)
     );
     for (sign, paint, entries) in [
         ("+", Paint::green as fn(&Paint, &str) -> String, &policy.assignments_added),
@@ -254,15 +254,23 @@ fn impact_block(out: &mut String, impact: &crate::ops::impact::SiteImpact, p: &P
             };
             let _ = writeln!(
                 out,
-                "    {} {ad}: {verb} {} machines ({}{})",
+                "    {} {ad}: {verb} {} ({}{})",
                 paint(p, sign),
-                impact.machines,
+                machines(impact.machines as u64),
                 impact.sample.join(", "),
                 if impact.machines > impact.sample.len() { ", …" } else { "" }
             );
         }
     }
     out.push('\n');
+}
+
+fn machines(n: u64) -> String {
+    if n == 1 {
+        "1 machine".to_string()
+    } else {
+        format!("{n} machines")
+    }
 }
 
 fn samples(added: &[String], n_added: u64, removed: &[String], n_removed: u64) -> String {
@@ -299,8 +307,8 @@ fn summary_line(plan: &SavedPlan, p: &Paint) -> String {
     };
     let machines = match &plan.impact {
         Some(i) if i.policy.machines_changed > 0 => format!(
-            " Client policy: {} machines change.",
-            i.policy.machines_changed
+            " Client policy: {} change.",
+            machines(i.policy.machines_changed as u64)
         ),
         _ => String::new(),
     };
