@@ -35,9 +35,13 @@ fn main() {
 
     // The example site, applied, with its inventory.
     copy_dir(&root.join("examples/site"), &dir.path().join("site"));
-    run(Command::new(bin)
-        .current_dir(dir.path())
-        .args(["apply", "site", "--auto-approve", "--state", &state]));
+    run(Command::new(bin).current_dir(dir.path()).args([
+        "apply",
+        "site",
+        "--auto-approve",
+        "--state",
+        &state,
+    ]));
     run(Command::new(bin)
         .args(["inventory", "import"])
         .arg(root.join("examples/inventory.csv"))
@@ -65,7 +69,10 @@ fn main() {
     let _ = server.kill();
     let _ = server.wait();
 
-    println!("server: {} registered agents, {concurrency} connections, {seconds} s", machines);
+    println!(
+        "server: {} registered agents, {concurrency} connections, {seconds} s",
+        machines
+    );
     println!(
         "  {} requests: {:.0} requests/s (target ≥ 5000); {} not 304",
         report.requests, report.per_second, report.errors

@@ -102,7 +102,11 @@ async fn register(server: &Server, name: &str) -> String {
     body["token"].as_str().expect("token").to_string()
 }
 
-async fn get_policy(server: &Server, token: &str, etag: Option<&str>) -> (StatusCode, Option<String>, Value) {
+async fn get_policy(
+    server: &Server,
+    token: &str,
+    etag: Option<&str>,
+) -> (StatusCode, Option<String>, Value) {
     let mut request = client().get(server.url("/v1/policy")).bearer_auth(token);
     if let Some(etag) = etag {
         request = request.header("If-None-Match", etag);
@@ -132,20 +136,30 @@ async fn post(server: &Server, path: &str, token: &str, body: Vec<u8>) -> (Statu
         .expect("post");
     let status = response.status();
     let bytes = response.bytes().await.expect("body");
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 /// A state with the example site applied, and its inventory imported.
 fn applied_example(dir: &Path) -> String {
     let state = format!("sqlite://{}", dir.join("site.db").display());
     let site = dir.join("site");
-    support::copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"), &site);
+    support::copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
+        &site,
+    );
     let out = patchops()
         .current_dir(dir)
         .args(["apply", "site", "--auto-approve", "--state", &state])
         .output()
         .expect("apply");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/inventory.csv");
     let out = patchops()
         .args(["inventory", "import"])
@@ -153,7 +167,11 @@ fn applied_example(dir: &Path) -> String {
         .args(["--state", &state])
         .output()
         .expect("import");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     state
 }
 
@@ -185,7 +203,10 @@ async fn register_then_policy_then_304() {
     );
     let etag = etag.expect("an ETag");
     let (status, again, body) = get_policy(&server, &token, Some(&etag)).await;
-    assert_eq!((status, again.as_deref(), body), (StatusCode::NOT_MODIFIED, Some(etag.as_str()), Value::Null));
+    assert_eq!(
+        (status, again.as_deref(), body),
+        (StatusCode::NOT_MODIFIED, Some(etag.as_str()), Value::Null)
+    );
     // A stale ETag gets the body again.
     let (status, _, _) = get_policy(&server, &token, Some("\"0-stale\"")).await;
     assert_eq!(status, StatusCode::OK);
@@ -198,10 +219,20 @@ async fn tokens_are_per_machine_and_revocable() {
     let server = Server::start(&state, dir.path(), &[]);
 
     // Wrong or missing credentials.
-    let (status, body) = post(&server, "/v1/register", "wrong", json!({"name": "x"}).to_string().into_bytes()).await;
+    let (status, body) = post(
+        &server,
+        "/v1/register",
+        "wrong",
+        json!({"name": "x"}).to_string().into_bytes(),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"], "wrong enrollment secret");
-    let response = client().get(server.url("/v1/policy")).send().await.expect("get");
+    let response = client()
+        .get(server.url("/v1/policy"))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     let (status, _, _) = get_policy(&server, "not-a-token", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -219,7 +250,9 @@ async fn tokens_are_per_machine_and_revocable() {
         &server,
         "/v1/inventory",
         &a,
-        json!({"name": "sms01", "os": {"name": "Microsoft Windows XP Professional"}}).to_string().into_bytes(),
+        json!({"name": "sms01", "os": {"name": "Microsoft Windows XP Professional"}})
+            .to_string()
+            .into_bytes(),
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
@@ -229,7 +262,11 @@ async fn tokens_are_per_machine_and_revocable() {
         .args(["machine", "revoke", "WKS-TEST-01", "--state", &state])
         .output()
         .expect("revoke");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (status, _, _) = get_policy(&server, &a, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _, _) = get_policy(&server, &b, None).await;
@@ -237,8 +274,14 @@ async fn tokens_are_per_machine_and_revocable() {
     // Registering again gives a working token.
     let again = register(&server, "wks-test-01").await;
     assert_eq!(get_policy(&server, &again, None).await.0, StatusCode::OK);
-    assert!(!server.log().contains(&again), "tokens never appear in logs");
-    assert!(!server.log().contains(ENROLL), "secrets never appear in logs");
+    assert!(
+        !server.log().contains(&again),
+        "tokens never appear in logs"
+    );
+    assert!(
+        !server.log().contains(ENROLL),
+        "secrets never appear in logs"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,15 +303,34 @@ async fn inventory_changes_policy_of_that_machine() {
         "installed": {"product": ["Microsoft Office 2003"]},
         "ip": {"address": ["10.1.4.20"], "subnet": ["10.1.4.0"]}
     });
-    let (status, body) = post(&server, "/v1/inventory", &token, machine.to_string().into_bytes()).await;
+    let (status, body) = post(
+        &server,
+        "/v1/inventory",
+        &token,
+        machine.to_string().into_bytes(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, _, after) = get_policy(&server, &token, etag.as_deref()).await;
-    assert_eq!(status, StatusCode::OK, "the policy changed, so the old ETag no longer matches");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the policy changed, so the old ETag no longer matches"
+    );
     assert_eq!(after["version"].as_u64(), Some(version + 1));
-    assert!(assignment_names(&after).len() > assignment_names(&before).len(), "{after}");
+    assert!(
+        assignment_names(&after).len() > assignment_names(&before).len(),
+        "{after}"
+    );
 
     // The same inventory again: same version.
-    let (status, _) = post(&server, "/v1/inventory", &token, machine.to_string().into_bytes()).await;
+    let (status, _) = post(
+        &server,
+        "/v1/inventory",
+        &token,
+        machine.to_string().into_bytes(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let (_, _, same) = get_policy(&server, &token, None).await;
     assert_eq!(same["version"].as_u64(), Some(version + 1));
@@ -295,27 +357,54 @@ async fn bad_bodies_are_refused_and_change_nothing() {
         ("/v1/register", json!({"name": "bad name with spaces"}).to_string().into_bytes(), StatusCode::BAD_REQUEST, "name"),
     ];
     for (path, body, expected, message) in cases {
-        let secret = if path == "/v1/register" { ENROLL } else { token.as_str() };
+        let secret = if path == "/v1/register" {
+            ENROLL
+        } else {
+            token.as_str()
+        };
         let (status, answer) = post(&server, path, secret, body).await;
         assert_eq!(status, expected, "{path}: {answer}");
         if !message.is_empty() {
             let error = answer["error"].as_str().unwrap_or_default();
-            assert!(error.contains(message), "{path}: {error:?} should mention {message:?}");
+            assert!(
+                error.contains(message),
+                "{path}: {error:?} should mention {message:?}"
+            );
         }
     }
     // Nothing of the refused batch was stored: the good message of it is
     // new when sent alone, and a duplicate the second time.
     let good = json!({"messages": [{"key": "good-1", "advertisement": "a", "state": "succeeded", "exitCode": 0, "at": "2026-11-25T00:00:00Z"}]}).to_string();
     let (status, body) = post(&server, "/v1/status", &token, good.clone().into_bytes()).await;
-    assert_eq!((status, body), (StatusCode::OK, json!({"accepted": 1, "duplicates": 0})));
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"accepted": 1, "duplicates": 0}))
+    );
     let (_, body) = post(&server, "/v1/status", &token, good.into_bytes()).await;
     assert_eq!(body, json!({"accepted": 0, "duplicates": 1}));
     // The server is still up, and says so.
-    let health = client().get(server.url("/healthz")).send().await.expect("healthz");
+    let health = client()
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz");
     assert_eq!(health.status(), StatusCode::OK);
-    let metrics = client().get(server.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
-    assert!(metrics.contains("patchops_http_requests_total{route=\"/v1/inventory\",status=\"400\"} 3"), "{metrics}");
-    assert!(metrics.contains("patchops_status_duplicates_total 1"), "{metrics}");
+    let metrics = client()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("patchops_http_requests_total{route=\"/v1/inventory\",status=\"400\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("patchops_status_duplicates_total 1"),
+        "{metrics}"
+    );
 }
 
 fn run_ok(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> String {
@@ -336,7 +425,11 @@ fn run_ok(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> String {
 
 /// What the state holds, without the per-store parts (ids, times).
 fn state_objects(state: &str, cwd: &Path) -> Value {
-    let text = run_ok(&["state", "list", "--format", "json", "--state", state], cwd, &[]);
+    let text = run_ok(
+        &["state", "list", "--format", "json", "--state", state],
+        cwd,
+        &[],
+    );
     serde_json::from_str(&text).expect("json")
 }
 
@@ -344,7 +437,10 @@ fn state_objects(state: &str, cwd: &Path) -> Value {
 async fn remote_plan_and_apply_equal_local() {
     let dir = TempDir::new().expect("tmp");
     let site = dir.path().join("site");
-    support::copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"), &site);
+    support::copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
+        &site,
+    );
     let local = format!("sqlite://{}", dir.path().join("local.db").display());
     let served = format!("sqlite://{}", dir.path().join("served.db").display());
     let server = Server::start(&served, dir.path(), &[]);
@@ -361,7 +457,11 @@ async fn remote_plan_and_apply_equal_local() {
 
     let mut apply_remote = vec!["apply", "site", "--auto-approve"];
     apply_remote.extend(&remote);
-    run_ok(&["apply", "site", "--auto-approve", "--state", &local], dir.path(), &env);
+    run_ok(
+        &["apply", "site", "--auto-approve", "--state", &local],
+        dir.path(),
+        &env,
+    );
     run_ok(&apply_remote, dir.path(), &env);
     let strip = |mut v: Value| {
         for o in v.as_array_mut().into_iter().flatten() {
@@ -371,7 +471,10 @@ async fn remote_plan_and_apply_equal_local() {
         }
         v
     };
-    assert_eq!(strip(state_objects(&local, dir.path())), strip(state_objects(&served, dir.path())));
+    assert_eq!(
+        strip(state_objects(&local, dir.path())),
+        strip(state_objects(&served, dir.path()))
+    );
 
     // Both now plan to no changes.
     local_plan.push("--detailed-exitcode");
@@ -388,14 +491,24 @@ async fn remote_plan_and_apply_equal_local() {
     // A wrong admin token is refused, and the state is untouched.
     let out = patchops()
         .current_dir(dir.path())
-        .args(["plan", "site", "--site", &server.base, "--token-from", "env:ADMIN_TOKEN"])
+        .args([
+            "plan",
+            "site",
+            "--site",
+            &server.base,
+            "--token-from",
+            "env:ADMIN_TOKEN",
+        ])
         .env("ADMIN_TOKEN", "wrong")
         .output()
         .expect("plan");
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("refused the admin token"), "{stderr}");
-    assert!(!stderr.contains("wrong"), "the token is not echoed: {stderr}");
+    assert!(
+        !stderr.contains("wrong"),
+        "the token is not echoed: {stderr}"
+    );
 }
 
 /// A PostgreSQL instance of this test's own, so that restarting it
@@ -428,7 +541,11 @@ impl PrivatePostgres {
             .args(["-A", "trust", "-U", "postgres", "--no-sync"])
             .output()
             .expect("initdb");
-        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         pg.ctl("start");
         pg
     }
@@ -479,7 +596,11 @@ impl PrivatePostgres {
             .arg(action)
             .output()
             .expect("pg_ctl");
-        assert!(out.status.success(), "pg_ctl {action}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "pg_ctl {action}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -519,7 +640,11 @@ async fn wait_for(server: &Server, want: StatusCode, within: Duration) {
         if health(server).await == want {
             return;
         }
-        assert!(Instant::now() < deadline, "healthz never became {want}\n{}", server.log());
+        assert!(
+            Instant::now() < deadline,
+            "healthz never became {want}\n{}",
+            server.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -529,28 +654,55 @@ async fn postgres_restart_gives_503_then_recovers() {
     let pg = PrivatePostgres::start();
     let dir = TempDir::new().expect("tmp");
     let site = dir.path().join("site");
-    support::copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"), &site);
-    run_ok(&["apply", "site", "--auto-approve", "--state", &pg.url()], dir.path(), &[]);
+    support::copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
+        &site,
+    );
+    run_ok(
+        &["apply", "site", "--auto-approve", "--state", &pg.url()],
+        dir.path(),
+        &[],
+    );
     let server = Server::start(&pg.url(), dir.path(), &[]);
     let token = register(&server, "wks-test-01").await;
     wait_for(&server, StatusCode::OK, Duration::from_secs(10)).await;
 
     pg.ctl("stop");
-    wait_for(&server, StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(15)).await;
+    wait_for(
+        &server,
+        StatusCode::SERVICE_UNAVAILABLE,
+        Duration::from_secs(15),
+    )
+    .await;
     // Writes are refused with 503, not a hang or a crash.
     let started = Instant::now();
     let batch = json!({"messages": [{"key": "during-outage", "advertisement": "a", "state": "running", "at": "2026-11-25T00:00:00Z"}]});
-    let (status, body) = post(&server, "/v1/status", &token, batch.to_string().into_bytes()).await;
+    let (status, body) = post(
+        &server,
+        "/v1/status",
+        &token,
+        batch.to_string().into_bytes(),
+    )
+    .await;
+    assert!(status == StatusCode::SERVICE_UNAVAILABLE, "{status} {body}");
     assert!(
-        status == StatusCode::SERVICE_UNAVAILABLE,
-        "{status} {body}"
+        started.elapsed() < Duration::from_secs(15),
+        "refused in bounded time"
     );
-    assert!(started.elapsed() < Duration::from_secs(15), "refused in bounded time");
 
     pg.ctl("start");
     wait_for(&server, StatusCode::OK, Duration::from_secs(30)).await;
-    let (status, body) = post(&server, "/v1/status", &token, batch.to_string().into_bytes()).await;
-    assert_eq!((status, body), (StatusCode::OK, json!({"accepted": 1, "duplicates": 0})));
+    let (status, body) = post(
+        &server,
+        "/v1/status",
+        &token,
+        batch.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"accepted": 1, "duplicates": 0}))
+    );
     let (status, _, _) = get_policy(&server, &token, None).await;
     assert_eq!(status, StatusCode::OK);
 }

@@ -131,11 +131,21 @@ pub struct StateArgs {
     pub url: String,
     /// Work through a running site server instead of opening the store:
     /// its URL (`http://HOST:PORT`). Needs --token-from.
-    #[arg(long, env = "PATCHOPS_SITE", value_name = "URL", conflicts_with = "url")]
+    #[arg(
+        long,
+        env = "PATCHOPS_SITE",
+        value_name = "URL",
+        conflicts_with = "url"
+    )]
     pub site: Option<String>,
     /// The site server's admin token, by reference: `env:NAME` or
     /// `file:PATH`.
-    #[arg(long, env = "PATCHOPS_TOKEN_FROM", value_name = "REF", requires = "site")]
+    #[arg(
+        long,
+        env = "PATCHOPS_TOKEN_FROM",
+        value_name = "REF",
+        requires = "site"
+    )]
     pub token_from: Option<crate::secret::SecretSource>,
 }
 

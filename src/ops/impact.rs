@@ -104,7 +104,10 @@ pub fn site_impact(
         let targets = targets(site, evaluator);
         all_policies(
             &policy_site,
-            table.ids().iter().filter_map(|id| table.get(id).map(|m| (id, m))),
+            table
+                .ids()
+                .iter()
+                .filter_map(|id| table.get(id).map(|m| (id, m))),
             &targets,
         )
     };

@@ -4,10 +4,10 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use super::impact::site_impact;
 use super::OpError;
 use crate::git;
 use crate::manifest::Kind;
-use super::impact::site_impact;
 use crate::plan::{
     self, applied_site, canonical_objects, ActualObject, ContentSummary, PlanOptions,
 };

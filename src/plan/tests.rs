@@ -232,18 +232,20 @@ fn dependents_follow_packages_and_collections() {
         names(Kind::Package, "MS Security Updates"),
         vec![
             "Advertisement/MS Security Updates",
+            "Advertisement/MS Security Updates (Pre-production)",
             "Advertisement/MS Security Updates Sync",
             "SyncHost/sms01",
             "SoftwareUpdatePackage/Security Updates 2026-11",
         ]
     );
-    // The pre-production collection is excluded by production: both its
-    // own software update advertisement and production's scan are touched.
+    // The pre-production collection is excluded by production: its own
+    // advertisements and production's scan are all touched.
     assert_eq!(
         names(Kind::Collection, "MS Security Updates (Pre-production)"),
         vec![
             "Collection/MS Security Updates",
             "Advertisement/MS Security Updates",
+            "Advertisement/MS Security Updates (Pre-production)",
             "SoftwareUpdatePackage/Security Updates 2026-11"
         ]
     );

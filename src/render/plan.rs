@@ -218,7 +218,10 @@ fn impact_block(out: &mut String, impact: &crate::ops::impact::SiteImpact, p: &P
     let _ = writeln!(
         out,
         "{}",
-        p.bold(&format!("Machines (of {} in the inventory):", impact.machines))
+        p.bold(&format!(
+            "Machines (of {} in the inventory):",
+            impact.machines
+        ))
     );
     for m in &impact.memberships {
         let _ = writeln!(
@@ -242,7 +245,11 @@ fn impact_block(out: &mut String, impact: &crate::ops::impact::SiteImpact, p: &P
         machines(policy.machines as u64)
     );
     for (sign, paint, entries) in [
-        ("+", Paint::green as fn(&Paint, &str) -> String, &policy.assignments_added),
+        (
+            "+",
+            Paint::green as fn(&Paint, &str) -> String,
+            &policy.assignments_added,
+        ),
         ("-", Paint::red, &policy.assignments_removed),
         ("~", Paint::yellow, &policy.assignments_changed),
     ] {
@@ -258,7 +265,11 @@ fn impact_block(out: &mut String, impact: &crate::ops::impact::SiteImpact, p: &P
                 paint(p, sign),
                 machines(impact.machines as u64),
                 impact.sample.join(", "),
-                if impact.machines > impact.sample.len() { ", …" } else { "" }
+                if impact.machines > impact.sample.len() {
+                    ", …"
+                } else {
+                    ""
+                }
             );
         }
     }
@@ -275,7 +286,11 @@ fn machines(n: u64) -> String {
 
 fn samples(added: &[String], n_added: u64, removed: &[String], n_removed: u64) -> String {
     let list = |names: &[String], n: u64| {
-        let more = if n as usize > names.len() { ", …" } else { "" };
+        let more = if n as usize > names.len() {
+            ", …"
+        } else {
+            ""
+        };
         format!("{}{more}", names.join(", "))
     };
     match (added.is_empty(), removed.is_empty()) {

@@ -101,7 +101,11 @@ impl IntoResponse for ApiError {
 /// which a caller controls).
 async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route: &'static str = match request.extensions().get::<MatchedPath>().map(|p| p.as_str()) {
+    let route: &'static str = match request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str())
+    {
         Some("/v1/register") => "/v1/register",
         Some("/v1/policy") => "/v1/policy",
         Some("/v1/inventory") => "/v1/inventory",
@@ -274,7 +278,10 @@ async fn policy(
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == served.etag || t.trim() == "*"));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == served.etag || t.trim() == "*")
+        });
     if matches {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
@@ -394,9 +401,8 @@ async fn status(
     let received = now_ms();
     let mut messages = Vec::with_capacity(batch.messages.len());
     for (i, report) in batch.messages.into_iter().enumerate() {
-        let at = check_status(&report).map_err(|e| {
-            ApiError::bad_request(format!("messages[{i}]: {e}"))
-        })?;
+        let at = check_status(&report)
+            .map_err(|e| ApiError::bad_request(format!("messages[{i}]: {e}")))?;
         messages.push(StatusMessage {
             key: report.key,
             machine_key: caller.clone(),
@@ -443,10 +449,12 @@ fn check_status(report: &StatusReport) -> Result<i64, String> {
     if report.message.len() > 4096 {
         return Err("`message` is longer than 4096 bytes".into());
     }
-    let at: jiff::Timestamp = report
-        .at
-        .parse()
-        .map_err(|_| format!("`at` must be an RFC 3339 time, not {:?}", excerpt(&report.at)))?;
+    let at: jiff::Timestamp = report.at.parse().map_err(|_| {
+        format!(
+            "`at` must be an RFC 3339 time, not {:?}",
+            excerpt(&report.at)
+        )
+    })?;
     Ok(at.as_millisecond())
 }
 

@@ -38,12 +38,21 @@ impl Histogram {
         let sep = if labels.is_empty() { "" } else { "," };
         for (bound, count) in BUCKETS.iter().zip(&self.counts) {
             cumulative += count.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+            );
         }
         let count = self.count.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let braces = |s: &str| if s.is_empty() { String::new() } else { format!("{{{s}}}") };
+        let braces = |s: &str| {
+            if s.is_empty() {
+                String::new()
+            } else {
+                format!("{{{s}}}")
+            }
+        };
         let _ = writeln!(out, "{name}_sum{} {sum}", braces(labels));
         let _ = writeln!(out, "{name}_count{} {count}", braces(labels));
     }
@@ -114,7 +123,10 @@ impl Metrics {
             );
         }
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
         };
         let gauge = |out: &mut String, name: &str, help: &str, v: String| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
@@ -221,8 +233,12 @@ mod tests {
             serial: 3,
             store_up: true,
         });
-        assert!(text.contains("patchops_http_requests_total{route=\"/v1/policy\",status=\"304\"} 2\n"));
-        assert!(text.contains("patchops_http_requests_total{route=\"/v1/policy\",status=\"401\"} 1\n"));
+        assert!(
+            text.contains("patchops_http_requests_total{route=\"/v1/policy\",status=\"304\"} 2\n")
+        );
+        assert!(
+            text.contains("patchops_http_requests_total{route=\"/v1/policy\",status=\"401\"} 1\n")
+        );
         assert!(text.contains("patchops_store_up 1\n"));
     }
 }

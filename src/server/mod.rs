@@ -184,6 +184,39 @@ async fn refresh_loop(state: Arc<AppState>, every: Duration) {
                 tracing::warn!(error = %e, "cannot reload the site; serving the previous one");
             }
         }
+        evaluate_scheduled(&state).await;
+    }
+}
+
+/// Runs the collections' evaluation schedules that are due.
+async fn evaluate_scheduled(state: &AppState) {
+    let _writer = state.writer.lock().await;
+    let started = std::time::Instant::now();
+    let result = state
+        .index
+        .write()
+        .map(|mut index| index.evaluate_due(started))
+        .ok();
+    let Some((evaluated, changed)) = result else {
+        return;
+    };
+    if evaluated.is_empty() {
+        return;
+    }
+    tracing::info!(
+        collections = evaluated.len(),
+        policies_changed = changed.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "scheduled evaluation"
+    );
+    if !changed.is_empty() {
+        state
+            .metrics
+            .policy_updates
+            .fetch_add(changed.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = state.store.put_policies(&changed, now_ms()).await {
+            tracing::warn!(error = %e, "cannot store the policies of a scheduled evaluation");
+        }
     }
 }
 
@@ -196,7 +229,10 @@ pub async fn rebuild(state: &AppState) -> Result<(), ServerError> {
     if let Ok(mut known) = state.known_inventory.lock() {
         *known = Some(inventory);
     }
-    state.metrics.full_evaluation.observe(index.last_full_evaluation);
+    state
+        .metrics
+        .full_evaluation
+        .observe(index.last_full_evaluation);
     state
         .metrics
         .policy_updates

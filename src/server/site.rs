@@ -26,6 +26,17 @@ pub struct Served {
     pub body: Bytes,
 }
 
+impl Served {
+    fn to_stored(&self, machine_id: u32) -> StoredPolicy {
+        StoredPolicy {
+            machine_id,
+            version: self.version,
+            hash: self.hash.clone(),
+            body: String::from_utf8_lossy(&self.body).into_owned(),
+        }
+    }
+}
+
 /// An advertisement and the collection members it targets.
 struct Target {
     name: String,
@@ -41,6 +52,8 @@ pub struct SiteIndex {
     targets: Vec<Target>,
     served: HashMap<u32, Served>,
     pub last_full_evaluation: Duration,
+    /// When each collection with an evaluation schedule was last evaluated.
+    evaluated_at: HashMap<String, Instant>,
 }
 
 impl SiteIndex {
@@ -76,15 +89,55 @@ impl SiteIndex {
             targets: targets_of(applied),
             served: HashMap::new(),
             last_full_evaluation,
+            evaluated_at: HashMap::new(),
         };
+        let names: Vec<String> = index
+            .evaluator
+            .collection_names()
+            .filter(|name| index.evaluator.evaluation_interval(name).is_some())
+            .map(str::to_string)
+            .collect();
+        for name in names {
+            index.evaluated_at.insert(name, started);
+        }
         let previous: HashMap<u32, StoredPolicy> =
             stored.into_iter().map(|p| (p.machine_id, p)).collect();
-        let mut changed = Vec::new();
         let ids: Vec<u32> = index.table.ids().iter().collect();
-        for id in ids {
-            if let Some(update) = index.refresh_policy(id, previous.get(&id)) {
-                changed.push(update);
+        // Rendering and hashing every policy is the bulk of the work: share
+        // it over the cores.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = ids.len().div_ceil(threads).max(1);
+        let targets = index.target_sets();
+        let computed: Vec<(u32, Served, bool)> = std::thread::scope(|scope| {
+            let index = &index;
+            let previous = &previous;
+            let targets = &targets;
+            let workers: Vec<_> = ids
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .filter_map(|&id| {
+                                let (served, changed) =
+                                    index.compute(id, previous.get(&id), targets)?;
+                                Some((id, served, changed))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_default())
+                .collect()
+        });
+        drop(targets);
+        let mut changed = Vec::new();
+        for (id, served, is_new) in computed {
+            if is_new {
+                changed.push(served.to_stored(id));
             }
+            index.served.insert(id, served);
         }
         Ok((index, changed))
     }
@@ -110,52 +163,110 @@ impl SiteIndex {
     }
 
     /// Recomputes one machine's policy; keeps it (and its version) when
-    /// the hash is unchanged.
+    /// the hash is unchanged. Returns the policy to persist when it changed.
     fn refresh_policy(&mut self, id: u32, previous: Option<&StoredPolicy>) -> Option<StoredPolicy> {
-        let machine = self.table.get(id)?;
-        let ads: Vec<&str> = self
-            .targets
+        let targets = self.target_sets();
+        let (served, changed) = self.compute(id, previous, &targets)?;
+        drop(targets);
+        let stored = changed.then(|| served.to_stored(id));
+        self.served.insert(id, served);
+        stored
+    }
+
+    /// The members each advertisement targets, in `targets` order.
+    fn target_sets(&self) -> Vec<(&str, Option<&RoaringBitmap>)> {
+        self.targets
             .iter()
-            .filter(|t| self.targets_machine(t, id))
-            .map(|t| t.name.as_str())
+            .map(|t| {
+                let members = if t.include_subcollections {
+                    self.evaluator.members(&t.collection)
+                } else {
+                    self.evaluator.own_members(&t.collection)
+                };
+                (t.name.as_str(), members)
+            })
+            .collect()
+    }
+
+    /// One machine's policy as served, and whether it differs from
+    /// `previous` (a new version to persist).
+    fn compute(
+        &self,
+        id: u32,
+        previous: Option<&StoredPolicy>,
+        targets: &[(&str, Option<&RoaringBitmap>)],
+    ) -> Option<(Served, bool)> {
+        let machine = self.table.get(id)?;
+        let ads: Vec<&str> = targets
+            .iter()
+            .filter(|(_, members)| members.is_some_and(|m| m.contains(id)))
+            .map(|(name, _)| *name)
             .collect();
         let policy = policy::machine_policy(&self.policy_site, machine, &ads);
         let hash = policy.hash();
-        let version = policy::next_version(
-            previous.map(|p| (p.version, p.hash.as_str())),
-            &hash,
-        );
+        let version = policy::next_version(previous.map(|p| (p.version, p.hash.as_str())), &hash);
         let changed = previous.is_none_or(|p| p.hash != hash);
-        if !changed && self.served.contains_key(&id) {
-            return None;
+        if !changed {
+            if let Some(current) = self.served.get(&id) {
+                return Some((current.clone(), false));
+            }
         }
         let body = render(&machine.name, &policy, version);
         let short = hash.rsplit(':').next().unwrap_or(&hash);
         let etag = format!("\"{version}-{}\"", &short[..short.len().min(16)]);
-        self.served.insert(
-            id,
+        Some((
             Served {
                 version,
-                hash: hash.clone(),
+                hash,
                 etag,
-                body: Bytes::from(body.clone()),
+                body: Bytes::from(body),
             },
-        );
-        changed.then_some(StoredPolicy {
-            machine_id: id,
-            version,
-            hash,
-            body,
-        })
+            changed,
+        ))
     }
 
-    fn targets_machine(&self, target: &Target, id: u32) -> bool {
-        let members = if target.include_subcollections {
-            self.evaluator.members(&target.collection)
-        } else {
-            self.evaluator.own_members(&target.collection)
-        };
-        members.is_some_and(|m: &RoaringBitmap| m.contains(id))
+    /// Re-evaluates each collection whose evaluation schedule (`evaluation:
+    /// {every: …}`) is due at `now`, with its dependents, and recomputes the
+    /// policy of every machine whose membership changed. Inventory changes
+    /// are already evaluated as they arrive; the schedule is the periodic
+    /// full check a site expects. Returns the collections evaluated and the
+    /// policies to persist.
+    pub fn evaluate_due(&mut self, now: Instant) -> (Vec<String>, Vec<StoredPolicy>) {
+        let due: Vec<String> = self
+            .evaluated_at
+            .iter()
+            .filter(|(name, at)| {
+                self.evaluator
+                    .evaluation_interval(name)
+                    .is_some_and(|every| now.saturating_duration_since(**at) >= every)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        let mut affected = RoaringBitmap::new();
+        for name in &due {
+            match self.evaluator.evaluate_collection(name, &self.table) {
+                Ok(deltas) => {
+                    for d in deltas {
+                        affected |= &d.added;
+                        affected |= &d.removed;
+                        affected |= &d.own_added;
+                        affected |= &d.own_removed;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(collection = %name, error = %e, "scheduled evaluation failed")
+                }
+            }
+            self.evaluated_at.insert(name.clone(), now);
+        }
+        let mut changed = Vec::new();
+        for id in &affected {
+            let previous = self.served.get(&id).map(|s| s.to_stored(id));
+            if let Some(p) = self.refresh_policy(id, previous.as_ref()) {
+                changed.push(p);
+            }
+        }
+        (due, changed)
     }
 
     pub fn id_of(&self, name: &str) -> Option<u32> {
@@ -207,4 +318,158 @@ fn render(machine: &str, policy: &MachinePolicy, version: u64) -> String {
         policy,
     })
     .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::parse_inventory;
+    use crate::inventory::InventoryFormat;
+    use crate::plan::ContentSummary;
+    use crate::validate::{validate_dir, Options};
+
+    fn example() -> (AppliedSite, Vec<(u32, Machine)>) {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let report = validate_dir(&root.join("examples/site"), Options::default()).expect("loads");
+        let content = report
+            .desired
+            .packages
+            .keys()
+            .map(|name| {
+                let summary = ContentSummary {
+                    version: format!("{:064x}", name.len()),
+                    files: 1,
+                    bytes: 1,
+                };
+                (name.clone(), summary)
+            })
+            .collect();
+        let text = std::fs::read_to_string(root.join("examples/inventory.csv")).expect("csv");
+        let machines = parse_inventory(&text, InventoryFormat::Csv).expect("parses");
+        let machines = machines
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| (i as u32 + 1, m))
+            .collect();
+        (
+            AppliedSite {
+                desired: report.desired,
+                content,
+            },
+            machines,
+        )
+    }
+
+    fn assignments(index: &SiteIndex, name: &str) -> Vec<String> {
+        let served = index.policy_of(name).expect("served");
+        let doc: serde_json::Value = serde_json::from_slice(&served.body).expect("json");
+        doc["assignments"]
+            .as_array()
+            .expect("assignments")
+            .iter()
+            .map(|a| a["advertisement"].as_str().expect("name").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn every_machine_gets_its_policy_and_versions_survive_a_rebuild() {
+        let (applied, machines) = example();
+        let n = machines.len();
+        let (index, changed) =
+            SiteIndex::build(&applied, 1, machines.clone(), vec![]).expect("builds");
+        assert_eq!(
+            (index.machines(), index.policies(), changed.len()),
+            (n, n, n)
+        );
+        assert!(changed.iter().all(|p| p.version == 1));
+        assert_eq!(
+            assignments(&index, "wks-test-01"),
+            [
+                "MS Office Updates (Pre-production)",
+                "MS Security Updates (Pre-production)"
+            ]
+        );
+        assert_eq!(
+            assignments(&index, "sms01"),
+            [
+                "MS Office Updates Sync",
+                "MS Security Updates",
+                "MS Security Updates Sync"
+            ]
+        );
+        // Rebuilt over the stored policies: nothing to persist, same versions.
+        let (again, changed_again) =
+            SiteIndex::build(&applied, 1, machines, changed).expect("builds");
+        assert!(changed_again.is_empty());
+        assert_eq!(again.policy_of("sms01").map(|s| s.version), Some(1));
+    }
+
+    #[test]
+    fn one_machine_change_touches_only_that_machine() {
+        let (applied, machines) = example();
+        let (mut index, _) =
+            SiteIndex::build(&applied, 1, machines.clone(), vec![]).expect("builds");
+        let before: HashMap<String, String> = machines
+            .iter()
+            .map(|(_, m)| {
+                (
+                    m.name.clone(),
+                    index.policy_of(&m.name).expect("served").etag.clone(),
+                )
+            })
+            .collect();
+        let (id, mut machine) = machines
+            .iter()
+            .find(|(_, m)| {
+                m.name.starts_with("wks-")
+                    && !m
+                        .installed
+                        .products
+                        .iter()
+                        .any(|p| p.starts_with("Microsoft Office"))
+            })
+            .cloned()
+            .expect("a machine without Office");
+        let name = machine.name.clone();
+        machine
+            .installed
+            .products
+            .push("Microsoft Office XP Professional".into());
+        let update = index
+            .machine_changed(id, machine.clone())
+            .expect("its policy changes");
+        assert_eq!((update.machine_id, update.version), (id, 2));
+        assert!(assignments(&index, &name).contains(&"MS Office Updates".to_string()));
+        for (other, etag) in &before {
+            if *other != name {
+                assert_eq!(
+                    &index.policy_of(other).expect("served").etag,
+                    etag,
+                    "{other}"
+                );
+            }
+        }
+        // The same facts again: no new version.
+        assert_eq!(index.machine_changed(id, machine), None);
+    }
+
+    #[test]
+    fn scheduled_evaluation_runs_only_due_collections() {
+        let (applied, machines) = example();
+        let (mut index, _) = SiteIndex::build(&applied, 1, machines, vec![]).expect("builds");
+        let (evaluated, changed) = index.evaluate_due(Instant::now());
+        assert!(evaluated.is_empty(), "nothing is due yet: {evaluated:?}");
+        assert!(changed.is_empty());
+        // The example's production collections are evaluated daily.
+        let tomorrow = Instant::now() + Duration::from_secs(86_400);
+        let (mut evaluated, changed) = index.evaluate_due(tomorrow);
+        evaluated.sort();
+        assert_eq!(evaluated, ["MS Office Updates", "MS Security Updates"]);
+        assert!(
+            changed.is_empty(),
+            "the inventory did not change, so no policy does"
+        );
+        let (evaluated, _) = index.evaluate_due(tomorrow + Duration::from_secs(60));
+        assert!(evaluated.is_empty(), "not due again for a day");
+    }
 }

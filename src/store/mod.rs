@@ -468,7 +468,12 @@ impl Store {
 
     pub async fn object(&self, kind: &str, name: &str) -> Result<Option<StoredObject>, StoreError> {
         if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::Object { kind: kind.to_string(), name: name.to_string() }).await;
+            return api
+                .call(&remote::Call::Object {
+                    kind: kind.to_string(),
+                    name: name.to_string(),
+                })
+                .await;
         }
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::object(p, kind, name).await,
@@ -491,7 +496,14 @@ impl Store {
         record: &ApplyRecord,
     ) -> Result<i64, StoreError> {
         if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::Commit { expected_serial, site: site.map(str::to_string), changes: changes.to_vec(), record: record.clone() }).await;
+            return api
+                .call(&remote::Call::Commit {
+                    expected_serial,
+                    site: site.map(str::to_string),
+                    changes: changes.to_vec(),
+                    record: record.clone(),
+                })
+                .await;
         }
         self.writable()?;
         let plan = Normalized::of(changes);
@@ -534,7 +546,14 @@ impl Store {
         record: &ApplyRecord,
     ) -> Result<bool, StoreError> {
         if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::SetOwner { kind: kind.to_string(), name: name.to_string(), owner, record: record.clone() }).await;
+            return api
+                .call(&remote::Call::SetOwner {
+                    kind: kind.to_string(),
+                    name: name.to_string(),
+                    owner,
+                    record: record.clone(),
+                })
+                .await;
         }
         self.writable()?;
         let r = match &self.inner.db {
@@ -551,7 +570,11 @@ impl Store {
     /// is taken over atomically.
     pub async fn try_lock(&self, req: &LockRequest) -> Result<Result<(), LockHolder>, StoreError> {
         if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::TryLock { request: req.into() }).await;
+            return api
+                .call(&remote::Call::TryLock {
+                    request: req.into(),
+                })
+                .await;
         }
         self.writable()?;
         // The holder may unlock between our failed take and our look at who
@@ -584,7 +607,12 @@ impl Store {
         req: &LockRequest,
     ) -> Result<bool, StoreError> {
         if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::TakeOverLock { previous_id: previous_id.to_string(), request: req.into() }).await;
+            return api
+                .call(&remote::Call::TakeOverLock {
+                    previous_id: previous_id.to_string(),
+                    request: req.into(),
+                })
+                .await;
         }
         self.writable()?;
         let r = match &self.inner.db {
@@ -600,7 +628,12 @@ impl Store {
     /// not taken over can still be renewed.
     pub async fn renew_lock(&self, id: &str, lease: Duration) -> Result<bool, StoreError> {
         if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::RenewLock { id: id.to_string(), lease_ms: lease.as_millis() as u64 }).await;
+            return api
+                .call(&remote::Call::RenewLock {
+                    id: id.to_string(),
+                    lease_ms: lease.as_millis() as u64,
+                })
+                .await;
         }
         self.writable()?;
         let r = match &self.inner.db {
@@ -793,7 +826,11 @@ impl Store {
         now_ms: i64,
     ) -> Result<usize, StoreError> {
         if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::RevokeMachine { key: machine_key.to_string() }).await;
+            return api
+                .call(&remote::Call::RevokeMachine {
+                    key: machine_key.to_string(),
+                })
+                .await;
         }
         self.writable()?;
         let key = self::machine_key(machine_key);

@@ -167,8 +167,7 @@ impl Remote {
             .bytes()
             .await
             .map_err(|e| unreachable(request_reason(&e)))?;
-        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN
-        {
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Err(unreachable(format!(
                 "the server refused the admin token ({status}): check --token-from"
             )));
