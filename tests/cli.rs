@@ -27,7 +27,7 @@ fn example_site_is_valid_with_strict() {
     assert_eq!(render_diagnostics(&json), "");
     assert_eq!(code, 0);
     assert_eq!(json["valid"], true);
-    assert_eq!(json["manifests"], 17);
+    assert_eq!(json["manifests"], 19);
 }
 
 #[test]
