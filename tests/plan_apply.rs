@@ -149,15 +149,15 @@ fn plan_apply_plan_round_trip_is_no_changes(backend: Backend) {
     let first = site.plan_json(&[]);
     assert_eq!(
         first["summary"],
-        serde_json::json!({"add": 17, "change": 0, "destroy": 0})
+        serde_json::json!({"add": 19, "change": 0, "destroy": 0})
     );
     let out = site.ok(&["apply", "site", "--auto-approve", "--color", "never"]);
     assert!(
-        out.contains("Plan: 17 to add, 0 to change, 0 to destroy."),
+        out.contains("Plan: 19 to add, 0 to change, 0 to destroy."),
         "{out}"
     );
     assert!(
-        out.contains("Apply complete: 17 added, 0 changed, 0 destroyed. State serial 1."),
+        out.contains("Apply complete: 19 added, 0 changed, 0 destroyed. State serial 1."),
         "{out}"
     );
     let again = site.run(&["plan", "site", "--detailed-exitcode", "--color", "never"]);
@@ -207,6 +207,7 @@ fn an_edit_shows_exactly_its_field_diff(backend: Backend) {
         dependents,
         vec![
             "MS Security Updates",
+            "MS Security Updates (Pre-production)",
             "MS Security Updates Sync",
             "sms01",
             "Security Updates 2026-11"
@@ -235,7 +236,7 @@ fn a_saved_plan_applies_once_then_is_stale(backend: Backend) {
     let site = Site::new(backend);
     site.ok(&["plan", "site", "--out", "plan.json"]);
     let applied = site.ok(&["apply", "plan.json"]);
-    assert!(applied.contains("Apply complete: 17 added"), "{applied}");
+    assert!(applied.contains("Apply complete: 19 added"), "{applied}");
     let again = site.run(&["apply", "plan.json"]);
     assert_eq!(again.status.code(), Some(1));
     assert!(text(&again.stderr).contains("the plan is stale: it was made against serial 0 of the state, which is now at serial 1"), "{}", text(&again.stderr));
@@ -254,7 +255,7 @@ fn a_plan_from_another_store_is_refused(backend: Backend) {
     );
     assert_eq!(
         site.plan_json(&[])["summary"]["add"],
-        17,
+        19,
         "nothing was applied"
     );
 }
@@ -284,7 +285,7 @@ fn a_tampered_plan_is_refused(backend: Backend) {
     );
     assert_eq!(
         site.plan_json(&[])["summary"]["add"],
-        17,
+        19,
         "nothing was applied"
     );
 }
@@ -380,7 +381,7 @@ fn the_deletion_guard_trips_on_a_nearly_empty_dir(backend: Backend) {
     let out = site.run(&["plan", "wrong", "--color", "never"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("the plan would delete 16 of 17 managed objects"),
+        text(&out.stderr).contains("the plan would delete 18 of 19 managed objects"),
         "{}",
         text(&out.stderr)
     );
@@ -403,7 +404,7 @@ fn the_deletion_guard_trips_on_a_nearly_empty_dir(backend: Backend) {
         "--color",
         "never",
     ]);
-    assert!(allowed.contains("16 destroyed"), "{allowed}");
+    assert!(allowed.contains("18 destroyed"), "{allowed}");
 }
 
 fn lock_request(host: &str, pid: u32, lease_ms: u64) -> patchops::store::LockRequest {
@@ -450,7 +451,7 @@ fn a_held_lock_blocks_then_releases(backend: Backend) {
     assert!(rt.block_on(store.unlock(&request.id)).unwrap());
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("Apply complete: 17 added"));
+    assert!(text(&out.stdout).contains("Apply complete: 19 added"));
 }
 
 fn an_expired_lease_is_taken_over(backend: Backend) {
@@ -507,7 +508,7 @@ fn no_terminal_and_no_flag_refuses(backend: Backend) {
         "{}",
         text(&out.stderr)
     );
-    assert_eq!(site.plan_json(&[])["summary"]["add"], 17);
+    assert_eq!(site.plan_json(&[])["summary"]["add"], 19);
 }
 
 fn history_and_state_record_the_applies(backend: Backend) {
@@ -532,12 +533,12 @@ fn history_and_state_record_the_applies(backend: Backend) {
     );
     assert_eq!(
         (rows[1]["serial"].as_i64(), rows[1]["added"].as_i64()),
-        (Some(1), Some(17))
+        (Some(1), Some(19))
     );
     assert!(rows[0]["planHash"].as_str().unwrap().starts_with("sha256:"));
     let list = site.ok(&["state", "list"]);
     assert!(
-        list.contains("Site/LAB  serial 2") && list.contains("17 objects"),
+        list.contains("Site/LAB  serial 2") && list.contains("19 objects"),
         "{list}"
     );
     let show = site.ok(&[
@@ -607,7 +608,7 @@ fn targets_limit_plan_and_apply(backend: Backend) {
         "--target",
         "DistributionPoint/dp-hq",
     ]);
-    assert_eq!(site.plan_json(&[])["summary"]["add"], 16);
+    assert_eq!(site.plan_json(&[])["summary"]["add"], 18);
     let out = site.run(&["plan", "site", "--target", "Package/Nope"]);
     assert!(
         text(&out.stderr).contains("--target Package/Nope: no such object"),
