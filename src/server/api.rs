@@ -262,12 +262,13 @@ async fn policy(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let machine = authenticate(&state, &headers).await?;
-    let served = state
-        .index
-        .read()
-        .ok()
-        .and_then(|index| index.policy_of(&machine).cloned());
-    let Some(served) = served else {
+    let Ok(index) = state.index.read() else {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the site index is unavailable",
+        ));
+    };
+    let Some(served) = index.policy_of(&machine) else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no policy for {machine} yet: send inventory first"),
@@ -285,6 +286,8 @@ async fn policy(
     if matches {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
+    let body = index.body_of(&machine).unwrap_or_default();
+    drop(index);
     Ok((
         StatusCode::OK,
         [
@@ -294,7 +297,7 @@ async fn policy(
                 HeaderValue::from_static("application/json"),
             ),
         ],
-        Body::from(served.body),
+        Body::from(body),
     )
         .into_response())
 }

@@ -4,7 +4,8 @@
 //! applied state changes, and kept current machine by machine as
 //! inventory arrives.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -16,23 +17,39 @@ use crate::plan::AppliedSite;
 use crate::policy::{self, MachinePolicy, PolicySite};
 use crate::store::StoredPolicy;
 
-/// One machine's policy as served: the body is rendered once per version.
+/// One machine's policy as served. Its version and hash are known from
+/// the start; the body is rendered when first asked for (most polls are
+/// answered 304 from the ETag alone) and then kept for that version.
 #[derive(Debug, Clone)]
 pub struct Served {
     pub version: u64,
     pub hash: String,
     /// The quoted ETag, e.g. `"7-3fa4…"`.
     pub etag: String,
-    pub body: Bytes,
+    body: OnceLock<Bytes>,
 }
 
 impl Served {
+    fn new(version: u64, hash: String) -> Served {
+        let short = hash.rsplit(':').next().unwrap_or(&hash);
+        let etag = format!("\"{version}-{}\"", &short[..short.len().min(16)]);
+        Served {
+            version,
+            hash,
+            etag,
+            body: OnceLock::new(),
+        }
+    }
+
+    /// What the store keeps of a policy: its version and hash. The body is
+    /// derived (from the applied site and the inventory), so it is not
+    /// stored.
     fn to_stored(&self, machine_id: u32) -> StoredPolicy {
         StoredPolicy {
             machine_id,
             version: self.version,
             hash: self.hash.clone(),
-            body: String::from_utf8_lossy(&self.body).into_owned(),
+            body: String::new(),
         }
     }
 }
@@ -102,39 +119,29 @@ impl SiteIndex {
         }
         let previous: HashMap<u32, StoredPolicy> =
             stored.into_iter().map(|p| (p.machine_id, p)).collect();
-        let ids: Vec<u32> = index.table.ids().iter().collect();
-        // Rendering and hashing every policy is the bulk of the work: share
-        // it over the cores.
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let chunk = ids.len().div_ceil(threads).max(1);
-        let targets = index.target_sets();
-        let computed: Vec<(u32, Served, bool)> = std::thread::scope(|scope| {
-            let index = &index;
-            let previous = &previous;
-            let targets = &targets;
-            let workers: Vec<_> = ids
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .filter_map(|&id| {
-                                let (served, changed) =
-                                    index.compute(id, previous.get(&id), targets)?;
-                                Some((id, served, changed))
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|w| w.join().unwrap_or_default())
-                .collect()
-        });
-        drop(targets);
+        // Hashing every policy is the bulk of the work: `all_policies` does
+        // it on every core without rendering a body.
+        let targets: BTreeMap<String, RoaringBitmap> = index
+            .target_sets()
+            .into_iter()
+            .filter_map(|(name, members)| Some((name.to_string(), members?.clone())))
+            .collect();
+        let digests = policy::all_policies(
+            &index.policy_site,
+            index
+                .table
+                .ids()
+                .iter()
+                .filter_map(|id| index.table.get(id).map(|m| (id, m))),
+            &targets,
+        );
         let mut changed = Vec::new();
-        for (id, served, is_new) in computed {
-            if is_new {
+        for (id, digest) in digests {
+            let before = previous.get(&id);
+            let version =
+                policy::next_version(before.map(|p| (p.version, p.hash.as_str())), &digest.hash);
+            let served = Served::new(version, digest.hash);
+            if before.is_none_or(|p| p.hash != served.hash) {
                 changed.push(served.to_stored(id));
             }
             index.served.insert(id, served);
@@ -211,18 +218,9 @@ impl SiteIndex {
                 return Some((current.clone(), false));
             }
         }
-        let body = render(&machine.name, &policy, version);
-        let short = hash.rsplit(':').next().unwrap_or(&hash);
-        let etag = format!("\"{version}-{}\"", &short[..short.len().min(16)]);
-        Some((
-            Served {
-                version,
-                hash,
-                etag,
-                body: Bytes::from(body),
-            },
-            changed,
-        ))
+        let served = Served::new(version, hash);
+        let _ = served.body.set(render(&machine.name, &policy, version));
+        Some((served, changed))
     }
 
     /// Re-evaluates each collection whose evaluation schedule (`evaluation:
@@ -277,6 +275,28 @@ impl SiteIndex {
         self.served.get(&self.id_of(name)?)
     }
 
+    /// The body of a machine's served policy, rendered on first use.
+    pub fn body_of(&self, name: &str) -> Option<Bytes> {
+        let id = self.id_of(name)?;
+        let served = self.served.get(&id)?;
+        let body = served.body.get_or_init(|| {
+            let targets = self.target_sets();
+            let ads: Vec<&str> = targets
+                .iter()
+                .filter(|(_, members)| members.is_some_and(|m| m.contains(id)))
+                .map(|(name, _)| *name)
+                .collect();
+            match self.table.get(id) {
+                Some(machine) => {
+                    let policy = policy::machine_policy(&self.policy_site, machine, &ads);
+                    render(&machine.name, &policy, served.version)
+                }
+                None => Bytes::new(),
+            }
+        });
+        Some(body.clone())
+    }
+
     pub fn machines(&self) -> usize {
         self.table.len()
     }
@@ -304,7 +324,7 @@ fn targets_of(applied: &AppliedSite) -> Vec<Target> {
 }
 
 /// The served document: the policy with its version.
-fn render(machine: &str, policy: &MachinePolicy, version: u64) -> String {
+fn render(machine: &str, policy: &MachinePolicy, version: u64) -> Bytes {
     #[derive(serde::Serialize)]
     struct Document<'a> {
         machine: &'a str,
@@ -312,12 +332,14 @@ fn render(machine: &str, policy: &MachinePolicy, version: u64) -> String {
         #[serde(flatten)]
         policy: &'a MachinePolicy,
     }
-    serde_json::to_string(&Document {
-        machine,
-        version,
-        policy,
-    })
-    .unwrap_or_default()
+    Bytes::from(
+        serde_json::to_vec(&Document {
+            machine,
+            version,
+            policy,
+        })
+        .unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]
@@ -361,8 +383,8 @@ mod tests {
     }
 
     fn assignments(index: &SiteIndex, name: &str) -> Vec<String> {
-        let served = index.policy_of(name).expect("served");
-        let doc: serde_json::Value = serde_json::from_slice(&served.body).expect("json");
+        let body = index.body_of(name).expect("served");
+        let doc: serde_json::Value = serde_json::from_slice(&body).expect("json");
         doc["assignments"]
             .as_array()
             .expect("assignments")
