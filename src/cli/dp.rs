@@ -175,22 +175,9 @@ fn serve(
         }
     };
     let config = crate::dp::serve::ServeConfig { root: root.clone() };
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    // A server: every core, unlike the short-lived commands.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            report_error(
-                &OpError::Input(format!("cannot start the async runtime: {e}")),
-                style,
-            );
-            return exit::FAILED;
-        }
+    let shutdown = super::shutdown_signal();
+    let Some(runtime) = super::server_runtime(style) else {
+        return exit::FAILED;
     };
     let result = runtime.block_on(crate::dp::serve::serve(
         config,

@@ -184,6 +184,44 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
     }
 }
 
+/// The runtime of a long-running server: every core, unlike the
+/// short-lived commands. None (the error reported) if it cannot start.
+fn server_runtime(style: Style) -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => Some(r),
+        Err(e) => {
+            report_error(
+                &crate::ops::OpError::Input(format!("cannot start the async runtime: {e}")),
+                style,
+            );
+            None
+        }
+    }
+}
+
+/// SIGTERM (service managers) or Ctrl-C.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
 /// Opens the store, runs `f`, and closes the store whatever happened (on
 /// SQLite, closing folds the write-ahead log back into the file).
 async fn with_store<T>(

@@ -94,18 +94,8 @@ pub fn run(args: Args, style: Style) -> u8 {
         refresh: args.refresh,
         token_cache_ttl: args.token_cache_ttl,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            report_error(
-                &OpError::Input(format!("cannot start the async runtime: {e}")),
-                style,
-            );
-            return exit::FAILED;
-        }
+    let Some(runtime) = super::server_runtime(style) else {
+        return exit::FAILED;
     };
     let result = runtime.block_on(async {
         let store = args.state.open().await?;
@@ -118,7 +108,7 @@ pub fn run(args: Args, style: Style) -> u8 {
                 use std::io::Write;
                 let _ = std::io::stdout().flush();
             },
-            shutdown_signal(),
+            super::shutdown_signal(),
         )
         .await
         .map_err(|e| OpError::Input(e.to_string()))
@@ -130,26 +120,6 @@ pub fn run(args: Args, style: Style) -> u8 {
             exit::FAILED
         }
     }
-}
-
-/// SIGTERM (service managers) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutting down");
 }
 
 fn init_logging(format: LogFormat) {
