@@ -488,6 +488,28 @@ async fn remote_plan_and_apply_equal_local() {
     assert_eq!(status, StatusCode::OK);
     assert!(!assignment_names(&policy).is_empty(), "{policy}");
 
+    // Inventory imported through the server is served at once.
+    let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/inventory.csv");
+    let mut import = vec!["inventory", "import", inventory.to_str().expect("path")];
+    import.extend(&remote);
+    let out = run_ok(&import, dir.path(), &env);
+    assert!(out.contains("Imported 302 machines"), "{out}");
+    let health: Value = serde_json::from_str(
+        &client()
+            .get(server.url("/healthz"))
+            .send()
+            .await
+            .expect("healthz")
+            .text()
+            .await
+            .expect("text"),
+    )
+    .expect("json");
+    assert_eq!(
+        health["machines"], 302,
+        "sms01 was registered before and is in the file"
+    );
+
     // A wrong admin token is refused, and the state is untouched.
     let out = patchops()
         .current_dir(dir.path())
