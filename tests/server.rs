@@ -728,3 +728,117 @@ async fn postgres_restart_gives_503_then_recovers() {
     let (status, _, _) = get_policy(&server, &token, None).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_commands_show_what_agents_reported() {
+    let dir = TempDir::new().expect("tmp");
+    let state = applied_example(dir.path());
+    let server = Server::start(&state, dir.path(), &[]);
+    let token = register(&server, "wks-test-01").await;
+    let batch = json!({"messages": [
+        {"key": "m1", "advertisement": "MS Security Updates (Pre-production)", "state": "running", "at": "2026-11-25T02:00:00Z"},
+        {"key": "m2", "advertisement": "MS Security Updates (Pre-production)", "state": "succeeded", "exitCode": 0, "at": "2026-11-25T02:01:00Z"},
+        {"key": "m3", "advertisement": "MS Office Updates (Pre-production)", "state": "failed", "exitCode": 1603, "message": "fatal error during installation", "at": "2026-11-25T02:02:00Z"},
+        {"key": "m4", "advertisement": "MS Security Updates", "state": "succeeded", "at": "2026-11-25T02:03:00Z"}
+    ]});
+    let (status, body) = post(
+        &server,
+        "/v1/status",
+        &token,
+        batch.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let all: Value = serde_json::from_str(&run_ok(
+        &[
+            "status",
+            "advertisements",
+            "--format",
+            "json",
+            "--state",
+            &state,
+        ],
+        dir.path(),
+        &[],
+    ))
+    .expect("json");
+    let row = |name: &str| {
+        all.as_array()
+            .expect("list")
+            .iter()
+            .find(|a| a["name"] == name)
+            .cloned()
+            .expect(name)
+    };
+    let pre = row("MS Security Updates (Pre-production)");
+    assert_eq!(
+        (
+            &pre["targeted"],
+            &pre["received"],
+            &pre["succeeded"],
+            &pre["inProgress"]
+        ),
+        (&json!(1), &json!(1), &json!(1), &json!(0))
+    );
+    let office = row("MS Office Updates (Pre-production)");
+    assert_eq!(
+        (&office["failed"], &office["succeeded"]),
+        (&json!(1), &json!(0))
+    );
+    // wks-test-01 is not in production's collection: its report is not counted there.
+    let production = row("MS Security Updates");
+    assert_eq!(
+        (&production["targeted"], &production["received"]),
+        (&json!(301), &json!(0))
+    );
+
+    let one: Value = serde_json::from_str(&run_ok(
+        &[
+            "status",
+            "advertisement",
+            "MS Security Updates",
+            "--format",
+            "json",
+            "--state",
+            &state,
+        ],
+        dir.path(),
+        &[],
+    ))
+    .expect("json");
+    assert_eq!(one["machines"][0]["machine"], "wks-test-01");
+    assert_eq!(one["machines"][0]["targeted"], false);
+
+    let machine: Value = serde_json::from_str(&run_ok(
+        &[
+            "status",
+            "machine",
+            "WKS-TEST-01",
+            "--format",
+            "json",
+            "--state",
+            &state,
+        ],
+        dir.path(),
+        &[],
+    ))
+    .expect("json");
+    assert_eq!(machine["policyVersion"], 1);
+    assert_eq!(
+        machine["assignments"],
+        json!([
+            "MS Office Updates (Pre-production)",
+            "MS Security Updates (Pre-production)"
+        ])
+    );
+    assert_eq!(machine["messages"].as_array().map(Vec::len), Some(4));
+    assert_eq!(machine["messages"][0]["state"], "succeeded", "newest first");
+
+    let human = run_ok(
+        &["status", "advertisements", "--state", &state],
+        dir.path(),
+        &[],
+    );
+    assert!(human.starts_with("ADVERTISEMENT"), "{human}");
+}

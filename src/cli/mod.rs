@@ -9,6 +9,7 @@ mod plan;
 mod schema;
 mod server;
 mod state;
+mod status;
 mod validate;
 
 use std::io::IsTerminal;
@@ -100,6 +101,9 @@ enum Command {
     Machine(inventory::MachineCommand),
     /// Run the site server: the agents' API, client policy, the admin API.
     Server(server::Args),
+    /// How advertisements and machines are doing, from agents' reports.
+    #[command(subcommand)]
+    Status(status::Command),
     /// Inspect the objects in the state.
     #[command(subcommand)]
     State(state::Command),
@@ -276,6 +280,7 @@ pub fn main() -> ExitCode {
         Command::Inventory(command) => inventory::run_inventory(command, style),
         Command::Machine(command) => inventory::run_machine(command, style),
         Command::Server(args) => server::run(args, style),
+        Command::Status(command) => status::run(command, style),
         Command::Schema { out, docs, check } => schema::run(&out, docs.as_deref(), check, style),
     };
     ExitCode::from(code)

@@ -911,6 +911,20 @@ impl Store {
         r.map_err(|e| self.error(e))
     }
 
+    /// The newest status message of every (machine, advertisement) pair,
+    /// of one advertisement when given; by advertisement, then machine.
+    pub async fn latest_status(
+        &self,
+        advertisement: Option<&str>,
+    ) -> Result<Vec<StatusMessage>, StoreError> {
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::latest_status(p, advertisement).await,
+            Db::Postgres(p) => postgres::latest_status(p, advertisement).await,
+            Db::Remote(_) => Err(Fail::Remote("latest_status")),
+        };
+        r.map_err(|e| self.error(e))
+    }
+
     /// A machine's newest `limit` status messages, newest (by `at_ms`) first.
     pub async fn status_for_machine(
         &self,

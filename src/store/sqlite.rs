@@ -881,6 +881,25 @@ pub(super) async fn insert_status(
     Ok(inserted)
 }
 
+/// The newest message of every (machine, advertisement), optionally of
+/// one advertisement only.
+pub(super) async fn latest_status(
+    pool: &SqlitePool,
+    advertisement: Option<&str>,
+) -> Result<Vec<StatusMessage>, Fail> {
+    let rows: Vec<SqliteRow> = sqlx::query(
+        "SELECT key, machine_key, advertisement, state, exit_code, message, at_ms, received_ms \
+         FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY machine_key, advertisement \
+                 ORDER BY at_ms DESC, received_ms DESC, key DESC) AS newest \
+               FROM status_messages WHERE ?1 IS NULL OR advertisement = ?1) AS latest \
+         WHERE newest = 1 ORDER BY advertisement, machine_key",
+    )
+    .bind(advertisement)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(rows::status).collect()
+}
+
 pub(super) async fn status_for_machine(
     pool: &SqlitePool,
     machine_key: &str,

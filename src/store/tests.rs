@@ -50,6 +50,7 @@ both_backends!(
     policies_round_trip,
     policies_bulk,
     status_exactly_once,
+    latest_status_per_machine_and_advertisement,
     version_1_store_is_upgraded,
 );
 
@@ -1695,4 +1696,46 @@ fn test_database_url() {
         testing::with_database("postgres://u:p/w@h:1/old?sslmode=disable", "t1"),
         "postgres://u:p/w@h:1/t1?sslmode=disable"
     );
+}
+
+async fn latest_status_per_machine_and_advertisement(url: &str) {
+    let store = Store::open(url).await.expect("open");
+    let message = |key: &str, machine: &str, ad: &str, state: &str, at: i64| StatusMessage {
+        advertisement: ad.into(),
+        state: state.into(),
+        ..status(key, machine, T0 + at)
+    };
+    store
+        .insert_status(&[
+            message("a1", "pc01", "ADV-A", "running", 10),
+            message("a2", "pc01", "ADV-A", "succeeded", 20),
+            message("a3", "pc02", "ADV-A", "failed", 5),
+            message("b1", "pc01", "ADV-B", "downloading", 30),
+            // Arrives late, but happened first: not the newest.
+            message("a0", "pc02", "ADV-A", "accepted", 1),
+        ])
+        .await
+        .expect("insert");
+    let summary = |v: Vec<StatusMessage>| {
+        v.into_iter()
+            .map(|m| format!("{} {} {}", m.advertisement, m.machine_key, m.state))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        summary(store.latest_status(None).await.expect("latest")),
+        [
+            "ADV-A pc01 succeeded",
+            "ADV-A pc02 failed",
+            "ADV-B pc01 downloading"
+        ]
+    );
+    assert_eq!(
+        summary(store.latest_status(Some("ADV-B")).await.expect("latest")),
+        ["ADV-B pc01 downloading"]
+    );
+    assert!(store
+        .latest_status(Some("none"))
+        .await
+        .expect("latest")
+        .is_empty());
 }

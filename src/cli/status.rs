@@ -1,0 +1,179 @@
+//! `patchops status advertisements | advertisement NAME | machine NAME`.
+
+use std::fmt::Write as _;
+
+use super::{block_on, exit, report_error, with_store, Format, StateArgs};
+use crate::ops::status::{self, AdvertisementStatus, MachineStatus};
+use crate::render::Style;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Every advertisement: targeted, received, in progress, succeeded,
+    /// failed, restart pending.
+    Advertisements {
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// One advertisement, with each machine's newest message.
+    Advertisement {
+        name: String,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// One machine: facts, collections, assignments, policy version,
+    /// heartbeat and newest messages.
+    Machine {
+        name: String,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+}
+
+pub fn run(command: Command, style: Style) -> u8 {
+    let result = match command {
+        Command::Advertisements { format, state } => block_on(with_store(&state, async |store| {
+            status::advertisements(store, None).await
+        }))
+        .map(|list| print_advertisements(&list, format, false)),
+        Command::Advertisement {
+            name,
+            format,
+            state,
+        } => block_on(with_store(&state, async |store| {
+            status::advertisements(store, Some(&name)).await
+        }))
+        .map(|list| print_advertisements(&list, format, true)),
+        Command::Machine {
+            name,
+            format,
+            state,
+        } => block_on(with_store(&state, async |store| {
+            status::machine(store, &name).await
+        }))
+        .map(|m| print_machine(&m, format)),
+    };
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            report_error(&e, style);
+            exit::FAILED
+        }
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default()
+}
+
+fn print_advertisements(list: &[AdvertisementStatus], format: Format, one: bool) {
+    if format == Format::Json {
+        if one {
+            if let Some(first) = list.first() {
+                println!("{}", json(first));
+            }
+        } else {
+            println!("{}", json(&list));
+        }
+        return;
+    }
+    let mut out = String::new();
+    let width = list.iter().map(|a| a.name.len()).max().unwrap_or(0).max(13);
+    let _ = writeln!(
+        out,
+        "{:width$}  {:>8}  {:>8}  {:>11}  {:>9}  {:>6}  {:>7}",
+        "ADVERTISEMENT", "TARGETED", "RECEIVED", "IN PROGRESS", "SUCCEEDED", "FAILED", "RESTART"
+    );
+    for a in list {
+        let _ = writeln!(
+            out,
+            "{:width$}  {:>8}  {:>8}  {:>11}  {:>9}  {:>6}  {:>7}",
+            a.name, a.targeted, a.received, a.in_progress, a.succeeded, a.failed, a.restart_pending
+        );
+    }
+    if one {
+        for a in list {
+            let _ = writeln!(
+                out,
+                "\n{} → {} / {} on collection {}",
+                a.name, a.package, a.program, a.collection
+            );
+            if a.machines.is_empty() {
+                let _ = writeln!(out, "  no machine has reported yet");
+            }
+            for m in &a.machines {
+                let exit = m
+                    .exit_code
+                    .map(|c| format!(" (exit {c})"))
+                    .unwrap_or_default();
+                let gone = if m.targeted {
+                    ""
+                } else {
+                    " [no longer targeted]"
+                };
+                let text = if m.message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", m.message)
+                };
+                let _ = writeln!(
+                    out,
+                    "  {}  {}{exit}  {}{text}{gone}",
+                    m.machine, m.state, m.at
+                );
+            }
+        }
+    }
+    print!("{out}");
+}
+
+fn print_machine(m: &MachineStatus, format: Format) {
+    if format == Format::Json {
+        println!("{}", json(m));
+        return;
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", m.name);
+    let _ = writeln!(
+        out,
+        "  os:             {}",
+        m.os.as_deref().unwrap_or("(unknown)")
+    );
+    let _ = writeln!(out, "  addresses:      {}", m.addresses.join(", "));
+    let stale = if m.stale { " (stale)" } else { "" };
+    let _ = writeln!(
+        out,
+        "  last heartbeat: {}{stale}",
+        m.last_heartbeat.as_deref().unwrap_or("never")
+    );
+    let _ = writeln!(
+        out,
+        "  policy version: {}",
+        m.policy_version
+            .map_or("none yet".to_string(), |v| v.to_string())
+    );
+    let _ = writeln!(out, "  collections:    {}", m.collections.join(", "));
+    let _ = writeln!(out, "  assignments:    {}", m.assignments.join(", "));
+    if m.messages.is_empty() {
+        let _ = writeln!(out, "  no status messages yet");
+    } else {
+        let _ = writeln!(out, "  newest messages:");
+        for r in &m.messages {
+            let exit = r
+                .exit_code
+                .map(|c| format!(" (exit {c})"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "    {}  {}  {}{exit}  {}",
+                r.at, r.advertisement, r.state, r.message
+            );
+        }
+    }
+    print!("{out}");
+}

@@ -1,0 +1,238 @@
+//! `patchops status …`: how advertisements are doing and what one machine
+//! is up to, from the store (applied site, inventory, policies, status
+//! messages). Targeting is evaluated afresh from the applied site and the
+//! inventory, so it agrees with what the site server serves.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::impact::targets;
+use super::OpError;
+use crate::eval::{Evaluator, MachineTable};
+use crate::inventory::machine_key;
+use crate::plan::applied_site;
+use crate::store::{StatusMessage, Store};
+
+/// States an agent reports while an assignment is under way.
+const IN_PROGRESS: &[&str] = &[
+    "accepted",
+    "downloading",
+    "downloaded",
+    "running",
+    "retrying",
+];
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdvertisementStatus {
+    pub name: String,
+    pub package: String,
+    pub program: String,
+    pub collection: String,
+    /// Machines the advertisement targets now.
+    pub targeted: u64,
+    /// Targeted machines that reported anything about it.
+    pub received: u64,
+    pub in_progress: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub restart_pending: u64,
+    /// Each reporting machine's newest message (with `advertisement NAME`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub machines: Vec<MachineReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MachineReport {
+    pub machine: String,
+    pub advertisement: String,
+    /// Whether the advertisement still targets the machine.
+    pub targeted: bool,
+    pub state: String,
+    pub exit_code: Option<i32>,
+    pub message: String,
+    /// RFC 3339.
+    pub at: String,
+}
+
+impl MachineReport {
+    fn of(m: &StatusMessage, targeted: bool) -> MachineReport {
+        MachineReport {
+            machine: m.machine_key.clone(),
+            advertisement: m.advertisement.clone(),
+            targeted,
+            state: m.state.clone(),
+            exit_code: m.exit_code,
+            message: m.message.clone(),
+            at: time(m.at_ms),
+        }
+    }
+}
+
+fn time(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+/// Loads the applied site and the inventory and evaluates the targets.
+async fn targeting(
+    store: &Store,
+) -> Result<(crate::plan::AppliedSite, MachineTable, Evaluator), OpError> {
+    let objects = store.objects().await?;
+    let applied = applied_site(&objects).map_err(|e| OpError::Input(e.to_string()))?;
+    let mut table = MachineTable::new();
+    for (id, machine) in store.machines().await? {
+        table
+            .insert_with_id(id, machine)
+            .map_err(|e| OpError::Input(e.to_string()))?;
+    }
+    let mut evaluator =
+        Evaluator::from_desired(&applied.desired).map_err(|e| OpError::Input(e.to_string()))?;
+    evaluator.evaluate_all(&table);
+    Ok((applied, table, evaluator))
+}
+
+/// Every advertisement's counts; with `only`, that advertisement with
+/// each reporting machine's newest message.
+pub async fn advertisements(
+    store: &Store,
+    only: Option<&str>,
+) -> Result<Vec<AdvertisementStatus>, OpError> {
+    let (applied, table, evaluator) = targeting(store).await?;
+    if let Some(name) = only {
+        if !applied.desired.advertisements.contains_key(name) {
+            let names = applied.desired.advertisements.keys().map(String::as_str);
+            let hint = crate::suggest::did_you_mean(name, names)
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            return Err(OpError::Input(format!(
+                "no advertisement `{name}` in the applied site{hint}"
+            )));
+        }
+    }
+    let targets = targets(&applied.desired, &evaluator);
+    let latest = store.latest_status(only).await?;
+    let mut by_ad: BTreeMap<&str, Vec<&StatusMessage>> = BTreeMap::new();
+    for m in &latest {
+        by_ad.entry(m.advertisement.as_str()).or_default().push(m);
+    }
+    let mut out = Vec::new();
+    for (name, ad) in &applied.desired.advertisements {
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
+        let members = targets.get(name);
+        let is_targeted = |machine: &str| {
+            table
+                .id_of(machine)
+                .is_some_and(|id| members.is_some_and(|m| m.contains(id)))
+        };
+        let mut status = AdvertisementStatus {
+            name: name.clone(),
+            package: ad.spec.package.clone(),
+            program: ad.spec.program.clone(),
+            collection: ad.spec.collection.clone(),
+            targeted: members.map_or(0, |m| m.len()),
+            received: 0,
+            in_progress: 0,
+            succeeded: 0,
+            failed: 0,
+            restart_pending: 0,
+            machines: Vec::new(),
+        };
+        for m in by_ad.get(name.as_str()).into_iter().flatten() {
+            let targeted = is_targeted(&m.machine_key);
+            if only.is_some() {
+                status.machines.push(MachineReport::of(m, targeted));
+            }
+            if !targeted {
+                continue;
+            }
+            status.received += 1;
+            match m.state.as_str() {
+                "succeeded" => status.succeeded += 1,
+                "failed" => status.failed += 1,
+                "restartPending" => status.restart_pending += 1,
+                s if IN_PROGRESS.contains(&s) => status.in_progress += 1,
+                _ => {}
+            }
+        }
+        out.push(status);
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MachineStatus {
+    pub name: String,
+    pub os: Option<String>,
+    pub addresses: Vec<String>,
+    pub last_heartbeat: Option<String>,
+    /// No heartbeat for more than twice the site's heartbeat interval.
+    pub stale: bool,
+    pub policy_version: Option<u64>,
+    pub collections: Vec<String>,
+    pub assignments: Vec<String>,
+    /// Newest first.
+    pub messages: Vec<MachineReport>,
+}
+
+/// One machine: its facts, memberships, assignments, policy version and
+/// newest status messages.
+pub async fn machine(store: &Store, name: &str) -> Result<MachineStatus, OpError> {
+    let (applied, table, evaluator) = targeting(store).await?;
+    let key = machine_key(name);
+    let Some(id) = table.id_of(&key) else {
+        return Err(OpError::Input(format!(
+            "no machine `{name}` in the inventory"
+        )));
+    };
+    let machine = table
+        .get(id)
+        .cloned()
+        .ok_or_else(|| OpError::Input(format!("no machine `{name}` in the inventory")))?;
+    let targets = targets(&applied.desired, &evaluator);
+    let assignments: Vec<String> = targets
+        .iter()
+        .filter(|(_, members)| members.contains(id))
+        .map(|(ad, _)| ad.clone())
+        .collect();
+    let heartbeat_secs = applied
+        .desired
+        .site
+        .as_ref()
+        .and_then(|s| {
+            crate::units::parse_duration(s.spec.client_policy.heartbeat_interval.as_str()).ok()
+        })
+        .map_or(86_400, |d| d.as_secs() as i64);
+    let now = jiff::Timestamp::now();
+    let stale = machine
+        .last_heartbeat
+        .is_none_or(|t| now.as_second() - t.as_second() > 2 * heartbeat_secs);
+    let policy_version = store.policy(id).await?.map(|p| p.version);
+    let messages = store
+        .status_for_machine(&key, 20)
+        .await?
+        .iter()
+        .map(|m| MachineReport::of(m, assignments.contains(&m.advertisement)))
+        .collect();
+    Ok(MachineStatus {
+        name: machine.name.clone(),
+        os: machine.os.name.clone(),
+        addresses: machine.ip.addresses.iter().map(|a| a.to_string()).collect(),
+        last_heartbeat: machine.last_heartbeat.map(|t| t.to_string()),
+        stale,
+        policy_version,
+        collections: evaluator
+            .collections_of(id)
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
+        assignments,
+        messages,
+    })
+}
