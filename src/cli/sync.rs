@@ -129,10 +129,10 @@ pub fn run(args: Args, style: Style) -> u8 {
                 desired,
                 &host.spec,
                 &fetcher,
-                &sync::verifications_from_manifest,
-                None,
                 &SyncOptions {
                     now_ms: crate::server::now_ms(),
+                    verifier: &sync::verifications_from_manifest,
+                    summarize: None,
                 },
             )
             .await;

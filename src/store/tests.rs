@@ -1706,7 +1706,7 @@ fn catalog(url: &str, n: u8, fetched_ms: i64) -> CatalogVersion {
         url: url.into(),
         kind: "security".into(),
         sha256: format!("{n:064x}"),
-        etag: (n % 2 == 0).then(|| format!("\"v{n}\"")),
+        etag: n.is_multiple_of(2).then(|| format!("\"v{n}\"")),
         last_modified: Some("Tue, 14 Nov 2006 18:00:00 GMT".into()),
         fetched_ms,
         size: bytes.len() as u64,

@@ -293,11 +293,16 @@ pub fn proxy_config(spec: &SyncHostSpec) -> Result<Option<ProxyConfig>, SyncErro
     }))
 }
 
-/// The run's clock and knobs.
-#[derive(Debug, Clone)]
-pub struct SyncOptions {
+/// The run's clock, and the functions that verify and summarize.
+#[derive(Clone, Copy)]
+pub struct SyncOptions<'a> {
     /// Now, epoch milliseconds (stamps the versions and the status).
     pub now_ms: i64,
+    /// How each catalog is verified: [`verifications_from_manifest`].
+    pub verifier: Verifier<'a>,
+    /// The readable summary of a version (the catalog parser); None:
+    /// [`default_summary`] (size and SHA-256).
+    pub summarize: Option<Summarize<'a>>,
 }
 
 /// One pass over the sync host's catalogs, in manifest order. Never stops
@@ -309,38 +314,32 @@ pub async fn sync_once(
     desired: &Desired,
     host: &SyncHostSpec,
     fetcher: &Fetcher,
-    verifier: Verifier<'_>,
-    summarize: Option<Summarize<'_>>,
-    options: &SyncOptions,
+    options: &SyncOptions<'_>,
 ) -> Vec<CatalogOutcome> {
-    let summarize = summarize.unwrap_or(&default_summary);
     let schedule = crate::units::parse_duration(host.schedule.every.as_str())
         .unwrap_or(Duration::from_secs(24 * 3600));
     let previous_status = store.sync_status().await.unwrap_or_default();
     let mut outcomes = Vec::with_capacity(host.catalogs.len());
     for catalog in &host.catalogs {
         let kind = kind_name(catalog.catalog_type).to_string();
-        let outcome = match sync_catalog(
-            store, site_dir, desired, host, catalog, fetcher, verifier, summarize, options,
-        )
-        .await
-        {
-            Ok(o) => o,
-            Err(e) => {
-                let error = fetcher.scrub(e.to_string());
-                if e.is_refusal() {
-                    Outcome::Refused {
-                        error,
-                        help: e.help(),
-                    }
-                } else {
-                    Outcome::Failed {
-                        error,
-                        help: e.help(),
+        let outcome =
+            match sync_catalog(store, site_dir, desired, host, catalog, fetcher, options).await {
+                Ok(o) => o,
+                Err(e) => {
+                    let error = fetcher.scrub(e.to_string());
+                    if e.is_refusal() {
+                        Outcome::Refused {
+                            error,
+                            help: e.help(),
+                        }
+                    } else {
+                        Outcome::Failed {
+                            error,
+                            help: e.help(),
+                        }
                     }
                 }
-            }
-        };
+            };
         let failures_before = previous_status
             .iter()
             .find(|s| s.url == catalog.url)
@@ -397,7 +396,6 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn sync_catalog(
     store: &Store,
     site_dir: &Path,
@@ -405,14 +403,13 @@ async fn sync_catalog(
     host: &SyncHostSpec,
     catalog: &Catalog,
     fetcher: &Fetcher,
-    verifier: Verifier<'_>,
-    summarize: Summarize<'_>,
-    options: &SyncOptions,
+    options: &SyncOptions<'_>,
 ) -> Result<Outcome, SyncError> {
+    let summarize = options.summarize.unwrap_or(&default_summary);
     let url = catalog.url.as_str();
     let target = target_file(site_dir, desired, host, catalog)?;
     // Before any download: content that cannot be verified is never used.
-    let verifications = verifier(catalog)?;
+    let verifications = (options.verifier)(catalog)?;
     let store_err = |e: crate::store::StoreError| SyncError::Store(e.to_string());
     let latest = store.latest_catalog(url).await.map_err(store_err)?;
     // Ask conditionally only when the stored version still satisfies the
