@@ -28,6 +28,7 @@ pub mod secret;
 pub mod server;
 pub mod store;
 pub mod suggest;
+pub mod sync;
 pub mod units;
 pub mod validate;
 pub mod yaml;

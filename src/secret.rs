@@ -14,6 +14,11 @@ pub enum SecretSource {
 pub struct Secret(Vec<u8>);
 
 impl Secret {
+    /// A secret held by the caller (tests, or a value read elsewhere).
+    pub fn new(value: Vec<u8>) -> Secret {
+        Secret(value)
+    }
+
     pub fn expose(&self) -> &[u8] {
         &self.0
     }

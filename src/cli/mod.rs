@@ -10,6 +10,7 @@ mod schema;
 mod server;
 mod state;
 mod status;
+mod sync;
 mod validate;
 
 use std::io::IsTerminal;
@@ -107,6 +108,9 @@ enum Command {
     /// Inspect the objects in the state.
     #[command(subcommand)]
     State(state::Command),
+    /// Fetch, verify and store the sync hosts' catalogs into their
+    /// packages' sources (`sync status`: how each catalog fares).
+    Sync(sync::Args),
     /// Write the JSON Schema of every kind (for editors and CI).
     Schema {
         /// The directory to write the schemas to.
@@ -281,6 +285,7 @@ pub fn main() -> ExitCode {
         Command::Machine(command) => inventory::run_machine(command, style),
         Command::Server(args) => server::run(args, style),
         Command::Status(command) => status::run(command, style),
+        Command::Sync(args) => sync::run(args, style),
         Command::Schema { out, docs, check } => schema::run(&out, docs.as_deref(), check, style),
     };
     ExitCode::from(code)

@@ -66,6 +66,27 @@ pub struct Catalog {
     /// The package whose source receives the catalog; its distribution
     /// points are refreshed after each change.
     pub package: String,
+    /// The catalog's pinned SHA-256 (64 hexadecimal digits): content with
+    /// another hash is refused. A catalog needs `sha256` or `signature`;
+    /// unverified content is never used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// A detached signature fetched beside the catalog: HMAC-SHA256 of the
+    /// catalog's bytes under a shared key, written as 64 hexadecimal digits
+    /// (optionally prefixed `hmac-sha256:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<CatalogSignature>,
+}
+
+/// Where a catalog's detached signature is, and the key that checks it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CatalogSignature {
+    /// Where the signature is downloaded from (`http://`), through the same
+    /// proxy as the catalog.
+    pub url: String,
+    /// Where the HMAC key comes from: `{env: NAME}` or `{file: PATH}`.
+    pub key_from: SecretRef,
 }
 
 #[derive(

@@ -266,6 +266,60 @@ pub struct StatusMessage {
     pub received_ms: i64,
 }
 
+/// One verified version of a catalog (the sync host's download).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogVersion {
+    /// Assigned by the store (increasing); ignored on write.
+    pub id: Option<i64>,
+    pub url: String,
+    /// The catalog type (`security`, `office`).
+    pub kind: String,
+    /// Lowercase hex SHA-256 of `bytes`.
+    pub sha256: String,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    /// When it was fetched, epoch milliseconds.
+    pub fetched_ms: i64,
+    /// The content's length in bytes.
+    pub size: u64,
+    /// The content. Empty in the listings of [`Store::catalog_versions`].
+    #[serde(skip)]
+    pub bytes: Vec<u8>,
+    /// A readable summary of this version.
+    pub summary: String,
+    /// What changed since the previous version (readable lines).
+    pub diff: String,
+}
+
+/// One attempt to synchronize a catalog, for [`Store::record_sync_attempt`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncAttempt {
+    pub url: String,
+    pub kind: String,
+    /// When it was made, epoch milliseconds.
+    pub at_ms: i64,
+    /// None: it succeeded (unchanged or a new version). Some: why it failed
+    /// (never a secret).
+    pub error: Option<String>,
+    /// When the next attempt is due, epoch milliseconds.
+    pub next_attempt_ms: i64,
+}
+
+/// The synchronization status of one catalog URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncStatus {
+    pub url: String,
+    pub kind: String,
+    pub last_attempt_ms: i64,
+    pub last_success_ms: Option<i64>,
+    /// The error of the last attempt; None when it succeeded.
+    pub last_error: Option<String>,
+    /// Failed attempts since the last success.
+    pub consecutive_failures: u32,
+    pub next_attempt_ms: i64,
+}
+
 /// Everything that can go wrong with the store. URLs in it never carry a
 /// password (it is shown as `***`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -943,6 +997,73 @@ impl Store {
         r.map_err(|e| self.error(e))
     }
 
+    /// Stores a verified catalog version; returns its id (increasing per
+    /// store).
+    pub async fn put_catalog_version(&self, version: &CatalogVersion) -> Result<i64, StoreError> {
+        self.writable()?;
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::put_catalog_version(p, version).await,
+            Db::Postgres(p) => postgres::put_catalog_version(p, version).await,
+            Db::Remote(_) => Err(Fail::Remote("put_catalog_version")),
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// The newest stored version of the catalog at `url`, with its bytes.
+    pub async fn latest_catalog(&self, url: &str) -> Result<Option<CatalogVersion>, StoreError> {
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::latest_catalog(p, url).await,
+            Db::Postgres(p) => postgres::latest_catalog(p, url).await,
+            Db::Remote(_) => Err(Fail::Remote("latest_catalog")),
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// The newest `limit` versions of the catalog at `url`, newest first,
+    /// without their bytes (`bytes` is empty; `size` tells the length).
+    pub async fn catalog_versions(
+        &self,
+        url: &str,
+        limit: u32,
+    ) -> Result<Vec<CatalogVersion>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::catalog_versions(p, url, i64::from(limit)).await,
+            Db::Postgres(p) => postgres::catalog_versions(p, url, i64::from(limit)).await,
+            Db::Remote(_) => Err(Fail::Remote("catalog_versions")),
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// Records one synchronization attempt of a catalog and returns the
+    /// catalog's status after it: a success clears the error and the count
+    /// of failures and sets the last success; a failure keeps the last
+    /// success and adds one to the failures. One transaction.
+    pub async fn record_sync_attempt(
+        &self,
+        attempt: &SyncAttempt,
+    ) -> Result<SyncStatus, StoreError> {
+        self.writable()?;
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::record_sync_attempt(p, attempt).await,
+            Db::Postgres(p) => postgres::record_sync_attempt(p, attempt).await,
+            Db::Remote(_) => Err(Fail::Remote("record_sync_attempt")),
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// The status of every catalog ever synchronized, by URL (byte order).
+    pub async fn sync_status(&self) -> Result<Vec<SyncStatus>, StoreError> {
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::sync_status(p).await,
+            Db::Postgres(p) => postgres::sync_status(p).await,
+            Db::Remote(_) => Err(Fail::Remote("sync_status")),
+        };
+        r.map_err(|e| self.error(e))
+    }
+
     fn writable(&self) -> Result<(), StoreError> {
         if self.inner.read_only {
             Err(StoreError::ReadOnly {
@@ -1427,6 +1548,11 @@ pub(crate) const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[
         description: "machines",
         sql: include_str!("../../migrations/sqlite/0002_machines.sql"),
     },
+    EmbeddedMigration {
+        version: 3,
+        description: "catalogs",
+        sql: include_str!("../../migrations/sqlite/0003_catalogs.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
@@ -1439,6 +1565,11 @@ pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
         version: 2,
         description: "machines",
         sql: include_str!("../../migrations/postgres/0002_machines.sql"),
+    },
+    EmbeddedMigration {
+        version: 3,
+        description: "catalogs",
+        sql: include_str!("../../migrations/postgres/0003_catalogs.sql"),
     },
 ];
 
@@ -1494,8 +1625,64 @@ pub(crate) fn check_applied(
 
 /// Decoding helpers shared by both backends.
 pub(crate) mod rows {
-    use super::{ApplyRecord, Fail, LockHolder, Owner, StatusMessage, StoredObject, StoredPolicy};
+    use super::{
+        ApplyRecord, CatalogVersion, Fail, LockHolder, Owner, StatusMessage, StoredObject,
+        StoredPolicy, SyncStatus,
+    };
     use sqlx::{ColumnIndex, Decode, Row, Type};
+
+    /// A `catalog_versions` row; `bytes` is read only when selected.
+    pub(crate) fn catalog_version<R>(row: &R, with_bytes: bool) -> Result<CatalogVersion, Fail>
+    where
+        R: Row,
+        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+        for<'a> &'a str: ColumnIndex<R>,
+    {
+        let size: i64 = row.try_get("size")?;
+        Ok(CatalogVersion {
+            id: Some(row.try_get("id")?),
+            url: row.try_get("url")?,
+            kind: row.try_get("kind")?,
+            sha256: row.try_get("sha256")?,
+            etag: row.try_get("etag")?,
+            last_modified: row.try_get("last_modified")?,
+            fetched_ms: row.try_get("fetched_ms")?,
+            size: u64::try_from(size)
+                .map_err(|_| Fail::Data(format!("catalog size {size} out of range")))?,
+            bytes: if with_bytes {
+                row.try_get("bytes")?
+            } else {
+                Vec::new()
+            },
+            summary: row.try_get("summary")?,
+            diff: row.try_get("diff")?,
+        })
+    }
+
+    /// A `catalog_sync_status` row.
+    pub(crate) fn sync_status<R>(row: &R) -> Result<SyncStatus, Fail>
+    where
+        R: Row,
+        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+        for<'a> &'a str: ColumnIndex<R>,
+    {
+        let failures: i64 = row.try_get("consecutive_failures")?;
+        Ok(SyncStatus {
+            url: row.try_get("url")?,
+            kind: row.try_get("kind")?,
+            last_attempt_ms: row.try_get("last_attempt_ms")?,
+            last_success_ms: row.try_get("last_success_ms")?,
+            last_error: row.try_get("last_error")?,
+            consecutive_failures: u32::try_from(failures).unwrap_or(u32::MAX),
+            next_attempt_ms: row.try_get("next_attempt_ms")?,
+        })
+    }
 
     pub(crate) fn object<R>(row: &R) -> Result<StoredObject, Fail>
     where

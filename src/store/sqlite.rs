@@ -13,10 +13,10 @@ use sqlx::{AssertSqlSafe, Connection, SqlitePool};
 
 use super::{
     check_applied, check_token_again, classify, count, decode_machine, lease_ms, machine_outcomes,
-    machines_to_write, migrator, rows, version_i64, ApplyRecord, Backend, Db, Existing, Fail,
-    LockHolder, LockRequest, Machine, MachineRow, Normalized, Opened, Owner, StateInfo,
-    StatusMessage, StoreError, StoredObject, StoredPolicy, BUSY_TIMEOUT, MIGRATIONS_TABLE,
-    SQLITE_MIGRATIONS,
+    machines_to_write, migrator, rows, version_i64, ApplyRecord, Backend, CatalogVersion, Db,
+    Existing, Fail, LockHolder, LockRequest, Machine, MachineRow, Normalized, Opened, Owner,
+    StateInfo, StatusMessage, StoreError, StoredObject, StoredPolicy, SyncAttempt, SyncStatus,
+    BUSY_TIMEOUT, MIGRATIONS_TABLE, SQLITE_MIGRATIONS,
 };
 
 /// The database's clock, in epoch milliseconds.
@@ -915,4 +915,109 @@ pub(super) async fn status_for_machine(
     .fetch_all(pool)
     .await?;
     rows.iter().map(rows::status).collect()
+}
+
+pub(super) async fn put_catalog_version(
+    pool: &SqlitePool,
+    v: &CatalogVersion,
+) -> Result<i64, Fail> {
+    let size = i64::try_from(v.bytes.len())
+        .map_err(|_| Fail::Invalid("the catalog is too large to store".into()))?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO catalog_versions (url, kind, sha256, etag, last_modified, fetched_ms, size, \
+         bytes, summary, diff) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
+    )
+    .bind(v.url.as_str())
+    .bind(v.kind.as_str())
+    .bind(v.sha256.as_str())
+    .bind(v.etag.as_deref())
+    .bind(v.last_modified.as_deref())
+    .bind(v.fetched_ms)
+    .bind(size)
+    .bind(v.bytes.as_slice())
+    .bind(v.summary.as_str())
+    .bind(v.diff.as_str())
+    .fetch_one(pool)
+    .await?;
+    Ok(id)
+}
+
+const CATALOG_COLUMNS: &str =
+    "id, url, kind, sha256, etag, last_modified, fetched_ms, size, summary, diff";
+
+pub(super) async fn latest_catalog(
+    pool: &SqlitePool,
+    url: &str,
+) -> Result<Option<CatalogVersion>, Fail> {
+    let row: Option<SqliteRow> = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {CATALOG_COLUMNS}, bytes FROM catalog_versions WHERE url = ?1 \
+         ORDER BY id DESC LIMIT 1"
+    )))
+    .bind(url)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref()
+        .map(|r| rows::catalog_version(r, true))
+        .transpose()
+}
+
+pub(super) async fn catalog_versions(
+    pool: &SqlitePool,
+    url: &str,
+    limit: i64,
+) -> Result<Vec<CatalogVersion>, Fail> {
+    let rows: Vec<SqliteRow> = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {CATALOG_COLUMNS} FROM catalog_versions WHERE url = ?1 \
+         ORDER BY id DESC LIMIT ?2"
+    )))
+    .bind(url)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| rows::catalog_version(r, false))
+        .collect()
+}
+
+const SYNC_STATUS_COLUMNS: &str = "url, kind, last_attempt_ms, last_success_ms, last_error, \
+     consecutive_failures, next_attempt_ms";
+
+pub(super) async fn record_sync_attempt(
+    pool: &SqlitePool,
+    a: &SyncAttempt,
+) -> Result<SyncStatus, Fail> {
+    // One statement: atomic on both backends.
+    let row: SqliteRow = sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO catalog_sync_status ({SYNC_STATUS_COLUMNS}) \
+         VALUES (?1, ?2, ?3, \
+                 CASE WHEN ?4 IS NULL THEN ?3 ELSE NULL END, \
+                 ?4, CASE WHEN ?4 IS NULL THEN 0 ELSE 1 END, ?5) \
+         ON CONFLICT (url) DO UPDATE SET \
+           kind = excluded.kind, \
+           last_attempt_ms = excluded.last_attempt_ms, \
+           last_success_ms = CASE WHEN excluded.last_error IS NULL \
+             THEN excluded.last_attempt_ms ELSE catalog_sync_status.last_success_ms END, \
+           last_error = excluded.last_error, \
+           consecutive_failures = CASE WHEN excluded.last_error IS NULL \
+             THEN 0 ELSE catalog_sync_status.consecutive_failures + 1 END, \
+           next_attempt_ms = excluded.next_attempt_ms \
+         RETURNING {SYNC_STATUS_COLUMNS}"
+    )))
+    .bind(a.url.as_str())
+    .bind(a.kind.as_str())
+    .bind(a.at_ms)
+    .bind(a.error.as_deref())
+    .bind(a.next_attempt_ms)
+    .fetch_one(pool)
+    .await?;
+    rows::sync_status(&row)
+}
+
+pub(super) async fn sync_status(pool: &SqlitePool) -> Result<Vec<SyncStatus>, Fail> {
+    let rows: Vec<SqliteRow> = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {SYNC_STATUS_COLUMNS} FROM catalog_sync_status ORDER BY url"
+    )))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(rows::sync_status).collect()
 }

@@ -52,6 +52,8 @@ both_backends!(
     status_exactly_once,
     latest_status_per_machine_and_advertisement,
     version_1_store_is_upgraded,
+    catalog_versions_round_trip,
+    sync_status_counts_failures,
 );
 
 fn is_sqlite(url: &str) -> bool {
@@ -1738,4 +1740,145 @@ async fn latest_status_per_machine_and_advertisement(url: &str) {
         .await
         .expect("latest")
         .is_empty());
+}
+
+fn catalog(url: &str, n: u8, fetched_ms: i64) -> CatalogVersion {
+    let bytes: Vec<u8> = (0..=255u8).chain([0, n]).collect();
+    CatalogVersion {
+        id: None,
+        url: url.into(),
+        kind: "security".into(),
+        sha256: format!("{n:064x}"),
+        etag: n.is_multiple_of(2).then(|| format!("\"v{n}\"")),
+        last_modified: Some("Tue, 14 Nov 2006 18:00:00 GMT".into()),
+        fetched_ms,
+        size: bytes.len() as u64,
+        bytes,
+        summary: format!("MS06-0{n:02} rev 1\n"),
+        diff: format!("+ MS06-0{n:02} rev 1\n"),
+    }
+}
+
+async fn catalog_versions_round_trip(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    let a = "http://catalog/mssecure.xml";
+    let b = "http://catalog/invcif.xml";
+    assert_eq!(store.latest_catalog(a).await.unwrap(), None);
+    assert!(store.catalog_versions(a, 10).await.unwrap().is_empty());
+
+    let v1 = catalog(a, 1, 1_000);
+    let v2 = catalog(a, 2, 2_000);
+    let other = catalog(b, 3, 3_000);
+    let id1 = store.put_catalog_version(&v1).await.unwrap();
+    let id2 = store.put_catalog_version(&v2).await.unwrap();
+    let id3 = store.put_catalog_version(&other).await.unwrap();
+    assert!(id1 < id2 && id2 < id3);
+
+    // The newest, with its bytes (binary, NUL included, round-trips).
+    let latest = store.latest_catalog(a).await.unwrap().unwrap();
+    assert_eq!(
+        latest,
+        CatalogVersion {
+            id: Some(id2),
+            ..v2.clone()
+        }
+    );
+    assert_eq!(
+        store.latest_catalog(b).await.unwrap().unwrap().id,
+        Some(id3)
+    );
+
+    // Listings: newest first, limited, without bytes.
+    let list = store.catalog_versions(a, 10).await.unwrap();
+    assert_eq!(
+        list,
+        vec![
+            CatalogVersion {
+                id: Some(id2),
+                bytes: Vec::new(),
+                ..v2.clone()
+            },
+            CatalogVersion {
+                id: Some(id1),
+                bytes: Vec::new(),
+                ..v1.clone()
+            },
+        ]
+    );
+    assert_eq!(store.catalog_versions(a, 1).await.unwrap().len(), 1);
+    assert!(store.catalog_versions(a, 0).await.unwrap().is_empty());
+    assert_eq!(list[0].size, 258);
+    store.close().await;
+
+    // Kept across reopening.
+    let store = Store::open(url).await.unwrap();
+    assert_eq!(
+        store.latest_catalog(a).await.unwrap().unwrap().id,
+        Some(id2)
+    );
+    store.close().await;
+}
+
+async fn sync_status_counts_failures(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    assert!(store.sync_status().await.unwrap().is_empty());
+    let a = "http://catalog/mssecure.xml";
+    let attempt = |at_ms: i64, error: Option<&str>, next: i64| SyncAttempt {
+        url: a.into(),
+        kind: "security".into(),
+        at_ms,
+        error: error.map(str::to_string),
+        next_attempt_ms: next,
+    };
+
+    // A first attempt that fails: no success yet.
+    let s = store
+        .record_sync_attempt(&attempt(1_000, Some("connection refused"), 61_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        s,
+        SyncStatus {
+            url: a.into(),
+            kind: "security".into(),
+            last_attempt_ms: 1_000,
+            last_success_ms: None,
+            last_error: Some("connection refused".into()),
+            consecutive_failures: 1,
+            next_attempt_ms: 61_000,
+        }
+    );
+    // A success clears the error and the count.
+    let s = store
+        .record_sync_attempt(&attempt(2_000, None, 86_402_000))
+        .await
+        .unwrap();
+    assert_eq!(s.last_success_ms, Some(2_000));
+    assert_eq!(s.last_error, None);
+    assert_eq!(s.consecutive_failures, 0);
+    // Failures count up and keep the last success.
+    for (i, at) in [3_000, 4_000, 5_000].into_iter().enumerate() {
+        let s = store
+            .record_sync_attempt(&attempt(at, Some("HTTP 500"), at + 60_000))
+            .await
+            .unwrap();
+        assert_eq!(s.consecutive_failures, i as u32 + 1);
+        assert_eq!(s.last_success_ms, Some(2_000));
+        assert_eq!(s.last_attempt_ms, at);
+    }
+    let b = SyncAttempt {
+        url: "http://catalog/invcif.xml".into(),
+        kind: "office".into(),
+        ..attempt(6_000, None, 7_000)
+    };
+    store.record_sync_attempt(&b).await.unwrap();
+    let all = store.sync_status().await.unwrap();
+    assert_eq!(
+        all.iter().map(|s| s.url.as_str()).collect::<Vec<_>>(),
+        vec!["http://catalog/invcif.xml", a]
+    );
+    assert_eq!(all[1].consecutive_failures, 3);
+    assert_eq!(all[1].last_error.as_deref(), Some("HTTP 500"));
+    assert_eq!(all[1].next_attempt_ms, 65_000);
+    store.close().await;
 }

@@ -535,6 +535,24 @@ fn sync_host(cx: &mut Ctx<'_, '_>, spec: &FieldPath, s: &SyncHostSpec) {
     for (i, catalog) in s.catalogs.iter().enumerate() {
         let path = spec.key("catalogs").index(i);
         cx.url(&path.key("url"), &catalog.url, &["http", "https", "file"]);
+        if let Some(pin) = &catalog.sha256 {
+            if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
+                cx.error(
+                    "invalid-value",
+                    &path.key("sha256"),
+                    format!(
+                        "the SHA-256 pin has {} characters: expected 64 hexadecimal digits",
+                        pin.chars().count()
+                    ),
+                )
+                .help = Some("pin the catalog with the output of `sha256sum FILE`".into());
+            }
+        }
+        if let Some(signature) = &catalog.signature {
+            let sig = path.key("signature");
+            cx.url(&sig.key("url"), &signature.url, &["http", "https", "file"]);
+            cx.secret_ref(&sig.key("keyFrom"), &signature.key_from);
+        }
         if !types.insert(catalog.catalog_type) {
             cx.error(
                 "duplicate-name",

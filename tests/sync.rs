@@ -1,0 +1,518 @@
+//! `patchops sync` end to end: the real binary fetches a catalog from a
+//! local HTTP server (axum) through a real local forward proxy with Basic
+//! authentication (written here), on SQLite.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use support::{patchops, run_with_limit};
+
+const USER: &str = "svc-sync";
+const PASSWORD: &str = "S3cr3t-Pr0xy-Pa55";
+const PW_ENV: &str = "PATCHOPS_TEST_PROXY_PW";
+
+// ---------------------------------------------------------------- origin
+
+struct Catalog {
+    body: Vec<u8>,
+    etag: String,
+    fail: bool,
+}
+
+#[derive(Clone)]
+struct Origin {
+    catalog: Arc<Mutex<Catalog>>,
+    requests: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+async fn serve_catalog(State(origin): State<Origin>, headers: HeaderMap) -> Response {
+    let inm = headers
+        .get("if-none-match")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    origin.requests.lock().unwrap().push(inm.clone());
+    let c = origin.catalog.lock().unwrap();
+    if c.fail {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "down for maintenance").into_response();
+    }
+    if inm.as_deref() == Some(c.etag.as_str()) {
+        return (StatusCode::NOT_MODIFIED, [("etag", c.etag.clone())]).into_response();
+    }
+    (
+        StatusCode::OK,
+        [
+            ("etag", c.etag.clone()),
+            ("last-modified", "Tue, 14 Nov 2006 18:00:00 GMT".to_string()),
+        ],
+        c.body.clone(),
+    )
+        .into_response()
+}
+
+/// Starts the catalog server on its own thread; returns its base URL.
+fn start_origin(body: &[u8]) -> (String, Origin) {
+    let origin = Origin {
+        catalog: Arc::new(Mutex::new(Catalog {
+            body: body.to_vec(),
+            etag: "\"v1\"".into(),
+            fail: false,
+        })),
+        requests: Arc::new(Mutex::new(Vec::new())),
+    };
+    let state = origin.clone();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new()
+                .route("/mssecure.xml", axum::routing::get(serve_catalog))
+                .with_state(state);
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (format!("http://{addr}"), origin)
+}
+
+// ----------------------------------------------------------------- proxy
+
+/// A forward proxy with Basic authentication: absolute-form `GET
+/// http://host:port/path` requests with the right `Proxy-Authorization`
+/// are forwarded to the origin and its answer piped back; others get 407.
+struct Proxy {
+    url: String,
+    forwarded: Arc<AtomicUsize>,
+    refused: Arc<AtomicUsize>,
+}
+
+fn start_proxy() -> Proxy {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let forwarded = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let (f, r) = (forwarded.clone(), refused.clone());
+    let expected = format!("Basic {}", base64(format!("{USER}:{PASSWORD}").as_bytes()));
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let (f, r, expected) = (f.clone(), r.clone(), expected.clone());
+            std::thread::spawn(move || proxy_one(client, &expected, &f, &r));
+        }
+    });
+    Proxy {
+        url,
+        forwarded,
+        refused,
+    }
+}
+
+fn proxy_one(
+    mut client: TcpStream,
+    expected: &str,
+    forwarded: &AtomicUsize,
+    refused: &AtomicUsize,
+) {
+    let _ = client.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match client.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or_default().to_string();
+    let mut auth = None;
+    let mut kept = Vec::new();
+    for line in lines.filter(|l| !l.is_empty()) {
+        let (name, value) = line.split_once(':').unwrap_or((line, ""));
+        match name.trim().to_ascii_lowercase().as_str() {
+            "proxy-authorization" => auth = Some(value.trim().to_string()),
+            "proxy-connection" | "connection" | "host" => {}
+            _ => kept.push(line.to_string()),
+        }
+    }
+    if auth.as_deref() != Some(expected) {
+        refused.fetch_add(1, Ordering::SeqCst);
+        let _ = client.write_all(
+            b"HTTP/1.1 407 Proxy Authentication Required\r\n\
+              Proxy-Authenticate: Basic realm=\"test\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+        return;
+    }
+    let mut parts = request_line.split(' ');
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let Some(rest) = target.strip_prefix("http://") else {
+        let _ = client.write_all(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+        return;
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    forwarded.fetch_add(1, Ordering::SeqCst);
+    let Ok(mut origin) = TcpStream::connect(authority) else {
+        let _ = client.write_all(
+            b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+        return;
+    };
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
+    for line in kept {
+        request.push_str(&line);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    if origin.write_all(request.as_bytes()).is_err() {
+        return;
+    }
+    let _ = std::io::copy(&mut origin, &mut client);
+}
+
+fn base64(input: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            out.push(if i <= chunk.len() {
+                A[((n >> (18 - 6 * i)) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+// ------------------------------------------------------------------ site
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A site whose sync host fetches `catalog_url` through `proxy_url`,
+/// pinned to `pin`, into the package source `packages/security`.
+fn site(dir: &Path, catalog_url: &str, proxy_url: &str, pin: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let source = dir.join("packages/security");
+    std::fs::create_dir_all(&source).unwrap();
+    std::fs::write(source.join("scan.cmd"), "scan.exe\r\n").unwrap();
+    for p in [dir.join("packages"), source.clone()] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(
+        source.join("scan.cmd"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("site.yaml"),
+        "apiVersion: patchops/v1\nkind: Site\nmetadata: {name: LAB}\nspec: {siteCode: LAB, siteServer: sms01}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("package.yaml"),
+        "apiVersion: patchops/v1\nkind: Package\nmetadata: {name: MS Security Updates}\nspec:\n  source: packages/security\n  programs:\n    - {name: Scan, commandLine: scan.cmd}\n",
+    )
+    .unwrap();
+    set_sync_host(dir, catalog_url, proxy_url, pin);
+}
+
+fn set_sync_host(dir: &Path, catalog_url: &str, proxy_url: &str, pin: &str) {
+    std::fs::write(
+        dir.join("sync-host.yaml"),
+        format!(
+            "apiVersion: patchops/v1\nkind: SyncHost\nmetadata: {{name: sms01}}\nspec:\n  host: sms01\n  catalogs:\n    - type: security\n      url: {catalog_url}\n      package: MS Security Updates\n      sha256: {pin}\n  proxy:\n    url: {proxy_url}\n    username: {USER}\n    passwordFrom: {{env: {PW_ENV}}}\n"
+        ),
+    )
+    .unwrap();
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn sync(dir: &Path, db: &Path, password: &str, extra: &[&str]) -> Run {
+    let mut cmd = patchops();
+    cmd.arg("sync")
+        .arg(dir)
+        .arg("--state")
+        .arg(format!("sqlite://{}", db.display()))
+        .args(["--unattended", "--attempts", "3", "--retry-delay", "20ms"])
+        .args(["--connect-timeout", "2s", "--timeout", "5s"])
+        .args(extra)
+        .env(PW_ENV, password);
+    let out = run_with_limit(cmd, Duration::from_secs(60));
+    let run = Run {
+        code: out.status.code().expect("exited"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_secret_free(&run, password);
+    run
+}
+
+fn status_json(db: &Path) -> serde_json::Value {
+    let mut cmd = patchops();
+    cmd.args(["sync", "status", "--format", "json", "--state"])
+        .arg(format!("sqlite://{}", db.display()));
+    let out = run_with_limit(cmd, Duration::from_secs(30));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Neither the password nor the Basic credentials appear anywhere.
+fn assert_secret_free(run: &Run, password: &str) {
+    let token = base64(format!("{USER}:{password}").as_bytes());
+    for (what, text) in [("stdout", &run.stdout), ("stderr", &run.stderr)] {
+        for secret in [password, PASSWORD, token.as_str()] {
+            assert!(!text.contains(secret), "{what} shows a secret:\n{text}");
+        }
+    }
+}
+
+fn catalog_file(dir: &Path) -> PathBuf {
+    dir.join("packages/security/mssecure.xml")
+}
+
+const V1: &[u8] = b"<BulletinDatastore><Bulletin ID=\"MS06-040\"/></BulletinDatastore>\n";
+
+// ----------------------------------------------------------------- tests
+
+#[test]
+fn first_fetch_writes_the_catalog_then_304_changes_nothing() {
+    let (origin_url, origin) = start_origin(V1);
+    let proxy = start_proxy();
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, db) = (tmp.path().join("site"), tmp.path().join("state.db"));
+    site(
+        &dir,
+        &format!("{origin_url}/mssecure.xml"),
+        &proxy.url,
+        &sha256(V1),
+    );
+
+    // 200: written into the package source, stored.
+    let run = sync(&dir, &db, PASSWORD, &[]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("new version"), "{}", run.stdout);
+    assert!(run.stdout.contains(&sha256(V1)[..12]), "{}", run.stdout);
+    assert_eq!(std::fs::read(catalog_file(&dir)).unwrap(), V1);
+    assert_eq!(proxy.forwarded.load(Ordering::SeqCst), 1);
+    let status = status_json(&db);
+    assert_eq!(status[0]["consecutiveFailures"], 0);
+    assert_eq!(status[0]["latestVersion"]["sha256"], sha256(V1));
+    assert_eq!(status[0]["latestVersion"]["size"], V1.len());
+    let inode =
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(catalog_file(&dir)).unwrap());
+
+    // 304: conditional on the stored ETag; nothing written.
+    let run = sync(&dir, &db, PASSWORD, &["--format", "json"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let outcome = &doc["hosts"][0]["catalogs"][0];
+    assert_eq!(outcome["outcome"], "unchanged", "{doc}");
+    assert_eq!(outcome["restored"], false);
+    assert_eq!(
+        origin.requests.lock().unwrap().clone(),
+        vec![None, Some("\"v1\"".to_string())]
+    );
+    assert_eq!(proxy.forwarded.load(Ordering::SeqCst), 2);
+    let inode2 =
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(catalog_file(&dir)).unwrap());
+    assert_eq!(inode, inode2, "the file was not rewritten");
+
+    // The next plan sees new content: the source holds the catalog.
+    let names: Vec<_> = std::fs::read_dir(dir.join("packages/security"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "no temp file left: {names:?}");
+}
+
+#[test]
+fn bad_hash_is_refused_and_the_previous_catalog_kept() {
+    let (origin_url, origin) = start_origin(V1);
+    let proxy = start_proxy();
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, db) = (tmp.path().join("site"), tmp.path().join("state.db"));
+    site(
+        &dir,
+        &format!("{origin_url}/mssecure.xml"),
+        &proxy.url,
+        &sha256(V1),
+    );
+    assert_eq!(sync(&dir, &db, PASSWORD, &[]).code, 0);
+
+    // The server now serves other bytes; the pin still names V1.
+    {
+        let mut c = origin.catalog.lock().unwrap();
+        c.body = b"<BulletinDatastore>tampered</BulletinDatastore>".to_vec();
+        c.etag = "\"v2\"".into();
+    }
+    let run = sync(&dir, &db, PASSWORD, &[]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("refused"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("the previous catalog is kept"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(std::fs::read(catalog_file(&dir)).unwrap(), V1);
+    let status = status_json(&db);
+    assert_eq!(status[0]["consecutiveFailures"], 1);
+    assert_eq!(status[0]["latestVersion"]["sha256"], sha256(V1));
+    assert!(status[0]["lastError"].as_str().unwrap().contains("SHA-256"));
+
+    // A catalog without pin or signature is refused before any download.
+    std::fs::write(
+        dir.join("sync-host.yaml"),
+        format!(
+            "apiVersion: patchops/v1\nkind: SyncHost\nmetadata: {{name: sms01}}\nspec:\n  host: sms01\n  catalogs:\n    - {{type: security, url: \"{origin_url}/mssecure.xml\", package: MS Security Updates}}\n"
+        ),
+    )
+    .unwrap();
+    let before = proxy.forwarded.load(Ordering::SeqCst);
+    let run = sync(&dir, &db, PASSWORD, &[]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout.contains("unverified content is never used"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("sha256:"),
+        "the help says how to pin: {}",
+        run.stdout
+    );
+    assert_eq!(proxy.forwarded.load(Ordering::SeqCst), before);
+    assert_eq!(std::fs::read(catalog_file(&dir)).unwrap(), V1);
+}
+
+#[test]
+fn wrong_proxy_password_is_a_clear_407_without_the_password() {
+    let (origin_url, origin) = start_origin(V1);
+    let proxy = start_proxy();
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, db) = (tmp.path().join("site"), tmp.path().join("state.db"));
+    site(
+        &dir,
+        &format!("{origin_url}/mssecure.xml"),
+        &proxy.url,
+        &sha256(V1),
+    );
+
+    let wrong = "Wr0ng-Pa55w0rd-Given";
+    let run = sync(&dir, &db, wrong, &[]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("407 Proxy Authentication Required"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains(USER), "{}", run.stdout);
+    assert_eq!(proxy.forwarded.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        proxy.refused.load(Ordering::SeqCst),
+        1,
+        "407 is not retried"
+    );
+    assert!(origin.requests.lock().unwrap().is_empty());
+    assert!(!catalog_file(&dir).exists());
+    let status = status_json(&db);
+    let text = status.to_string();
+    assert!(!text.contains(wrong) && !text.contains(PASSWORD), "{text}");
+}
+
+#[test]
+fn server_down_retries_with_backoff_then_a_clear_status() {
+    let proxy = start_proxy();
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, db) = (tmp.path().join("site"), tmp.path().join("state.db"));
+    site(
+        &dir,
+        &format!("http://{closed}/mssecure.xml"),
+        &proxy.url,
+        &sha256(V1),
+    );
+
+    let started = std::time::Instant::now();
+    let run = sync(&dir, &db, PASSWORD, &[]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    // The proxy answers 502 for the dead origin: three attempts, two waits
+    // of at least 10 ms and 20 ms (the jittered 20 ms and 40 ms).
+    assert_eq!(proxy.forwarded.load(Ordering::SeqCst), 3);
+    assert!(started.elapsed() >= Duration::from_millis(30));
+    assert!(
+        run.stdout.contains("gave up after 3 attempts"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("HTTP 502"), "{}", run.stdout);
+    assert!(run.stdout.contains("next attempt at"), "{}", run.stdout);
+    let s = &status_json(&db)[0];
+    assert_eq!(s["consecutiveFailures"], 1);
+    assert!(s["lastSuccessMs"].is_null());
+    let first_delay = s["nextAttemptMs"].as_i64().unwrap() - s["lastAttemptMs"].as_i64().unwrap();
+    assert_eq!(first_delay, 5 * 60 * 1000);
+
+    // Again: the backoff doubles.
+    let run = sync(&dir, &db, PASSWORD, &[]);
+    assert_eq!(run.code, 1);
+    let s = &status_json(&db)[0];
+    assert_eq!(s["consecutiveFailures"], 2);
+    let delay = s["nextAttemptMs"].as_i64().unwrap() - s["lastAttemptMs"].as_i64().unwrap();
+    assert_eq!(delay, 10 * 60 * 1000);
+
+    // An origin answering 500 is retried the same way, then recovers.
+    let (origin_url, origin) = start_origin(V1);
+    origin.catalog.lock().unwrap().fail = true;
+    set_sync_host(
+        &dir,
+        &format!("{origin_url}/mssecure.xml"),
+        &proxy.url,
+        &sha256(V1),
+    );
+    let run = sync(&dir, &db, PASSWORD, &[]);
+    assert_eq!(run.code, 1);
+    assert!(run.stdout.contains("HTTP 500"), "{}", run.stdout);
+    assert_eq!(origin.requests.lock().unwrap().len(), 3);
+    origin.catalog.lock().unwrap().fail = false;
+    let run = sync(&dir, &db, PASSWORD, &[]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(std::fs::read(catalog_file(&dir)).unwrap(), V1);
+}
