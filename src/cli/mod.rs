@@ -2,6 +2,7 @@
 //! Commands call into the library and map results to exit codes; all
 //! printing happens here and in [`crate::render`].
 
+mod agent;
 mod apply;
 mod dp;
 mod inventory;
@@ -100,6 +101,9 @@ enum Command {
     Machine(inventory::MachineCommand),
     /// Run the site server: the agents' API, client policy, the admin API.
     Server(server::Args),
+    /// Run the client agent: register, report inventory, poll policy, run
+    /// what is due, report status.
+    Agent(agent::Args),
     /// Inspect the objects in the state.
     #[command(subcommand)]
     State(state::Command),
@@ -276,6 +280,7 @@ pub fn main() -> ExitCode {
         Command::Inventory(command) => inventory::run_inventory(command, style),
         Command::Machine(command) => inventory::run_machine(command, style),
         Command::Server(args) => server::run(args, style),
+        Command::Agent(args) => agent::run(args, style),
         Command::Schema { out, docs, check } => schema::run(&out, docs.as_deref(), check, style),
     };
     ExitCode::from(code)
