@@ -674,3 +674,48 @@ fn configuration_errors_exit_1() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_once_it_loops_until_sigterm() {
+    let (base, _stub) = stub::start().await;
+    let dir = TempDir::new().unwrap();
+    let mut child = patchops()
+        .args(["agent", "--format", "json", "--server", &base])
+        .args([
+            "--enroll-secret-from",
+            "env:TEST_ENROLL",
+            "--name",
+            "wks-test-01",
+        ])
+        .arg("--state-dir")
+        .arg(dir.path().join("agent"))
+        .env("TEST_ENROLL", ENROLL)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let first = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    let report: Value = serde_json::from_str(first.trim()).expect("a report per cycle");
+    assert_eq!(report["policy"], "new");
+    // SAFETY: signals the child we started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(0));
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no exit on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -374,4 +374,108 @@ mod tests {
         let err = materialize(&m, &cache, &dir.path().join("work2")).unwrap_err();
         assert!(err.contains("mismatch"), "{err}");
     }
+
+    /// A DP library holding one package version, served on loopback.
+    async fn served_dp(
+        files: &[(&str, &[u8])],
+    ) -> (tempfile::TempDir, String, PolicyContent, ContentManifest) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("dp");
+        fs::create_dir_all(root.join("files")).unwrap();
+        fs::write(root.join(crate::dp::library::MARKER), b"").unwrap();
+        let mut entries = Vec::new();
+        for (path, data) in files {
+            let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data));
+            let blob_dir = root.join("files").join(&sha[..2]);
+            fs::create_dir_all(&blob_dir).unwrap();
+            fs::write(blob_dir.join(&sha), data).unwrap();
+            entries.push(ContentFile {
+                path: path.to_string(),
+                size: data.len() as u64,
+                mode: 0o644,
+                sha256: sha,
+            });
+        }
+        let manifest = ContentManifest::new("P", entries);
+        let package_id = "0123456789abcdef";
+        let versions = root.join("packages").join(package_id).join("versions");
+        fs::create_dir_all(&versions).unwrap();
+        fs::write(
+            versions.join(format!("{}.json", manifest.version)),
+            serde_json::to_vec_pretty(&manifest).unwrap(),
+        )
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = crate::dp::serve::app(crate::dp::serve::ServeConfig { root });
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let content = PolicyContent {
+            package_id: package_id.into(),
+            version: manifest.version.clone(),
+            files: files.len() as u64,
+            bytes: manifest.total_bytes(),
+        };
+        (dir, url, content, manifest)
+    }
+
+    fn dp(name: &str, url: &str) -> PolicyDistributionPoint {
+        PolicyDistributionPoint {
+            name: name.into(),
+            url: url.into(),
+            local: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn partial_files_are_resumed_with_range_and_verified() {
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let (dir, url, content, manifest) =
+            served_dp(&[("setup.bin", &big), ("run.sh", b"exit 0\n")]).await;
+        let cache = dir.path().join("cache");
+        fs::create_dir_all(&cache).unwrap();
+        let sha = &manifest
+            .files
+            .iter()
+            .find(|f| f.path == "setup.bin")
+            .unwrap()
+            .sha256;
+        // An interrupted earlier download: the first 100,000 bytes.
+        fs::write(cache.join(format!("{sha}.part")), &big[..100_000]).unwrap();
+        let http = reqwest::Client::new();
+        let good = dp("dp-hq", &url);
+        let fetched = fetch(&http, &content, &[&good], &cache).await.unwrap();
+        assert_eq!((fetched.dp.as_str(), fetched.cached), ("dp-hq", 0));
+        assert_eq!(fs::read(cache.join(sha)).unwrap(), big);
+        assert!(!cache.join(format!("{sha}.part")).exists());
+        // Again: everything from the cache (verified again).
+        let again = fetch(&http, &content, &[&good], &cache).await.unwrap();
+        assert_eq!(again.cached, 2);
+
+        // A partial file with wrong bytes: the whole file fails its hash,
+        // is deleted, and the next DP is tried.
+        fs::remove_file(cache.join(sha)).unwrap();
+        let mut wrong = big[..100_000].to_vec();
+        wrong[5] ^= 0xff;
+        fs::write(cache.join(format!("{sha}.part")), &wrong).unwrap();
+        let err = fetch(&http, &content, &[&good], &cache).await.unwrap_err();
+        assert!(err.to_string().contains("hash mismatch"), "{err}");
+        assert!(!cache.join(format!("{sha}.part")).exists());
+        let fetched = fetch(
+            &http,
+            &content,
+            &[&dp("down", "http://127.0.0.1:9"), &good],
+            &cache,
+        )
+        .await
+        .unwrap();
+        assert_eq!(fetched.dp, "dp-hq");
+
+        // A version the DP does not have, or a forged version id.
+        let mut missing = content.clone();
+        missing.version = "f".repeat(64);
+        let err = fetch(&http, &missing, &[&good], &cache).await.unwrap_err();
+        assert!(err.to_string().contains("404"), "{err}");
+    }
 }
