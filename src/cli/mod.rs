@@ -2,6 +2,7 @@
 //! Commands call into the library and map results to exit codes; all
 //! printing happens here and in [`crate::render`].
 
+mod agent;
 mod apply;
 mod dp;
 mod inventory;
@@ -105,6 +106,9 @@ enum Command {
     /// How advertisements and machines are doing, from agents' reports.
     #[command(subcommand)]
     Status(status::Command),
+    /// Run the client agent: register, report inventory, poll policy, run
+    /// what is due, report status.
+    Agent(agent::Args),
     /// Inspect the objects in the state.
     #[command(subcommand)]
     State(state::Command),
@@ -286,6 +290,7 @@ pub fn main() -> ExitCode {
         Command::Server(args) => server::run(args, style),
         Command::Status(command) => status::run(command, style),
         Command::Sync(args) => sync::run(args, style),
+        Command::Agent(args) => agent::run(args, style),
         Command::Schema { out, docs, check } => schema::run(&out, docs.as_deref(), check, style),
     };
     ExitCode::from(code)

@@ -1,0 +1,908 @@
+//! `patchops agent`: the client side of the loop (see `docs/agent.md`).
+//!
+//! Pure parts: [`schedule`] (when an assignment runs), the command-line
+//! parser and the `canRun` rule in [`run`], manifest and path checks in
+//! [`download`]. I/O at the edges: [`state`] (the state directory),
+//! [`queue`] (the durable status queue), [`client`] (the site server),
+//! [`download`] (distribution points), [`run`] (processes).
+//!
+//! One cycle ([`Agent::cycle`]): register when there is no token; send the
+//! inventory at start and every heartbeat interval; poll the policy (ETag);
+//! run every due assignment — accepted → downloading → downloaded → running
+//! → succeeded | failed (+ retrying) | restartPending — and deliver the
+//! status queue.
+
+pub mod client;
+pub mod download;
+pub mod queue;
+pub mod run;
+pub mod schedule;
+pub mod state;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::inventory::Machine;
+use crate::manifest::advertisement::RemoteDpAction;
+use crate::manifest::common::Priority;
+use crate::policy::{MachinePolicy, PolicyAssignment};
+use crate::secret::SecretSource;
+use client::{Client, ClientError, PolicyAnswer, ServedPolicy};
+use queue::{Queue, RunState, StatusMessage};
+use schedule::{Due, RunResult, ScheduleOptions};
+use state::{History, StateDir, StoredPolicy, Token};
+
+/// Where the machine's facts come from. Scanning for applicable updates
+/// (update catalogs) will be another implementation; this agent only
+/// reports facts. The stub point: implement `scan` to add what a scanner
+/// finds (e.g. `installed.update`) to the machine.
+pub trait Scanner: Send + Sync {
+    /// The machine's facts; `name` is the agent's machine name.
+    fn scan(&self, name: &str) -> Result<Machine, String>;
+}
+
+/// Facts from a `--facts FILE` (a `Machine` in JSON or YAML, as in
+/// `docs/inventory.md`) — the simulated machine — or the name alone.
+#[derive(Debug, Clone)]
+pub struct FactsFile {
+    pub path: Option<PathBuf>,
+}
+
+/// The largest facts file read.
+const MAX_FACTS_BYTES: u64 = 4 << 20;
+
+impl Scanner for FactsFile {
+    fn scan(&self, name: &str) -> Result<Machine, String> {
+        let Some(path) = &self.path else {
+            return Ok(bare_machine(name));
+        };
+        let shown = path.display();
+        let len = std::fs::metadata(path)
+            .map_err(|e| format!("--facts {shown}: {e}"))?
+            .len();
+        if len > MAX_FACTS_BYTES {
+            return Err(format!(
+                "--facts {shown}: larger than {MAX_FACTS_BYTES} bytes"
+            ));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| format!("--facts {shown}: {e}"))?;
+        let mut machine: Machine =
+            serde_yaml::from_str(&text).map_err(|e| format!("--facts {shown}: {e}"))?;
+        if !machine.name.eq_ignore_ascii_case(name) {
+            return Err(format!(
+                "--facts {shown}: the file describes {:?}, the agent is {name:?}",
+                machine.name
+            ));
+        }
+        machine.name = name.to_string();
+        crate::inventory::canonicalize_machine(&mut machine);
+        crate::inventory::validate_machine(&machine).map_err(|problems| {
+            let each: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            format!("--facts {shown}: {}", each.join("; "))
+        })?;
+        Ok(machine)
+    }
+}
+
+fn bare_machine(name: &str) -> Machine {
+    // The smallest valid machine: its name.
+    serde_json::from_value(serde_json::json!({ "name": name })).unwrap_or_else(|_| unreachable!())
+}
+
+/// The agent's configuration (the command line's options).
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The site server, `http://host:port`.
+    pub server: String,
+    pub enroll_secret: SecretSource,
+    pub state_dir: PathBuf,
+    /// The machine name; default: the facts file's, else the host name.
+    pub name: Option<String>,
+    pub facts: Option<PathBuf>,
+    /// Run after a program asked for a restart (exit code 3010), instead
+    /// of restarting: parsed like command lines, no shell.
+    pub restart_hook: Option<String>,
+    /// Whether a user is logged on, for `canRun` (default: no one).
+    pub user_logged_on: bool,
+    /// Run optional advertisements (no schedule) once.
+    pub run_optional: bool,
+    /// The time limit of each request to the site server.
+    pub timeout: Duration,
+    /// The time limit of each content download request.
+    pub download_timeout: Duration,
+    pub retry_delay: Duration,
+    /// A fixed clock, for tests.
+    pub now: Option<Timestamp>,
+}
+
+impl AgentConfig {
+    pub fn new(server: &str, enroll_secret: SecretSource, state_dir: &Path) -> AgentConfig {
+        AgentConfig {
+            server: server.to_string(),
+            enroll_secret,
+            state_dir: state_dir.to_path_buf(),
+            name: None,
+            facts: None,
+            restart_hook: None,
+            user_logged_on: false,
+            run_optional: false,
+            timeout: Duration::from_secs(30),
+            download_timeout: Duration::from_secs(3600),
+            retry_delay: Duration::from_secs(600),
+            now: None,
+        }
+    }
+}
+
+/// What one cycle did, for people and for `--format json`.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CycleReport {
+    pub machine: String,
+    /// A token was issued in this cycle.
+    pub registered: bool,
+    pub inventory_sent: bool,
+    /// `new` (with `policyVersion`), `unchanged`, `kept` (an error kept the
+    /// previous one) or `none`.
+    pub policy: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<u64>,
+    pub runs: Vec<RunReport>,
+    /// Status messages delivered, and still queued.
+    pub delivered: usize,
+    pub queued: usize,
+    /// The next time an assignment is due, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_due: Option<String>,
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunReport {
+    pub advertisement: String,
+    /// The last state reported, or `waiting` (not run: `canRun`).
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    pub message: String,
+}
+
+/// A running agent.
+pub struct Agent {
+    config: AgentConfig,
+    name: String,
+    state: StateDir,
+    queue: Queue,
+    client: Client,
+    downloads: reqwest::Client,
+    scanner: Box<dyn Scanner>,
+    restart_hook: Option<Vec<String>>,
+    schedule: ScheduleOptions,
+    last_inventory: Option<Instant>,
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+impl Agent {
+    /// Checks the configuration and opens the state directory. Errors are
+    /// configuration errors (exit code 1).
+    pub fn new(config: AgentConfig) -> Result<Agent, String> {
+        let facts = FactsFile {
+            path: config.facts.clone(),
+        };
+        let name = match (&config.name, &config.facts) {
+            (Some(n), _) => n.clone(),
+            (None, Some(_)) => {
+                // The facts file names the machine.
+                let text =
+                    std::fs::read_to_string(config.facts.as_ref().unwrap_or(&PathBuf::new()))
+                        .map_err(|e| format!("--facts: {e}"))?;
+                let m: Machine =
+                    serde_yaml::from_str(&text).map_err(|e| format!("--facts: {e}"))?;
+                m.name
+            }
+            (None, None) => hostname().ok_or("cannot read the host name; give --name")?,
+        };
+        if name.is_empty() {
+            return Err("the machine name is empty; give --name".into());
+        }
+        // Read the facts once now: a broken file is a configuration error.
+        facts.scan(&name)?;
+        let restart_hook = config
+            .restart_hook
+            .as_deref()
+            .map(run::parse_command_line)
+            .transpose()
+            .map_err(|e| format!("--restart-hook: {e}"))?;
+        let client = Client::new(&config.server, config.timeout)?;
+        let downloads = reqwest::Client::builder()
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .timeout(config.download_timeout)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let state = StateDir::open(&config.state_dir)?;
+        let queue = Queue::new(&state.queue_path());
+        let schedule = ScheduleOptions {
+            run_optional: config.run_optional,
+            retry_delay: config.retry_delay,
+            max_attempts: 3,
+            tz: jiff::tz::TimeZone::system(),
+        };
+        Ok(Agent {
+            config,
+            name,
+            state,
+            queue,
+            client,
+            downloads,
+            scanner: Box::new(facts),
+            restart_hook,
+            schedule,
+            last_inventory: None,
+            stop: None,
+        })
+    }
+
+    /// Replaces the facts source (a scanner).
+    pub fn with_scanner(mut self, scanner: Box<dyn Scanner>) -> Agent {
+        self.scanner = scanner;
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn now(&self) -> Timestamp {
+        self.config.now.unwrap_or_else(Timestamp::now)
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| *s.borrow())
+    }
+
+    /// Registers with the enrollment secret and saves the token.
+    async fn register(&self) -> Result<Token, String> {
+        let secret = self
+            .config
+            .enroll_secret
+            .read()
+            .map_err(|e| format!("--enroll-secret-from: {e}"))?;
+        let token = self
+            .client
+            .register(&self.name, &secret)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.state
+            .save_token(&token)
+            .map_err(|e| format!("cannot save the token: {e}"))?;
+        tracing::info!(machine = %self.name, "registered");
+        Ok(token)
+    }
+
+    /// Calls the server with the token; on 401 registers again, once.
+    async fn authed<T>(
+        &self,
+        call: impl AsyncFn(&Client, &Token) -> Result<T, ClientError>,
+    ) -> Result<T, String> {
+        let token = match self.state.token() {
+            Ok(Some(t)) => t,
+            Ok(None) => self.register().await?,
+            Err(e) => return Err(format!("cannot read the token: {e}")),
+        };
+        match call(&self.client, &token).await {
+            Err(ClientError::Unauthorized { .. }) => {
+                tracing::warn!("the server refused the token; registering again");
+                let _ = self.state.clear_token();
+                let token = self.register().await?;
+                call(&self.client, &token).await.map_err(|e| e.to_string())
+            }
+            other => other.map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The stored policy, if any and readable.
+    fn stored_policy(&self) -> Option<(Option<String>, ServedPolicy)> {
+        let stored = self.state.policy()?;
+        let policy = serde_json::from_value(stored.policy).ok()?;
+        Some((stored.etag, policy))
+    }
+
+    /// One cycle.
+    pub async fn cycle(&mut self) -> CycleReport {
+        let mut report = CycleReport {
+            machine: self.name.clone(),
+            policy: "none".into(),
+            ..CycleReport::default()
+        };
+
+        // Registration.
+        match self.state.token() {
+            Ok(Some(_)) => {}
+            Ok(None) => match self.register().await {
+                Ok(_) => report.registered = true,
+                Err(e) => report.errors.push(e),
+            },
+            Err(e) => report.errors.push(format!("cannot read the token: {e}")),
+        }
+
+        let stored = self.stored_policy();
+        let heartbeat = stored
+            .as_ref()
+            .map_or(86_400, |(_, p)| p.policy.client.heartbeat_interval_seconds);
+
+        // Inventory at start and every heartbeat.
+        let inventory_due = self
+            .last_inventory
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(heartbeat.max(60)));
+        if inventory_due && report.errors.is_empty() {
+            match self.scanner.scan(&self.name) {
+                Ok(machine) => match self
+                    .authed(async |c, t| c.inventory(t, &machine).await)
+                    .await
+                {
+                    Ok(()) => {
+                        report.inventory_sent = true;
+                        self.last_inventory = Some(Instant::now());
+                    }
+                    Err(e) => report.errors.push(e),
+                },
+                Err(e) => report.errors.push(e),
+            }
+        }
+
+        // Policy.
+        let mut policy = stored.as_ref().map(|(_, p)| p.clone());
+        let etag = stored.as_ref().and_then(|(e, _)| e.clone());
+        if report.errors.is_empty() || policy.is_some() {
+            match self
+                .authed(async |c, t| c.policy(t, etag.as_deref()).await)
+                .await
+            {
+                Ok(PolicyAnswer::NotModified) if policy.is_some() => {
+                    report.policy = "unchanged".into();
+                }
+                Ok(PolicyAnswer::NotModified) => {
+                    report
+                        .errors
+                        .push("policy: 304 without a policy held".into());
+                }
+                Ok(PolicyAnswer::New {
+                    etag,
+                    raw,
+                    policy: p,
+                }) => {
+                    if let Err(e) = self.state.save_policy(&StoredPolicy { etag, policy: raw }) {
+                        report.errors.push(format!("cannot save the policy: {e}"));
+                    }
+                    report.policy = "new".into();
+                    policy = Some(*p);
+                }
+                Err(e) => {
+                    if policy.is_some() {
+                        report.policy = "kept".into();
+                        report
+                            .errors
+                            .push(format!("{e} (the previous policy is kept)"));
+                    } else {
+                        report.errors.push(e);
+                    }
+                }
+            }
+        }
+        report.policy_version = policy.as_ref().map(|p| p.version);
+
+        // Assignments.
+        if let Some(served) = &policy {
+            match self.state.history() {
+                Ok(mut history) => {
+                    self.run_due(&served.policy, &mut history, &mut report)
+                        .await;
+                }
+                Err(e) => report.errors.push(e),
+            }
+        }
+
+        // Status.
+        let delivered = self
+            .queue
+            .deliver(async |batch: &[StatusMessage]| {
+                self.authed(async |c, t| c.status(t, batch).await).await
+            })
+            .await;
+        match delivered {
+            Ok(n) => report.delivered = n,
+            Err(e) => report.errors.push(format!("status not delivered: {e}")),
+        }
+        report.queued = self.queue.pending().map(|p| p.len()).unwrap_or(0);
+        for e in &report.errors {
+            tracing::warn!("{e}");
+        }
+        report
+    }
+
+    async fn run_due(
+        &self,
+        policy: &MachinePolicy,
+        history: &mut History,
+        report: &mut CycleReport,
+    ) {
+        let mut order: Vec<&PolicyAssignment> = policy.assignments.iter().collect();
+        order.sort_by_key(|a| match a.priority {
+            Priority::High => 0,
+            Priority::Medium => 1,
+            Priority::Low => 2,
+        });
+        let mut next: Option<Timestamp> = None;
+        for assignment in order {
+            if self.stopping() {
+                break;
+            }
+            let record = history.advertisements.get(&assignment.advertisement);
+            match schedule::due(assignment, record, self.now(), &self.schedule) {
+                Due::Now => {
+                    let run = self.execute(policy, assignment, history).await;
+                    report.runs.push(run);
+                }
+                Due::At(t) => next = Some(next.map_or(t, |n| n.min(t))),
+                Due::Never => {}
+            }
+        }
+        // After the runs: retries and next occurrences.
+        for assignment in &policy.assignments {
+            let record = history.advertisements.get(&assignment.advertisement);
+            if let Due::At(t) = schedule::due(assignment, record, self.now(), &self.schedule) {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        }
+        report.next_due = next.map(|t| t.to_string());
+    }
+
+    /// Runs one assignment through every state; returns what happened.
+    async fn execute(
+        &self,
+        policy: &MachinePolicy,
+        assignment: &PolicyAssignment,
+        history: &mut History,
+    ) -> RunReport {
+        let mut run = Run {
+            agent: self,
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            advertisement: &assignment.advertisement,
+            step: 0,
+            errors: Vec::new(),
+        };
+        let work = self.state.work_dir().join(&run.id);
+        let result = self
+            .execute_in(policy, assignment, history, &mut run, &work)
+            .await;
+        let _ = std::fs::remove_dir_all(&work);
+        let mut out = match result {
+            Ok(r) => r,
+            Err(waiting) => RunReport {
+                advertisement: assignment.advertisement.clone(),
+                state: "waiting".into(),
+                exit_code: None,
+                message: waiting,
+            },
+        };
+        if !run.errors.is_empty() {
+            out.message = format!("{} ({})", out.message, run.errors.join("; "));
+        }
+        out
+    }
+
+    async fn execute_in(
+        &self,
+        policy: &MachinePolicy,
+        assignment: &PolicyAssignment,
+        history: &mut History,
+        run: &mut Run<'_>,
+        work: &Path,
+    ) -> Result<RunReport, String> {
+        let program = &assignment.program;
+        let chain = match schedule::run_order(policy, program) {
+            Ok(c) => c,
+            Err(e) => return Ok(self.fail(assignment, history, run, None, &e)),
+        };
+        for step in &chain {
+            run::can_run(step.program.can_run, self.config.user_logged_on)
+                .map_err(|w| format!("{}/{}: {w}", step.program.package, step.program.program))?;
+        }
+        let steps: Vec<_> = chain
+            .iter()
+            .filter(|s| {
+                schedule::step_needed(s, history.programs.get(&schedule::program_key(s.program)))
+            })
+            .collect();
+        run.push(
+            RunState::Accepted,
+            None,
+            &format!(
+                "{}/{} (runWith {}, afterRunning {})",
+                program.package,
+                program.program,
+                enum_text(&program.run_with),
+                enum_text(&program.after_running)
+            ),
+        );
+
+        // Content, every file verified before anything runs.
+        let mut dirs = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            let p = step.program;
+            let dir = work.join(format!("{i}"));
+            if let Err(e) = std::fs::create_dir_all(&dir) {
+                let e = format!("cannot create {}: {e}", dir.display());
+                return Ok(self.fail(assignment, history, run, None, &e));
+            }
+            if let Some(content) = &p.content {
+                run.push(
+                    RunState::Downloading,
+                    None,
+                    &format!(
+                        "{}: version {} ({} files, {} bytes)",
+                        p.package, content.version, content.files, content.bytes
+                    ),
+                );
+                let dps: Vec<_> = p
+                    .distribution_points
+                    .iter()
+                    .filter(|d| {
+                        d.local || assignment.remote_distribution_point != RemoteDpAction::DoNotRun
+                    })
+                    .collect();
+                let cache = self.state.content_dir();
+                let fetched = match download::fetch(&self.downloads, content, &dps, &cache).await {
+                    Ok(f) => f,
+                    Err(e) => return Ok(self.fail(assignment, history, run, None, &e.to_string())),
+                };
+                if let Err(e) = download::materialize(&fetched.manifest, &cache, &dir) {
+                    return Ok(self.fail(assignment, history, run, None, &e));
+                }
+                run.push(
+                    RunState::Downloaded,
+                    None,
+                    &format!(
+                        "{}: {} files verified from {} ({} from the cache)",
+                        p.package,
+                        fetched.manifest.files.len(),
+                        fetched.dp,
+                        fetched.cached
+                    ),
+                );
+            }
+            dirs.push(dir);
+        }
+
+        // Run, run-first programs first.
+        let mut restart = false;
+        for (i, (step, dir)) in steps.iter().zip(&dirs).enumerate() {
+            let p = step.program;
+            run.push(
+                RunState::Running,
+                None,
+                &format!(
+                    "{}/{}: {} (runWith {}, afterRunning {})",
+                    p.package,
+                    p.program,
+                    p.command_line,
+                    enum_text(&p.run_with),
+                    enum_text(&p.after_running)
+                ),
+            );
+            let argv = match run::parse_command_line(&p.command_line) {
+                Ok(a) => a,
+                Err(e) => return Ok(self.fail(assignment, history, run, None, &e)),
+            };
+            let code_file = work.join(format!("exit-code-{i}"));
+            let log = work.join(format!("output-{i}.log"));
+            let max = Duration::from_secs(p.max_run_time_seconds.max(1));
+            let outcome = {
+                let (argv, dir, log, code_file) =
+                    (argv.clone(), dir.clone(), log.clone(), code_file.clone());
+                let advertisement = assignment.advertisement.clone();
+                tokio::task::spawn_blocking(move || {
+                    let code_text = code_file.display().to_string();
+                    run::run_blocking(
+                        &argv,
+                        &dir,
+                        max,
+                        &log,
+                        &[
+                            (run::EXIT_CODE_FILE_VAR, code_text.as_str()),
+                            ("PATCHOPS_ADVERTISEMENT", advertisement.as_str()),
+                        ],
+                    )
+                })
+                .await
+                .unwrap_or_else(|e| run::Outcome::NotStarted(e.to_string()))
+            };
+            let tail = run::output_tail(&log, 1000);
+            let with_output = |m: String| {
+                if tail.is_empty() {
+                    m
+                } else {
+                    format!("{m}; output: {tail}")
+                }
+            };
+            let key = schedule::program_key(p);
+            let (code, failure) = match outcome {
+                run::Outcome::Exited(status) => {
+                    let code = run::exit_code(status, &code_file);
+                    match code {
+                        0 => (Some(0), None),
+                        run::EXIT_RESTART_REQUIRED => (Some(code), None),
+                        c => (
+                            Some(c),
+                            Some(with_output(format!(
+                                "{}/{} exited with {c}",
+                                p.package, p.program
+                            ))),
+                        ),
+                    }
+                }
+                run::Outcome::Signalled(sig) => (
+                    None,
+                    Some(with_output(format!(
+                        "{}/{} was killed by signal {sig}",
+                        p.package, p.program
+                    ))),
+                ),
+                run::Outcome::TimedOut(max) => (
+                    None,
+                    Some(format!(
+                        "{}/{} was killed after exceeding its maximum run time of {} s",
+                        p.package,
+                        p.program,
+                        max.as_secs()
+                    )),
+                ),
+                run::Outcome::NotStarted(e) => (None, Some(e)),
+            };
+            let previous = history.programs.get(&key).cloned().unwrap_or_default();
+            let now = self.now();
+            if let Some(failure) = failure {
+                history
+                    .programs
+                    .insert(key, previous.after(now, RunResult::Failed));
+                return Ok(self.fail(assignment, history, run, code, &failure));
+            }
+            let result = if code == Some(run::EXIT_RESTART_REQUIRED) {
+                restart = true;
+                RunResult::RestartPending
+            } else {
+                RunResult::Succeeded
+            };
+            history.programs.insert(key, previous.after(now, result));
+        }
+
+        let record = history
+            .advertisements
+            .get(&assignment.advertisement)
+            .cloned()
+            .unwrap_or_default();
+        if restart {
+            let hook = self.run_restart_hook(assignment, work).await;
+            let message = format!(
+                "restart required (exit code 3010); the agent does not restart the machine: {hook}"
+            );
+            history.advertisements.insert(
+                assignment.advertisement.clone(),
+                record.after(self.now(), RunResult::RestartPending),
+            );
+            self.save_history(history, run);
+            run.push(
+                RunState::RestartPending,
+                Some(run::EXIT_RESTART_REQUIRED),
+                &message,
+            );
+            return Ok(run.report(
+                RunState::RestartPending,
+                Some(run::EXIT_RESTART_REQUIRED),
+                message,
+            ));
+        }
+        history.advertisements.insert(
+            assignment.advertisement.clone(),
+            record.after(self.now(), RunResult::Succeeded),
+        );
+        self.save_history(history, run);
+        let message = format!(
+            "{}/{} succeeded (runWith {}, afterRunning {})",
+            program.package,
+            program.program,
+            enum_text(&program.run_with),
+            enum_text(&program.after_running)
+        );
+        run.push(RunState::Succeeded, Some(0), &message);
+        Ok(run.report(RunState::Succeeded, Some(0), message))
+    }
+
+    /// Records a failure (and a retry, when one follows).
+    fn fail(
+        &self,
+        assignment: &PolicyAssignment,
+        history: &mut History,
+        run: &mut Run<'_>,
+        code: Option<i32>,
+        message: &str,
+    ) -> RunReport {
+        let record = history
+            .advertisements
+            .get(&assignment.advertisement)
+            .cloned()
+            .unwrap_or_default()
+            .after(self.now(), RunResult::Failed);
+        let retry = schedule::will_retry(assignment, &record, &self.schedule);
+        history
+            .advertisements
+            .insert(assignment.advertisement.clone(), record.clone());
+        self.save_history(history, run);
+        run.push(RunState::Failed, code, message);
+        if retry {
+            let at = self
+                .now()
+                .checked_add(self.schedule.retry_delay)
+                .unwrap_or(self.now());
+            run.push(
+                RunState::Retrying,
+                code,
+                &format!(
+                    "attempt {} of {} failed; next attempt at {at}",
+                    record.attempts, self.schedule.max_attempts
+                ),
+            );
+            return run.report(RunState::Retrying, code, message.to_string());
+        }
+        run.report(RunState::Failed, code, message.to_string())
+    }
+
+    fn save_history(&self, history: &History, run: &mut Run<'_>) {
+        if let Err(e) = self.state.save_history(history) {
+            run.errors.push(format!("cannot save the run history: {e}"));
+        }
+    }
+
+    async fn run_restart_hook(&self, assignment: &PolicyAssignment, work: &Path) -> String {
+        let Some(argv) = self.restart_hook.clone() else {
+            return "no restart hook configured".into();
+        };
+        let dir = self.state.root().to_path_buf();
+        let log = work.join("restart-hook.log");
+        let advertisement = assignment.advertisement.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            run::run_blocking(
+                &argv,
+                &dir,
+                Duration::from_secs(300),
+                &log,
+                &[("PATCHOPS_ADVERTISEMENT", advertisement.as_str())],
+            )
+        })
+        .await
+        .unwrap_or_else(|e| run::Outcome::NotStarted(e.to_string()));
+        match outcome {
+            run::Outcome::Exited(0) => "the restart hook ran".into(),
+            run::Outcome::Exited(c) => format!("the restart hook exited with {c}"),
+            run::Outcome::Signalled(s) => format!("the restart hook was killed by signal {s}"),
+            run::Outcome::TimedOut(_) => "the restart hook timed out".into(),
+            run::Outcome::NotStarted(e) => format!("the restart hook did not start: {e}"),
+        }
+    }
+
+    /// How long to wait before the next cycle: the polling interval ±
+    /// jitter, sooner when an assignment is due earlier.
+    pub fn next_wait(&self, report: &CycleReport) -> Duration {
+        let client = self.stored_policy().map(|(_, p)| p.policy.client);
+        let (interval, jitter) = client.map_or((300, 0), |c| {
+            (c.polling_interval_seconds.max(10), c.jitter_seconds)
+        });
+        let random = uuid::Uuid::new_v4().as_u128() as u64;
+        let span = jitter.saturating_mul(2).saturating_add(1);
+        let secs = (interval + random % span).saturating_sub(jitter).max(5);
+        let mut wait = Duration::from_secs(secs);
+        if let Some(due) = report
+            .next_due
+            .as_deref()
+            .and_then(|t| t.parse::<Timestamp>().ok())
+        {
+            let until = due.duration_since(self.now()).as_secs().max(1) as u64;
+            wait = wait.min(Duration::from_secs(until));
+        }
+        wait
+    }
+
+    /// Runs cycles until `shutdown` resolves (a cycle in flight, and the
+    /// program it runs, is finished first); `emit` sees each report.
+    pub async fn run_until(
+        mut self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        mut emit: impl FnMut(&CycleReport),
+    ) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        });
+        self.stop = Some(rx.clone());
+        loop {
+            let report = self.cycle().await;
+            emit(&report);
+            if *rx.borrow() {
+                return;
+            }
+            let wait = self.next_wait(&report);
+            let mut stop = rx.clone();
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+}
+
+/// One assignment's run: its id and the status messages it queues.
+struct Run<'a> {
+    agent: &'a Agent,
+    id: String,
+    advertisement: &'a str,
+    step: u32,
+    errors: Vec<String>,
+}
+
+impl Run<'_> {
+    fn push(&mut self, state: RunState, code: Option<i32>, message: &str) {
+        self.step += 1;
+        let m = StatusMessage::new(
+            &self.id,
+            self.step,
+            self.advertisement,
+            state,
+            code,
+            message,
+            self.agent.now(),
+        );
+        tracing::info!(advertisement = %self.advertisement, state = state.as_str(), "{message}");
+        if let Err(e) = self.agent.queue.push(&[m]) {
+            self.errors
+                .push(format!("cannot queue a status message: {e}"));
+        }
+    }
+
+    fn report(&self, state: RunState, exit_code: Option<i32>, message: String) -> RunReport {
+        RunReport {
+            advertisement: self.advertisement.to_string(),
+            state: state.as_str().to_string(),
+            exit_code,
+            message,
+        }
+    }
+}
+
+/// The camelCase name of a policy enum value.
+fn enum_text<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The host name, up to the first dot.
+fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // within it or truncates.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).to_string();
+    let short = name.split('.').next().unwrap_or_default().to_string();
+    (!short.is_empty()).then_some(short)
+}
