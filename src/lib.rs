@@ -5,6 +5,7 @@
 // costs nothing measurable; boxing them everywhere would only add noise.
 #![allow(clippy::result_large_err)]
 
+pub mod catalog;
 pub mod cli;
 pub mod content;
 pub mod diagnostic;

@@ -1,0 +1,3 @@
+//! Diff (stub).
+pub struct CatalogDiff;
+pub fn diff() {}
