@@ -52,11 +52,14 @@ struct RawUpdate {
     errors: Vec<(usize, String, String)>,
 }
 
+/// (product ID, offset, FixedInSP, service-pack IDs with offsets).
+type RawTarget = (String, usize, Option<String>, Vec<(String, usize)>);
+
 #[derive(Debug)]
 struct RawPatch {
     patch: Patch,
     /// (product ID, offset, FixedInSP, service-pack IDs with offsets).
-    targets: Vec<(String, usize, Option<String>, Vec<(String, usize)>)>,
+    targets: Vec<RawTarget>,
 }
 
 #[derive(Debug, Default)]
