@@ -4,6 +4,7 @@
 
 mod agent;
 mod apply;
+mod catalog;
 mod dp;
 mod inventory;
 mod plan;
@@ -95,6 +96,9 @@ enum Command {
     /// Distribution points: validate content, serve it over HTTP.
     #[command(subcommand)]
     Dp(dp::Command),
+    /// Update catalogs (MSSecure.XML, Office): inspect and diff.
+    #[command(subcommand)]
+    Catalog(catalog::Command),
     /// Machines and their facts.
     #[command(subcommand)]
     Inventory(inventory::InventoryCommand),
@@ -285,6 +289,7 @@ pub fn main() -> ExitCode {
         } => state::history(limit, format, &state, style),
         Command::State(command) => state::run(command, style),
         Command::Dp(command) => dp::run(command, style),
+        Command::Catalog(command) => catalog::run(command),
         Command::Inventory(command) => inventory::run_inventory(command, style),
         Command::Machine(command) => inventory::run_machine(command, style),
         Command::Server(args) => server::run(args, style),
