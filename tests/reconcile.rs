@@ -547,3 +547,67 @@ async fn status_survives_sigkill_and_restart_exactly_once() {
     // The reconciles of the restarted servers applied the site once.
     assert_eq!(history(&state, cwd).len(), 1);
 }
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_pull_clones_then_fetches_every_interval() {
+    let dir = TempDir::new().expect("tmp");
+    let cwd = dir.path();
+    // The "remote": a repository holding the example site.
+    let origin = example_site(cwd);
+    git(&origin, &["init", "--quiet"]);
+    git(&origin, &["add", "."]);
+    git(&origin, &["commit", "--quiet", "-m", "site"]);
+    let state = format!("sqlite://{}", cwd.join("site.db").display());
+    let url = origin.display().to_string();
+    let server = Server::start(
+        &state,
+        cwd,
+        &[
+            "--manifests",
+            "checkout",
+            "--git-pull",
+            &url,
+            "--interval",
+            INTERVAL,
+        ],
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "the clone applied",
+        &[&server],
+        || async { history(&state, cwd).len() == 1 },
+    )
+    .await;
+    let records = history(&state, cwd);
+    assert!(records[0]["commit"].is_string(), "{records:?}");
+    assert_eq!(records[0]["dirty"], false, "{records:?}");
+
+    std::fs::write(
+        origin.join("office/package.yaml"),
+        office_with_comment(&origin, "from git"),
+    )
+    .expect("write");
+    git(&origin, &["commit", "--quiet", "-am", "office comment"]);
+    wait_until(
+        Duration::from_secs(10),
+        "the commit applied",
+        &[&server],
+        || async { history(&state, cwd).len() == 2 },
+    )
+    .await;
+    assert_eq!(office_comment(&state, cwd), "from git");
+}

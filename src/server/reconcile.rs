@@ -408,7 +408,15 @@ fn git_pull(url: &str, dir: &Path) -> Result<(), String> {
                 dir.display()
             ));
         }
-        git(&[os("clone"), os("--quiet"), os(url), dir.as_os_str()])
+        git(&[os("clone"), os("--quiet"), os(url), dir.as_os_str()])?;
+        // The hash cache plans write must not make the clone dirty.
+        use std::io::Write;
+        let _ = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(dir.join(".git/info/exclude"))
+            .and_then(|mut f| f.write_all(b"/.patchops/\n"));
+        Ok(())
     }
 }
 
