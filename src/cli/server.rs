@@ -1,12 +1,14 @@
 //! `patchops server`: runs the site server until SIGTERM or Ctrl-C.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{exit, report_error, StateArgs};
 use crate::ops::OpError;
 use crate::render::Style;
 use crate::secret::SecretSource;
+use crate::server::reconcile::{Drift, ReconcileConfig};
 use crate::server::{serve, ServerConfig};
 
 #[derive(Debug, clap::Args)]
@@ -34,6 +36,22 @@ pub struct Args {
     /// again; a revocation takes effect within this time (0s: every request).
     #[arg(long, default_value = "10s", value_parser = parse_duration_or_zero)]
     token_cache_ttl: Duration,
+    /// Reconcile the site continuously from this manifest directory: plan
+    /// on every change and every --interval, and apply (--drift correct).
+    /// With several servers on one store, one leads and reconciles.
+    #[arg(long, value_name = "DIR")]
+    manifests: Option<PathBuf>,
+    /// Clone or fetch the manifest directory from this git repository on
+    /// every interval, before planning (needs --manifests).
+    #[arg(long, value_name = "URL", requires = "manifests")]
+    git_pull: Option<String>,
+    /// How often to reconcile without a file change (catches DP drift,
+    /// runs DP update schedules, pulls git); also bounds the failover time.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    interval: Duration,
+    /// `correct`: apply what differs; `detect`: only report it.
+    #[arg(long, value_enum, default_value_t = Drift::Correct)]
+    drift: Drift,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -93,6 +111,12 @@ pub fn run(args: Args, style: Style) -> u8 {
         max_body: args.max_body,
         refresh: args.refresh,
         token_cache_ttl: args.token_cache_ttl,
+        reconcile: args.manifests.map(|manifests| ReconcileConfig {
+            manifests,
+            git_pull: args.git_pull,
+            interval: args.interval,
+            drift: args.drift,
+        }),
     };
     let Some(runtime) = super::server_runtime(style) else {
         return exit::FAILED;

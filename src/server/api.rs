@@ -475,6 +475,14 @@ struct Health {
     store: &'static str,
     serial: i64,
     machines: usize,
+    /// With `--manifests`: whether this server leads the reconcile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    leader: Option<bool>,
+    /// With `--manifests`: the last reconcile's outcome. An error there
+    /// (invalid manifests, a failed apply) does not make the server
+    /// unhealthy: agents are still served the last applied state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reconcile: Option<super::reconcile::Health>,
 }
 
 /// 200 when the store answers; 503 while it does not.
@@ -491,6 +499,11 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
         store: if up { "up" } else { "down" },
         serial,
         machines,
+        leader: state
+            .reconcile
+            .as_ref()
+            .map(|r| r.leader.load(Ordering::Relaxed)),
+        reconcile: state.reconcile.as_ref().map(|r| r.health()),
     };
     let code = if up {
         StatusCode::OK
@@ -510,6 +523,14 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             collections: i.collections(),
             serial: i.serial,
             store_up: state.store_up.load(Ordering::Relaxed),
+            reconcile: state
+                .reconcile
+                .as_ref()
+                .map(|r| super::metrics::ReconcileGauges {
+                    counts: r.counts(),
+                    last_success_ms: r.last_success_ms.load(Ordering::Relaxed),
+                    leader: r.leader.load(Ordering::Relaxed),
+                }),
         })
         .ok();
     let Some(gauges) = gauges else {

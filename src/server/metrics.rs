@@ -80,6 +80,17 @@ pub struct Gauges {
     pub collections: usize,
     pub serial: i64,
     pub store_up: bool,
+    /// With `--manifests`.
+    pub reconcile: Option<ReconcileGauges>,
+}
+
+/// The reconciler's counters and gauges, read at scrape time.
+pub struct ReconcileGauges {
+    /// result → reconciles that ended so.
+    pub counts: Vec<(&'static str, u64)>,
+    /// Epoch ms of the last successful reconcile; 0: none.
+    pub last_success_ms: i64,
+    pub leader: bool,
 }
 
 impl Metrics {
@@ -197,6 +208,25 @@ impl Metrics {
             "1 when the state store answered the last check.",
             u8::from(gauges.store_up).to_string(),
         );
+        if let Some(r) = &gauges.reconcile {
+            out.push_str("# HELP patchops_reconcile_total Reconciles by result (applied, unchanged, drift, invalid, failed).\n");
+            out.push_str("# TYPE patchops_reconcile_total counter\n");
+            for (result, n) in &r.counts {
+                let _ = writeln!(out, "patchops_reconcile_total{{result=\"{result}\"}} {n}");
+            }
+            gauge(
+                &mut out,
+                "patchops_reconcile_last_success_timestamp",
+                "Unix time of the last successful reconcile (0: none yet).",
+                (r.last_success_ms as f64 / 1000.0).to_string(),
+            );
+            gauge(
+                &mut out,
+                "patchops_leader",
+                "1 when this server leads the reconcile.",
+                u8::from(r.leader).to_string(),
+            );
+        }
         out
     }
 }
@@ -232,6 +262,11 @@ mod tests {
             collections: 7,
             serial: 3,
             store_up: true,
+            reconcile: Some(ReconcileGauges {
+                counts: vec![("applied", 2), ("invalid", 1)],
+                last_success_ms: 1_500,
+                leader: true,
+            }),
         });
         assert!(
             text.contains("patchops_http_requests_total{route=\"/v1/policy\",status=\"304\"} 2\n")
@@ -240,5 +275,8 @@ mod tests {
             text.contains("patchops_http_requests_total{route=\"/v1/policy\",status=\"401\"} 1\n")
         );
         assert!(text.contains("patchops_store_up 1\n"));
+        assert!(text.contains("patchops_reconcile_total{result=\"invalid\"} 1\n"));
+        assert!(text.contains("patchops_reconcile_last_success_timestamp 1.5\n"));
+        assert!(text.contains("patchops_leader 1\n"));
     }
 }

@@ -10,6 +10,7 @@
 mod admin;
 mod api;
 pub mod metrics;
+pub mod reconcile;
 mod site;
 mod tokens;
 
@@ -40,6 +41,8 @@ pub struct ServerConfig {
     /// How long a checked agent token is trusted before it is checked in
     /// the store again (so a revocation takes effect within this time).
     pub token_cache_ttl: Duration,
+    /// `--manifests DIR`: reconcile continuously (when this server leads).
+    pub reconcile: Option<reconcile::ReconcileConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +73,8 @@ pub struct AppState {
     /// The store's inventory version after this server's own last write:
     /// a different one means someone else changed the inventory.
     pub known_inventory: std::sync::Mutex<Option<(i64, i64, i64)>>,
+    /// The reconciler's leadership and last outcome (with `--manifests`).
+    pub reconcile: Option<Arc<reconcile::Status>>,
 }
 
 /// Loads the applied site, the inventory and the stored policies, and
@@ -119,6 +124,10 @@ pub async fn serve(
         store_up: AtomicBool::new(true),
         max_body: config.max_body,
         known_inventory: std::sync::Mutex::new(None),
+        reconcile: config
+            .reconcile
+            .as_ref()
+            .map(|_| Arc::new(reconcile::Status::default())),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -133,6 +142,30 @@ pub async fn serve(
     tracing::info!(%bound, "listening");
 
     let refresher = tokio::spawn(refresh_loop(state.clone(), config.refresh));
+    // The reconciler stops on the same signal, after its step in flight.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    let reconciler = match (config.reconcile, &state.reconcile) {
+        (Some(cfg), Some(status)) => {
+            tracing::info!(
+                manifests = %cfg.manifests.display(),
+                interval_s = cfg.interval.as_secs_f64(),
+                drift = ?cfg.drift,
+                git_pull = cfg.git_pull.is_some(),
+                "reconciling when this server leads"
+            );
+            Some(tokio::spawn(reconcile::run(
+                state.clone(),
+                status.clone(),
+                cfg,
+                stop_rx,
+            )))
+        }
+        _ => None,
+    };
     use axum::serve::ListenerExt;
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
@@ -141,6 +174,9 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| ServerError::Io(e.to_string()));
+    if let Some(reconciler) = reconciler {
+        let _ = reconciler.await;
+    }
     refresher.abort();
     state.store.close().await;
     tracing::info!("stopped");

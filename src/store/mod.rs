@@ -344,6 +344,11 @@ pub enum StoreError {
     Backend(String),
 }
 
+/// The apply lock's row in `patchops_lock`.
+const APPLY_LOCK: &str = "apply";
+/// The site servers' leadership lease (who reconciles), in the same table.
+pub const LEADER_LEASE: &str = "leader";
+
 /// A handle on an open store. Cheap to clone; clones share one pool.
 #[derive(Clone)]
 pub struct Store {
@@ -635,8 +640,8 @@ impl Store {
         // holds it; then take again.
         for _ in 0..10 {
             let r = match &self.inner.db {
-                Db::Sqlite(p) => sqlite::try_lock(p, req).await,
-                Db::Postgres(p) => postgres::try_lock(p, req).await,
+                Db::Sqlite(p) => sqlite::try_lock(p, APPLY_LOCK, req).await,
+                Db::Postgres(p) => postgres::try_lock(p, APPLY_LOCK, req).await,
                 Db::Remote(_) => Err(Fail::Remote("try_lock")),
             };
             if r.map_err(|e| self.error(e))? {
@@ -670,8 +675,8 @@ impl Store {
         }
         self.writable()?;
         let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::take_over_lock(p, previous_id, req).await,
-            Db::Postgres(p) => postgres::take_over_lock(p, previous_id, req).await,
+            Db::Sqlite(p) => sqlite::take_over_lock(p, APPLY_LOCK, previous_id, req).await,
+            Db::Postgres(p) => postgres::take_over_lock(p, APPLY_LOCK, previous_id, req).await,
             Db::Remote(_) => Err(Fail::Remote("take_over_lock")),
         };
         r.map_err(|e| self.error(e))
@@ -691,8 +696,8 @@ impl Store {
         }
         self.writable()?;
         let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::renew_lock(p, id, lease_ms(lease)).await,
-            Db::Postgres(p) => postgres::renew_lock(p, id, lease_ms(lease)).await,
+            Db::Sqlite(p) => sqlite::renew_lock(p, APPLY_LOCK, id, lease_ms(lease)).await,
+            Db::Postgres(p) => postgres::renew_lock(p, APPLY_LOCK, id, lease_ms(lease)).await,
             Db::Remote(_) => Err(Fail::Remote("renew_lock")),
         };
         r.map_err(|e| self.error(e))
@@ -705,8 +710,8 @@ impl Store {
         }
         self.writable()?;
         let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::unlock(p, id).await,
-            Db::Postgres(p) => postgres::unlock(p, id).await,
+            Db::Sqlite(p) => sqlite::unlock(p, APPLY_LOCK, id).await,
+            Db::Postgres(p) => postgres::unlock(p, APPLY_LOCK, id).await,
             Db::Remote(_) => Err(Fail::Remote("unlock")),
         };
         r.map_err(|e| self.error(e))
@@ -719,9 +724,61 @@ impl Store {
             return api.call(&remote::Call::LockHolder).await;
         }
         let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::lock_holder(p).await,
-            Db::Postgres(p) => postgres::lock_holder(p).await,
+            Db::Sqlite(p) => sqlite::lock_holder(p, APPLY_LOCK).await,
+            Db::Postgres(p) => postgres::lock_holder(p, APPLY_LOCK).await,
             Db::Remote(_) => Err(Fail::Remote("lock_holder")),
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// Takes the named lease (the table of the apply lock, under another
+    /// name: e.g. [`LEADER_LEASE`]): true when taken or already held by
+    /// `req.id` (then renewed); false while another holder's lease runs. An
+    /// expired lease is taken over atomically. Not offered by a remote store.
+    pub async fn try_lease(&self, name: &str, req: &LockRequest) -> Result<bool, StoreError> {
+        self.writable()?;
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::try_lock(p, name, req).await,
+            Db::Postgres(p) => postgres::try_lock(p, name, req).await,
+            Db::Remote(_) => Err(Fail::Remote("try_lease")),
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// Extends the named lease to `lease` from now; false if `id` no longer
+    /// holds it.
+    pub async fn renew_lease(
+        &self,
+        name: &str,
+        id: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        self.writable()?;
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::renew_lock(p, name, id, lease_ms(lease)).await,
+            Db::Postgres(p) => postgres::renew_lock(p, name, id, lease_ms(lease)).await,
+            Db::Remote(_) => Err(Fail::Remote("renew_lease")),
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// Gives the named lease up if `id` holds it.
+    pub async fn release_lease(&self, name: &str, id: &str) -> Result<bool, StoreError> {
+        self.writable()?;
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::unlock(p, name, id).await,
+            Db::Postgres(p) => postgres::unlock(p, name, id).await,
+            Db::Remote(_) => Err(Fail::Remote("release_lease")),
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// Who holds the named lease, as stored (compare `expires_at`).
+    pub async fn lease_holder(&self, name: &str) -> Result<Option<LockHolder>, StoreError> {
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::lock_holder(p, name).await,
+            Db::Postgres(p) => postgres::lock_holder(p, name).await,
+            Db::Remote(_) => Err(Fail::Remote("lease_holder")),
         };
         r.map_err(|e| self.error(e))
     }

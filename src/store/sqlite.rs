@@ -504,10 +504,14 @@ pub(super) async fn set_owner(
     Ok(true)
 }
 
-pub(super) async fn try_lock(pool: &SqlitePool, req: &LockRequest) -> Result<bool, Fail> {
+pub(super) async fn try_lock(
+    pool: &SqlitePool,
+    name: &str,
+    req: &LockRequest,
+) -> Result<bool, Fail> {
     let got: Option<String> = sqlx::query_scalar(concat!(
         "INSERT INTO patchops_lock (name, id, holder, host, pid, command, acquired_ms, expires_ms) \
-         VALUES ('apply', ?1, ?2, ?3, ?4, ?5, ",
+         VALUES (?7, ?1, ?2, ?3, ?4, ?5, ",
         now_ms!(),
         ", ",
         now_ms!(),
@@ -526,6 +530,7 @@ pub(super) async fn try_lock(pool: &SqlitePool, req: &LockRequest) -> Result<boo
     .bind(i64::from(req.pid))
     .bind(req.command.as_str())
     .bind(lease_ms(req.lease))
+    .bind(name)
     .fetch_optional(pool)
     .await?;
     Ok(got.is_some())
@@ -533,6 +538,7 @@ pub(super) async fn try_lock(pool: &SqlitePool, req: &LockRequest) -> Result<boo
 
 pub(super) async fn take_over_lock(
     pool: &SqlitePool,
+    name: &str,
     previous_id: &str,
     req: &LockRequest,
 ) -> Result<bool, Fail> {
@@ -542,7 +548,7 @@ pub(super) async fn take_over_lock(
         now_ms!(),
         ", expires_ms = ",
         now_ms!(),
-        " + ?6 WHERE name = 'apply' AND id = ?7"
+        " + ?6 WHERE name = ?8 AND id = ?7"
     ))
     .bind(req.id.as_str())
     .bind(req.holder.as_str())
@@ -551,37 +557,46 @@ pub(super) async fn take_over_lock(
     .bind(req.command.as_str())
     .bind(lease_ms(req.lease))
     .bind(previous_id)
+    .bind(name)
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
-pub(super) async fn renew_lock(pool: &SqlitePool, id: &str, lease_ms: i64) -> Result<bool, Fail> {
+pub(super) async fn renew_lock(
+    pool: &SqlitePool,
+    name: &str,
+    id: &str,
+    lease_ms: i64,
+) -> Result<bool, Fail> {
     let done = sqlx::query(concat!(
         "UPDATE patchops_lock SET expires_ms = ",
         now_ms!(),
-        " + ?1 WHERE name = 'apply' AND id = ?2"
+        " + ?1 WHERE name = ?3 AND id = ?2"
     ))
     .bind(lease_ms)
     .bind(id)
+    .bind(name)
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
-pub(super) async fn unlock(pool: &SqlitePool, id: &str) -> Result<bool, Fail> {
-    let done = sqlx::query("DELETE FROM patchops_lock WHERE name = 'apply' AND id = ?1")
+pub(super) async fn unlock(pool: &SqlitePool, name: &str, id: &str) -> Result<bool, Fail> {
+    let done = sqlx::query("DELETE FROM patchops_lock WHERE name = ?2 AND id = ?1")
         .bind(id)
+        .bind(name)
         .execute(pool)
         .await?;
     Ok(done.rows_affected() == 1)
 }
 
-pub(super) async fn lock_holder(pool: &SqlitePool) -> Result<Option<LockHolder>, Fail> {
+pub(super) async fn lock_holder(pool: &SqlitePool, name: &str) -> Result<Option<LockHolder>, Fail> {
     let row: Option<SqliteRow> = sqlx::query(
         "SELECT id, holder, host, pid, command, acquired_ms, expires_ms \
-         FROM patchops_lock WHERE name = 'apply'",
+         FROM patchops_lock WHERE name = ?1",
     )
+    .bind(name)
     .fetch_optional(pool)
     .await?;
     row.as_ref().map(rows::lock_holder).transpose()

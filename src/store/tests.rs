@@ -38,6 +38,7 @@ both_backends!(
     history_newest_first,
     lock_semantics,
     lock_race_has_one_winner,
+    leader_lease_is_apart_from_the_apply_lock,
     concurrent_commits_one_wins,
     failing_commit_leaves_nothing,
     foreign_database_refused,
@@ -586,6 +587,57 @@ async fn lock_semantics(url: &str) {
     assert_eq!(store.try_lock(&forever).await.expect("lock"), Ok(()));
     assert!(store.renew_lock("F", Duration::MAX).await.expect("renew"));
     assert!(store.unlock("F").await.expect("unlock"));
+}
+
+async fn leader_lease_is_apart_from_the_apply_lock(url: &str) {
+    let store = Store::open(url).await.expect("open");
+    let minute = Duration::from_secs(60);
+    let (a, b) = (lock_request("A", minute), lock_request("B", minute));
+    assert!(store.try_lease(LEADER_LEASE, &a).await.expect("lease"));
+    assert!(!store.try_lease(LEADER_LEASE, &b).await.expect("lease"));
+    // The apply lock is another row: free, and its holder is not the leader.
+    assert_eq!(store.lock_holder().await.expect("holder"), None);
+    assert_eq!(store.try_lock(&b).await.expect("lock"), Ok(()));
+    assert_eq!(
+        store
+            .lease_holder(LEADER_LEASE)
+            .await
+            .expect("holder")
+            .map(|h| h.id),
+        Some("A".into())
+    );
+    assert!(store
+        .renew_lease(LEADER_LEASE, "A", minute)
+        .await
+        .expect("renew"));
+    assert!(!store
+        .renew_lease(LEADER_LEASE, "B", minute)
+        .await
+        .expect("renew"));
+    // Unlocking the apply lock leaves the lease; releasing the lease frees it.
+    assert!(store.unlock("B").await.expect("unlock"));
+    assert!(!store
+        .release_lease(LEADER_LEASE, "B")
+        .await
+        .expect("release"));
+    assert!(store
+        .release_lease(LEADER_LEASE, "A")
+        .await
+        .expect("release"));
+    assert!(store.try_lease(LEADER_LEASE, &b).await.expect("lease"));
+    // An expired lease goes to the next candidate.
+    let short = lock_request("S", Duration::from_millis(50));
+    assert!(store
+        .release_lease(LEADER_LEASE, "B")
+        .await
+        .expect("release"));
+    assert!(store.try_lease(LEADER_LEASE, &short).await.expect("lease"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(store.try_lease(LEADER_LEASE, &a).await.expect("lease"));
+    assert!(!store
+        .renew_lease(LEADER_LEASE, "S", minute)
+        .await
+        .expect("renew"));
 }
 
 async fn lock_race_has_one_winner(url: &str) {

@@ -1,0 +1,613 @@
+//! The continuous reconcile of `patchops server --manifests`, driven through
+//! the real binary: edits applied by themselves, invalid manifests kept out,
+//! DP drift corrected, failover between two servers on one PostgreSQL
+//! database, and status messages kept exactly once across a SIGKILL.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use support::patchops;
+use tempfile::TempDir;
+
+const ENROLL: &str = "enroll-secret-for-tests";
+const INTERVAL: &str = "2s";
+
+/// A running `patchops server`, killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+    stderr: PathBuf,
+}
+
+impl Server {
+    fn start(state: &str, cwd: &Path, extra: &[&str]) -> Server {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stderr = cwd.join(format!("server-{n}.log"));
+        let mut child = patchops()
+            .current_dir(cwd)
+            .args(["server", "--state", state, "--listen", "127.0.0.1:0"])
+            .args(["--enroll-secret-from", "env:TEST_ENROLL"])
+            .args(["--token-cache-ttl", "0s", "--refresh", "1s"])
+            .args(extra)
+            .env("TEST_ENROLL", ENROLL)
+            .env("PATCHOPS_LOG", "info,patchops=debug")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).expect("log file"))
+            .spawn()
+            .expect("start server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read bound address");
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+                panic!("server did not start: {line:?}\n{log}")
+            })
+            .to_string();
+        Server {
+            child,
+            base,
+            stderr,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits (up to 20 s) for the process to end.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: signals our own child process.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+async fn healthz(server: &Server) -> (StatusCode, Value) {
+    let Ok(response) = client().get(server.url("/healthz")).send().await else {
+        return (StatusCode::SERVICE_UNAVAILABLE, Value::Null);
+    };
+    let status = response.status();
+    let body = response.bytes().await.unwrap_or_default();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+async fn metrics(server: &Server) -> String {
+    client()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+fn run_json(args: &[&str], cwd: &Path) -> Value {
+    let out = patchops()
+        .current_dir(cwd)
+        .args(args)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+/// The audit records, newest first.
+fn history(state: &str, cwd: &Path) -> Vec<Value> {
+    run_json(&["history", "--format", "json", "--state", state], cwd)
+        .as_array()
+        .cloned()
+        .expect("a list")
+}
+
+/// Waits (polling every 100 ms) until `check` holds; panics with `what`
+/// and the servers' logs after `within`.
+async fn wait_until<F, Fut>(within: Duration, what: &str, logs: &[&Server], mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return;
+        }
+        if start.elapsed() > within {
+            let logs: Vec<String> = logs.iter().map(|s| s.log()).collect();
+            panic!("not within {within:?}: {what}\n{}", logs.join("\n-----\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Writes `text` to `path` the way editors save: a temporary file in the
+/// same directory, then a rename over the original.
+fn atomic_write(path: &Path, text: &str) {
+    let tmp = path.with_extension("yaml.tmp");
+    std::fs::write(&tmp, text).expect("write temp");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+fn example_site(dir: &Path) -> PathBuf {
+    let site = dir.join("site");
+    support::copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
+        &site,
+    );
+    site
+}
+
+/// The office package with another comment (one field changed).
+fn office_with_comment(site: &Path, comment: &str) -> String {
+    let original = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site/office/package.yaml"),
+    )
+    .expect("read");
+    let _ = site;
+    original.replacen(
+        "  comment: Office Inventory Tool, with the Office update database it scans with.",
+        &format!("  comment: {comment}"),
+        1,
+    )
+}
+
+fn office_comment(state: &str, cwd: &Path) -> String {
+    let office = run_json(
+        &[
+            "state",
+            "show",
+            "Package/MS Office Updates",
+            "--format",
+            "json",
+            "--state",
+            state,
+        ],
+        cwd,
+    );
+    office["spec"]["comment"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_applies_edits_keeps_state_on_invalid_manifests_and_corrects_dp_drift() {
+    let dir = TempDir::new().expect("tmp");
+    let cwd = dir.path();
+    let site = example_site(cwd);
+    let state = format!("sqlite://{}", cwd.join("site.db").display());
+    let server = Server::start(
+        &state,
+        cwd,
+        &["--manifests", "site", "--interval", INTERVAL],
+    );
+
+    // The example site is applied by the server itself.
+    wait_until(
+        Duration::from_secs(30),
+        "the first apply",
+        &[&server],
+        || async {
+            let (_, h) = healthz(&server).await;
+            h["reconcile"]["status"] == "ok" && h["serial"].as_i64() >= Some(1)
+        },
+    )
+    .await;
+    let (code, h) = healthz(&server).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(h["leader"], true, "{h}");
+    let records = history(&state, cwd);
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["actor"], "patchops server");
+    assert!(cwd.join("dp/dp-hq").is_dir(), "content distributed");
+
+    // An edit (temp file + rename) is applied once, within seconds.
+    let package = site.join("office/package.yaml");
+    atomic_write(&package, &office_with_comment(&site, "first edit"));
+    wait_until(
+        Duration::from_secs(10),
+        "the edit applied",
+        &[&server],
+        || async { history(&state, cwd).len() == 2 },
+    )
+    .await;
+    assert_eq!(office_comment(&state, cwd), "first edit");
+
+    // An invalid edit changes nothing and shows in /healthz and the metrics.
+    atomic_write(
+        &package,
+        "apiVersion: patchops/v1\nkind: Package\nmetadata: [\n",
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the error shown",
+        &[&server],
+        || async { healthz(&server).await.1["reconcile"]["status"] == "error" },
+    )
+    .await;
+    let (code, h) = healthz(&server).await;
+    assert_eq!(code, StatusCode::OK, "agents are still served: {h}");
+    let message = h["reconcile"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("invalid"), "{h}");
+    assert!(h["reconcile"]["since"].is_string(), "{h}");
+    assert!(h["reconcile"]["lastSuccess"].is_string(), "{h}");
+    let text = metrics(&server).await;
+    assert!(
+        text.lines().any(|l| l
+            .strip_prefix("patchops_reconcile_total{result=\"invalid\"} ")
+            .is_some_and(|n| n != "0")),
+        "{text}"
+    );
+    assert!(text.contains("patchops_reconcile_last_success_timestamp "));
+    assert!(text.contains("patchops_leader 1\n"), "{text}");
+    // Retried (with backoff) and still refused: the state stays as it was.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(history(&state, cwd).len(), 2);
+    assert_eq!(office_comment(&state, cwd), "first edit");
+
+    // Fixing it recovers.
+    atomic_write(&package, &office_with_comment(&site, "fixed"));
+    wait_until(
+        Duration::from_secs(10),
+        "the fix applied",
+        &[&server],
+        || async { history(&state, cwd).len() == 3 },
+    )
+    .await;
+    assert_eq!(office_comment(&state, cwd), "fixed");
+    wait_until(
+        Duration::from_secs(5),
+        "the status ok",
+        &[&server],
+        || async { healthz(&server).await.1["reconcile"]["status"] == "ok" },
+    )
+    .await;
+
+    // DP drift: a library removed by hand is distributed again on the next
+    // interval, without a state change.
+    std::fs::remove_dir_all(cwd.join("dp/dp-branch")).expect("remove");
+    wait_until(
+        Duration::from_secs(10),
+        "the DP repaired",
+        &[&server],
+        || async { cwd.join("dp/dp-branch").is_dir() },
+    )
+    .await;
+    // No file event and no change: quiet intervals apply nothing.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        history(&state, cwd).len(),
+        3,
+        "exactly one apply per change"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_detect_plans_only() {
+    let dir = TempDir::new().expect("tmp");
+    let cwd = dir.path();
+    example_site(cwd);
+    let state = format!("sqlite://{}", cwd.join("site.db").display());
+    let server = Server::start(
+        &state,
+        cwd,
+        &[
+            "--manifests",
+            "site",
+            "--interval",
+            INTERVAL,
+            "--drift",
+            "detect",
+        ],
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "drift reported",
+        &[&server],
+        || async { healthz(&server).await.1["reconcile"]["status"] == "drift" },
+    )
+    .await;
+    let (_, h) = healthz(&server).await;
+    assert!(
+        h["reconcile"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("to add"),
+        "{h}"
+    );
+    assert!(history(&state, cwd).is_empty(), "nothing applied");
+    assert!(!cwd.join("dp/dp-hq").exists(), "nothing distributed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_between_two_servers_on_postgres_without_double_apply() {
+    let (state, _db) = patchops::store::testing::fresh_postgres_url().await;
+    let dir = TempDir::new().expect("tmp");
+    let cwd = dir.path();
+    let site = example_site(cwd);
+    let args = ["--manifests", "site", "--interval", INTERVAL];
+    let mut a = Server::start(&state, cwd, &args);
+    wait_until(Duration::from_secs(30), "A applies", &[&a], || async {
+        let (_, h) = healthz(&a).await;
+        h["leader"] == true && h["reconcile"]["status"] == "ok"
+    })
+    .await;
+    let b = Server::start(&state, cwd, &args);
+    // Exactly one leads, for several lease periods.
+    for _ in 0..15 {
+        let ((_, ha), (_, hb)) = tokio::join!(healthz(&a), healthz(&b));
+        assert_eq!(ha["leader"], true, "{ha}");
+        assert_eq!(hb["leader"], false, "{hb}");
+        assert_eq!(hb["reconcile"]["status"], "follower", "{hb}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(history(&state, cwd).len(), 1);
+
+    // The leader dies; the follower leads within one interval.
+    a.kill();
+    let killed = Instant::now();
+    wait_until(Duration::from_secs(5), "B leads", &[&a, &b], || async {
+        healthz(&b).await.1["leader"] == true
+    })
+    .await;
+    let took = killed.elapsed();
+    assert!(
+        took <= Duration::from_millis(2500),
+        "takeover took {took:?}"
+    );
+
+    // It applies the next change, exactly once.
+    atomic_write(
+        &site.join("office/package.yaml"),
+        &office_with_comment(&site, "after failover"),
+    );
+    wait_until(Duration::from_secs(10), "B applies", &[&b], || async {
+        history(&state, cwd).len() == 2
+    })
+    .await;
+    // A restarted server follows; nothing is applied twice.
+    let a2 = Server::start(&state, cwd, &args);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let records = history(&state, cwd);
+    assert_eq!(records.len(), 2, "{records:?}");
+    let (_, h2) = healthz(&a2).await;
+    assert_eq!(h2["leader"], false, "{h2}");
+    assert_eq!(office_comment(&state, cwd), "after failover");
+
+    // SIGTERM: the leader releases the lease and the other takes over at once.
+    let mut b = b;
+    let status = b.terminate();
+    assert!(status.success(), "{status:?}\n{}", b.log());
+    assert!(b.log().contains("leader lease released"), "{}", b.log());
+    let stopped = Instant::now();
+    wait_until(Duration::from_secs(3), "A2 leads", &[&a2], || async {
+        healthz(&a2).await.1["leader"] == true
+    })
+    .await;
+    assert!(
+        stopped.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        stopped.elapsed()
+    );
+    assert_eq!(history(&state, cwd).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_survives_sigkill_and_restart_exactly_once() {
+    let dir = TempDir::new().expect("tmp");
+    let cwd = dir.path();
+    example_site(cwd);
+    let db = cwd.join("site.db");
+    let state = format!("sqlite://{}", db.display());
+    let args = ["--manifests", "site", "--interval", INTERVAL];
+    let server = Server::start(&state, cwd, &args);
+    let base = Arc::new(Mutex::new(server.base.clone()));
+    let response = client()
+        .post(server.url("/v1/register"))
+        .bearer_auth(ENROLL)
+        .body(json!({ "name": "wks-kill-01" }).to_string())
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = serde_json::from_slice(&response.bytes().await.expect("body")).expect("json");
+    let token = body["token"].as_str().expect("token").to_string();
+
+    // An agent: batches with unique keys; an unacknowledged batch is sent
+    // again (to whichever server answers) until it is acknowledged.
+    const BATCHES: usize = 120;
+    const PER_BATCH: usize = 5;
+    let agent = {
+        let base = base.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("client");
+            let mut resent = 0;
+            for b in 0..BATCHES {
+                let messages: Vec<Value> = (0..PER_BATCH)
+                    .map(|m| {
+                        json!({"key": format!("b{b}-m{m}"), "advertisement": "MS Security Updates",
+                               "state": "succeeded", "at": "2026-11-25T02:00:00Z"})
+                    })
+                    .collect();
+                let body = json!({ "messages": messages }).to_string();
+                loop {
+                    let url = format!("{}/v1/status", base.lock().expect("base"));
+                    let sent = client
+                        .post(url)
+                        .bearer_auth(&token)
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    if matches!(&sent, Ok(r) if r.status() == StatusCode::OK) {
+                        break;
+                    }
+                    resent += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            resent
+        })
+    };
+
+    // Kill the server three times while the agent posts, and restart it.
+    let mut server = server;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        server.kill();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        server = Server::start(&state, cwd, &args);
+        *base.lock().expect("base") = server.base.clone();
+    }
+    let resent = tokio::time::timeout(Duration::from_secs(120), agent)
+        .await
+        .expect("the agent finishes")
+        .expect("agent task");
+    assert!(resent > 0, "the kills interrupted the agent");
+    wait_until(
+        Duration::from_secs(20),
+        "the site applied",
+        &[&server],
+        || async { healthz(&server).await.1["reconcile"]["status"] == "ok" },
+    )
+    .await;
+    server.kill();
+
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("open the store");
+    let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM status_messages ORDER BY key")
+        .fetch_all(&mut conn)
+        .await
+        .expect("keys");
+    let mut want: Vec<String> = (0..BATCHES)
+        .flat_map(|b| (0..PER_BATCH).map(move |m| format!("b{b}-m{m}")))
+        .collect();
+    want.sort();
+    assert_eq!(
+        keys.len(),
+        BATCHES * PER_BATCH,
+        "nothing lost, nothing twice"
+    );
+    assert_eq!(keys, want);
+    // The reconciles of the restarted servers applied the site once.
+    assert_eq!(history(&state, cwd).len(), 1);
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_pull_clones_then_fetches_every_interval() {
+    let dir = TempDir::new().expect("tmp");
+    let cwd = dir.path();
+    // The "remote": a repository holding the example site.
+    let origin = example_site(cwd);
+    git(&origin, &["init", "--quiet"]);
+    git(&origin, &["add", "."]);
+    git(&origin, &["commit", "--quiet", "-m", "site"]);
+    let state = format!("sqlite://{}", cwd.join("site.db").display());
+    let url = origin.display().to_string();
+    let server = Server::start(
+        &state,
+        cwd,
+        &[
+            "--manifests",
+            "checkout",
+            "--git-pull",
+            &url,
+            "--interval",
+            INTERVAL,
+        ],
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "the clone applied",
+        &[&server],
+        || async { history(&state, cwd).len() == 1 },
+    )
+    .await;
+    let records = history(&state, cwd);
+    assert!(records[0]["commit"].is_string(), "{records:?}");
+    assert_eq!(records[0]["dirty"], false, "{records:?}");
+
+    std::fs::write(
+        origin.join("office/package.yaml"),
+        office_with_comment(&origin, "from git"),
+    )
+    .expect("write");
+    git(&origin, &["commit", "--quiet", "-am", "office comment"]);
+    wait_until(
+        Duration::from_secs(10),
+        "the commit applied",
+        &[&server],
+        || async { history(&state, cwd).len() == 2 },
+    )
+    .await;
+    assert_eq!(office_comment(&state, cwd), "from git");
+}
