@@ -72,19 +72,30 @@ pub async fn make(store: &Store, request: &Request<'_>) -> Result<SavedPlan, OpE
         .map(actual_object)
         .collect::<Result<Vec<_>, _>>()?;
     let planned = plan::plan(&desired, &report.desired, &actual, &request.options)?;
+    let updates = crate::supdate::readiness_all(request.dir, &report.desired);
+    let ready: Vec<String> = updates
+        .iter()
+        .filter(|u| u.ready)
+        .map(|u| u.package.clone())
+        .collect();
+    let update_content = super::distribute::update_content(request.dir, &report.desired, &ready)?;
     let mut distribution = super::distribute::plan_distribution(
         request.dir,
         &report.desired,
         &content,
+        &update_content,
         request.validate_content,
     )?;
     if !request.options.targets.is_empty() {
         distribution.retain(|d| {
-            request
-                .options
-                .targets
-                .iter()
-                .any(|(k, n)| *k == Kind::Package && n == &d.package)
+            request.options.targets.iter().any(|(k, n)| {
+                let kind = if d.update_package {
+                    Kind::SoftwareUpdatePackage
+                } else {
+                    Kind::Package
+                };
+                *k == kind && n == &d.package
+            })
         });
     }
 
@@ -116,6 +127,7 @@ pub async fn make(store: &Store, request: &Request<'_>) -> Result<SavedPlan, OpE
         summary: planned.summary(),
         changes: planned.changes,
         distribution,
+        updates,
         unmanaged: planned
             .unmanaged
             .iter()
