@@ -160,10 +160,16 @@ fn downloaded_updates_are_ready_planned_and_distributed() {
     );
     assert_eq!(hits.load(Ordering::SeqCst), 3);
 
-    // Ready: planned for distribution, and apply distributes it.
+    // Ready: planned for distribution, and apply distributes it; its
+    // advertisement reaches client policy (the pre-production test client).
     assert_eq!(site.readiness()["ready"], true);
+    let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/inventory.csv");
+    site.ok(&["inventory", "import", inventory.to_str().unwrap()], None);
     let plan: Value =
         serde_json::from_str(&site.ok(&["plan", "site", "--format", "json"], None)).unwrap();
+    let added = &plan["impact"]["policy"]["assignmentsAdded"][PACKAGE];
+    assert_eq!(added["machines"], 1, "{}", plan["impact"]);
+    assert_eq!(added["sample"][0], "wks-test-01");
     let dps: Vec<&str> = plan["distribution"]
         .as_array()
         .unwrap()
@@ -176,6 +182,21 @@ fn downloaded_updates_are_ready_planned_and_distributed() {
     assert!(
         applied.contains(&format!("Distributed \"{PACKAGE}\" to dp-hq: 3 files")),
         "{applied}"
+    );
+
+    // Read back from the state, the applied package yields the same policy.
+    let plan: Value =
+        serde_json::from_str(&site.ok(&["plan", "site", "--format", "json"], None)).unwrap();
+    assert_eq!(
+        plan["impact"]["policy"]["machinesChanged"], 0,
+        "{}",
+        plan["impact"]
+    );
+    assert_eq!(
+        plan["changes"].as_array().unwrap().len(),
+        0,
+        "{}",
+        plan["changes"]
     );
 
     // A damaged file: not ready, with the reason; download puts it right.

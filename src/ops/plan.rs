@@ -33,7 +33,15 @@ pub async fn make(store: &Store, request: &Request<'_>) -> Result<SavedPlan, OpE
         return Err(OpError::Invalid(Box::new(report)));
     }
     let content = super::distribute::package_content(request.dir, &report.desired)?;
-    let desired = canonical_objects(&report.desired, &content);
+    let updates = crate::supdate::readiness_all(request.dir, &report.desired);
+    let ready: Vec<String> = updates
+        .iter()
+        .filter(|u| u.ready)
+        .map(|u| u.package.clone())
+        .collect();
+    let update_content = super::distribute::update_content(request.dir, &report.desired, &ready)?;
+    let builds = crate::supdate::builds(request.dir, &report.desired, &update_content);
+    let desired = canonical_objects(&report.desired, &content, &builds);
     let site = report
         .desired
         .site
@@ -61,7 +69,7 @@ pub async fn make(store: &Store, request: &Request<'_>) -> Result<SavedPlan, OpE
             .map(|(name, m)| (name.clone(), ContentSummary::of(m)))
             .collect();
         Some(
-            site_impact(machines, &applied, &report.desired, &summaries)
+            site_impact(machines, &applied, &report.desired, &summaries, &builds)
                 .map_err(|e| OpError::Input(e.to_string()))?,
         )
     } else {
@@ -72,13 +80,6 @@ pub async fn make(store: &Store, request: &Request<'_>) -> Result<SavedPlan, OpE
         .map(actual_object)
         .collect::<Result<Vec<_>, _>>()?;
     let planned = plan::plan(&desired, &report.desired, &actual, &request.options)?;
-    let updates = crate::supdate::readiness_all(request.dir, &report.desired);
-    let ready: Vec<String> = updates
-        .iter()
-        .filter(|u| u.ready)
-        .map(|u| u.package.clone())
-        .collect();
-    let update_content = super::distribute::update_content(request.dir, &report.desired, &ready)?;
     let mut distribution = super::distribute::plan_distribution(
         request.dir,
         &report.desired,

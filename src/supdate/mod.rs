@@ -3,6 +3,7 @@
 //! ([`readiness`]) and their download ([`download`]).
 
 pub mod download;
+pub mod policy;
 pub mod readiness;
 pub mod resolve;
 
@@ -134,6 +135,51 @@ fn office_ohotfix(
         .as_ref()
         .map(|o| o.ohotfix.clone())
         .unwrap_or_default()
+}
+
+/// What each Ready package in `content` was built into: its content
+/// version and one program per file (Office client packages: one
+/// `ohotfix.exe` program).
+pub fn builds(
+    dir: &Path,
+    desired: &Desired,
+    content: &BTreeMap<String, crate::content::ContentManifest>,
+) -> BTreeMap<String, policy::UpdateBuild> {
+    let mut catalogs = Catalogs::default();
+    let mut out = BTreeMap::new();
+    for (name, manifest) in content {
+        let Some(sup) = desired.software_update_packages.get(name) else {
+            continue;
+        };
+        let Ok(files) = package_files(&sup.spec, &mut catalogs, dir, desired) else {
+            continue;
+        };
+        let programs = if resolve::needs_ohotfix(&sup.spec) {
+            vec![policy::UpdateProgram {
+                name: "Office updates (Ohotfix)".into(),
+                command_line: "ohotfix.exe".into(),
+            }]
+        } else {
+            files
+                .iter()
+                .map(|f| policy::UpdateProgram {
+                    name: f.program_name.clone(),
+                    command_line: f.command_line.clone(),
+                })
+                .collect()
+        };
+        let summary = crate::plan::ContentSummary::of(manifest);
+        out.insert(
+            name.clone(),
+            policy::UpdateBuild {
+                version: summary.version,
+                files: summary.files,
+                bytes: summary.bytes,
+                programs,
+            },
+        );
+    }
+    out
 }
 
 #[cfg(test)]

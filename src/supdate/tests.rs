@@ -126,3 +126,48 @@ fn mirror_keeps_path_and_query() {
         "http://127.0.0.1:9/a/b.exe?x=1"
     );
 }
+
+#[test]
+fn advertised_builds_become_a_package_and_an_advertisement_for_policy() {
+    use super::policy::{policy_view, UpdateBuild, UpdateProgram};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let report = crate::validate::validate_dir(&root.join("examples/site"), Default::default())
+        .expect("loads");
+    let desired = report.desired;
+    let content = Default::default();
+    let name = "Security Updates 2026-11";
+    // Not built (not Ready): nothing is added.
+    let (view, _) = policy_view(&desired, &content, &Default::default());
+    assert!(!view.packages.contains_key(name));
+    let program = |n: &str| UpdateProgram {
+        name: n.into(),
+        command_line: format!("{n}.exe -q -z"),
+    };
+    let builds = [(
+        name.to_string(),
+        UpdateBuild {
+            version: "ab".repeat(32),
+            files: 2,
+            bytes: 10,
+            programs: vec![program("a"), program("b")],
+        },
+    )]
+    .into_iter()
+    .collect();
+    let (view, view_content) = policy_view(&desired, &content, &builds);
+    let package = &view.packages[name].spec;
+    assert_eq!(package.programs.len(), 2);
+    assert_eq!(
+        package.programs[1]
+            .run_another_program_first
+            .as_ref()
+            .map(|f| f.program.as_str()),
+        Some("a")
+    );
+    assert_eq!(package.distribution_points, ["dp-hq", "dp-branch"]);
+    let ad = &view.advertisements[name].spec;
+    assert_eq!(ad.program, "b");
+    assert_eq!(ad.collection, "MS Security Updates (Pre-production)");
+    assert_eq!(ad.schedule.len(), 1);
+    assert_eq!(view_content[name].files, 2);
+}
