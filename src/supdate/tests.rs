@@ -60,7 +60,7 @@ fn unknown_ids_suggest_the_closest() {
     let r = resolve(
         &spec(serde_json::json!([
             {"bulletin": "MS01-036"},
-            {"bulletin": "MS01-9036"},
+            {"bulletin": "ms01-0366"},
             {"bulletin": "MS01-027", "qNumbers": ["299619"]},
             {"bulletin": "MS01-050", "products": ["Excel 202"]},
         ])),
@@ -73,11 +73,7 @@ fn unknown_ids_suggest_the_closest() {
         .collect();
     assert_eq!(got[0].0, 1);
     assert_eq!(got[0].1, "bulletin");
-    assert!(
-        got[0].2.unwrap().contains("did you mean `MS01-036`?")
-            || got[0].2.unwrap().contains("did you mean"),
-        "{got:?}"
-    );
+    assert_eq!(got[0].2, Some("did you mean `MS01-036`?"));
     assert_eq!((got[1].0, got[1].1), (2, "qNumbers[0]"));
     assert!(got[1].2.unwrap().contains("did you mean"), "{got:?}");
     assert_eq!((got[2].0, got[2].1), (3, "products[0]"));
