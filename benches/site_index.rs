@@ -96,7 +96,11 @@ fn site(collections: usize) -> AppliedSite {
             .advertisements
             .insert(name.clone(), object(&name, spec));
     }
-    AppliedSite { desired, content }
+    AppliedSite {
+        desired,
+        content,
+        updates: Default::default(),
+    }
 }
 
 fn main() {

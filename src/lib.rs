@@ -30,6 +30,7 @@ pub mod secret;
 pub mod server;
 pub mod store;
 pub mod suggest;
+pub mod supdate;
 pub mod sync;
 pub mod units;
 pub mod validate;

@@ -51,6 +51,10 @@ pub struct SavedPlan {
     /// order.
     #[serde(default)]
     pub distribution: Vec<Distribution>,
+    /// Readiness of each software update package: only a Ready one is in
+    /// `distribution`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub updates: Vec<crate::supdate::readiness::UpdateReadiness>,
     /// Objects in the state that patchops does not own, left alone.
     pub unmanaged: Vec<String>,
     /// The plan's effect on the machines of the inventory: membership and
@@ -193,6 +197,7 @@ mod tests {
             },
             changes: vec![],
             distribution: vec![],
+            updates: vec![],
             unmanaged: vec![],
             impact: None,
             checksum: String::new(),

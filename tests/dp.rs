@@ -91,17 +91,18 @@ fn apply_distributes_content_in_priority_order_and_validates_clean() {
         vec![
             ("MS Office Updates".into(), "dp-branch".into(), 1),
             ("MS Office Updates".into(), "dp-hq".into(), 1),
-            ("MS Security Updates".into(), "dp-branch".into(), 2),
-            ("MS Security Updates".into(), "dp-hq".into(), 2),
+            // README.txt, scan.cmd and the example's mssecure.xml.
+            ("MS Security Updates".into(), "dp-branch".into(), 3),
+            ("MS Security Updates".into(), "dp-hq".into(), 3),
         ]
     );
     let out = site.ok(&["apply", "site", "--auto-approve", "--color", "never"]);
     assert!(
-        out.contains("Distributed \"MS Security Updates\" to dp-hq: 2 files"),
+        out.contains("Distributed \"MS Security Updates\" to dp-hq: 3 files"),
         "{out}"
     );
-    // Single instance: the two packages share no files, three files in all.
-    assert_eq!(site.blobs("dp-hq").len(), 3);
+    // Single instance: the two packages share no files, four files in all.
+    assert_eq!(site.blobs("dp-hq").len(), 4);
     let validated = site.ok(&["dp", "validate"]);
     assert!(
         validated.contains("dp-hq (dp/dp-hq): ok")
@@ -186,7 +187,9 @@ fn a_source_change_is_a_new_package_version() {
     site.ok(&["apply", "site", "--auto-approve"]);
     assert_eq!(
         site.blobs("dp-hq").len(),
-        4,
+        // 4 files of the first versions (the old mssecure.xml among them)
+        // and the new mssecure.xml.
+        5,
         "the old version's files stay for their grace period"
     );
     assert!(site.ok(&["dp", "validate", "dp-hq"]).contains("ok"));

@@ -58,12 +58,20 @@ pub fn run(args: Args, style: Style) -> u8 {
         .await
     });
     match outcome {
-        Ok(Some((_, applied))) => {
+        Ok(Some((plan, applied))) => {
+            let plan_updates = &plan.updates;
             let s = applied.summary;
             println!(
                 "Apply complete: {} added, {} changed, {} destroyed. State serial {}.",
                 s.add, s.change, s.destroy, applied.serial
             );
+            for u in plan_updates.iter().filter(|u| !u.ready) {
+                println!(
+                    "Not distributed: software update package {:?} is not ready: {}.",
+                    u.package,
+                    u.why.as_deref().unwrap_or("unknown")
+                );
+            }
             for d in &applied.distributed {
                 println!(
                     "Distributed {:?} to {}: {} files, {} copied.",

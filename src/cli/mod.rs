@@ -13,6 +13,7 @@ mod server;
 mod state;
 mod status;
 mod sync;
+mod updates;
 mod validate;
 
 use std::io::IsTerminal;
@@ -119,6 +120,9 @@ enum Command {
     /// Fetch, verify and store the sync hosts' catalogs into their
     /// packages' sources (`sync status`: how each catalog fares).
     Sync(sync::Args),
+    /// Software update packages: download and verify their update files.
+    #[command(subcommand)]
+    Updates(updates::Command),
     /// Write the JSON Schema of every kind (for editors and CI).
     Schema {
         /// The directory to write the schemas to.
@@ -295,6 +299,7 @@ pub fn main() -> ExitCode {
         Command::Server(args) => server::run(args, style),
         Command::Status(command) => status::run(command, style),
         Command::Sync(args) => sync::run(args, style),
+        Command::Updates(command) => updates::run(command),
         Command::Agent(args) => agent::run(args, style),
         Command::Schema { out, docs, check } => schema::run(&out, docs.as_deref(), check, style),
     };

@@ -29,8 +29,9 @@ pub struct SoftwareUpdatePackageSpec {
     pub updates: Vec<UpdateSelection>,
     /// The source directory that holds (or receives) the update files.
     pub source: RepoPath,
-    /// Download the update files from the catalog's location, verified before
-    /// use; without it the files must already be in `source`.
+    /// `patchops updates download` fetches the update files from the
+    /// catalog's location and records them verified; without it the files
+    /// are copied into `source` by hand (and recorded by the same command).
     #[serde(default = "super::default_true")]
     pub download: bool,
     /// Require a valid Authenticode signature as well as the catalog's hash.
@@ -70,7 +71,7 @@ pub struct ProgramRef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateSelection {
-    /// The bulletin, e.g. `MS04-011`.
+    /// The bulletin, e.g. `MS04-011`; it must be in the synced catalog.
     pub bulletin: String,
     /// Only these Q/KB numbers of the bulletin (e.g. `835732`); empty: all.
     #[serde(default)]
@@ -81,8 +82,10 @@ pub struct UpdateSelection {
     /// Only the patches in this language, e.g. `ENU`; none: every language.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
-    /// The patch's command-line switches; none: the update type's default
-    /// (`/quiet /norestart` for security updates).
+    /// The command line that installs the update; none: the default for
+    /// its installer (security: `/quiet /norestart` for `KB…` packages,
+    /// `-q -z` for `Q…` hotfixes, `/q:a /r:n` for IExpress packages;
+    /// Office client installs: `ohotfix.exe`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_line: Option<String>,
     /// The program name for this update in the package; none: the bulletin.

@@ -55,6 +55,34 @@ pub fn package_content(
     Ok(out)
 }
 
+/// The content manifest of each software update package in `ready` (only
+/// a Ready package is distributed: every file present and verified).
+pub fn update_content(
+    dir: &Path,
+    desired: &Desired,
+    ready: &[String],
+) -> Result<BTreeMap<String, ContentManifest>, OpError> {
+    let cache_file = cache_path(dir);
+    let mut cache = HashCache::load(&cache_file);
+    let mut out = BTreeMap::new();
+    for name in ready {
+        let Some(sup) = desired.software_update_packages.get(name) else {
+            continue;
+        };
+        let (manifest, _) =
+            content::manifest(name, &dir.join(sup.spec.source.as_str()), &mut cache).map_err(
+                |e| {
+                    OpError::Input(format!(
+                        "software update package `{name}`: unsafe or unreadable source: {e}"
+                    ))
+                },
+            )?;
+        out.insert(name.clone(), manifest);
+    }
+    let _ = cache.save(&cache_file);
+    Ok(out)
+}
+
 /// One package version to put on one distribution point.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Distribution {
@@ -74,7 +102,21 @@ pub struct Distribution {
     /// Why: `new version`, `first version`, `missing or damaged files`.
     pub reason: String,
     pub content: ContentManifest,
+    /// A software update package rather than a package.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub update_package: bool,
 }
+
+/// Content to put on DPs: name, content, DPs, priority, source, and
+/// whether it is a software update package.
+type Distributable<'a> = (
+    &'a String,
+    &'a ContentManifest,
+    &'a [String],
+    Priority,
+    &'a str,
+    bool,
+);
 
 /// What each DP lacks of the desired versions. `deep` re-hashes the DP's
 /// files instead of trusting names and sizes (`plan --validate`).
@@ -82,15 +124,40 @@ pub fn plan_distribution(
     dir: &Path,
     desired: &Desired,
     content: &BTreeMap<String, ContentManifest>,
+    updates: &BTreeMap<String, ContentManifest>,
     deep: bool,
 ) -> Result<Vec<Distribution>, OpError> {
     let mut out = Vec::new();
     let mut damaged: BTreeMap<String, Vec<Finding>> = BTreeMap::new();
+    let mut items: Vec<Distributable<'_>> = Vec::new();
     for (name, package) in &desired.packages {
-        let Some(manifest) = content.get(name) else {
-            continue;
-        };
-        for dp_name in &package.spec.distribution_points {
+        if let (Some(manifest), Some(source)) = (content.get(name), &package.spec.source) {
+            let dps = package.spec.distribution_points.as_slice();
+            items.push((
+                name,
+                manifest,
+                dps,
+                package.spec.priority,
+                source.as_str(),
+                false,
+            ));
+        }
+    }
+    for (name, sup) in &desired.software_update_packages {
+        if let Some(manifest) = updates.get(name) {
+            let dps = sup.spec.distribution_points.as_slice();
+            items.push((
+                name,
+                manifest,
+                dps,
+                sup.spec.priority,
+                sup.spec.source.as_str(),
+                true,
+            ));
+        }
+    }
+    for (name, manifest, dps, priority, source, update_package) in items {
+        for dp_name in dps {
             let Some(dp) = desired.distribution_points.get(dp_name) else {
                 continue;
             };
@@ -142,16 +209,14 @@ pub fn plan_distribution(
                 dp: dp_name.clone(),
                 path: dp.spec.path.clone(),
                 package: name.clone(),
-                priority: package.spec.priority,
-                source: dir
-                    .join(package.spec.source.as_ref().map_or("", |s| s.as_str()))
-                    .display()
-                    .to_string(),
+                priority,
+                source: dir.join(source).display().to_string(),
                 transfers: dp.spec.max_concurrent_transfers,
                 files_to_copy: files,
                 bytes_to_copy: bytes,
                 reason: reason.to_string(),
                 content: manifest.clone(),
+                update_package,
             });
         }
     }

@@ -54,6 +54,7 @@ pub fn site_impact(
     applied: &AppliedSite,
     desired: &Desired,
     content: &BTreeMap<String, ContentSummary>,
+    updates: &BTreeMap<String, crate::supdate::policy::UpdateBuild>,
 ) -> Result<SiteImpact, EvalError> {
     let mut table = MachineTable::new();
     for (id, machine) in machines {
@@ -98,10 +99,12 @@ pub fn site_impact(
 
     let digests = |site: &Desired,
                    content: &BTreeMap<String, ContentSummary>,
+                   updates: &BTreeMap<String, crate::supdate::policy::UpdateBuild>,
                    evaluator: &Evaluator|
      -> Vec<(u32, PolicyDigest)> {
-        let policy_site = PolicySite::new(site, content);
-        let targets = targets(site, evaluator);
+        let (site, content) = crate::supdate::policy::policy_view(site, content, updates);
+        let policy_site = PolicySite::new(&site, &content);
+        let targets = targets(&site, evaluator);
         all_policies(
             &policy_site,
             table
@@ -111,8 +114,13 @@ pub fn site_impact(
             &targets,
         )
     };
-    let old = digests(&applied.desired, &applied.content, &before);
-    let new = digests(desired, content, &after);
+    let old = digests(
+        &applied.desired,
+        &applied.content,
+        &applied.updates,
+        &before,
+    );
+    let new = digests(desired, content, updates, &after);
     let policy = blast_radius(
         old.iter().map(|(id, d)| (machine_name(&table, *id), d)),
         new.iter().map(|(id, d)| (machine_name(&table, *id), d)),

@@ -33,7 +33,15 @@ pub async fn make(store: &Store, request: &Request<'_>) -> Result<SavedPlan, OpE
         return Err(OpError::Invalid(Box::new(report)));
     }
     let content = super::distribute::package_content(request.dir, &report.desired)?;
-    let desired = canonical_objects(&report.desired, &content);
+    let updates = crate::supdate::readiness_all(request.dir, &report.desired);
+    let ready: Vec<String> = updates
+        .iter()
+        .filter(|u| u.ready)
+        .map(|u| u.package.clone())
+        .collect();
+    let update_content = super::distribute::update_content(request.dir, &report.desired, &ready)?;
+    let builds = crate::supdate::builds(request.dir, &report.desired, &update_content);
+    let desired = canonical_objects(&report.desired, &content, &builds);
     let site = report
         .desired
         .site
@@ -61,7 +69,7 @@ pub async fn make(store: &Store, request: &Request<'_>) -> Result<SavedPlan, OpE
             .map(|(name, m)| (name.clone(), ContentSummary::of(m)))
             .collect();
         Some(
-            site_impact(machines, &applied, &report.desired, &summaries)
+            site_impact(machines, &applied, &report.desired, &summaries, &builds)
                 .map_err(|e| OpError::Input(e.to_string()))?,
         )
     } else {
@@ -76,15 +84,19 @@ pub async fn make(store: &Store, request: &Request<'_>) -> Result<SavedPlan, OpE
         request.dir,
         &report.desired,
         &content,
+        &update_content,
         request.validate_content,
     )?;
     if !request.options.targets.is_empty() {
         distribution.retain(|d| {
-            request
-                .options
-                .targets
-                .iter()
-                .any(|(k, n)| *k == Kind::Package && n == &d.package)
+            request.options.targets.iter().any(|(k, n)| {
+                let kind = if d.update_package {
+                    Kind::SoftwareUpdatePackage
+                } else {
+                    Kind::Package
+                };
+                *k == kind && n == &d.package
+            })
         });
     }
 
@@ -116,6 +128,7 @@ pub async fn make(store: &Store, request: &Request<'_>) -> Result<SavedPlan, OpE
         summary: planned.summary(),
         changes: planned.changes,
         distribution,
+        updates,
         unmanaged: planned
             .unmanaged
             .iter()

@@ -74,6 +74,7 @@ pub fn object_hash(metadata: &str, spec: &str) -> String {
 pub fn canonical_objects(
     desired: &Desired,
     content: &BTreeMap<String, ContentManifest>,
+    updates: &BTreeMap<String, crate::supdate::policy::UpdateBuild>,
 ) -> Vec<CanonicalObject> {
     let mut out = Vec::with_capacity(desired.len());
     if let Some(site) = &desired.site {
@@ -175,7 +176,11 @@ pub fn canonical_objects(
             time_opt(expires_at);
             assignments(schedule);
         }
-        out.push(object(Kind::SoftwareUpdatePackage, sup, &spec));
+        let with_build = UpdatesWithBuild {
+            spec: &spec,
+            build: updates.get(sup.name()),
+        };
+        out.push(object(Kind::SoftwareUpdatePackage, sup, &with_build));
     }
     out
 }
@@ -187,6 +192,16 @@ struct PackageWithContent<'a> {
     spec: &'a crate::manifest::PackageSpec,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<ContentSummary>,
+}
+
+/// A software update package's canonical form: its spec and, once Ready,
+/// what it was built into (content version and programs).
+#[derive(Serialize)]
+struct UpdatesWithBuild<'a> {
+    #[serde(flatten)]
+    spec: &'a crate::manifest::SoftwareUpdatePackageSpec,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    build: Option<&'a crate::supdate::policy::UpdateBuild>,
 }
 
 /// What the state records of a package's content.

@@ -19,6 +19,8 @@ use crate::store::{Owner, StoredObject};
 pub struct AppliedSite {
     pub desired: Desired,
     pub content: BTreeMap<String, ContentSummary>,
+    /// What each Ready software update package was built into.
+    pub updates: BTreeMap<String, crate::supdate::policy::UpdateBuild>,
 }
 
 /// Why a stored object could not be read back.
@@ -51,7 +53,20 @@ pub fn applied_site(objects: &[StoredObject]) -> Result<AppliedSite, FromStateEr
             Kind::Collection => insert(&mut desired.collections, stored)?,
             Kind::Advertisement => insert(&mut desired.advertisements, stored)?,
             Kind::SyncHost => insert(&mut desired.sync_hosts, stored)?,
-            Kind::SoftwareUpdatePackage => insert(&mut desired.software_update_packages, stored)?,
+            Kind::SoftwareUpdatePackage => {
+                let with_build: Object<UpdatesWithBuild> = object(stored).map_err(error)?;
+                if let Some(build) = with_build.spec.build {
+                    site.updates.insert(stored.name.clone(), build);
+                }
+                desired.software_update_packages.insert(
+                    stored.name.clone(),
+                    Object {
+                        metadata: with_build.metadata,
+                        spec: with_build.spec.spec,
+                        origin: with_build.origin,
+                    },
+                );
+            }
             Kind::Package => {
                 let with_content: Object<PackageWithContent> = object(stored).map_err(error)?;
                 if let Some(c) = with_content.spec.content {
@@ -84,6 +99,14 @@ struct PackageWithContent {
     spec: PackageSpec,
     #[serde(default)]
     content: Option<StoredContent>,
+}
+
+#[derive(Deserialize)]
+struct UpdatesWithBuild {
+    #[serde(flatten)]
+    spec: crate::manifest::SoftwareUpdatePackageSpec,
+    #[serde(default)]
+    build: Option<crate::supdate::policy::UpdateBuild>,
 }
 
 #[derive(Deserialize)]
@@ -177,10 +200,10 @@ mod tests {
                 (name.clone(), manifest)
             })
             .collect();
-        let canonical = canonical_objects(&report.desired, &content);
+        let canonical = canonical_objects(&report.desired, &content, &Default::default());
         let applied = applied_site(&stored(&canonical)).expect("reads back");
         assert_eq!(applied.content.len(), content.len());
-        let again = canonical_objects(&applied.desired, &content);
+        let again = canonical_objects(&applied.desired, &content, &Default::default());
         let hashes = |v: &[crate::plan::CanonicalObject]| {
             v.iter()
                 .map(|o| (o.kind, o.name.clone(), o.hash.clone()))

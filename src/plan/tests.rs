@@ -261,7 +261,7 @@ fn canonical_form_ignores_spelling() {
         let report =
             crate::validate::validate_dir(dir.path(), crate::validate::Options::default()).unwrap();
         assert!(report.is_valid(), "{:?}", report.diagnostics);
-        canonical_objects(&report.desired, &Default::default())
+        canonical_objects(&report.desired, &Default::default(), &Default::default())
     };
     let a = write("apiVersion: patchops/v1\nkind: Collection\nmetadata: {name: C}\nspec:\n  membership:\n    - query: OS.NAME LIKE 'Microsoft%'\n    - direct: [WKS-2, wks-1]\n  evaluation: {every: 60m}\n");
     let b = write("apiVersion: patchops/v1\nkind: Collection\nmetadata: {name: C}\nspec:\n  comment: ''\n  membership:\n    - query: os.name like 'Microsoft%'\n    - direct: [wks-1, wks-2]\n  evaluation: {every: 1h}\n  purpose: general\n");

@@ -97,6 +97,42 @@ pub fn human(plan: &SavedPlan, style: Style) -> String {
         }
         out.push('\n');
     }
+    if !plan.updates.is_empty() {
+        let _ = writeln!(out, "{}", p.bold("Software update packages:"));
+        for u in &plan.updates {
+            if u.ready {
+                let _ = writeln!(
+                    out,
+                    "{} {}: ready ({} files present and verified)",
+                    p.green("✓"),
+                    u.package,
+                    u.files
+                );
+                continue;
+            }
+            let _ = writeln!(
+                out,
+                "{} {}: not ready: {} (not distributed)",
+                p.yellow("!"),
+                u.package,
+                u.why.as_deref().unwrap_or("unknown")
+            );
+            for m in &u.missing {
+                let _ = writeln!(out, "    missing: {m}");
+            }
+            for v in &u.unverified {
+                let _ = writeln!(out, "    unverified: {}: {}", v.file, v.why);
+            }
+        }
+        if plan.updates.iter().any(|u| !u.ready) {
+            let _ = writeln!(
+                out,
+                "{}",
+                p.dim("  `patchops updates download DIR` fetches and verifies the missing files")
+            );
+        }
+        out.push('\n');
+    }
     if let Some(impact) = plan.impact.as_ref().filter(|i| !i.is_empty()) {
         impact_block(&mut out, impact, &p);
     }

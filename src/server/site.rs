@@ -89,6 +89,12 @@ impl SiteIndex {
         for (id, machine) in machines {
             table.insert_with_id(id, machine)?;
         }
+        // Software update packages reach policy as packages and advertisements.
+        let (view, view_content) = crate::supdate::policy::policy_view(
+            &applied.desired,
+            &applied.content,
+            &applied.updates,
+        );
         let mut evaluator = Evaluator::new(
             applied
                 .desired
@@ -102,8 +108,8 @@ impl SiteIndex {
             serial,
             table,
             evaluator,
-            policy_site: PolicySite::new(&applied.desired, &applied.content),
-            targets: targets_of(applied),
+            policy_site: PolicySite::new(&view, &view_content),
+            targets: targets_of(&view),
             served: HashMap::new(),
             last_full_evaluation,
             evaluated_at: HashMap::new(),
@@ -310,9 +316,8 @@ impl SiteIndex {
     }
 }
 
-fn targets_of(applied: &AppliedSite) -> Vec<Target> {
-    applied
-        .desired
+fn targets_of(desired: &crate::model::Desired) -> Vec<Target> {
+    desired
         .advertisements
         .iter()
         .map(|(name, ad)| Target {
@@ -377,6 +382,7 @@ mod tests {
             AppliedSite {
                 desired: report.desired,
                 content,
+                updates: Default::default(),
             },
             machines,
         )

@@ -1,0 +1,119 @@
+//! `patchops updates download DIR [--package NAME] [--mirror URL]`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use super::{block_on, exit, Format};
+use crate::supdate::download::{self, DownloadOptions, Event, MIRROR_ENV};
+use crate::validate::{validate_dir, Options};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Fetch the update files of the software update packages in DIR from
+    /// their catalog locations into their sources, verify them and record
+    /// them in `.patchops/updates.json`; then show each package's readiness.
+    Download {
+        /// The directory that holds the site's manifests.
+        dir: PathBuf,
+        /// Only this software update package.
+        #[arg(long)]
+        package: Option<String>,
+        /// A mirror that serves the catalog's paths: replaces the scheme,
+        /// host and port of every download URL (no proxy is used for it).
+        #[arg(long, env = MIRROR_ENV)]
+        mirror: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+}
+
+pub fn run(command: Command) -> u8 {
+    let Command::Download {
+        dir,
+        package,
+        mirror,
+        format,
+    } = command;
+    let report = match validate_dir(&dir, Options::default()) {
+        Ok(r) => r,
+        Err(d) => {
+            eprintln!("error: {}", d.message);
+            return exit::FAILED;
+        }
+    };
+    if !report.is_valid() {
+        eprintln!(
+            "error: the manifests in {} are not valid ({} errors): run `patchops validate` first",
+            dir.display(),
+            report.errors()
+        );
+        return exit::FAILED;
+    }
+    let terminal = std::io::stderr().is_terminal();
+    let progress = |e: Event<'_>| match e {
+        Event::Fetching(package, file, i, n) => {
+            if terminal {
+                eprint!("[{i}/{n}] {package}: {file} … ");
+            } else {
+                eprintln!("[{i}/{n}] {package}: downloading {file}");
+            }
+        }
+        Event::Fetched(bytes) if terminal => {
+            eprintln!("{}", crate::render::plan::bytes(bytes));
+        }
+        Event::Fetched(_) => {}
+        Event::Kept(package, file) => eprintln!("{package}: {file} is present and verified"),
+        Event::Failed(package, file, why) => eprintln!("{package}: {file}: failed: {why}"),
+    };
+    let options = DownloadOptions {
+        package,
+        mirror: mirror.filter(|m| !m.trim().is_empty()),
+        fetch: Default::default(),
+    };
+    let outcome = block_on(download::download(
+        &dir,
+        &report.desired,
+        &options,
+        &progress,
+    ));
+    let readiness = match outcome {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::FAILED;
+        }
+    };
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&readiness).unwrap_or_default()
+        ),
+        Format::Human => {
+            for r in &readiness {
+                if r.ready {
+                    println!(
+                        "{}: ready ({} files present and verified)",
+                        r.package, r.files
+                    );
+                } else {
+                    println!(
+                        "{}: not ready: {}",
+                        r.package,
+                        r.why.as_deref().unwrap_or("unknown")
+                    );
+                    for m in &r.missing {
+                        println!("    missing: {m}");
+                    }
+                    for u in &r.unverified {
+                        println!("    unverified: {}: {}", u.file, u.why);
+                    }
+                }
+            }
+        }
+    }
+    if readiness.iter().all(|r| r.ready) {
+        exit::OK
+    } else {
+        exit::FAILED
+    }
+}

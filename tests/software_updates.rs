@@ -1,0 +1,254 @@
+//! Software update packages end to end: the example site with the fixture
+//! MSSecure.XML as its catalog, update files served by a local HTTP server
+//! standing in for the catalog's download locations (through the mirror
+//! setting), `updates download` → Ready, `plan` shows it, `apply`
+//! distributes it; a damaged file makes the package not ready again.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use serde_json::Value;
+use support::{copy_dir, patchops};
+
+const PACKAGE: &str = "Security Updates 2026-11";
+
+struct Site {
+    dir: tempfile::TempDir,
+    state: String,
+}
+
+impl Site {
+    fn new() -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        copy_dir(&manifest.join("examples/site"), &dir.path().join("site"));
+        // The catalog package's source holds the real fixture catalog.
+        std::fs::copy(
+            manifest.join("../shared/fixtures/mssecure.xml"),
+            dir.path()
+                .join("site/packages/security-inventory-tool/mssecure.xml"),
+        )
+        .unwrap();
+        let state = format!("sqlite://{}", dir.path().join("state.db").display());
+        Site { dir, state }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn run(&self, args: &[&str], mirror: Option<&str>) -> Output {
+        let mut cmd = patchops();
+        cmd.current_dir(self.dir.path())
+            .env("PATCHOPS_STATE", &self.state)
+            .env("PATCHOPS_ACTOR", "tester")
+            .env_remove("PATCHOPS_UPDATE_MIRROR")
+            .args(args);
+        if let Some(m) = mirror {
+            cmd.env("PATCHOPS_UPDATE_MIRROR", m);
+        }
+        support::run_with_limit(cmd, std::time::Duration::from_secs(60))
+    }
+
+    fn ok(&self, args: &[&str], mirror: Option<&str>) -> String {
+        let out = self.run(args, mirror);
+        assert!(
+            out.status.success(),
+            "{args:?} failed:\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    fn readiness(&self) -> Value {
+        let plan: Value =
+            serde_json::from_str(&self.ok(&["plan", "site", "--format", "json"], None)).unwrap();
+        let updates = plan["updates"].as_array().expect("plan lists updates");
+        assert_eq!(updates.len(), 1, "{updates:?}");
+        updates[0].clone()
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A local server answering every path with a fake update file; returns
+/// its base URL and the number of requests served.
+fn serve() -> (String, Arc<AtomicUsize>) {
+    use axum::body::Body;
+    use axum::extract::State;
+    use axum::http::Uri;
+    use axum::response::Response;
+
+    async fn file(State(n): State<Arc<AtomicUsize>>, uri: Uri) -> Response {
+        n.fetch_add(1, Ordering::SeqCst);
+        Response::new(Body::from(format!("fake update file for {uri}\n")))
+    }
+
+    let hits = Arc::new(AtomicUsize::new(0));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = hits.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let app = axum::Router::new().fallback(file).with_state(state);
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (format!("http://{addr}"), hits)
+}
+
+#[test]
+fn downloaded_updates_are_ready_planned_and_distributed() {
+    let site = Site::new();
+    let (mirror, hits) = serve();
+
+    // Nothing downloaded: not ready, and the rest of the site still plans.
+    let r = site.readiness();
+    assert_eq!(r["package"], PACKAGE);
+    assert_eq!(r["ready"], false);
+    assert_eq!(r["missing"].as_array().unwrap().len(), 3, "{r}");
+    let human = site.ok(&["plan", "site"], None);
+    assert!(
+        human.contains(&format!("{PACKAGE}: not ready: 3 file(s) to download")),
+        "{human}"
+    );
+
+    // Download through the mirror.
+    let out = site.ok(&["updates", "download", "site"], Some(&mirror));
+    assert!(
+        out.contains(&format!("{PACKAGE}: ready (3 files present and verified)")),
+        "{out}"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+    let file = site.path("site/sources/security-2026-11/Q299687_W2K_SP3_x86_en.EXE");
+    let body = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        body,
+        "fake update file for /Downloads/Release.asp?ReleaseID=31065\n"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+    let lock: Value = serde_json::from_str(
+        &std::fs::read_to_string(site.path("site/.patchops/updates.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        lock["packages"][PACKAGE]["Q299687_W2K_SP3_x86_en.EXE"]["size"],
+        body.len()
+    );
+
+    // A second download re-verifies and fetches nothing.
+    site.ok(
+        &["updates", "download", "site", "--package", PACKAGE],
+        Some(&mirror),
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+
+    // Ready: planned for distribution, and apply distributes it; its
+    // advertisement reaches client policy (the pre-production test client).
+    assert_eq!(site.readiness()["ready"], true);
+    let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/inventory.csv");
+    site.ok(&["inventory", "import", inventory.to_str().unwrap()], None);
+    let plan: Value =
+        serde_json::from_str(&site.ok(&["plan", "site", "--format", "json"], None)).unwrap();
+    let added = &plan["impact"]["policy"]["assignmentsAdded"][PACKAGE];
+    assert_eq!(added["machines"], 1, "{}", plan["impact"]);
+    assert_eq!(added["sample"][0], "wks-test-01");
+    let dps: Vec<&str> = plan["distribution"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["package"] == PACKAGE)
+        .map(|d| d["dp"].as_str().unwrap())
+        .collect();
+    assert_eq!(dps, ["dp-branch", "dp-hq"]);
+    let applied = site.ok(&["apply", "site", "--auto-approve"], None);
+    assert!(
+        applied.contains(&format!("Distributed \"{PACKAGE}\" to dp-hq: 3 files")),
+        "{applied}"
+    );
+
+    // Read back from the state, the applied package yields the same policy.
+    let plan: Value =
+        serde_json::from_str(&site.ok(&["plan", "site", "--format", "json"], None)).unwrap();
+    assert_eq!(
+        plan["impact"]["policy"]["machinesChanged"], 0,
+        "{}",
+        plan["impact"]
+    );
+    assert_eq!(
+        plan["changes"].as_array().unwrap().len(),
+        0,
+        "{}",
+        plan["changes"]
+    );
+
+    // A damaged file: not ready, with the reason; download puts it right.
+    std::fs::write(&file, "tampered").unwrap();
+    let r = site.readiness();
+    assert_eq!(r["ready"], false);
+    assert_eq!(r["why"], "1 file(s) not verified");
+    assert_eq!(r["unverified"][0]["file"], "Q299687_W2K_SP3_x86_en.EXE");
+    assert!(
+        r["unverified"][0]["why"]
+            .as_str()
+            .unwrap()
+            .contains("the download recorded"),
+        "{r}"
+    );
+    let out = site.run(&["updates", "download", "site"], Some(&mirror));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(hits.load(Ordering::SeqCst), 4);
+    assert_eq!(site.readiness()["ready"], true);
+}
+
+#[test]
+fn not_ready_package_does_not_stop_apply() {
+    let site = Site::new();
+    let out = site.ok(&["apply", "site", "--auto-approve"], None);
+    assert!(out.contains("Apply complete: 19 added"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "Not distributed: software update package \"{PACKAGE}\" is not ready: 3 file(s) to download."
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("Distributed \"MS Security Updates\" to dp-hq"),
+        "{out}"
+    );
+    // Without a mirror the catalog's own hosts (through the proxy) are used;
+    // an unknown package name is refused with a suggestion.
+    let out = site.run(
+        &[
+            "updates",
+            "download",
+            "site",
+            "--package",
+            "Security Updates 2026-12",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!("did you mean `{PACKAGE}`?")),
+        "{}",
+        text(&out.stderr)
+    );
+}
