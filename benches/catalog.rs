@@ -40,8 +40,7 @@ fn measure(name: &str, bytes: &[u8], seconds: f64, mut f: impl FnMut(&[u8]) -> u
 }
 
 fn main() {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/mssecure.xml");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mssecure.xml");
     let bytes = std::fs::read(&path).expect("the fixture");
     let seconds = std::env::var("BENCH_SECONDS")
         .ok()

@@ -44,13 +44,42 @@ fn run_with_limit(mut cmd: Command, limit: Duration) -> std::process::Output {
     }
 }
 
+/// The fixtures, vendored from the project's shared fixtures
+/// (`../shared/fixtures/`, see `tests/fixtures/SOURCES.md`) so that a
+/// checkout alone runs every test.
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Where the project keeps its shared fixtures, when this checkout sits
+/// beside them.
+fn shared_fixtures() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");
+    dir.is_dir().then_some(dir)
+}
+
+#[test]
+fn every_shared_fixture_is_vendored_unchanged() {
+    let Some(shared) = shared_fixtures() else {
+        // A checkout on its own: the vendored copies are what there is.
+        return;
+    };
+    for entry in fs::read_dir(&shared).expect("shared fixtures") {
+        let path = entry.expect("entry").path();
+        let vendored = fixtures().join(path.file_name().expect("name"));
+        assert_eq!(
+            fs::read(&path).expect("shared fixture"),
+            fs::read(&vendored).unwrap_or_default(),
+            "{} must be vendored as {} (copy it)",
+            path.display(),
+            vendored.display()
+        );
+    }
 }
 
 fn fixture_files() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = fs::read_dir(fixtures())
-        .expect("../shared/fixtures exists")
+        .expect("tests/fixtures exists")
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("xml")))
         .collect();

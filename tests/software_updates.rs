@@ -28,7 +28,7 @@ impl Site {
         copy_dir(&manifest.join("examples/site"), &dir.path().join("site"));
         // The catalog package's source holds the real fixture catalog.
         std::fs::copy(
-            manifest.join("../shared/fixtures/mssecure.xml"),
+            manifest.join("tests/fixtures/mssecure.xml"),
             dir.path()
                 .join("site/packages/security-inventory-tool/mssecure.xml"),
         )

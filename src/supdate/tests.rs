@@ -5,7 +5,7 @@ use crate::catalog::{self, Catalog};
 use crate::manifest::software_update_package::{Ohotfix, SoftwareUpdatePackageSpec};
 
 fn fixture() -> Catalog {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/mssecure.xml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mssecure.xml");
     catalog::read_any(&std::fs::read(path).expect("fixture"))
         .expect("reads")
         .catalog
