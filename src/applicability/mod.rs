@@ -260,6 +260,9 @@ enum MachineSp<'a> {
 struct Det {
     status: Status,
     reason: String,
+    /// Files detection only: no check applied (every file is
+    /// "change if exists" and none exists); registry data then decides.
+    vacuous: bool,
 }
 
 enum Applies {
@@ -402,6 +405,7 @@ impl<'c> Engine<'c> {
                         det[bi][pi] = Some(Det {
                             status: Status::Installed,
                             reason: format!("superseded by {}, which is installed", s.bulletin_id),
+                            vacuous: false,
                         });
                         changed = true;
                     }
@@ -689,7 +693,11 @@ fn detect(
     registry: &HashMap<(String, String), Option<&str>>,
     msi_patches: &HashSet<String>,
 ) -> Det {
-    let det = |status, reason: String| Det { status, reason };
+    let det = |status, reason: String| Det {
+        status,
+        reason,
+        vacuous: false,
+    };
     match p.detection {
         Detection::None => det(
             Status::Unknown,
@@ -707,6 +715,9 @@ fn detect(
         Detection::Both => {
             let f = detect_files(rules, files);
             let r = detect_registry(rules, registry);
+            if f.vacuous {
+                return r;
+            }
             match (f.status, r.status) {
                 (Status::Missing, _) => f,
                 (_, Status::Missing) => r,
@@ -734,12 +745,14 @@ fn detect_files(rules: &PatchRules, files: &HashMap<String, Option<&str>>) -> De
                 return Det {
                     status: Status::Missing,
                     reason: format!("{} not found", f.shown),
+                    vacuous: false,
                 }
             }
             (Some(_), FileCmd::Delete) => {
                 return Det {
                     status: Status::Missing,
                     reason: format!("{} is still present", f.shown),
+                    vacuous: false,
                 }
             }
             (Some(have), _) => match (&f.version, have) {
@@ -752,6 +765,7 @@ fn detect_files(rules: &PatchRules, files: &HashMap<String, Option<&str>>) -> De
                         return Det {
                             status: Status::Missing,
                             reason: format!("{} is {}, needs {want}", f.shown, have.trim()),
+                            vacuous: false,
                         };
                     }
                     ok += 1;
@@ -763,6 +777,7 @@ fn detect_files(rules: &PatchRules, files: &HashMap<String, Option<&str>>) -> De
         return Det {
             status: Status::Unknown,
             reason,
+            vacuous: false,
         };
     }
     if ok == 0 {
@@ -774,11 +789,13 @@ fn detect_files(rules: &PatchRules, files: &HashMap<String, Option<&str>>) -> De
         return Det {
             status: Status::Unknown,
             reason: reason.into(),
+            vacuous: unverifiable == 0,
         };
     }
     Det {
         status: Status::Installed,
         reason: format!("{ok} file version(s) up to date"),
+        vacuous: false,
     }
 }
 
@@ -787,6 +804,7 @@ fn detect_registry(rules: &PatchRules, registry: &HashMap<(String, String), Opti
         return Det {
             status: Status::Unknown,
             reason: "no registry key in the catalog".into(),
+            vacuous: false,
         };
     }
     for r in &rules.registry {
@@ -795,6 +813,7 @@ fn detect_registry(rules: &PatchRules, registry: &HashMap<(String, String), Opti
                 return Det {
                     status: Status::Missing,
                     reason: format!("registry value {} not found", r.shown),
+                    vacuous: false,
                 }
             }
             Some(have) => {
@@ -807,6 +826,7 @@ fn detect_registry(rules: &PatchRules, registry: &HashMap<(String, String), Opti
                                 "registry value {} is `{have}`, expected `{want}`",
                                 r.shown
                             ),
+                            vacuous: false,
                         };
                     }
                 }
@@ -816,6 +836,7 @@ fn detect_registry(rules: &PatchRules, registry: &HashMap<(String, String), Opti
     Det {
         status: Status::Installed,
         reason: format!("{} registry value(s) present", rules.registry.len()),
+        vacuous: false,
     }
 }
 

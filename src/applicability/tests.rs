@@ -285,6 +285,25 @@ fn supersedence_installs_the_superseded() {
         Status::Installed
     );
 
+    // MS01-041's IIS files are all "change if exists": with none of them
+    // on the machine, its registry value alone decides, and MS01-033
+    // follows.
+    let mut registry_only = bare.clone();
+    registry_only.registry.push(RegistryFact {
+        key: "HKLM\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\\Hotfix\\Q299444".into(),
+        value: "Installed".into(),
+        data: Some("1".into()),
+    });
+    let states = evaluate(&c, &registry_only, t0());
+    assert_eq!(
+        state(&states, "MS01-041", Some(IIS4)).status,
+        Status::Installed
+    );
+    assert_eq!(
+        state(&states, "MS01-033", Some(IIS4)).status,
+        Status::Installed
+    );
+
     // Installed itself: the reason is its own detection.
     let mut own = bare.clone();
     install(&c, &mut own, "MS01-033", "Q300972i.exe");
