@@ -18,6 +18,7 @@
 
 pub mod facts;
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 
@@ -129,26 +130,27 @@ pub fn scan_agent(kind: CatalogKind) -> &'static str {
 }
 
 /// One bulletin's state for one product on one machine (SMS's
-/// `Win32_PatchState`).
+/// `Win32_PatchState`). Borrows the catalog's text: evaluating thousands of
+/// machines copies no catalog string.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct PatchState {
-    pub bulletin: String,
-    pub q_numbers: Vec<String>,
-    pub title: Option<String>,
+pub struct PatchState<'c> {
+    pub bulletin: &'c str,
+    pub q_numbers: &'c [String],
+    pub title: Option<&'c str>,
     /// The affected product the machine has; `None` when it has none of
     /// the bulletin's products (then the state is `notApplicable`).
-    pub product: Option<String>,
+    pub product: Option<&'c str>,
     pub status: Status,
     pub reboot: Reboot,
-    pub scan_agent: String,
+    pub scan_agent: &'static str,
     pub scan_time: jiff::Timestamp,
     /// The patch that decided the state, when one did.
-    pub patch: Option<String>,
+    pub patch: Option<&'c str>,
     /// Why, in a few words.
-    pub reason: String,
+    pub reason: Cow<'static, str>,
     /// Bulletins superseding this one (from the catalog).
-    pub superseded_by: Vec<String>,
+    pub superseded_by: &'c [String],
     /// `false` for bulletins the catalog marks unsupported (they are never
     /// reported installed or missing).
     pub supported: bool,
@@ -190,11 +192,11 @@ impl Counts {
 }
 
 /// Evaluates one machine against a catalog.
-pub fn evaluate(
-    catalog: &Catalog,
+pub fn evaluate<'c>(
+    catalog: &'c Catalog,
     facts: &ScanFacts,
     scan_time: jiff::Timestamp,
-) -> Vec<PatchState> {
+) -> Vec<PatchState<'c>> {
     Engine::new(catalog).evaluate(facts, scan_time)
 }
 
@@ -317,7 +319,7 @@ impl<'c> Engine<'c> {
     /// The machine's patch states, in catalog order: per bulletin, one
     /// state per affected product the machine has, or one
     /// `notApplicable` state without product when it has none.
-    pub fn evaluate(&self, facts: &ScanFacts, scan_time: jiff::Timestamp) -> Vec<PatchState> {
+    pub fn evaluate(&self, facts: &ScanFacts, scan_time: jiff::Timestamp) -> Vec<PatchState<'c>> {
         let c = self.catalog;
         // The machine's products, by catalog product ID.
         let mut have: HashMap<&str, MachineSp<'_>> = HashMap::new();
@@ -465,7 +467,7 @@ impl<'c> Engine<'c> {
                     b,
                     None,
                     Status::NotApplicable,
-                    "none of the affected products is installed".to_string(),
+                    Cow::Borrowed("none of the affected products is installed"),
                     None,
                     scan_time,
                 ));
@@ -475,7 +477,7 @@ impl<'c> Engine<'c> {
                     b,
                     Some(e.product),
                     e.status,
-                    e.reason,
+                    Cow::Owned(e.reason),
                     Some(e.patch),
                     scan_time,
                 ));
@@ -486,26 +488,26 @@ impl<'c> Engine<'c> {
 
     fn state(
         &self,
-        b: &crate::catalog::Bulletin,
-        product: Option<&str>,
+        b: &'c crate::catalog::Bulletin,
+        product: Option<&'c str>,
         status: Status,
-        reason: String,
+        reason: Cow<'static, str>,
         patch: Option<usize>,
         scan_time: jiff::Timestamp,
-    ) -> PatchState {
+    ) -> PatchState<'c> {
         let p = patch.and_then(|i| b.patches.get(i));
         PatchState {
-            bulletin: b.id.clone(),
-            q_numbers: b.q_numbers.clone(),
-            title: b.title.clone(),
-            product: product.map(str::to_string),
+            bulletin: &b.id,
+            q_numbers: &b.q_numbers,
+            title: b.title.as_deref(),
+            product,
             status,
             reboot: Reboot::of(p),
-            scan_agent: self.agent.to_string(),
+            scan_agent: self.agent,
             scan_time,
-            patch: p.map(|p| p.name.clone()),
+            patch: p.map(|p| p.name.as_str()),
             reason,
-            superseded_by: b.superseded_by.clone(),
+            superseded_by: &b.superseded_by,
             supported: b.supported,
         }
     }

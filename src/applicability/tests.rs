@@ -54,10 +54,14 @@ fn install(c: &Catalog, facts: &mut ScanFacts, bulletin: &str, patch: &str) {
     }
 }
 
-fn state<'a>(states: &'a [PatchState], bulletin: &str, product: Option<&str>) -> &'a PatchState {
+fn state<'a, 'c>(
+    states: &'a [PatchState<'c>],
+    bulletin: &str,
+    product: Option<&str>,
+) -> &'a PatchState<'c> {
     states
         .iter()
-        .find(|s| s.bulletin == bulletin && s.product.as_deref() == product)
+        .find(|s| s.bulletin == bulletin && s.product == product)
         .unwrap_or_else(|| panic!("no state for {bulletin} / {product:?}: {states:#?}"))
 }
 
@@ -69,7 +73,7 @@ fn status_of(
 ) -> (Status, String) {
     let states = evaluate(c, facts, t0());
     let s = state(&states, bulletin, product);
-    (s.status, s.reason.clone())
+    (s.status, s.reason.to_string())
 }
 
 const NTW: &str = "Windows NT Workstation 4.0";
@@ -184,9 +188,7 @@ fn one_state_per_bulletin_and_product() {
     let mine: Vec<_> = states.iter().filter(|s| s.bulletin == "MS00-045").collect();
     assert_eq!(mine.len(), 2);
     assert!(mine.iter().all(|s| s.status == Status::Missing));
-    assert!(mine
-        .iter()
-        .all(|s| s.patch.as_deref() == Some("q261255.exe")));
+    assert!(mine.iter().all(|s| s.patch == Some("q261255.exe")));
     install(&c, &mut m, "MS00-045", "q261255.exe");
     let states = evaluate(&c, &m, t0());
     assert_eq!(

@@ -143,7 +143,7 @@ fn scan_human(facts: &ScanFacts, states: &[PatchState]) -> String {
     let wq = shown.iter().map(|s| q(s).len()).max().unwrap_or(0).max(2);
     let wp = shown
         .iter()
-        .map(|s| s.product.as_deref().map_or(0, str::len))
+        .map(|s| s.product.map_or(0, str::len))
         .max()
         .unwrap_or(0)
         .max(7);
@@ -163,7 +163,7 @@ fn scan_human(facts: &ScanFacts, states: &[PatchState]) -> String {
             "{:wb$}  {:wq$}  {:wp$}  {:14}  {:12}  {}{flag}",
             s.bulletin,
             q(s),
-            s.product.as_deref().unwrap_or("-"),
+            s.product.unwrap_or("-"),
             s.status.to_string(),
             s.reboot.as_str(),
             s.reason

@@ -289,19 +289,19 @@ pub struct StoredPatchState {
 
 impl StoredPatchState {
     /// The row of one engine state of a machine.
-    pub fn of(machine: &str, s: &crate::applicability::PatchState) -> StoredPatchState {
+    pub fn of(machine: &str, s: &crate::applicability::PatchState<'_>) -> StoredPatchState {
         StoredPatchState {
             machine_key: machine_key(machine),
-            bulletin: s.bulletin.clone(),
-            product: s.product.clone(),
-            q_numbers: s.q_numbers.clone(),
-            title: s.title.clone(),
+            bulletin: s.bulletin.to_string(),
+            product: s.product.map(str::to_string),
+            q_numbers: s.q_numbers.to_vec(),
+            title: s.title.map(str::to_string),
             status: s.status.as_str().to_string(),
             reboot: s.reboot.as_str().to_string(),
-            scan_agent: s.scan_agent.clone(),
+            scan_agent: s.scan_agent.to_string(),
             scan_time_ms: s.scan_time.as_millisecond(),
-            patch: s.patch.clone(),
-            reason: s.reason.clone(),
+            patch: s.patch.map(str::to_string),
+            reason: s.reason.to_string(),
         }
     }
 }
@@ -1042,7 +1042,7 @@ impl Store {
     pub async fn put_patch_states(
         &self,
         machine: &str,
-        states: &[crate::applicability::PatchState],
+        states: &[crate::applicability::PatchState<'_>],
     ) -> Result<usize, StoreError> {
         let rows: Vec<StoredPatchState> = states
             .iter()

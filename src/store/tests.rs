@@ -1884,23 +1884,26 @@ async fn sync_status_counts_failures(url: &str) {
     store.close().await;
 }
 
-fn patch_state(
-    bulletin: &str,
-    product: Option<&str>,
+static Q_NUMBERS: std::sync::LazyLock<Vec<String>> =
+    std::sync::LazyLock::new(|| vec!["Q300972".into(), "Q216453 (FP98)".into()]);
+
+fn patch_state<'a>(
+    bulletin: &'a str,
+    product: Option<&'a str>,
     status: crate::applicability::Status,
-) -> crate::applicability::PatchState {
+) -> crate::applicability::PatchState<'a> {
     crate::applicability::PatchState {
-        bulletin: bulletin.into(),
-        q_numbers: vec!["Q300972".into(), "Q216453 (FP98)".into()],
-        title: Some("Unchecked buffer".into()),
-        product: product.map(str::to_string),
+        bulletin,
+        q_numbers: &Q_NUMBERS,
+        title: Some("Unchecked buffer"),
+        product,
         status,
         reboot: crate::applicability::Reboot::Required,
-        scan_agent: "patchops-mssecure".into(),
+        scan_agent: "patchops-mssecure",
         scan_time: jiff::Timestamp::from_millisecond(T0).unwrap(),
-        patch: product.map(|_| "Q300972i.exe".to_string()),
+        patch: product.map(|_| "Q300972i.exe"),
         reason: "idq.dll not found".into(),
-        superseded_by: vec![],
+        superseded_by: &[],
         supported: true,
     }
 }
