@@ -377,3 +377,54 @@ fn every_bulletin_has_a_state_and_fields_are_filled() {
     let counts = Counts::of(&states);
     assert!(counts.missing > 0 && counts.not_applicable > 0 && counts.unknown > 0);
 }
+
+const OFFICE: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<OfficeUpdateCatalog DataVersion="2.2.0.31" LastDataUpdate="2004/03/09">
+  <Products>
+    <Product ProductID="OXP" Name="Office XP Professional" Family="Office XP">
+      <ProductCode Code="{90280409-6000-11d3-8cfe-0050048383c9}"/>
+    </Product>
+    <Product ProductID="O2K" Name="Office 2000"><ProductCode Code="{00000409-78E1-11D2-B60F-006097C998E7}"/></Product>
+  </Products>
+  <ServicePacks><ServicePack ServicePackID="OXP-SP2" Name="Office XP SP2"/></ServicePacks>
+  <Updates>
+    <Update UpdateID="MS04-009" Title="Outlook" DatePosted="2004/03/09">
+      <QNumber QNumber="KB828040"/>
+      <Patch Name="client.exe" Install="Client" PatchCode="{AAAAAAAA-0000-0000-0000-000000000001}" Reboot="No">
+        <Target ProductID="OXP" FixedInSP="3"><ServicePack ServicePackID="OXP-SP2"/></Target>
+      </Patch>
+      <Patch Name="o2k.exe" Install="Client" PatchCode="{AAAAAAAA-0000-0000-0000-000000000002}">
+        <Target ProductID="O2K"/>
+      </Patch>
+    </Update>
+  </Updates>
+</OfficeUpdateCatalog>
+"#;
+
+#[test]
+fn office_patches_by_windows_installer_codes() {
+    let c = catalog::read_any(OFFICE.as_bytes()).expect("loads").catalog;
+    let mut m = machine(&[("office xp professional", Some("Office XP SP2"))]);
+    // Office 2000 known by its product code only (no service pack listed,
+    // so none needs reporting).
+    m.msi.products = vec!["{00000409-78e1-11d2-b60f-006097c998e7}".into()];
+    let states = evaluate(&c, &m, t0());
+    let s = state(&states, "MS04-009", Some("Office XP Professional"));
+    assert_eq!(
+        (s.status, s.scan_agent),
+        (Status::Missing, "patchops-office")
+    );
+    assert_eq!(s.reboot, Reboot::NotRequired);
+    assert_eq!(
+        state(&states, "MS04-009", Some("Office 2000")).status,
+        Status::Missing
+    );
+    m.msi.patches = vec!["{aaaaaaaa-0000-0000-0000-000000000001}".into()];
+    let states = evaluate(&c, &m, t0());
+    let s = state(&states, "MS04-009", Some("Office XP Professional"));
+    assert_eq!(s.status, Status::Installed, "{}", s.reason);
+    assert_eq!(
+        state(&states, "MS04-009", Some("Office 2000")).status,
+        Status::Missing
+    );
+}
