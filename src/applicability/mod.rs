@@ -246,6 +246,12 @@ pub struct Engine<'c> {
     rules: Vec<Vec<PatchRules>>,
     /// Uppercase bulletin ID → index.
     bulletin_index: HashMap<String, usize>,
+    /// Per bulletin, the global index of its first patch (and one past
+    /// the last bulletin's patches at the end).
+    patch_base: Vec<usize>,
+    /// Per global patch index, the global index of its first affected entry.
+    affected_base: Vec<usize>,
+    affected_count: usize,
     agent: &'static str,
 }
 
@@ -305,8 +311,23 @@ impl<'c> Engine<'c> {
             .map(|(i, b)| (b.id.to_uppercase(), i))
             .rev() // the first of duplicate IDs wins
             .collect();
+        let mut patch_base = Vec::with_capacity(catalog.bulletins.len() + 1);
+        let mut affected_base = Vec::new();
+        let (mut patches, mut affected_count) = (0, 0);
+        for b in &catalog.bulletins {
+            patch_base.push(patches);
+            for p in &b.patches {
+                affected_base.push(affected_count);
+                affected_count += p.affected.len();
+                patches += 1;
+            }
+        }
+        patch_base.push(patches);
         Engine {
             catalog,
+            patch_base,
+            affected_base,
+            affected_count,
             products,
             product_codes,
             service_packs,
@@ -360,29 +381,26 @@ impl<'c> Engine<'c> {
 
         // Pass 1: applicability per (bulletin, patch, affected) and
         // detection of every patch that applies somewhere.
-        let mut applies: Vec<Vec<Vec<Applies>>> = Vec::with_capacity(c.bulletins.len());
-        let mut det: Vec<Vec<Option<Det>>> = Vec::with_capacity(c.bulletins.len());
+        let mut applies: Vec<Applies> = Vec::with_capacity(self.affected_count);
+        let mut det: Vec<Option<Det>> =
+            Vec::with_capacity(self.patch_base.last().copied().unwrap_or(0));
         for (bi, b) in c.bulletins.iter().enumerate() {
-            let mut ba = Vec::with_capacity(b.patches.len());
-            let mut bd = Vec::with_capacity(b.patches.len());
             for (pi, p) in b.patches.iter().enumerate() {
-                let pa: Vec<Applies> = p
-                    .affected
-                    .iter()
-                    .map(|a| match have.get(a.product_id.as_str()) {
-                        None => Applies::No(String::new()),
-                        Some(&sp) => self.applies(a, sp),
-                    })
-                    .collect();
-                let d = pa
+                let start = applies.len();
+                applies.extend(
+                    p.affected
+                        .iter()
+                        .map(|a| match have.get(a.product_id.as_str()) {
+                            None => Applies::No(String::new()),
+                            Some(&sp) => self.applies(a, sp),
+                        }),
+                );
+                let d = applies[start..]
                     .iter()
                     .any(|x| matches!(x, Applies::Yes))
                     .then(|| detect(p, &self.rules[bi][pi], &files, &registry, &msi_patches));
-                ba.push(pa);
-                bd.push(d);
+                det.push(d);
             }
-            applies.push(ba);
-            det.push(bd);
         }
 
         // Pass 2: supersedence, to a fixed point (chains are short).
@@ -393,7 +411,7 @@ impl<'c> Engine<'c> {
                     let Some(sup) = &p.superseded_by else {
                         continue;
                     };
-                    if det[bi][pi]
+                    if det[self.patch_base[bi] + pi]
                         .as_ref()
                         .is_none_or(|d| d.status != Status::Missing)
                     {
@@ -404,7 +422,7 @@ impl<'c> Engine<'c> {
                         .iter()
                         .find(|s| self.superseder_installed(&det, &s.bulletin_id, &s.patches));
                     if let Some(s) = by {
-                        det[bi][pi] = Some(Det {
+                        det[self.patch_base[bi] + pi] = Some(Det {
                             status: Status::Installed,
                             reason: format!("superseded by {}, which is installed", s.bulletin_id),
                             vacuous: false,
@@ -430,23 +448,26 @@ impl<'c> Engine<'c> {
                     if !have.contains_key(a.product_id.as_str()) {
                         continue;
                     }
-                    let (applicable, status, reason) = match &applies[bi][pi][ai] {
-                        Applies::Yes => {
-                            let d = det[bi][pi].as_ref().expect("detected when applicable");
-                            if b.supported {
-                                (true, d.status, d.reason.clone())
-                            } else {
-                                (
+                    let (applicable, status, reason) =
+                        match &applies[self.affected_base[self.patch_base[bi] + pi] + ai] {
+                            Applies::Yes => {
+                                let d = det[self.patch_base[bi] + pi]
+                                    .as_ref()
+                                    .expect("detected when applicable");
+                                if b.supported {
+                                    (true, d.status, d.reason.clone())
+                                } else {
+                                    (
                                     true,
                                     Status::Unknown,
                                     "the catalog marks the bulletin unsupported: check manually"
                                         .to_string(),
                                 )
+                                }
                             }
-                        }
-                        Applies::No(r) => (false, Status::NotApplicable, r.clone()),
-                        Applies::Unknown(r) => (false, Status::Unknown, r.clone()),
-                    };
+                            Applies::No(r) => (false, Status::NotApplicable, r.clone()),
+                            Applies::Unknown(r) => (false, Status::Unknown, r.clone()),
+                        };
                     let cand = Candidate {
                         product_id: &a.product_id,
                         product: &a.product,
@@ -557,18 +578,13 @@ impl<'c> Engine<'c> {
     /// named patches (names compared without case), or — when none of the
     /// names is a patch of that bulletin (the catalog has such names) — any
     /// of its patches.
-    fn superseder_installed(
-        &self,
-        det: &[Vec<Option<Det>>],
-        bulletin: &str,
-        names: &[String],
-    ) -> bool {
+    fn superseder_installed(&self, det: &[Option<Det>], bulletin: &str, names: &[String]) -> bool {
         let Some(&bi) = self.bulletin_index.get(&bulletin.to_uppercase()) else {
             return false;
         };
         let b = &self.catalog.bulletins[bi];
         let installed = |pi: usize| {
-            det[bi][pi]
+            det[self.patch_base[bi] + pi]
                 .as_ref()
                 .is_some_and(|d| d.status == Status::Installed)
         };
