@@ -428,3 +428,32 @@ fn office_patches_by_windows_installer_codes() {
         Status::Missing
     );
 }
+
+#[test]
+fn supersedence_is_transitive() {
+    // MS01-033 Q300972i.exe ← MS01-041 Q299444I.exe ← MS01-044
+    // q301625i.exe, all for IIS 4.0 on NT4 SP6a. Only MS01-044 is in.
+    let c = catalog();
+    let mut m = machine(&[(IIS4, Some("Windows NT4 Service Pack 6a"))]);
+    install(&c, &mut m, "MS01-044", "q301625i.exe");
+    let states = evaluate(&c, &m, t0());
+    let s = state(&states, "MS01-044", Some(IIS4));
+    assert_eq!(s.status, Status::Installed, "{}", s.reason);
+    assert!(!s.reason.contains("superseded"), "{}", s.reason);
+    let s = state(&states, "MS01-041", Some(IIS4));
+    assert_eq!(
+        (s.status, s.reason.as_ref()),
+        (
+            Status::Installed,
+            "superseded by MS01-044, which is installed"
+        )
+    );
+    let s = state(&states, "MS01-033", Some(IIS4));
+    assert_eq!(
+        (s.status, s.reason.as_ref()),
+        (
+            Status::Installed,
+            "superseded by MS01-041, which is installed"
+        )
+    );
+}

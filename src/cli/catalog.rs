@@ -93,6 +93,7 @@ pub fn run(command: Command) -> u8 {
                     return exit::FAILED;
                 }
             };
+            report_bad_bulletins(&catalog, &loaded);
             let now = jiff::Timestamp::now();
             let states = applicability::evaluate(&loaded.catalog, &facts, now);
             match format {
@@ -100,6 +101,15 @@ pub fn run(command: Command) -> u8 {
                 Format::Human => print!("{}", scan_human(&facts, &states)),
             }
             exit::OK
+        }
+    }
+}
+
+/// Prints the bulletins left out of a catalog (they are not evaluated).
+pub(super) fn report_bad_bulletins(file: &Path, loaded: &Loaded) {
+    for p in &loaded.problems {
+        if p.severity == catalog::ProblemSeverity::Error {
+            eprintln!("{}", problem_line(file, p));
         }
     }
 }

@@ -207,6 +207,7 @@ fn scan_import(
             return exit::FAILED;
         }
     };
+    super::catalog::report_bad_bulletins(catalog, &loaded);
     let engine = Engine::new(&loaded.catalog);
     let now = jiff::Timestamp::now();
     let mut counts = Counts::default();
