@@ -6,6 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod agent;
+pub mod applicability;
 pub mod catalog;
 pub mod cli;
 pub mod content;

@@ -1,9 +1,11 @@
-//! `patchops catalog inspect FILE` and `patchops catalog diff OLD NEW`.
+//! `patchops catalog inspect FILE`, `patchops catalog diff OLD NEW` and
+//! `patchops catalog scan --catalog FILE --facts FILE`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::{exit, Format};
+use crate::applicability::{self, Counts, PatchState, ScanFacts};
 use crate::catalog::{self, Catalog, CatalogDiff, Loaded, Problem, MAX_CATALOG_BYTES};
 
 #[derive(Debug, clap::Subcommand)]
@@ -20,6 +22,20 @@ pub enum Command {
     Diff {
         old: PathBuf,
         new: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Evaluate one machine's scan facts against a catalog: each
+    /// bulletin's state (installed, missing, not applicable, unknown) per
+    /// affected product the machine has.
+    Scan {
+        /// MSSecure.XML or an Office update catalog.
+        #[arg(long)]
+        catalog: PathBuf,
+        /// The machine's scan facts (.json, .yaml or .yml; see
+        /// docs/scan-facts.md).
+        #[arg(long)]
+        facts: PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
@@ -65,11 +81,122 @@ pub fn run(command: Command) -> u8 {
             }
             exit::OK
         }
+        Command::Scan {
+            catalog,
+            facts,
+            format,
+        } => {
+            let (loaded, facts) = match (load(&catalog), read_facts(&facts)) {
+                (Ok(l), Ok(f)) => (l, f),
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("error: {e}");
+                    return exit::FAILED;
+                }
+            };
+            report_bad_bulletins(&catalog, &loaded);
+            let now = jiff::Timestamp::now();
+            let states = applicability::evaluate(&loaded.catalog, &facts, now);
+            match format {
+                Format::Json => println!("{}", scan_json(&loaded.catalog, &facts, now, &states)),
+                Format::Human => print!("{}", scan_human(&facts, &states)),
+            }
+            exit::OK
+        }
     }
 }
 
+/// Prints the bulletins left out of a catalog (they are not evaluated).
+pub(super) fn report_bad_bulletins(file: &Path, loaded: &Loaded) {
+    for p in &loaded.problems {
+        if p.severity == catalog::ProblemSeverity::Error {
+            eprintln!("{}", problem_line(file, p));
+        }
+    }
+}
+
+/// Reads one machine's scan facts; the error names the file.
+pub(super) fn read_facts(file: &Path) -> Result<ScanFacts, String> {
+    let name = file.display();
+    let format = applicability::FactsFormat::from_path(file).ok_or_else(|| {
+        format!("{name}: unknown scan-facts format (expected a .json, .yaml or .yml file)")
+    })?;
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{name}: {e}"))?;
+    applicability::parse_facts(&text, format).map_err(|e| format!("{name}: {e}"))
+}
+
+fn scan_json(
+    c: &Catalog,
+    facts: &ScanFacts,
+    now: jiff::Timestamp,
+    states: &[PatchState],
+) -> String {
+    let doc = serde_json::json!({
+        "machine": facts.machine,
+        "catalog": {"kind": c.kind, "dataVersion": c.data_version},
+        "scanTime": now,
+        "counts": Counts::of(states),
+        "states": states,
+    });
+    serde_json::to_string_pretty(&doc).expect("states serialize")
+}
+
+fn scan_human(facts: &ScanFacts, states: &[PatchState]) -> String {
+    let mut out = String::new();
+    let shown: Vec<&PatchState> = states.iter().filter(|s| s.product.is_some()).collect();
+    let q = |s: &PatchState| s.q_numbers.first().cloned().unwrap_or_else(|| "-".into());
+    let wb = shown
+        .iter()
+        .map(|s| s.bulletin.len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
+    let wq = shown.iter().map(|s| q(s).len()).max().unwrap_or(0).max(2);
+    let wp = shown
+        .iter()
+        .map(|s| s.product.map_or(0, str::len))
+        .max()
+        .unwrap_or(0)
+        .max(7);
+    let _ = writeln!(
+        out,
+        "{:wb$}  {:wq$}  {:wp$}  {:14}  {:12}  REASON",
+        "BULLETIN", "Q", "PRODUCT", "STATUS", "REBOOT"
+    );
+    for s in &shown {
+        let flag = if s.supported {
+            ""
+        } else {
+            " [unsupported bulletin]"
+        };
+        let _ = writeln!(
+            out,
+            "{:wb$}  {:wq$}  {:wp$}  {:14}  {:12}  {}{flag}",
+            s.bulletin,
+            q(s),
+            s.product.unwrap_or("-"),
+            s.status.to_string(),
+            s.reboot.as_str(),
+            s.reason
+        );
+    }
+    let c = Counts::of(states);
+    let none = states.len() - shown.len();
+    let _ = writeln!(
+        out,
+        "\n{}: {} installed, {} missing, {} not applicable ({none} bulletins for products it does not have), {} unknown{}",
+        facts.machine,
+        c.installed,
+        c.missing,
+        c.not_applicable,
+        c.unknown,
+        c.percent_compliant()
+            .map_or(String::new(), |p| format!("; {p:.1}% compliant"))
+    );
+    out
+}
+
 /// Reads and parses a catalog; the error names the file.
-fn load(file: &Path) -> Result<Loaded, String> {
+pub(super) fn load(file: &Path) -> Result<Loaded, String> {
     let name = file.display();
     let meta = std::fs::metadata(file).map_err(|e| format!("{name}: {e}"))?;
     if meta.len() > MAX_CATALOG_BYTES as u64 {

@@ -1,4 +1,5 @@
-//! `patchops inventory import` and `patchops machine revoke`.
+//! `patchops inventory import`, `patchops inventory scan-import` and
+//! `patchops machine revoke`.
 
 use std::path::PathBuf;
 
@@ -18,6 +19,25 @@ pub enum InventoryCommand {
         #[command(flatten)]
         state: StateArgs,
     },
+    /// Evaluate machines' scan facts against a catalog and store their
+    /// patch states (each machine's states replace its previous ones), for
+    /// `status updates`.
+    ScanImport {
+        /// MSSecure.XML or an Office update catalog.
+        #[arg(long)]
+        catalog: PathBuf,
+        /// A scan-facts file, or a directory of them (.json, .yaml, .yml;
+        /// not recursive).
+        #[arg(long)]
+        facts: PathBuf,
+        /// Machines per transaction.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+        batch: u32,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        #[command(flatten)]
+        state: StateArgs,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -31,11 +51,20 @@ pub enum MachineCommand {
 }
 
 pub fn run_inventory(command: InventoryCommand, style: Style) -> u8 {
-    let InventoryCommand::Import {
-        file,
-        format,
-        state,
-    } = command;
+    let (file, format, state) = match command {
+        InventoryCommand::Import {
+            file,
+            format,
+            state,
+        } => (file, format, state),
+        InventoryCommand::ScanImport {
+            catalog,
+            facts,
+            batch,
+            format,
+            state,
+        } => return scan_import(&catalog, &facts, batch as usize, format, &state, style),
+    };
     let machines = match read(&file) {
         Ok(m) => m,
         Err(e) => {
@@ -106,6 +135,122 @@ pub fn run_machine(command: MachineCommand, style: Style) -> u8 {
         }
         Ok(n) => {
             println!("Revoked {n} token(s) of {name}; it must register again.");
+            exit::OK
+        }
+        Err(e) => {
+            report_error(&e, style);
+            exit::FAILED
+        }
+    }
+}
+
+/// The scan-facts files: the file itself, or a directory's `.json`,
+/// `.yaml` and `.yml` files in name order.
+fn facts_files(path: &std::path::Path) -> Result<Vec<PathBuf>, OpError> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| OpError::Input(format!("{shown}: {e}")))?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(|e| OpError::Input(format!("{shown}: {e}")))? {
+        let p = entry
+            .map_err(|e| OpError::Input(format!("{shown}: {e}")))?
+            .path();
+        if p.is_file() && crate::applicability::FactsFormat::from_path(&p).is_some() {
+            files.push(p);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(OpError::Input(format!(
+            "{shown}: no .json, .yaml or .yml scan-facts file"
+        )));
+    }
+    Ok(files)
+}
+
+fn scan_import(
+    catalog: &std::path::Path,
+    facts: &std::path::Path,
+    batch: usize,
+    format: Format,
+    state: &StateArgs,
+    style: Style,
+) -> u8 {
+    use crate::applicability::{Counts, Engine};
+    use crate::store::StoredPatchState;
+
+    // Everything is read and evaluated before the store is touched: a bad
+    // file imports nothing.
+    let prepared = (|| -> Result<_, OpError> {
+        let loaded = super::catalog::load(catalog).map_err(OpError::Input)?;
+        let mut all = Vec::new();
+        for f in facts_files(facts)? {
+            all.push(super::catalog::read_facts(&f).map_err(OpError::Input)?);
+        }
+        let mut seen = std::collections::HashSet::new();
+        for f in &all {
+            if !seen.insert(machine_key(&f.machine)) {
+                return Err(OpError::Input(format!(
+                    "machine `{}` has more than one scan-facts file",
+                    f.machine
+                )));
+            }
+        }
+        Ok((loaded, all))
+    })();
+    let (loaded, all) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            report_error(&e, style);
+            return exit::FAILED;
+        }
+    };
+    super::catalog::report_bad_bulletins(catalog, &loaded);
+    let engine = Engine::new(&loaded.catalog);
+    let now = jiff::Timestamp::now();
+    let mut counts = Counts::default();
+    let result = block_on(with_store(state, async |store| {
+        let mut written = 0;
+        for chunk in all.chunks(batch) {
+            let mut rows = Vec::new();
+            let mut machines = Vec::with_capacity(chunk.len());
+            for f in chunk {
+                let states = engine.evaluate(f, now);
+                for s in &states {
+                    counts.add(s.status);
+                }
+                rows.extend(states.iter().map(|s| StoredPatchState::of(&f.machine, s)));
+                machines.push(machine_key(&f.machine));
+            }
+            written += store.replace_patch_states(&machines, &rows).await?;
+        }
+        Ok(written)
+    }));
+    match result {
+        Ok(written) => {
+            match format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::json!({
+                        "catalog": catalog.display().to_string(),
+                        "machines": all.len(),
+                        "states": written,
+                        "counts": counts,
+                    })
+                ),
+                Format::Human => println!(
+                    "Scanned {} machines against {}: {written} patch states stored \
+                     ({} installed, {} missing, {} not applicable, {} unknown).",
+                    all.len(),
+                    catalog.display(),
+                    counts.installed,
+                    counts.missing,
+                    counts.not_applicable,
+                    counts.unknown
+                ),
+            }
             exit::OK
         }
         Err(e) => {

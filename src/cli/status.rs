@@ -1,9 +1,10 @@
-//! `patchops status advertisements | advertisement NAME | machine NAME`.
+//! `patchops status advertisements | advertisement NAME | machine NAME |
+//! updates`.
 
 use std::fmt::Write as _;
 
 use super::{block_on, exit, report_error, with_store, Format, StateArgs};
-use crate::ops::status::{self, AdvertisementStatus, MachineStatus};
+use crate::ops::status::{self, AdvertisementStatus, MachineStatus, UpdatesStatus};
 use crate::render::Style;
 
 #[derive(Debug, clap::Subcommand)]
@@ -33,6 +34,18 @@ pub enum Command {
         #[command(flatten)]
         state: StateArgs,
     },
+    /// Every bulletin's compliance from the stored patch states (see
+    /// `inventory scan-import`): machines installed, missing, not
+    /// applicable, unknown, and % compliant.
+    Updates {
+        /// Only the machines of this collection.
+        #[arg(long)]
+        collection: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        #[command(flatten)]
+        state: StateArgs,
+    },
 }
 
 pub fn run(command: Command, style: Style) -> u8 {
@@ -57,6 +70,14 @@ pub fn run(command: Command, style: Style) -> u8 {
             status::machine(store, &name).await
         }))
         .map(|m| print_machine(&m, format)),
+        Command::Updates {
+            collection,
+            format,
+            state,
+        } => block_on(with_store(&state, async |store| {
+            status::updates(store, collection.as_deref()).await
+        }))
+        .map(|u| print_updates(&u, format)),
     };
     match result {
         Ok(()) => exit::OK,
@@ -174,6 +195,42 @@ fn print_machine(m: &MachineStatus, format: Format) {
                 r.at, r.advertisement, r.state, r.message
             );
         }
+    }
+    print!("{out}");
+}
+
+fn print_updates(u: &UpdatesStatus, format: Format) {
+    if format == Format::Json {
+        println!("{}", json(u));
+        return;
+    }
+    let mut out = String::new();
+    let scope = u
+        .collection
+        .as_deref()
+        .map_or(String::new(), |c| format!(" in collection {c}"));
+    let _ = writeln!(out, "{} scanned machines{scope}", u.machines);
+    let _ = writeln!(
+        out,
+        "{:10}  {:>9}  {:>7}  {:>14}  {:>7}  {:>9}  TITLE",
+        "BULLETIN", "INSTALLED", "MISSING", "NOT APPLICABLE", "UNKNOWN", "COMPLIANT"
+    );
+    for b in &u.bulletins {
+        let c = &b.counts;
+        let pct = b
+            .percent_compliant
+            .map_or("-".to_string(), |p| format!("{p:.1}%"));
+        let _ = writeln!(
+            out,
+            "{:10}  {:>9}  {:>7}  {:>14}  {:>7}  {:>9}  {}",
+            b.bulletin,
+            c.installed,
+            c.missing,
+            c.not_applicable,
+            c.unknown,
+            pct,
+            b.title.as_deref().unwrap_or("")
+        );
     }
     print!("{out}");
 }

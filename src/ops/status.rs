@@ -1,5 +1,5 @@
-//! `patchops status …`: how advertisements are doing and what one machine
-//! is up to, from the store (applied site, inventory, policies, status
+//! `patchops status …`: how advertisements are doing, what one machine
+//! is up to and how compliant machines are with each bulletin, from the store (applied site, inventory, policies, status
 //! messages). Targeting is evaluated afresh from the applied site and the
 //! inventory, so it agrees with what the site server serves.
 
@@ -9,10 +9,11 @@ use serde::Serialize;
 
 use super::impact::targets;
 use super::OpError;
+use crate::applicability::{Counts, Status};
 use crate::eval::{Evaluator, MachineTable};
 use crate::inventory::machine_key;
 use crate::plan::applied_site;
-use crate::store::{StatusMessage, Store};
+use crate::store::{StatusMessage, Store, StoredPatchState};
 
 /// States an agent reports while an assignment is under way.
 const IN_PROGRESS: &[&str] = &[
@@ -235,4 +236,126 @@ pub async fn machine(store: &Store, name: &str) -> Result<MachineStatus, OpError
         assignments,
         messages,
     })
+}
+
+/// One bulletin's compliance over the scanned machines.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateStatus {
+    pub bulletin: String,
+    pub title: Option<String>,
+    pub q_numbers: Vec<String>,
+    /// Machines by their state for the bulletin (a machine counts once:
+    /// its products' states combine as missing over unknown over
+    /// installed over not applicable).
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// installed / (installed + missing), in percent; `None` when no
+    /// machine needs the bulletin.
+    pub percent_compliant: Option<f64>,
+}
+
+/// `patchops status updates`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdatesStatus {
+    /// The collection the machines were limited to, when one was given.
+    pub collection: Option<String>,
+    /// Machines with stored patch states (in the collection, when given).
+    pub machines: u64,
+    /// By bulletin ID.
+    pub bulletins: Vec<UpdateStatus>,
+}
+
+/// Combines one machine's states of a bulletin.
+fn combine(a: Status, b: Status) -> Status {
+    let rank = |s: Status| match s {
+        Status::Missing => 3,
+        Status::Unknown => 2,
+        Status::Installed => 1,
+        Status::NotApplicable => 0,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
+/// Per-bulletin compliance from the stored patch states, of the members
+/// of `collection` when given (evaluated afresh from the applied site and
+/// the inventory, as the other status commands do).
+pub async fn updates(store: &Store, collection: Option<&str>) -> Result<UpdatesStatus, OpError> {
+    let states = store.patch_states(None).await?;
+    let members: Option<std::collections::HashSet<String>> = match collection {
+        None => None,
+        Some(name) => {
+            let (_, table, evaluator) = targeting(store).await?;
+            let Some(bitmap) = evaluator.members(name) else {
+                let names = evaluator.collection_names();
+                let hint = crate::suggest::did_you_mean(name, names)
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                return Err(OpError::Input(format!(
+                    "no collection `{name}` in the applied site{hint}"
+                )));
+            };
+            Some(
+                bitmap
+                    .iter()
+                    .filter_map(|id| table.get(id).map(|m| machine_key(&m.name)))
+                    .collect(),
+            )
+        }
+    };
+    Ok(summarize(&states, members.as_ref(), collection))
+}
+
+/// The pure part of [`updates`].
+pub fn summarize(
+    states: &[StoredPatchState],
+    members: Option<&std::collections::HashSet<String>>,
+    collection: Option<&str>,
+) -> UpdatesStatus {
+    // (bulletin, machine) → combined status; bulletin → title, Q numbers.
+    let mut per: BTreeMap<&str, BTreeMap<&str, Status>> = BTreeMap::new();
+    let mut info: BTreeMap<&str, &StoredPatchState> = BTreeMap::new();
+    let mut machines = std::collections::BTreeSet::new();
+    for s in states {
+        if members.is_some_and(|m| !m.contains(&s.machine_key)) {
+            continue;
+        }
+        let Some(status) = Status::parse(&s.status) else {
+            continue;
+        };
+        machines.insert(s.machine_key.as_str());
+        info.entry(s.bulletin.as_str()).or_insert(s);
+        per.entry(s.bulletin.as_str())
+            .or_default()
+            .entry(s.machine_key.as_str())
+            .and_modify(|e| *e = combine(*e, status))
+            .or_insert(status);
+    }
+    let bulletins = per
+        .into_iter()
+        .map(|(bulletin, by_machine)| {
+            let mut counts = Counts::default();
+            for status in by_machine.values() {
+                counts.add(*status);
+            }
+            let first = info[bulletin];
+            UpdateStatus {
+                bulletin: bulletin.to_string(),
+                title: first.title.clone(),
+                q_numbers: first.q_numbers.clone(),
+                percent_compliant: counts.percent_compliant(),
+                counts,
+            }
+        })
+        .collect();
+    UpdatesStatus {
+        collection: collection.map(str::to_string),
+        machines: machines.len() as u64,
+        bulletins,
+    }
 }

@@ -266,6 +266,46 @@ pub struct StatusMessage {
     pub received_ms: i64,
 }
 
+/// One stored patch state: a machine's state for one (bulletin,
+/// product), from the applicability engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredPatchState {
+    /// Lowercase machine name.
+    pub machine_key: String,
+    pub bulletin: String,
+    /// `None` when the machine has none of the bulletin's products.
+    pub product: Option<String>,
+    pub q_numbers: Vec<String>,
+    pub title: Option<String>,
+    /// `installed`, `missing`, `notApplicable` or `unknown`.
+    pub status: String,
+    /// `required`, `notRequired` or `unknown`.
+    pub reboot: String,
+    pub scan_agent: String,
+    pub scan_time_ms: i64,
+    pub patch: Option<String>,
+    pub reason: String,
+}
+
+impl StoredPatchState {
+    /// The row of one engine state of a machine.
+    pub fn of(machine: &str, s: &crate::applicability::PatchState<'_>) -> StoredPatchState {
+        StoredPatchState {
+            machine_key: machine_key(machine),
+            bulletin: s.bulletin.to_string(),
+            product: s.product.map(str::to_string),
+            q_numbers: s.q_numbers.to_vec(),
+            title: s.title.map(str::to_string),
+            status: s.status.as_str().to_string(),
+            reboot: s.reboot.as_str().to_string(),
+            scan_agent: s.scan_agent.to_string(),
+            scan_time_ms: s.scan_time.as_millisecond(),
+            patch: s.patch.map(str::to_string),
+            reason: s.reason.to_string(),
+        }
+    }
+}
+
 /// One verified version of a catalog (the sync host's download).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CatalogVersion {
@@ -1054,6 +1094,69 @@ impl Store {
         r.map_err(|e| self.error(e))
     }
 
+    /// Replaces one machine's patch states (all of them, in one
+    /// transaction). Returns how many rows were written.
+    pub async fn put_patch_states(
+        &self,
+        machine: &str,
+        states: &[crate::applicability::PatchState<'_>],
+    ) -> Result<usize, StoreError> {
+        let rows: Vec<StoredPatchState> = states
+            .iter()
+            .map(|s| StoredPatchState::of(machine, s))
+            .collect();
+        self.replace_patch_states(&[machine_key(machine)], &rows)
+            .await
+    }
+
+    /// Replaces the patch states of every machine in `machines` with
+    /// `rows` (which must belong to those machines), in one transaction.
+    /// A repeated (machine, bulletin, product) keeps its first row.
+    pub async fn replace_patch_states(
+        &self,
+        machines: &[String],
+        rows: &[StoredPatchState],
+    ) -> Result<usize, StoreError> {
+        self.writable()?;
+        let mut keys: Vec<String> = machines.iter().map(|m| machine_key(m)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut seen = std::collections::HashSet::new();
+        let mut unique: Vec<&StoredPatchState> = Vec::with_capacity(rows.len());
+        for r in rows {
+            if keys.binary_search(&r.machine_key).is_err() {
+                return Err(self.error(Fail::Invalid(format!(
+                    "a patch state of machine `{}`, which is not in the batch",
+                    r.machine_key
+                ))));
+            }
+            if seen.insert((&r.machine_key, &r.bulletin, &r.product)) {
+                unique.push(r);
+            }
+        }
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::replace_patch_states(p, &keys, &unique).await,
+            Db::Postgres(p) => postgres::replace_patch_states(p, &keys, &unique).await,
+            Db::Remote(_) => Err(Fail::Remote("replace_patch_states")),
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// The stored patch states, of one machine when given; by machine,
+    /// bulletin, product (byte order).
+    pub async fn patch_states(
+        &self,
+        machine: Option<&str>,
+    ) -> Result<Vec<StoredPatchState>, StoreError> {
+        let key = machine.map(machine_key);
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::patch_states(p, key.as_deref()).await,
+            Db::Postgres(p) => postgres::patch_states(p, key.as_deref()).await,
+            Db::Remote(_) => Err(Fail::Remote("patch_states")),
+        };
+        r.map_err(|e| self.error(e))
+    }
+
     /// Stores a verified catalog version; returns its id (increasing per
     /// store).
     pub async fn put_catalog_version(&self, version: &CatalogVersion) -> Result<i64, StoreError> {
@@ -1610,6 +1713,11 @@ pub(crate) const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[
         description: "catalogs",
         sql: include_str!("../../migrations/sqlite/0003_catalogs.sql"),
     },
+    EmbeddedMigration {
+        version: 4,
+        description: "patch states",
+        sql: include_str!("../../migrations/sqlite/0004_patch_states.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
@@ -1627,6 +1735,11 @@ pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
         version: 3,
         description: "catalogs",
         sql: include_str!("../../migrations/postgres/0003_catalogs.sql"),
+    },
+    EmbeddedMigration {
+        version: 4,
+        description: "patch states",
+        sql: include_str!("../../migrations/postgres/0004_patch_states.sql"),
     },
 ];
 
@@ -1684,7 +1797,7 @@ pub(crate) fn check_applied(
 pub(crate) mod rows {
     use super::{
         ApplyRecord, CatalogVersion, Fail, LockHolder, Owner, StatusMessage, StoredObject,
-        StoredPolicy, SyncStatus,
+        StoredPatchState, StoredPolicy, SyncStatus,
     };
     use sqlx::{ColumnIndex, Decode, Row, Type};
 
@@ -1807,6 +1920,36 @@ pub(crate) mod rows {
                 .map_err(|_| Fail::Data(format!("policy version {version} out of range")))?,
             hash: row.try_get("hash")?,
             body: row.try_get("body")?,
+        })
+    }
+
+    /// A `patch_states` row.
+    pub(crate) fn patch_state<R>(row: &R) -> Result<StoredPatchState, Fail>
+    where
+        R: Row,
+        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+        for<'a> &'a str: ColumnIndex<R>,
+    {
+        let product: String = row.try_get("product")?;
+        let q: String = row.try_get("q_numbers")?;
+        Ok(StoredPatchState {
+            machine_key: row.try_get("machine_key")?,
+            bulletin: row.try_get("bulletin")?,
+            product: (!product.is_empty()).then_some(product),
+            q_numbers: q
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            title: row.try_get("title")?,
+            status: row.try_get("status")?,
+            reboot: row.try_get("reboot")?,
+            scan_agent: row.try_get("scan_agent")?,
+            scan_time_ms: row.try_get("scan_time_ms")?,
+            patch: row.try_get("patch")?,
+            reason: row.try_get("reason")?,
         })
     }
 

@@ -11,8 +11,8 @@ use super::{
     check_applied, check_token_again, classify, count, decode_machine, lease_ms, machine_outcomes,
     machines_to_write, migrator, rows, version_i64, ApplyRecord, Backend, CatalogVersion, Db,
     Existing, Fail, LockHolder, LockRequest, Machine, MachineRow, Normalized, Opened, Owner,
-    StateInfo, StatusMessage, StoreError, StoredObject, StoredPolicy, SyncAttempt, SyncStatus,
-    CHUNK, CONNECT_TIMEOUT, MIGRATIONS_TABLE, POSTGRES_MIGRATIONS,
+    StateInfo, StatusMessage, StoreError, StoredObject, StoredPatchState, StoredPolicy,
+    SyncAttempt, SyncStatus, CHUNK, CONNECT_TIMEOUT, MIGRATIONS_TABLE, POSTGRES_MIGRATIONS,
 };
 
 /// The database's clock, in epoch milliseconds (`clock_timestamp()`, not
@@ -868,4 +868,60 @@ pub(super) async fn sync_status(pool: &PgPool) -> Result<Vec<SyncStatus>, Fail> 
     .fetch_all(pool)
     .await?;
     rows.iter().map(rows::sync_status).collect()
+}
+
+pub(super) async fn replace_patch_states(
+    pool: &PgPool,
+    machines: &[String],
+    states: &[&StoredPatchState],
+) -> Result<usize, Fail> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("DELETE FROM patch_states WHERE machine_key = ANY($1::text[])")
+        .bind(machines)
+        .execute(&mut *tx)
+        .await?;
+    let mut written = 0;
+    for chunk in states.chunks(CHUNK) {
+        let col =
+            |f: fn(&StoredPatchState) -> &str| chunk.iter().map(|s| f(s)).collect::<Vec<&str>>();
+        let opt = |f: fn(&StoredPatchState) -> Option<&str>| {
+            chunk.iter().map(|s| f(s)).collect::<Vec<Option<&str>>>()
+        };
+        let done = sqlx::query(
+            "INSERT INTO patch_states (machine_key, bulletin, product, q_numbers, title, status, reboot, scan_agent, scan_time_ms, patch, reason) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                                  $6::text[], $7::text[], $8::text[], $9::int8[], $10::text[], \
+                                  $11::text[])",
+        )
+        .bind(col(|s| &s.machine_key))
+        .bind(col(|s| &s.bulletin))
+        .bind(col(|s| s.product.as_deref().unwrap_or("")))
+        .bind(chunk.iter().map(|s| s.q_numbers.join(",")).collect::<Vec<String>>())
+        .bind(opt(|s| s.title.as_deref()))
+        .bind(col(|s| &s.status))
+        .bind(col(|s| &s.reboot))
+        .bind(col(|s| &s.scan_agent))
+        .bind(chunk.iter().map(|s| s.scan_time_ms).collect::<Vec<i64>>())
+        .bind(opt(|s| s.patch.as_deref()))
+        .bind(col(|s| &s.reason))
+        .execute(&mut *tx)
+        .await?;
+        written += count(done.rows_affected());
+    }
+    tx.commit().await?;
+    Ok(written)
+}
+
+pub(super) async fn patch_states(
+    pool: &PgPool,
+    machine_key: Option<&str>,
+) -> Result<Vec<StoredPatchState>, Fail> {
+    let rows: Vec<PgRow> = sqlx::query(
+        "SELECT machine_key, bulletin, product, q_numbers, title, status, reboot, scan_agent, scan_time_ms, patch, reason FROM patch_states WHERE $1::text IS NULL OR machine_key = $1 \
+         ORDER BY machine_key COLLATE \"C\", bulletin COLLATE \"C\", product COLLATE \"C\"",
+    )
+    .bind(machine_key)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(rows::patch_state).collect()
 }

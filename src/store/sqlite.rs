@@ -15,8 +15,8 @@ use super::{
     check_applied, check_token_again, classify, count, decode_machine, lease_ms, machine_outcomes,
     machines_to_write, migrator, rows, version_i64, ApplyRecord, Backend, CatalogVersion, Db,
     Existing, Fail, LockHolder, LockRequest, Machine, MachineRow, Normalized, Opened, Owner,
-    StateInfo, StatusMessage, StoreError, StoredObject, StoredPolicy, SyncAttempt, SyncStatus,
-    BUSY_TIMEOUT, MIGRATIONS_TABLE, SQLITE_MIGRATIONS,
+    StateInfo, StatusMessage, StoreError, StoredObject, StoredPatchState, StoredPolicy,
+    SyncAttempt, SyncStatus, BUSY_TIMEOUT, MIGRATIONS_TABLE, SQLITE_MIGRATIONS,
 };
 
 /// The database's clock, in epoch milliseconds.
@@ -1035,4 +1035,62 @@ pub(super) async fn sync_status(pool: &SqlitePool) -> Result<Vec<SyncStatus>, Fa
     .fetch_all(pool)
     .await?;
     rows.iter().map(rows::sync_status).collect()
+}
+
+pub(super) async fn replace_patch_states(
+    pool: &SqlitePool,
+    machines: &[String],
+    states: &[&StoredPatchState],
+) -> Result<usize, Fail> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    for chunk in machines.chunks(DELETE_CHUNK) {
+        let sql = format!(
+            "DELETE FROM patch_states WHERE machine_key IN ({})",
+            placeholders(chunk.len(), "?")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for m in chunk {
+            q = q.bind(m.as_str());
+        }
+        q.execute(&mut *tx).await?;
+    }
+    let mut written = 0;
+    for chunk in states.chunks(UPSERT_CHUNK) {
+        let sql = format!(
+            "INSERT INTO patch_states (machine_key, bulletin, product, q_numbers, title, status, reboot, scan_agent, scan_time_ms, patch, reason) VALUES {}",
+            placeholders(chunk.len(), "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for s in chunk {
+            q = q
+                .bind(s.machine_key.as_str())
+                .bind(s.bulletin.as_str())
+                .bind(s.product.as_deref().unwrap_or(""))
+                .bind(s.q_numbers.join(","))
+                .bind(s.title.as_deref())
+                .bind(s.status.as_str())
+                .bind(s.reboot.as_str())
+                .bind(s.scan_agent.as_str())
+                .bind(s.scan_time_ms)
+                .bind(s.patch.as_deref())
+                .bind(s.reason.as_str());
+        }
+        written += count(q.execute(&mut *tx).await?.rows_affected());
+    }
+    tx.commit().await?;
+    Ok(written)
+}
+
+pub(super) async fn patch_states(
+    pool: &SqlitePool,
+    machine_key: Option<&str>,
+) -> Result<Vec<StoredPatchState>, Fail> {
+    let rows: Vec<SqliteRow> = sqlx::query(
+        "SELECT machine_key, bulletin, product, q_numbers, title, status, reboot, scan_agent, scan_time_ms, patch, reason FROM patch_states WHERE ?1 IS NULL OR machine_key = ?1 \
+         ORDER BY machine_key, bulletin, product",
+    )
+    .bind(machine_key)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(rows::patch_state).collect()
 }

@@ -55,6 +55,7 @@ both_backends!(
     version_1_store_is_upgraded,
     catalog_versions_round_trip,
     sync_status_counts_failures,
+    patch_states_replace_per_machine,
 );
 
 fn is_sqlite(url: &str) -> bool {
@@ -1933,4 +1934,91 @@ async fn sync_status_counts_failures(url: &str) {
     assert_eq!(all[1].last_error.as_deref(), Some("HTTP 500"));
     assert_eq!(all[1].next_attempt_ms, 65_000);
     store.close().await;
+}
+
+static Q_NUMBERS: std::sync::LazyLock<Vec<String>> =
+    std::sync::LazyLock::new(|| vec!["Q300972".into(), "Q216453 (FP98)".into()]);
+
+fn patch_state<'a>(
+    bulletin: &'a str,
+    product: Option<&'a str>,
+    status: crate::applicability::Status,
+) -> crate::applicability::PatchState<'a> {
+    crate::applicability::PatchState {
+        bulletin,
+        q_numbers: &Q_NUMBERS,
+        title: Some("Unchecked buffer"),
+        product,
+        status,
+        reboot: crate::applicability::Reboot::Required,
+        scan_agent: "patchops-mssecure",
+        scan_time: jiff::Timestamp::from_millisecond(T0).unwrap(),
+        patch: product.map(|_| "Q300972i.exe"),
+        reason: "idq.dll not found".into(),
+        superseded_by: &[],
+        supported: true,
+    }
+}
+
+async fn patch_states_replace_per_machine(url: &str) {
+    use crate::applicability::Status;
+    let store = Store::open(url).await.unwrap();
+    assert!(store.patch_states(None).await.unwrap().is_empty());
+    let pc01 = vec![
+        patch_state(
+            "MS01-033",
+            Some("Internet Information Server 4.0"),
+            Status::Missing,
+        ),
+        patch_state("MS01-033", Some("Index Server 2.0"), Status::Installed),
+        patch_state("MS98-001", None, Status::NotApplicable),
+        // A repeated key keeps the first row.
+        patch_state("MS98-001", None, Status::Unknown),
+    ];
+    assert_eq!(store.put_patch_states("PC01", &pc01).await.unwrap(), 3);
+    assert_eq!(
+        store
+            .put_patch_states(
+                "pc02",
+                &[patch_state("MS01-033", None, Status::NotApplicable)]
+            )
+            .await
+            .unwrap(),
+        1
+    );
+    let got = store.patch_states(Some("pc01")).await.unwrap();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0], StoredPatchState::of("PC01", &pc01[1]));
+    assert_eq!(got[0].machine_key, "pc01");
+    assert_eq!(got[0].q_numbers, vec!["Q300972", "Q216453 (FP98)"]);
+    assert_eq!(got[2].product, None);
+    assert_eq!(got[2].status, "notApplicable");
+    assert_eq!(store.patch_states(None).await.unwrap().len(), 4);
+
+    // A new scan replaces all of the machine's states, not the others'.
+    let rescan = vec![patch_state(
+        "MS01-033",
+        Some("Internet Information Server 4.0"),
+        Status::Installed,
+    )];
+    assert_eq!(store.put_patch_states("pc01", &rescan).await.unwrap(), 1);
+    let got = store.patch_states(Some("PC01")).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].status, "installed");
+    assert_eq!(store.patch_states(Some("pc02")).await.unwrap().len(), 1);
+
+    // A batch of machines in one transaction; a row of another machine
+    // refuses the whole batch.
+    let rows = vec![
+        StoredPatchState::of("pc03", &rescan[0]),
+        StoredPatchState::of("pc04", &rescan[0]),
+    ];
+    let machines = vec!["PC03".to_string(), "pc04".to_string()];
+    assert_eq!(
+        store.replace_patch_states(&machines, &rows).await.unwrap(),
+        2
+    );
+    let stray = vec![StoredPatchState::of("pc05", &rescan[0])];
+    assert!(store.replace_patch_states(&machines, &stray).await.is_err());
+    assert_eq!(store.patch_states(None).await.unwrap().len(), 4);
 }
