@@ -285,7 +285,7 @@ async fn registers_downloads_verifies_runs_and_reports() {
             > 0
     );
     assert_eq!(
-        std::fs::read_dir(site.path("agent/work")).unwrap().count(),
+        std::fs::read_dir(site.path("agent/runs")).unwrap().count(),
         0
     );
 

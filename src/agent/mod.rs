@@ -476,7 +476,7 @@ impl Agent {
             step: 0,
             errors: Vec::new(),
         };
-        let work = self.state.work_dir().join(&run.id);
+        let work = self.state.runs_dir().join(&run.id);
         let result = self
             .execute_in(policy, assignment, history, &mut run, &work)
             .await;

@@ -9,7 +9,7 @@
 //! <state>/queue.jsonl     the durable status queue (see `queue.rs`)
 //! <state>/content/<sha256>        verified content files (single instance)
 //! <state>/content/<sha256>.part   a download in progress (resumed with Range)
-//! <state>/work/<run id>/          a package tree materialized for one run
+//! <state>/runs/<run id>/          a package tree materialized for one run
 //! ```
 //!
 //! Every file but the queue is written atomically: a temporary file in the
@@ -78,7 +78,7 @@ impl StateDir {
         let reason = |what: &str, p: &Path, e: io::Error| format!("{what} {}: {e}", p.display());
         fs::create_dir_all(root).map_err(|e| reason("cannot create", root, e))?;
         let _ = fs::set_permissions(root, fs::Permissions::from_mode(0o700));
-        for sub in ["content", "work"] {
+        for sub in ["content", "runs"] {
             let dir = root.join(sub);
             fs::create_dir_all(&dir).map_err(|e| reason("cannot create", &dir, e))?;
         }
@@ -117,8 +117,8 @@ impl StateDir {
         self.root.join("content")
     }
 
-    pub fn work_dir(&self) -> PathBuf {
-        self.root.join("work")
+    pub fn runs_dir(&self) -> PathBuf {
+        self.root.join("runs")
     }
 
     pub fn token(&self) -> io::Result<Option<Token>> {
