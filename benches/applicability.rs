@@ -144,8 +144,7 @@ fn measure(name: &str, runs: u32, mut f: impl FnMut() -> Counts) -> Counts {
 }
 
 fn main() {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/mssecure.xml");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mssecure.xml");
     let bytes = std::fs::read(&path).expect("the fixture");
     let cat = catalog::read_any(&bytes)
         .expect("the fixture loads")

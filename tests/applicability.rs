@@ -24,7 +24,7 @@ fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
 
 fn fixture() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/mssecure.xml")
+        .join("tests/fixtures/mssecure.xml")
         .display()
         .to_string()
 }

@@ -6,8 +6,7 @@ use super::*;
 use crate::catalog::{self, Catalog};
 
 fn catalog() -> Catalog {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/mssecure.xml");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mssecure.xml");
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     catalog::read_any(&bytes)
         .expect("the fixture loads")
