@@ -5,9 +5,8 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,31 +30,15 @@ impl Server {
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let stderr = cwd.join(format!("server-{n}.log"));
-        let mut child = patchops()
-            .current_dir(cwd)
+        let mut cmd = patchops();
+        cmd.current_dir(cwd)
             .args(["server", "--state", state, "--listen", "127.0.0.1:0"])
             .args(["--enroll-secret-from", "env:TEST_ENROLL"])
             .args(["--token-cache-ttl", "0s", "--refresh", "1s"])
             .args(extra)
             .env("TEST_ENROLL", ENROLL)
-            .env("PATCHOPS_LOG", "info,patchops=debug")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).expect("log file"))
-            .spawn()
-            .expect("start server");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read bound address");
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| {
-                let log = std::fs::read_to_string(&stderr).unwrap_or_default();
-                panic!("server did not start: {line:?}\n{log}")
-            })
-            .to_string();
+            .env("PATCHOPS_LOG", "info,patchops=debug");
+        let (child, base) = support::spawn_server(cmd, &stderr);
         Server {
             child,
             base,

@@ -4,9 +4,8 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -27,32 +26,16 @@ struct Server {
 impl Server {
     fn start(state: &str, dir: &Path, extra: &[&str]) -> Server {
         let stderr = dir.join(format!("server-{}.log", uuid_like()));
-        let mut child = patchops()
-            .args(["server", "--state", state, "--listen", "127.0.0.1:0"])
+        let mut cmd = patchops();
+        cmd.args(["server", "--state", state, "--listen", "127.0.0.1:0"])
             .args(["--enroll-secret-from", "env:TEST_ENROLL"])
             .args(["--admin-token-from", "env:TEST_ADMIN"])
             .args(["--token-cache-ttl", "0s", "--refresh", "1s"])
             .args(extra)
             .env("TEST_ENROLL", ENROLL)
             .env("TEST_ADMIN", ADMIN)
-            .env("PATCHOPS_LOG", "debug")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).expect("log file"))
-            .spawn()
-            .expect("start server");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read bound address");
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| {
-                let log = std::fs::read_to_string(&stderr).unwrap_or_default();
-                panic!("server did not start: {line:?}\n{log}")
-            })
-            .to_string();
+            .env("PATCHOPS_LOG", "debug");
+        let (child, base) = support::spawn_server(cmd, &stderr);
         Server {
             child,
             base,

@@ -159,3 +159,28 @@ impl Lcg {
         self.0 >> 33
     }
 }
+
+/// Starts `patchops server …` (`cmd`, with its arguments) with stderr in
+/// `log`, and returns the process and the base URL it printed once bound
+/// (it listens on port 0).
+pub fn spawn_server(mut cmd: Command, log: &Path) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .expect("start server");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read bound address");
+    let Some(base) = line.trim().strip_prefix("listening on ") else {
+        let _ = child.kill();
+        let log = std::fs::read_to_string(log).unwrap_or_default();
+        panic!("server did not start: {line:?}\n{log}")
+    };
+    let base = base.to_string();
+    (child, base)
+}
