@@ -184,6 +184,18 @@ impl Client {
         self.post(WHAT, "/v1/status", token, body).await.map(drop)
     }
 
+    /// Sends one scan's patch states (they replace the machine's previous
+    /// states of that scan agent).
+    pub async fn patch_states(
+        &self,
+        token: &Token,
+        report: &[u8],
+    ) -> Result<(), ClientError> {
+        self.post("patch states", "/v1/patch-states", token, report.to_vec())
+            .await
+            .map(drop)
+    }
+
     /// Polls the policy; `etag` is the one of the policy held.
     pub async fn policy(
         &self,

@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use serde::Serialize;
 
+use crate::applicability::report::PatchStateReport;
+use crate::applicability::ScanFacts;
 use crate::inventory::Machine;
 use crate::manifest::advertisement::RemoteDpAction;
 use crate::manifest::common::Priority;
@@ -36,24 +38,39 @@ use queue::{Queue, RunState, StatusMessage};
 use schedule::{Due, RunResult, ScheduleOptions};
 use state::{History, StateDir, StoredPolicy, Token};
 
-/// Where the machine's facts come from. Scanning for applicable updates
-/// (update catalogs) will be another implementation; this agent only
-/// reports facts. The stub point: implement `scan` to add what a scanner
-/// finds (e.g. `installed.update`) to the machine.
+/// Where the machine's facts come from: the inventory record
+/// ([`Scanner::scan`]) and the scan facts the applicability engine needs
+/// ([`Scanner::scan_facts`]: products, service packs, file versions,
+/// registry values, Windows Installer codes — `docs/scan-facts.md`).
+/// [`FactsFile`] reads both from files (a simulated machine); a native
+/// Windows scanner would implement this trait by asking WMI, the file
+/// system and the registry for what the catalog names.
 pub trait Scanner: Send + Sync {
     /// The machine's facts; `name` is the agent's machine name.
     fn scan(&self, name: &str) -> Result<Machine, String>;
+
+    /// The machine's scan facts, for a scan program's catalog. The default:
+    /// this scanner reports none (the scan fails with this message).
+    fn scan_facts(&self, name: &str) -> Result<ScanFacts, String> {
+        let _ = name;
+        Err("this agent has no scan facts (give --scan-facts FILE)".into())
+    }
 }
 
 /// Facts from a `--facts FILE` (a `Machine` in JSON or YAML, as in
-/// `docs/inventory.md`) — the simulated machine — or the name alone.
+/// `docs/inventory.md`) — the simulated machine — or the name alone; scan
+/// facts from a `--scan-facts FILE` (`docs/scan-facts.md`), read again at
+/// every scan.
 #[derive(Debug, Clone)]
 pub struct FactsFile {
     pub path: Option<PathBuf>,
+    pub scan_facts: Option<PathBuf>,
 }
 
 /// The largest facts file read.
 const MAX_FACTS_BYTES: u64 = 4 << 20;
+/// The largest scan-facts file read.
+const MAX_SCAN_FACTS_BYTES: u64 = 64 << 20;
 
 impl Scanner for FactsFile {
     fn scan(&self, name: &str) -> Result<Machine, String> {
@@ -86,6 +103,37 @@ impl Scanner for FactsFile {
         })?;
         Ok(machine)
     }
+
+    fn scan_facts(&self, name: &str) -> Result<ScanFacts, String> {
+        let Some(path) = &self.scan_facts else {
+            return Err(
+                "no scan facts: this agent has no native scanner; give --scan-facts FILE".into(),
+            );
+        };
+        let shown = path.display();
+        let format = crate::applicability::FactsFormat::from_path(path).ok_or_else(|| {
+            format!("--scan-facts {shown}: unknown format (expected a .json, .yaml or .yml file)")
+        })?;
+        let len = std::fs::metadata(path)
+            .map_err(|e| format!("--scan-facts {shown}: {e}"))?
+            .len();
+        if len > MAX_SCAN_FACTS_BYTES {
+            return Err(format!(
+                "--scan-facts {shown}: larger than {MAX_SCAN_FACTS_BYTES} bytes"
+            ));
+        }
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("--scan-facts {shown}: {e}"))?;
+        let facts = crate::applicability::parse_facts(&text, format)
+            .map_err(|e| format!("--scan-facts {shown}: {e}"))?;
+        if !facts.machine.eq_ignore_ascii_case(name) {
+            return Err(format!(
+                "--scan-facts {shown}: the file describes {:?}, the agent is {name:?}",
+                facts.machine
+            ));
+        }
+        Ok(facts)
+    }
 }
 
 fn bare_machine(name: &str) -> Machine {
@@ -103,6 +151,8 @@ pub struct AgentConfig {
     /// The machine name; default: the facts file's, else the host name.
     pub name: Option<String>,
     pub facts: Option<PathBuf>,
+    /// The machine's scan facts (`docs/scan-facts.md`), for scan programs.
+    pub scan_facts: Option<PathBuf>,
     /// Run after a program asked for a restart (exit code 3010), instead
     /// of restarting: parsed like command lines, no shell.
     pub restart_hook: Option<String>,
@@ -127,6 +177,7 @@ impl AgentConfig {
             state_dir: state_dir.to_path_buf(),
             name: None,
             facts: None,
+            scan_facts: None,
             restart_hook: None,
             user_logged_on: false,
             run_optional: false,
@@ -155,6 +206,10 @@ pub struct CycleReport {
     /// Status messages delivered, and still queued.
     pub delivered: usize,
     pub queued: usize,
+    /// Patch-state reports (scans) delivered, and still waiting for the
+    /// server.
+    pub scans_delivered: usize,
+    pub scans_queued: usize,
     /// The next time an assignment is due, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_due: Option<String>,
@@ -193,6 +248,7 @@ impl Agent {
     pub fn new(config: AgentConfig) -> Result<Agent, String> {
         let facts = FactsFile {
             path: config.facts.clone(),
+            scan_facts: config.scan_facts.clone(),
         };
         let name = match (&config.name, &config.facts) {
             (Some(n), _) => n.clone(),
@@ -212,6 +268,9 @@ impl Agent {
         }
         // Read the facts once now: a broken file is a configuration error.
         facts.scan(&name)?;
+        if config.scan_facts.is_some() {
+            facts.scan_facts(&name)?;
+        }
         let restart_hook = config
             .restart_hook
             .as_deref()
@@ -419,6 +478,32 @@ impl Agent {
             Err(e) => report.errors.push(format!("status not delivered: {e}")),
         }
         report.queued = self.queue.pending().map(|p| p.len()).unwrap_or(0);
+
+        // Patch states: each scan agent's newest report, until stored.
+        match self.state.scan_reports() {
+            Ok(pending) => {
+                for (agent, body) in pending {
+                    match self
+                        .authed(async |c, t| c.patch_states(t, &body).await)
+                        .await
+                    {
+                        Ok(()) => match self.state.remove_scan_report(&agent, &body) {
+                            Ok(()) => report.scans_delivered += 1,
+                            Err(e) => report
+                                .errors
+                                .push(format!("cannot remove a delivered scan report: {e}")),
+                        },
+                        Err(e) => {
+                            report.scans_queued += 1;
+                            report
+                                .errors
+                                .push(format!("{e} (the scan report is kept and sent again)"));
+                        }
+                    }
+                }
+            }
+            Err(e) => report.errors.push(e),
+        }
         for e in &report.errors {
             tracing::warn!("{e}");
         }
@@ -581,8 +666,40 @@ impl Agent {
 
         // Run, run-first programs first.
         let mut restart = false;
+        let mut scanned = None;
         for (i, (step, dir)) in steps.iter().zip(&dirs).enumerate() {
             let p = step.program;
+            if let Some(scan) = &p.scan {
+                run.push(
+                    RunState::Running,
+                    None,
+                    &format!(
+                        "{}/{}: scanning with {} ({}) by the built-in engine; the command line is not run",
+                        p.package,
+                        p.program,
+                        scan.catalog,
+                        enum_text(&scan.catalog_type)
+                    ),
+                );
+                let key = schedule::program_key(p);
+                let previous = history.programs.get(&key).cloned().unwrap_or_default();
+                match self.scan(p, dir).await {
+                    Ok(summary) => {
+                        history
+                            .programs
+                            .insert(key, previous.after(self.now(), RunResult::Succeeded));
+                        scanned = Some(summary);
+                    }
+                    Err(e) => {
+                        history
+                            .programs
+                            .insert(key, previous.after(self.now(), RunResult::Failed));
+                        let e = format!("{}/{}: scan failed: {e}", p.package, p.program);
+                        return Ok(self.fail(assignment, history, run, None, &e));
+                    }
+                }
+                continue;
+            }
             run.push(
                 RunState::Running,
                 None,
@@ -712,15 +829,62 @@ impl Agent {
             record.after(self.now(), RunResult::Succeeded),
         );
         self.save_history(history, run);
-        let message = format!(
+        let mut message = format!(
             "{}/{} succeeded (runWith {}, afterRunning {})",
             program.package,
             program.program,
             enum_text(&program.run_with),
             enum_text(&program.after_running)
         );
+        if let Some(summary) = scanned {
+            message = format!("{message}: {summary}");
+        }
         run.push(RunState::Succeeded, Some(0), &message);
         Ok(run.report(RunState::Succeeded, Some(0), message))
+    }
+
+    /// A scan program: the catalog from the verified content in `dir`,
+    /// the scanner's scan facts, the applicability engine; the report is
+    /// saved (durably) for delivery. Returns a summary for the status.
+    async fn scan(&self, p: &crate::policy::PolicyProgram, dir: &Path) -> Result<String, String> {
+        let Some(scan) = &p.scan else {
+            return Err("the program has no scan".into());
+        };
+        if p.content.is_none() {
+            return Err("the program has no content to take the catalog from".into());
+        }
+        let relative = download::safe_relative(&scan.catalog)
+            .map_err(|_| format!("unsafe catalog path {:?}", scan.catalog))?;
+        let file = dir.join(relative);
+        let facts = self.scanner.scan_facts(&self.name)?;
+        let (catalog_name, expected) = (scan.catalog.clone(), scan.catalog_type);
+        let name = self.name.clone();
+        let now = self.now();
+        let evaluated = tokio::task::spawn_blocking(move || -> Result<_, String> {
+            let loaded = read_catalog(&file, &catalog_name, expected)?;
+            let engine = crate::applicability::Engine::new(&loaded.catalog);
+            let states = engine.evaluate(&facts, now);
+            let counts = crate::applicability::Counts::of(&states);
+            let agent = crate::applicability::scan_agent(loaded.catalog.kind);
+            let report = PatchStateReport::of(&name, agent, now, &states);
+            let body = serde_json::to_vec(&report).map_err(|e| e.to_string())?;
+            Ok((agent, body, counts, states.len(), loaded.problems.len()))
+        })
+        .await
+        .map_err(|e| format!("the scan stopped: {e}"))??;
+        let (agent, body, counts, n, problems) = evaluated;
+        self.state
+            .save_scan_report(agent, &body)
+            .map_err(|e| format!("cannot save the scan report: {e}"))?;
+        let left_out = if problems > 0 {
+            format!("; the catalog has {problems} problems (see `patchops catalog inspect`)")
+        } else {
+            String::new()
+        };
+        Ok(format!(
+            "{n} patch states from {} ({} installed, {} missing, {} not applicable, {} unknown){left_out}",
+            scan.catalog, counts.installed, counts.missing, counts.not_applicable, counts.unknown
+        ))
     }
 
     /// Records a failure (and a retry, when one follows).
@@ -844,6 +1008,48 @@ impl Agent {
             }
         }
     }
+}
+
+/// Reads a scan program's catalog from its verified content; it must be
+/// of the declared type.
+fn read_catalog(
+    file: &Path,
+    shown: &str,
+    expected: crate::manifest::sync_host::CatalogType,
+) -> Result<crate::catalog::Loaded, String> {
+    use crate::catalog::CatalogKind;
+    use crate::manifest::sync_host::CatalogType;
+    let meta = std::fs::metadata(file).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            format!("the catalog {shown} is not in the package's content")
+        } else {
+            format!("the catalog {shown}: {e}")
+        }
+    })?;
+    if meta.len() > crate::catalog::MAX_CATALOG_BYTES as u64 {
+        return Err(format!(
+            "the catalog {shown} is {} bytes; the limit is {} bytes",
+            meta.len(),
+            crate::catalog::MAX_CATALOG_BYTES
+        ));
+    }
+    let bytes = std::fs::read(file).map_err(|e| format!("the catalog {shown}: {e}"))?;
+    let loaded = crate::catalog::read_any(&bytes).map_err(|e| format!("the catalog {shown}: {e}"))?;
+    let matches = matches!(
+        (loaded.catalog.kind, expected),
+        (CatalogKind::Security, CatalogType::Security) | (CatalogKind::Office, CatalogType::Office)
+    );
+    if !matches {
+        return Err(format!(
+            "the catalog {shown} is {} catalog, but the program declares `type: {}`",
+            match loaded.catalog.kind {
+                CatalogKind::Security => "a security (MSSecure.XML)",
+                CatalogKind::Office => "an Office",
+            },
+            enum_text(&expected)
+        ));
+    }
+    Ok(loaded)
 }
 
 /// One assignment's run: its id and the status messages it queues.

@@ -377,6 +377,7 @@ mod tests {
             run_first: None,
             content: None,
             distribution_points: vec![],
+            scan: None,
         }
     }
 

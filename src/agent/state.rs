@@ -10,6 +10,8 @@
 //! <state>/content/<sha256>        verified content files (single instance)
 //! <state>/content/<sha256>.part   a download in progress (resumed with Range)
 //! <state>/runs/<run id>/          a package tree materialized for one run
+//! <state>/scans/<scan agent>.json the newest patch-state report of a scan
+//!                                 agent, until the server stored it
 //! ```
 //!
 //! Every file but the queue is written atomically: a temporary file in the
@@ -78,7 +80,7 @@ impl StateDir {
         let reason = |what: &str, p: &Path, e: io::Error| format!("{what} {}: {e}", p.display());
         fs::create_dir_all(root).map_err(|e| reason("cannot create", root, e))?;
         let _ = fs::set_permissions(root, fs::Permissions::from_mode(0o700));
-        for sub in ["content", "runs"] {
+        for sub in ["content", "runs", "scans"] {
             let dir = root.join(sub);
             fs::create_dir_all(&dir).map_err(|e| reason("cannot create", &dir, e))?;
         }
@@ -170,6 +172,55 @@ impl StateDir {
         let bytes = serde_json::to_vec_pretty(history).map_err(io::Error::other)?;
         write_atomic(&self.root.join("history.json"), &bytes, 0o600)
     }
+
+    fn scan_path(&self, scan_agent: &str) -> PathBuf {
+        self.root.join("scans").join(format!("{scan_agent}.json"))
+    }
+
+    /// Saves a scan agent's newest patch-state report (atomically; it
+    /// replaces an undelivered older one, which the server would replace
+    /// anyway).
+    pub fn save_scan_report(&self, scan_agent: &str, body: &[u8]) -> io::Result<()> {
+        write_atomic(&self.scan_path(scan_agent), body, 0o600)
+    }
+
+    /// The reports waiting for the server: (scan agent, body), by name.
+    pub fn scan_reports(&self) -> Result<Vec<(String, Vec<u8>)>, String> {
+        let dir = self.root.join("scans");
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(format!("cannot read {}: {e}", dir.display())),
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(agent) = name.strip_suffix(".json") else {
+                continue;
+            };
+            if agent.starts_with('.') {
+                continue; // a temporary file of an interrupted write
+            }
+            let body = fs::read(entry.path())
+                .map_err(|e| format!("cannot read {}: {e}", entry.path().display()))?;
+            out.push((agent.to_string(), body));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Removes a delivered report — unless a newer scan replaced it since
+    /// (its body differs): that one is still to be sent.
+    pub fn remove_scan_report(&self, scan_agent: &str, delivered: &[u8]) -> io::Result<()> {
+        let path = self.scan_path(scan_agent);
+        match fs::read(&path) {
+            Ok(current) if current != delivered => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            _ => {}
+        }
+        fs::remove_file(&path)?;
+        sync_dir(&self.root.join("scans"))
+    }
 }
 
 /// Writes `bytes` to `path` atomically: temp file (created with `mode`),
@@ -231,6 +282,34 @@ mod tests {
         let _first = StateDir::open(dir.path()).unwrap();
         let second = StateDir::open(dir.path()).unwrap_err();
         assert!(second.contains("another agent"), "{second}");
+    }
+
+    #[test]
+    fn scan_reports_wait_until_removed_and_a_newer_one_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        assert!(state.scan_reports().unwrap().is_empty());
+        state.save_scan_report("patchops-mssecure", b"{\"a\":1}").unwrap();
+        state.save_scan_report("patchops-office", b"{\"b\":1}").unwrap();
+        let pending = state.scan_reports().unwrap();
+        assert_eq!(
+            pending,
+            vec![
+                ("patchops-mssecure".to_string(), b"{\"a\":1}".to_vec()),
+                ("patchops-office".to_string(), b"{\"b\":1}".to_vec())
+            ]
+        );
+        // Reopened (a restart): still there.
+        drop(state);
+        let state = StateDir::open(dir.path()).unwrap();
+        assert_eq!(state.scan_reports().unwrap().len(), 2);
+        // A newer scan replaced the one delivered: it stays.
+        state.save_scan_report("patchops-mssecure", b"{\"a\":2}").unwrap();
+        state.remove_scan_report("patchops-mssecure", b"{\"a\":1}").unwrap();
+        assert_eq!(state.scan_reports().unwrap().len(), 2);
+        state.remove_scan_report("patchops-mssecure", b"{\"a\":2}").unwrap();
+        state.remove_scan_report("patchops-office", b"{\"b\":1}").unwrap();
+        assert!(state.scan_reports().unwrap().is_empty());
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! many machines; [`evaluate`] is the one-machine shorthand.
 
 pub mod facts;
+pub mod report;
 
 use std::borrow::Cow;
 use std::cmp::Ordering;

@@ -29,6 +29,11 @@ pub struct Args {
     /// name alone).
     #[arg(long, value_name = "FILE")]
     facts: Option<PathBuf>,
+    /// The machine's scan facts for scan programs: products, service
+    /// packs, file versions, registry values (JSON or YAML,
+    /// docs/scan-facts.md); read at every scan.
+    #[arg(long, value_name = "FILE")]
+    scan_facts: Option<PathBuf>,
     /// Run one cycle and exit (for tests and cron).
     #[arg(long)]
     once: bool,
@@ -68,6 +73,7 @@ pub fn run(args: Args, style: Style) -> u8 {
         state_dir: args.state_dir,
         name: args.name,
         facts: args.facts,
+        scan_facts: args.scan_facts,
         restart_hook: args.restart_hook,
         user_logged_on: args.user_logged_on,
         run_optional: args.run_optional,
@@ -137,6 +143,13 @@ fn print_report(report: &CycleReport, format: Format) {
         "status: {} delivered, {} queued",
         report.delivered, report.queued
     );
+    if report.scans_delivered + report.scans_queued > 0 {
+        let _ = writeln!(
+            out,
+            "patch states: {} scan reports delivered, {} waiting",
+            report.scans_delivered, report.scans_queued
+        );
+    }
     if let Some(next) = &report.next_due {
         let _ = writeln!(out, "next due: {next}");
     }

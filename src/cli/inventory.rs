@@ -209,6 +209,9 @@ fn scan_import(
     };
     super::catalog::report_bad_bulletins(catalog, &loaded);
     let engine = Engine::new(&loaded.catalog);
+    // Each machine's states of this catalog's scan agent are replaced; a
+    // scan with the other catalog type keeps its own.
+    let agent = crate::applicability::scan_agent(loaded.catalog.kind);
     let now = jiff::Timestamp::now();
     let mut counts = Counts::default();
     let result = block_on(with_store(state, async |store| {
@@ -224,7 +227,7 @@ fn scan_import(
                 rows.extend(states.iter().map(|s| StoredPatchState::of(&f.machine, s)));
                 machines.push(machine_key(&f.machine));
             }
-            written += store.replace_patch_states(&machines, &rows).await?;
+            written += store.replace_scan_states(&machines, agent, &rows).await?;
         }
         Ok(written)
     }));

@@ -196,6 +196,40 @@ fn print_machine(m: &MachineStatus, format: Format) {
             );
         }
     }
+    let p = &m.patch_states;
+    if p.scans.is_empty() {
+        let _ = writeln!(out, "  patch states:   not scanned yet");
+    } else {
+        let scans: Vec<String> = p
+            .scans
+            .iter()
+            .map(|s| format!("{} at {}", s.scan_agent, s.scan_time))
+            .collect();
+        let c = &p.counts;
+        let _ = writeln!(
+            out,
+            "  patch states:   {} installed, {} missing, {} not applicable, {} unknown (scanned by {})",
+            c.installed,
+            c.missing,
+            c.not_applicable,
+            c.unknown,
+            scans.join(", ")
+        );
+        for s in p
+            .states
+            .iter()
+            .filter(|s| s.status == "missing" || s.status == "unknown")
+        {
+            let _ = writeln!(
+                out,
+                "    {:10}  {:8}  {}: {}",
+                s.bulletin,
+                s.status,
+                s.product.as_deref().unwrap_or("-"),
+                s.reason
+            );
+        }
+    }
     print!("{out}");
 }
 
@@ -210,6 +244,18 @@ fn print_updates(u: &UpdatesStatus, format: Format) {
         .as_deref()
         .map_or(String::new(), |c| format!(" in collection {c}"));
     let _ = writeln!(out, "{} scanned machines{scope}", u.machines);
+    for s in &u.scans {
+        let range = if s.oldest_scan == s.newest_scan {
+            format!("at {}", s.newest_scan)
+        } else {
+            format!("from {} to {}", s.oldest_scan, s.newest_scan)
+        };
+        let _ = writeln!(
+            out,
+            "  {}: {} machines, scanned {range}",
+            s.scan_agent, s.machines
+        );
+    }
     let _ = writeln!(
         out,
         "{:10}  {:>9}  {:>7}  {:>14}  {:>7}  {:>9}  TITLE",

@@ -2,6 +2,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{CanRun, DurationText, Interval, Priority, RepoPath, SizeText};
+use super::sync_host::CatalogType;
 
 /// A package: source content distributed to distribution points, and the
 /// programs that run it.
@@ -106,6 +107,24 @@ pub struct Program {
     /// machine, with the uninstall registry key's command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removal: Option<Removal>,
+    /// An inventory program that scans for updates: the agent evaluates
+    /// this catalog, shipped in the package's content, against the
+    /// machine's scan facts and reports the machine's patch states.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<ProgramScan>,
+}
+
+/// What an inventory (scan) program scans with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProgramScan {
+    /// The catalog file, relative to the package's source directory, e.g.
+    /// `mssecure.xml`.
+    pub catalog: String,
+    /// The catalog's type: `security` (MSSecure.XML) or `office` (the
+    /// Office update database).
+    #[serde(rename = "type")]
+    pub catalog_type: CatalogType,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

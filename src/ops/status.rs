@@ -180,6 +180,83 @@ pub struct MachineStatus {
     pub assignments: Vec<String>,
     /// Newest first.
     pub messages: Vec<MachineReport>,
+    /// The machine's patch states, from its scans.
+    pub patch_states: MachinePatches,
+}
+
+/// One machine's patch states: its scans, the counts and every state.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MachinePatches {
+    /// One per scan agent, with the time of the scan stored.
+    pub scans: Vec<ScanTime>,
+    /// States by status (one per bulletin and product).
+    pub counts: Counts,
+    /// By bulletin, then product.
+    pub states: Vec<MachinePatchState>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanTime {
+    pub scan_agent: String,
+    /// RFC 3339.
+    pub scan_time: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MachinePatchState {
+    pub bulletin: String,
+    pub product: Option<String>,
+    pub title: Option<String>,
+    pub q_numbers: Vec<String>,
+    pub status: String,
+    pub reboot: String,
+    pub patch: Option<String>,
+    pub reason: String,
+    pub scan_agent: String,
+    /// RFC 3339.
+    pub scan_time: String,
+}
+
+impl MachinePatches {
+    /// The pure part: one machine's stored rows.
+    pub fn of(rows: &[StoredPatchState]) -> MachinePatches {
+        let mut scans: BTreeMap<&str, i64> = BTreeMap::new();
+        let mut counts = Counts::default();
+        let mut states = Vec::with_capacity(rows.len());
+        for r in rows {
+            let newest = scans.entry(r.scan_agent.as_str()).or_insert(r.scan_time_ms);
+            *newest = (*newest).max(r.scan_time_ms);
+            if let Some(status) = Status::parse(&r.status) {
+                counts.add(status);
+            }
+            states.push(MachinePatchState {
+                bulletin: r.bulletin.clone(),
+                product: r.product.clone(),
+                title: r.title.clone(),
+                q_numbers: r.q_numbers.clone(),
+                status: r.status.clone(),
+                reboot: r.reboot.clone(),
+                patch: r.patch.clone(),
+                reason: r.reason.clone(),
+                scan_agent: r.scan_agent.clone(),
+                scan_time: time(r.scan_time_ms),
+            });
+        }
+        MachinePatches {
+            scans: scans
+                .into_iter()
+                .map(|(agent, ms)| ScanTime {
+                    scan_agent: agent.to_string(),
+                    scan_time: time(ms),
+                })
+                .collect(),
+            counts,
+            states,
+        }
+    }
 }
 
 /// One machine: its facts, memberships, assignments, policy version and
@@ -221,6 +298,7 @@ pub async fn machine(store: &Store, name: &str) -> Result<MachineStatus, OpError
         .iter()
         .map(|m| MachineReport::of(m, assignments.contains(&m.advertisement)))
         .collect();
+    let patch_states = MachinePatches::of(&store.patch_states(Some(&key)).await?);
     Ok(MachineStatus {
         name: machine.name.clone(),
         os: machine.os.name.clone(),
@@ -235,6 +313,7 @@ pub async fn machine(store: &Store, name: &str) -> Result<MachineStatus, OpError
             .collect(),
         assignments,
         messages,
+        patch_states,
     })
 }
 
@@ -253,6 +332,22 @@ pub struct UpdateStatus {
     /// installed / (installed + missing), in percent; `None` when no
     /// machine needs the bulletin.
     pub percent_compliant: Option<f64>,
+    /// The scan agents whose states these are.
+    pub scan_agents: Vec<String>,
+    /// The newest scan time among the machines' states (RFC 3339).
+    pub last_scan: String,
+}
+
+/// The scans behind `status updates`, per scan agent.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanSummary {
+    pub scan_agent: String,
+    /// Machines with states from this scan agent.
+    pub machines: u64,
+    /// The oldest and newest scan time (RFC 3339).
+    pub oldest_scan: String,
+    pub newest_scan: String,
 }
 
 /// `patchops status updates`.
@@ -263,6 +358,8 @@ pub struct UpdatesStatus {
     pub collection: Option<String>,
     /// Machines with stored patch states (in the collection, when given).
     pub machines: u64,
+    /// Per scan agent: machines and the range of scan times.
+    pub scans: Vec<ScanSummary>,
     /// By bulletin ID.
     pub bulletins: Vec<UpdateStatus>,
 }
@@ -320,6 +417,9 @@ pub fn summarize(
     // (bulletin, machine) → combined status; bulletin → title, Q numbers.
     let mut per: BTreeMap<&str, BTreeMap<&str, Status>> = BTreeMap::new();
     let mut info: BTreeMap<&str, &StoredPatchState> = BTreeMap::new();
+    let mut agents: BTreeMap<&str, (std::collections::BTreeSet<&str>, i64)> = BTreeMap::new();
+    // scan agent → machine → newest scan time.
+    let mut scans: BTreeMap<&str, BTreeMap<&str, i64>> = BTreeMap::new();
     let mut machines = std::collections::BTreeSet::new();
     for s in states {
         if members.is_some_and(|m| !m.contains(&s.machine_key)) {
@@ -330,6 +430,17 @@ pub fn summarize(
         };
         machines.insert(s.machine_key.as_str());
         info.entry(s.bulletin.as_str()).or_insert(s);
+        let (set, last) = agents
+            .entry(s.bulletin.as_str())
+            .or_insert_with(|| (Default::default(), i64::MIN));
+        set.insert(s.scan_agent.as_str());
+        *last = (*last).max(s.scan_time_ms);
+        let t = scans
+            .entry(s.scan_agent.as_str())
+            .or_default()
+            .entry(s.machine_key.as_str())
+            .or_insert(s.scan_time_ms);
+        *t = (*t).max(s.scan_time_ms);
         per.entry(s.bulletin.as_str())
             .or_default()
             .entry(s.machine_key.as_str())
@@ -344,18 +455,35 @@ pub fn summarize(
                 counts.add(*status);
             }
             let first = info[bulletin];
+            let (set, last) = &agents[bulletin];
             UpdateStatus {
                 bulletin: bulletin.to_string(),
                 title: first.title.clone(),
                 q_numbers: first.q_numbers.clone(),
                 percent_compliant: counts.percent_compliant(),
                 counts,
+                scan_agents: set.iter().map(|a| a.to_string()).collect(),
+                last_scan: time(*last),
+            }
+        })
+        .collect();
+    let scans = scans
+        .into_iter()
+        .map(|(agent, by_machine)| {
+            let oldest = by_machine.values().copied().min().unwrap_or_default();
+            let newest = by_machine.values().copied().max().unwrap_or_default();
+            ScanSummary {
+                scan_agent: agent.to_string(),
+                machines: by_machine.len() as u64,
+                oldest_scan: time(oldest),
+                newest_scan: time(newest),
             }
         })
         .collect();
     UpdatesStatus {
         collection: collection.map(str::to_string),
         machines: machines.len() as u64,
+        scans,
         bulletins,
     }
 }

@@ -169,6 +169,20 @@ pub struct PolicyProgram {
     pub content: Option<PolicyContent>,
     /// Local ones first, then by name; empty without content.
     pub distribution_points: Vec<PolicyDistributionPoint>,
+    /// An inventory program: the agent scans with this catalog from the
+    /// program's content and reports patch states.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<PolicyScan>,
+}
+
+/// The catalog a scan program evaluates: `catalog` is a path inside the
+/// program's content; `type` is `security` or `office`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyScan {
+    pub catalog: String,
+    #[serde(rename = "type")]
+    pub catalog_type: crate::manifest::sync_host::CatalogType,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -650,6 +664,10 @@ fn program_template(
         run_first,
         content,
         distribution_points: Vec::new(),
+        scan: program.scan.as_ref().map(|s| PolicyScan {
+            catalog: s.catalog.clone(),
+            catalog_type: s.catalog_type,
+        }),
     }
 }
 

@@ -776,6 +776,10 @@ fn naive_program(
             run_first: first,
             content,
             distribution_points: dps,
+            scan: prog.scan.as_ref().map(|s| crate::policy::PolicyScan {
+                catalog: s.catalog.clone(),
+                catalog_type: s.catalog_type,
+            }),
         },
         next,
     ))

@@ -101,6 +101,37 @@ async fn store_call(
             let _writer = state.writer.lock().await;
             reply(store.upsert_machines(&machines, now_ms()).await)
         }
+        Call::Policy { machine_id } => reply(store.policy(machine_id).await),
+        Call::LatestStatus { advertisement } => {
+            reply(store.latest_status(advertisement.as_deref()).await)
+        }
+        Call::StatusForMachine { key, limit } => {
+            reply(store.status_for_machine(&key, limit.min(1000)).await)
+        }
+        Call::PatchStates { machine } => reply(store.patch_states(machine.as_deref()).await),
+        Call::ReplacePatchStates {
+            machines,
+            scan_agent,
+            rows,
+        } => {
+            for (i, row) in rows.iter().enumerate() {
+                if let Err(e) = crate::applicability::report::check_stored(row) {
+                    return Err(ApiError::bad_request(format!("rows[{i}]: {e}")));
+                }
+            }
+            let _writer = state.writer.lock().await;
+            let written = match scan_agent.as_deref() {
+                Some(agent) => store.replace_scan_states(&machines, agent, &rows).await,
+                None => store.replace_patch_states(&machines, &rows).await,
+            };
+            if written.is_ok() {
+                state
+                    .metrics
+                    .patch_states
+                    .fetch_add(rows.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            reply(written)
+        }
         Call::RevokeMachine { key } => {
             let revoked = store.revoke_machine_tokens(&key, now_ms()).await;
             state.tokens.forget_machine(&key);

@@ -28,6 +28,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/policy", get(policy))
         .route("/v1/inventory", post(inventory))
         .route("/v1/status", post(status))
+        .route("/v1/patch-states", post(patch_states))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(super::admin::routes())
@@ -110,6 +111,7 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
         Some("/v1/policy") => "/v1/policy",
         Some("/v1/inventory") => "/v1/inventory",
         Some("/v1/status") => "/v1/status",
+        Some("/v1/patch-states") => "/v1/patch-states",
         Some("/healthz") => "/healthz",
         Some("/metrics") => "/metrics",
         Some(p) if p.starts_with("/v1/admin") => "/v1/admin",
@@ -430,6 +432,55 @@ async fn status(
     Ok(axum::Json(StatusResponse {
         accepted: inserted,
         duplicates,
+    })
+    .into_response())
+}
+
+#[derive(Serialize)]
+struct PatchStatesResponse {
+    machine: String,
+    stored: usize,
+}
+
+/// A machine reports its patch states from one scan: they replace its
+/// previous states of the same scan agent, whole or not at all.
+async fn patch_states(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = authenticate(&state, &headers).await?;
+    let report: crate::applicability::report::PatchStateReport =
+        parse_json(&body, "patch-state report")?;
+    let scan_time = report.check().map_err(ApiError::bad_request)?;
+    if machine_key(&report.machine) != caller {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this token belongs to {caller}; it cannot report patch states for another machine"
+            ),
+        ));
+    }
+    let rows = report.rows(&caller, scan_time);
+    let stored = {
+        let _writer = state.writer.lock().await;
+        state
+            .store
+            .replace_scan_states(std::slice::from_ref(&caller), &report.scan_agent, &rows)
+            .await?
+    };
+    state
+        .metrics
+        .patch_state_reports
+        .fetch_add(1, Ordering::Relaxed);
+    state
+        .metrics
+        .patch_states
+        .fetch_add(stored as u64, Ordering::Relaxed);
+    tracing::info!(machine = %caller, scan_agent = %report.scan_agent, stored, "patch states");
+    Ok(axum::Json(PatchStatesResponse {
+        machine: caller,
+        stored,
     })
     .into_response())
 }

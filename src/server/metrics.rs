@@ -71,6 +71,10 @@ pub struct Metrics {
     pub status_messages: AtomicU64,
     pub status_duplicates: AtomicU64,
     pub registrations: AtomicU64,
+    /// Patch-state reports stored (agents' scans).
+    pub patch_state_reports: AtomicU64,
+    /// Patch states stored (agents' scans and admin imports).
+    pub patch_states: AtomicU64,
 }
 
 /// Gauges read from the site index at scrape time.
@@ -165,6 +169,18 @@ impl Metrics {
             "patchops_status_duplicates_total",
             "Status messages received again and ignored (same idempotency key).",
             self.status_duplicates.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "patchops_patch_state_reports_total",
+            "Patch-state reports (agents' scans) stored.",
+            self.patch_state_reports.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "patchops_patch_states_total",
+            "Patch states stored (agents' scans and imports through the admin API).",
+            self.patch_states.load(Ordering::Relaxed),
         );
         out.push_str("# HELP patchops_evaluation_duration_seconds Collection evaluation time: full (every collection, every machine) or one machine.\n");
         out.push_str("# TYPE patchops_evaluation_duration_seconds histogram\n");

@@ -33,7 +33,7 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -304,6 +304,65 @@ impl StoredPatchState {
             reason: s.reason.to_string(),
         }
     }
+}
+
+/// Patch states through a site server: the machines are sent in groups
+/// whose rows stay under [`remote::MAX_STATES_BODY`] bytes (the server's
+/// request limit), each group one transaction on the server. A single
+/// machine over the limit is sent alone.
+async fn remote_replace_states(
+    api: &remote::Remote,
+    keys: &[String],
+    scan_agent: Option<&str>,
+    rows: &[&StoredPatchState],
+) -> Result<usize, StoreError> {
+    let mut by_machine: BTreeMap<&str, Vec<StoredPatchState>> = BTreeMap::new();
+    for k in keys {
+        by_machine.entry(k.as_str()).or_default();
+    }
+    for r in rows {
+        by_machine
+            .entry(r.machine_key.as_str())
+            .or_default()
+            .push((*r).clone());
+    }
+    let mut written = 0;
+    let mut machines: Vec<String> = Vec::new();
+    let mut group: Vec<StoredPatchState> = Vec::new();
+    let mut size = 0usize;
+    for (machine, states) in by_machine {
+        let bytes: usize = 64
+            + machine.len()
+            + states
+                .iter()
+                .map(|s| serde_json::to_vec(s).map_or(0, |v| v.len() + 1))
+                .sum::<usize>();
+        if !machines.is_empty() && size + bytes > remote::MAX_STATES_BODY {
+            written += send_states(api, &mut machines, scan_agent, &mut group).await?;
+            size = 0;
+        }
+        size += bytes;
+        machines.push(machine.to_string());
+        group.extend(states);
+    }
+    if !machines.is_empty() {
+        written += send_states(api, &mut machines, scan_agent, &mut group).await?;
+    }
+    Ok(written)
+}
+
+async fn send_states(
+    api: &remote::Remote,
+    machines: &mut Vec<String>,
+    scan_agent: Option<&str>,
+    rows: &mut Vec<StoredPatchState>,
+) -> Result<usize, StoreError> {
+    let call = remote::Call::ReplacePatchStates {
+        machines: std::mem::take(machines),
+        scan_agent: scan_agent.map(str::to_string),
+        rows: std::mem::take(rows),
+    };
+    api.call(&call).await
 }
 
 /// One verified version of a catalog (the sync host's download).
@@ -1004,6 +1063,9 @@ impl Store {
     }
 
     pub async fn policy(&self, machine_id: u32) -> Result<Option<StoredPolicy>, StoreError> {
+        if let Some(api) = self.remote_api() {
+            return api.call(&remote::Call::Policy { machine_id }).await;
+        }
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::policy(p, machine_id).await,
             Db::Postgres(p) => postgres::policy(p, machine_id).await,
@@ -1068,6 +1130,13 @@ impl Store {
         &self,
         advertisement: Option<&str>,
     ) -> Result<Vec<StatusMessage>, StoreError> {
+        if let Some(api) = self.remote_api() {
+            return api
+                .call(&remote::Call::LatestStatus {
+                    advertisement: advertisement.map(str::to_string),
+                })
+                .await;
+        }
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::latest_status(p, advertisement).await,
             Db::Postgres(p) => postgres::latest_status(p, advertisement).await,
@@ -1086,6 +1155,11 @@ impl Store {
             return Ok(Vec::new());
         }
         let key = self::machine_key(machine_key);
+        if let Some(api) = self.remote_api() {
+            return api
+                .call(&remote::Call::StatusForMachine { key, limit })
+                .await;
+        }
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::status_for_machine(p, &key, i64::from(limit)).await,
             Db::Postgres(p) => postgres::status_for_machine(p, &key, i64::from(limit)).await,
@@ -1117,6 +1191,35 @@ impl Store {
         machines: &[String],
         rows: &[StoredPatchState],
     ) -> Result<usize, StoreError> {
+        self.replace_states(machines, None, rows).await
+    }
+
+    /// Like [`Store::replace_patch_states`], but replaces only the states
+    /// one scan agent reported (`patchops-mssecure`, `patchops-office`):
+    /// a machine scanned with two catalogs keeps the other's states. Every
+    /// row must be of that scan agent. A row of the other agent with the
+    /// same (machine, bulletin, product) is overwritten.
+    pub async fn replace_scan_states(
+        &self,
+        machines: &[String],
+        scan_agent: &str,
+        rows: &[StoredPatchState],
+    ) -> Result<usize, StoreError> {
+        if let Some(r) = rows.iter().find(|r| r.scan_agent != scan_agent) {
+            return Err(self.error(Fail::Invalid(format!(
+                "a patch state of scan agent `{}` in a report of `{scan_agent}`",
+                r.scan_agent
+            ))));
+        }
+        self.replace_states(machines, Some(scan_agent), rows).await
+    }
+
+    async fn replace_states(
+        &self,
+        machines: &[String],
+        scan_agent: Option<&str>,
+        rows: &[StoredPatchState],
+    ) -> Result<usize, StoreError> {
         self.writable()?;
         let mut keys: Vec<String> = machines.iter().map(|m| machine_key(m)).collect();
         keys.sort_unstable();
@@ -1134,9 +1237,14 @@ impl Store {
                 unique.push(r);
             }
         }
+        if let Some(api) = self.remote_api() {
+            return remote_replace_states(api, &keys, scan_agent, &unique).await;
+        }
         let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::replace_patch_states(p, &keys, &unique).await,
-            Db::Postgres(p) => postgres::replace_patch_states(p, &keys, &unique).await,
+            Db::Sqlite(p) => sqlite::replace_patch_states(p, &keys, scan_agent, &unique).await,
+            Db::Postgres(p) => {
+                postgres::replace_patch_states(p, &keys, scan_agent, &unique).await
+            }
             Db::Remote(_) => Err(Fail::Remote("replace_patch_states")),
         };
         r.map_err(|e| self.error(e))
@@ -1149,6 +1257,9 @@ impl Store {
         machine: Option<&str>,
     ) -> Result<Vec<StoredPatchState>, StoreError> {
         let key = machine.map(machine_key);
+        if let Some(api) = self.remote_api() {
+            return api.call(&remote::Call::PatchStates { machine: key }).await;
+        }
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::patch_states(p, key.as_deref()).await,
             Db::Postgres(p) => postgres::patch_states(p, key.as_deref()).await,

@@ -873,12 +873,17 @@ pub(super) async fn sync_status(pool: &PgPool) -> Result<Vec<SyncStatus>, Fail> 
 pub(super) async fn replace_patch_states(
     pool: &PgPool,
     machines: &[String],
+    scan_agent: Option<&str>,
     states: &[&StoredPatchState],
 ) -> Result<usize, Fail> {
     let mut tx = pool.begin().await?;
-    sqlx::query("DELETE FROM patch_states WHERE machine_key = ANY($1::text[])")
-        .bind(machines)
-        .execute(&mut *tx)
+    sqlx::query(
+        "DELETE FROM patch_states WHERE machine_key = ANY($1::text[]) \
+         AND ($2::text IS NULL OR scan_agent = $2)",
+    )
+    .bind(machines)
+    .bind(scan_agent)
+    .execute(&mut *tx)
         .await?;
     let mut written = 0;
     for chunk in states.chunks(CHUNK) {
@@ -891,7 +896,11 @@ pub(super) async fn replace_patch_states(
             "INSERT INTO patch_states (machine_key, bulletin, product, q_numbers, title, status, reboot, scan_agent, scan_time_ms, patch, reason) \
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
                                   $6::text[], $7::text[], $8::text[], $9::int8[], $10::text[], \
-                                  $11::text[])",
+                                  $11::text[]) \
+             ON CONFLICT (machine_key, bulletin, product) DO UPDATE SET q_numbers = EXCLUDED.q_numbers, \
+             title = EXCLUDED.title, status = EXCLUDED.status, reboot = EXCLUDED.reboot, \
+             scan_agent = EXCLUDED.scan_agent, scan_time_ms = EXCLUDED.scan_time_ms, \
+             patch = EXCLUDED.patch, reason = EXCLUDED.reason",
         )
         .bind(col(|s| &s.machine_key))
         .bind(col(|s| &s.bulletin))

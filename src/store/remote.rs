@@ -64,7 +64,34 @@ pub enum Call {
     RevokeMachine {
         key: String,
     },
+    /// One machine's stored policy (version and hash), by machine id.
+    Policy {
+        machine_id: u32,
+    },
+    /// The newest status message of every (machine, advertisement).
+    LatestStatus {
+        advertisement: Option<String>,
+    },
+    /// One machine's newest status messages.
+    StatusForMachine {
+        key: String,
+        limit: u32,
+    },
+    /// The stored patch states, of one machine (lowercase key) when given.
+    PatchStates {
+        machine: Option<String>,
+    },
+    /// Replaces the machines' patch states (of one scan agent when given).
+    ReplacePatchStates {
+        machines: Vec<String>,
+        scan_agent: Option<String>,
+        rows: Vec<super::StoredPatchState>,
+    },
 }
+
+/// The largest body of patch states one call sends (below the server's
+/// default `--max-body` of 1 MiB).
+pub const MAX_STATES_BODY: usize = 512 << 10;
 
 /// A [`LockRequest`] on the wire.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -171,6 +198,11 @@ impl Remote {
             return Err(unreachable(format!(
                 "the server refused the admin token ({status}): check --token-from"
             )));
+        }
+        if status == reqwest::StatusCode::PAYLOAD_TOO_LARGE {
+            return Err(unreachable(
+                "the server refused the request as too large (413): raise its --max-body".to_string(),
+            ));
         }
         if status == reqwest::StatusCode::NOT_FOUND {
             return Err(unreachable(

@@ -1040,24 +1040,30 @@ pub(super) async fn sync_status(pool: &SqlitePool) -> Result<Vec<SyncStatus>, Fa
 pub(super) async fn replace_patch_states(
     pool: &SqlitePool,
     machines: &[String],
+    scan_agent: Option<&str>,
     states: &[&StoredPatchState],
 ) -> Result<usize, Fail> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     for chunk in machines.chunks(DELETE_CHUNK) {
         let sql = format!(
-            "DELETE FROM patch_states WHERE machine_key IN ({})",
+            "DELETE FROM patch_states WHERE machine_key IN ({}) AND (? IS NULL OR scan_agent = ?)",
             placeholders(chunk.len(), "?")
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for m in chunk {
             q = q.bind(m.as_str());
         }
+        q = q.bind(scan_agent).bind(scan_agent);
         q.execute(&mut *tx).await?;
     }
     let mut written = 0;
     for chunk in states.chunks(UPSERT_CHUNK) {
         let sql = format!(
-            "INSERT INTO patch_states (machine_key, bulletin, product, q_numbers, title, status, reboot, scan_agent, scan_time_ms, patch, reason) VALUES {}",
+            "INSERT INTO patch_states (machine_key, bulletin, product, q_numbers, title, status, reboot, scan_agent, scan_time_ms, patch, reason) VALUES {} \
+             ON CONFLICT (machine_key, bulletin, product) DO UPDATE SET q_numbers = excluded.q_numbers, \
+             title = excluded.title, status = excluded.status, reboot = excluded.reboot, \
+             scan_agent = excluded.scan_agent, scan_time_ms = excluded.scan_time_ms, \
+             patch = excluded.patch, reason = excluded.reason",
             placeholders(chunk.len(), "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));

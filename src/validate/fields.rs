@@ -376,7 +376,52 @@ fn package(cx: &mut Ctx<'_, '_>, spec: &FieldPath, s: &PackageSpec) {
             );
         }
         program_fields(cx, &path, program);
+        if let Some(scan) = &program.scan {
+            let at = path.key("scan").key("catalog");
+            if let Err(why) = scan_catalog_path(&scan.catalog) {
+                cx.error(
+                    "invalid-value",
+                    &at,
+                    format!("invalid catalog path `{}`: {why}", scan.catalog),
+                )
+                .help = Some(
+                    "give the catalog's path inside the package's source directory, with `/` between directories, e.g. `mssecure.xml`".into(),
+                );
+            }
+            if s.source.is_none() {
+                cx.error(
+                    "invalid-value",
+                    &path.key("scan"),
+                    "a scan program needs its catalog in the package's content, but the package has no `source`",
+                )
+                .help = Some("add `source` (the directory that holds the catalog) to the package".into());
+            }
+        }
     }
+}
+
+/// A scan catalog's path: relative to the package source, `/`-separated,
+/// staying inside it (what the agent accepts from a content manifest).
+pub(super) fn scan_catalog_path(path: &str) -> Result<(), &'static str> {
+    if path.trim().is_empty() {
+        return Err("the path is empty");
+    }
+    if path.starts_with('/') || path.contains(':') {
+        return Err("it must be relative to the package's source directory");
+    }
+    if path.contains('\\') {
+        return Err("use `/` between directories");
+    }
+    if path.chars().any(char::is_control) {
+        return Err("it contains control characters");
+    }
+    if path
+        .split('/')
+        .any(|segment| segment.is_empty() || segment == "." || segment == "..")
+    {
+        return Err("empty, `.` and `..` segments are not allowed (it must stay inside the source)");
+    }
+    Ok(())
 }
 
 fn program_fields(cx: &mut Ctx<'_, '_>, path: &FieldPath, p: &Program) {

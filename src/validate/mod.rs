@@ -13,6 +13,7 @@ mod document;
 mod fields;
 mod lints;
 mod references;
+mod scan;
 mod updates;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -257,6 +258,7 @@ pub fn validate_dir(root: &Path, options: Options) -> Result<Report, Diagnostic>
     references::check_cycles(&desired, &entries, &files, &mut diagnostics);
     lints::check(&desired, &entries, &files, &mut diagnostics);
     updates::check(&desired, &entries, &files, &repo, &mut diagnostics);
+    scan::check(&desired, &entries, &files, &repo, &mut diagnostics);
 
     if documents == 0 && diagnostics.is_empty() {
         diagnostics.push(
