@@ -151,8 +151,11 @@ impl Site {
             .to_string(),
         )
         .expect("facts");
-        std::fs::write(self.path(&format!("{name}.scan.json")), scan_facts(name, sql))
-            .expect("scan facts");
+        std::fs::write(
+            self.path(&format!("{name}.scan.json")),
+            scan_facts(name, sql),
+        )
+        .expect("scan facts");
     }
 
     /// `patchops agent --once --format json` for machine `name` →
@@ -298,7 +301,10 @@ async fn agents_report_patch_states_and_status_shows_compliance() {
         let run = run_of(&report, PRODUCTION);
         assert_eq!(run["state"], "succeeded", "{report}");
         let message = run["message"].as_str().unwrap();
-        assert!(message.contains("patch states from mssecure.xml"), "{message}");
+        assert!(
+            message.contains("patch states from mssecure.xml"),
+            "{message}"
+        );
         assert_eq!(report["scansDelivered"], 1, "{report}");
         assert_eq!(report["scansQueued"], 0, "{report}");
         // Nothing waits in the state directory once delivered.
@@ -348,7 +354,10 @@ async fn agents_report_patch_states_and_status_shows_compliance() {
     let (code, human, err) = site.cli(&["status", "machine", "WKS-B", "--state", &site.state]);
     assert_eq!(code, 0, "{err}");
     assert!(human.contains("patch states:"), "{human}");
-    assert!(human.contains("scanned by patchops-mssecure at "), "{human}");
+    assert!(
+        human.contains("scanned by patchops-mssecure at "),
+        "{human}"
+    );
     assert!(human.contains("MS00-048    missing"), "{human}");
     let c = site.machine_status("wks-c", None);
     assert_eq!(c["patchStates"]["counts"]["missing"], 0, "{c}");
@@ -411,7 +420,10 @@ async fn a_scan_made_while_the_server_is_down_is_delivered_later() {
     let (code, report, stderr) = site.scanning_agent(&server.base, "wks-b", &["--now", first]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(report["scansDelivered"], 1, "{report}");
-    assert_eq!(counts(bulletin(&site.updates(None), "MS00-048")), (0, 1, 0, 0));
+    assert_eq!(
+        counts(bulletin(&site.updates(None), "MS00-048")),
+        (0, 1, 0, 0)
+    );
     drop(server);
 
     // A week later the machine is patched; the server is down. The scan
@@ -422,14 +434,23 @@ async fn a_scan_made_while_the_server_is_down_is_delivered_later() {
     let dead = format!("http://127.0.0.1:{}", free_port());
     let (code, report, _) = site.scanning_agent(&dead, "wks-b", &["--now", later]);
     assert_eq!(code, 0);
-    assert_eq!(run_of(&report, PRODUCTION)["state"], "succeeded", "{report}");
+    assert_eq!(
+        run_of(&report, PRODUCTION)["state"],
+        "succeeded",
+        "{report}"
+    );
     assert_eq!(report["scansDelivered"], 0, "{report}");
     assert_eq!(report["scansQueued"], 1, "{report}");
     let errors = report["errors"].to_string();
     assert!(errors.contains("the scan report is kept"), "{errors}");
-    assert!(site.path("agent-wks-b/scans/patchops-mssecure.json").is_file());
+    assert!(site
+        .path("agent-wks-b/scans/patchops-mssecure.json")
+        .is_file());
     // The store still holds the old scan.
-    assert_eq!(counts(bulletin(&site.updates(None), "MS00-048")), (0, 1, 0, 0));
+    assert_eq!(
+        counts(bulletin(&site.updates(None), "MS00-048")),
+        (0, 1, 0, 0)
+    );
 
     // The server is back: the next cycle delivers the kept report once.
     let server = site.server(&[]);
@@ -437,7 +458,9 @@ async fn a_scan_made_while_the_server_is_down_is_delivered_later() {
     assert_eq!(code, 0);
     assert_eq!(report["runs"], json!([]), "nothing is due again: {report}");
     assert_eq!(report["scansDelivered"], 1, "{report}");
-    assert!(!site.path("agent-wks-b/scans/patchops-mssecure.json").exists());
+    assert!(!site
+        .path("agent-wks-b/scans/patchops-mssecure.json")
+        .exists());
     let all = site.updates(None);
     assert_eq!(counts(bulletin(&all, "MS00-048")), (1, 0, 0, 0));
     assert_eq!(all["machines"], 1);
@@ -475,12 +498,27 @@ async fn a_scan_without_scan_facts_fails_and_says_why() {
     // Scan facts of another machine: a configuration error, exit 1.
     let other = site.path("other.scan.json");
     std::fs::write(&other, scan_facts("wks-zz", None)).unwrap();
-    let (code, _, stderr) = site.agent(
-        &server.base,
-        "wks-e",
-        &["--scan-facts", other.to_str().unwrap()],
-    );
-    assert_eq!(code, 1, "{stderr}");
+    let out = patchops()
+        .args([
+            "agent",
+            "--once",
+            "--format",
+            "json",
+            "--server",
+            &server.base,
+        ])
+        .args(["--enroll-secret-from", "env:TEST_ENROLL", "--state-dir"])
+        .arg(site.path("agent-wks-e"))
+        .arg("--facts")
+        .arg(site.path("wks-e.facts.json"))
+        .arg("--scan-facts")
+        .arg(&other)
+        .env("TEST_ENROLL", ENROLL)
+        .output()
+        .expect("agent");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty());
     assert!(stderr.contains("the file describes \"wks-zz\""), "{stderr}");
 }
 
@@ -489,13 +527,15 @@ async fn register(base: &str, name: &str) -> String {
     let answer: Value = reqwest::Client::new()
         .post(format!("{base}/v1/register"))
         .bearer_auth(ENROLL)
-        .json(&json!({"name": name}))
+        .header("content-type", "application/json")
+        .body(json!({"name": name}).to_string())
         .send()
         .await
         .expect("register")
-        .json()
+        .text()
         .await
-        .expect("json");
+        .map(|t| serde_json::from_str(&t).expect("json"))
+        .expect("text");
     answer["token"].as_str().expect("token").to_string()
 }
 
@@ -539,7 +579,10 @@ async fn the_patch_state_route_refuses_bad_reports_and_stores_nothing() {
         report_of("wks-f", vec![state("MS00-048", "missing")]),
     )
     .await;
-    assert_eq!((code, &body), (200, &json!({"machine": "wks-f", "stored": 1})));
+    assert_eq!(
+        (code, &body),
+        (200, &json!({"machine": "wks-f", "stored": 1}))
+    );
     let stored = || site.machine_status("wks-f", None)["patchStates"]["states"].clone();
     let before = stored();
     assert_eq!(before.as_array().unwrap().len(), 1);
@@ -559,7 +602,10 @@ async fn the_patch_state_route_refuses_bad_reports_and_stores_nothing() {
     extra["catalogVersion"] = json!(3);
     let (code, body) = post(base, Some(&token), extra.to_string().into_bytes()).await;
     assert_eq!(code, 400);
-    assert!(body["error"].as_str().unwrap().contains("catalogVersion"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("catalogVersion"),
+        "{body}"
+    );
     let half = report_of(
         "wks-f",
         vec![state("MS00-048", "installed"), state("MS01-041", "patched")],
@@ -567,7 +613,10 @@ async fn the_patch_state_route_refuses_bad_reports_and_stores_nothing() {
     let (code, body) = post(base, Some(&token), half).await;
     assert_eq!(code, 400);
     let error = body["error"].as_str().unwrap();
-    assert!(error.starts_with("states[1].status: expected installed"), "{error}");
+    assert!(
+        error.starts_with("states[1].status: expected installed"),
+        "{error}"
+    );
     let (code, body) = post(
         base,
         Some(&token),
@@ -575,7 +624,10 @@ async fn the_patch_state_route_refuses_bad_reports_and_stores_nothing() {
     )
     .await;
     assert_eq!(code, 400);
-    assert!(body["error"].as_str().unwrap().starts_with("scanAgent:"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().starts_with("scanAgent:"),
+        "{body}"
+    );
     assert_eq!(stored(), before);
 
     // Another machine's states: 403. No token: 401.
@@ -589,7 +641,10 @@ async fn the_patch_state_route_refuses_bad_reports_and_stores_nothing() {
     assert!(body["error"].as_str().unwrap().contains("another machine"));
     let (code, _) = post(base, None, report_of("wks-f", vec![])).await;
     assert_eq!(code, 401);
-    assert_eq!(site.machine_status("wks-g", None)["patchStates"]["states"], json!([]));
+    assert_eq!(
+        site.machine_status("wks-g", None)["patchStates"]["states"],
+        json!([])
+    );
 
     // Over --max-body: 413, nothing stored.
     let many: Vec<Value> = (0..2000)
@@ -600,10 +655,7 @@ async fn the_patch_state_route_refuses_bad_reports_and_stores_nothing() {
     let (code, _) = post(base, Some(&token), big).await;
     assert_eq!(code, 413);
     assert_eq!(stored(), before);
-    assert_eq!(
-        metric(base, "patchops_patch_state_reports_total").await,
-        1
-    );
+    assert_eq!(metric(base, "patchops_patch_state_reports_total").await, 1);
 
     // An empty report replaces the machine's states with none.
     let (code, body) = post(base, Some(&token), report_of("wks-f", vec![])).await;

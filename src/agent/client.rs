@@ -186,11 +186,7 @@ impl Client {
 
     /// Sends one scan's patch states (they replace the machine's previous
     /// states of that scan agent).
-    pub async fn patch_states(
-        &self,
-        token: &Token,
-        report: &[u8],
-    ) -> Result<(), ClientError> {
+    pub async fn patch_states(&self, token: &Token, report: &[u8]) -> Result<(), ClientError> {
         self.post("patch states", "/v1/patch-states", token, report.to_vec())
             .await
             .map(drop)

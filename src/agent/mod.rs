@@ -1034,7 +1034,8 @@ fn read_catalog(
         ));
     }
     let bytes = std::fs::read(file).map_err(|e| format!("the catalog {shown}: {e}"))?;
-    let loaded = crate::catalog::read_any(&bytes).map_err(|e| format!("the catalog {shown}: {e}"))?;
+    let loaded =
+        crate::catalog::read_any(&bytes).map_err(|e| format!("the catalog {shown}: {e}"))?;
     let matches = matches!(
         (loaded.catalog.kind, expected),
         (CatalogKind::Security, CatalogType::Security) | (CatalogKind::Office, CatalogType::Office)

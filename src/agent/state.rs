@@ -289,8 +289,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDir::open(dir.path()).unwrap();
         assert!(state.scan_reports().unwrap().is_empty());
-        state.save_scan_report("patchops-mssecure", b"{\"a\":1}").unwrap();
-        state.save_scan_report("patchops-office", b"{\"b\":1}").unwrap();
+        state
+            .save_scan_report("patchops-mssecure", b"{\"a\":1}")
+            .unwrap();
+        state
+            .save_scan_report("patchops-office", b"{\"b\":1}")
+            .unwrap();
         let pending = state.scan_reports().unwrap();
         assert_eq!(
             pending,
@@ -304,11 +308,19 @@ mod tests {
         let state = StateDir::open(dir.path()).unwrap();
         assert_eq!(state.scan_reports().unwrap().len(), 2);
         // A newer scan replaced the one delivered: it stays.
-        state.save_scan_report("patchops-mssecure", b"{\"a\":2}").unwrap();
-        state.remove_scan_report("patchops-mssecure", b"{\"a\":1}").unwrap();
+        state
+            .save_scan_report("patchops-mssecure", b"{\"a\":2}")
+            .unwrap();
+        state
+            .remove_scan_report("patchops-mssecure", b"{\"a\":1}")
+            .unwrap();
         assert_eq!(state.scan_reports().unwrap().len(), 2);
-        state.remove_scan_report("patchops-mssecure", b"{\"a\":2}").unwrap();
-        state.remove_scan_report("patchops-office", b"{\"b\":1}").unwrap();
+        state
+            .remove_scan_report("patchops-mssecure", b"{\"a\":2}")
+            .unwrap();
+        state
+            .remove_scan_report("patchops-office", b"{\"b\":1}")
+            .unwrap();
         assert!(state.scan_reports().unwrap().is_empty());
     }
 

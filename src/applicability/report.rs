@@ -288,10 +288,16 @@ mod tests {
         assert!(e.starts_with("states[0].status:"), "{e}");
         let mut r = report();
         r.states[0].bulletin.clear();
-        assert_eq!(r.check().unwrap_err(), "states[0].bulletin: must not be empty");
+        assert_eq!(
+            r.check().unwrap_err(),
+            "states[0].bulletin: must not be empty"
+        );
         let mut r = report();
         r.states[0].reason = "x".repeat(2000);
-        assert!(r.check().unwrap_err().starts_with("states[0].reason: at most"));
+        assert!(r
+            .check()
+            .unwrap_err()
+            .starts_with("states[0].reason: at most"));
         let mut r = report();
         r.states.push(r.states[0].clone());
         assert!(r.check().unwrap_err().contains("reported twice"));

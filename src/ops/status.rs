@@ -487,3 +487,87 @@ pub fn summarize(
         bulletins,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(machine: &str, bulletin: &str, status: &str, agent: &str, at: i64) -> StoredPatchState {
+        StoredPatchState {
+            machine_key: machine.into(),
+            bulletin: bulletin.into(),
+            product: (status != "notApplicable").then(|| "SQL Server 7.0".into()),
+            q_numbers: vec!["Q266766".into()],
+            title: Some("t".into()),
+            status: status.into(),
+            reboot: "required".into(),
+            scan_agent: agent.into(),
+            scan_time_ms: at,
+            patch: None,
+            reason: "r".into(),
+        }
+    }
+
+    const DAY: i64 = 86_400_000;
+
+    #[test]
+    fn updates_show_scan_agents_and_scan_times() {
+        let t0 = 1_764_000_000_000;
+        let rows = vec![
+            row("a", "MS00-048", "installed", "patchops-mssecure", t0),
+            row("b", "MS00-048", "missing", "patchops-mssecure", t0 + DAY),
+            row(
+                "c",
+                "MS00-048",
+                "notApplicable",
+                "patchops-mssecure",
+                t0 + 2 * DAY,
+            ),
+            row("a", "OFF-1", "missing", "patchops-office", t0 + 3 * DAY),
+        ];
+        let u = summarize(&rows, None, None);
+        assert_eq!(u.machines, 3);
+        assert_eq!(u.scans.len(), 2);
+        assert_eq!(u.scans[0].scan_agent, "patchops-mssecure");
+        assert_eq!(u.scans[0].machines, 3);
+        assert_eq!(u.scans[0].oldest_scan, time(t0));
+        assert_eq!(u.scans[0].newest_scan, time(t0 + 2 * DAY));
+        assert_eq!(u.scans[1].machines, 1);
+        let b = &u.bulletins[0];
+        assert_eq!(b.bulletin, "MS00-048");
+        assert_eq!(b.percent_compliant, Some(50.0));
+        assert_eq!(b.scan_agents, vec!["patchops-mssecure"]);
+        assert_eq!(b.last_scan, time(t0 + 2 * DAY));
+        // Limited to members: the scans are those of the members.
+        let members = ["b".to_string()].into_iter().collect();
+        let u = summarize(&rows, Some(&members), Some("C"));
+        assert_eq!(u.machines, 1);
+        assert_eq!(u.scans.len(), 1);
+        assert_eq!(u.scans[0].newest_scan, time(t0 + DAY));
+    }
+
+    #[test]
+    fn one_machine_s_patches() {
+        let t0 = 1_764_000_000_000;
+        let rows = vec![
+            row("a", "MS00-048", "missing", "patchops-mssecure", t0),
+            row("a", "MS98-001", "notApplicable", "patchops-mssecure", t0),
+            row("a", "OFF-1", "installed", "patchops-office", t0 + DAY),
+        ];
+        let p = MachinePatches::of(&rows);
+        assert_eq!(p.scans.len(), 2);
+        assert_eq!(p.scans[1].scan_agent, "patchops-office");
+        assert_eq!(p.scans[1].scan_time, time(t0 + DAY));
+        assert_eq!(
+            (
+                p.counts.installed,
+                p.counts.missing,
+                p.counts.not_applicable
+            ),
+            (1, 1, 1)
+        );
+        assert_eq!(p.states[0].status, "missing");
+        assert_eq!(p.states[1].product, None);
+        assert!(MachinePatches::of(&[]).scans.is_empty());
+    }
+}

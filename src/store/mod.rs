@@ -1242,9 +1242,7 @@ impl Store {
         }
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::replace_patch_states(p, &keys, scan_agent, &unique).await,
-            Db::Postgres(p) => {
-                postgres::replace_patch_states(p, &keys, scan_agent, &unique).await
-            }
+            Db::Postgres(p) => postgres::replace_patch_states(p, &keys, scan_agent, &unique).await,
             Db::Remote(_) => Err(Fail::Remote("replace_patch_states")),
         };
         r.map_err(|e| self.error(e))

@@ -884,7 +884,7 @@ pub(super) async fn replace_patch_states(
     .bind(machines)
     .bind(scan_agent)
     .execute(&mut *tx)
-        .await?;
+    .await?;
     let mut written = 0;
     for chunk in states.chunks(CHUNK) {
         let col =

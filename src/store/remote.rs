@@ -201,7 +201,8 @@ impl Remote {
         }
         if status == reqwest::StatusCode::PAYLOAD_TOO_LARGE {
             return Err(unreachable(
-                "the server refused the request as too large (413): raise its --max-body".to_string(),
+                "the server refused the request as too large (413): raise its --max-body"
+                    .to_string(),
             ));
         }
         if status == reqwest::StatusCode::NOT_FOUND {

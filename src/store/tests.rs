@@ -56,6 +56,7 @@ both_backends!(
     catalog_versions_round_trip,
     sync_status_counts_failures,
     patch_states_replace_per_machine,
+    patch_states_replace_per_scan_agent,
 );
 
 fn is_sqlite(url: &str) -> bool {
@@ -2021,4 +2022,104 @@ async fn patch_states_replace_per_machine(url: &str) {
     let stray = vec![StoredPatchState::of("pc05", &rescan[0])];
     assert!(store.replace_patch_states(&machines, &stray).await.is_err());
     assert_eq!(store.patch_states(None).await.unwrap().len(), 4);
+}
+
+async fn patch_states_replace_per_scan_agent(url: &str) {
+    use crate::applicability::Status;
+    let store = Store::open(url).await.unwrap();
+    let office = |bulletin: &str, product: Option<&str>, status: Status| {
+        let mut row = StoredPatchState::of("pc01", &patch_state(bulletin, product, status));
+        row.bulletin = bulletin.to_string();
+        row.scan_agent = "patchops-office".into();
+        row
+    };
+    let security = |bulletin: &'static str, product: Option<&'static str>, status: Status| {
+        StoredPatchState::of("pc01", &patch_state(bulletin, product, status))
+    };
+    let pc01 = vec!["pc01".to_string()];
+    // A security scan, then an Office scan of the same machine.
+    let rows = vec![
+        security(
+            "MS01-033",
+            Some("Internet Information Server 4.0"),
+            Status::Missing,
+        ),
+        security("MS03-050", None, Status::NotApplicable),
+    ];
+    assert_eq!(
+        store
+            .replace_scan_states(&pc01, "patchops-mssecure", &rows)
+            .await
+            .unwrap(),
+        2
+    );
+    // The Office catalog names MS03-050 too: its row stands, over the
+    // security scan's (same machine, bulletin and product).
+    let rows = vec![
+        office("MS03-050", None, Status::NotApplicable),
+        office("OFF-001", Some("Office XP"), Status::Installed),
+    ];
+    assert_eq!(
+        store
+            .replace_scan_states(&pc01, "patchops-office", &rows)
+            .await
+            .unwrap(),
+        2
+    );
+    let got = store.patch_states(Some("pc01")).await.unwrap();
+    let agents: Vec<(&str, &str)> = got
+        .iter()
+        .map(|r| (r.bulletin.as_str(), r.scan_agent.as_str()))
+        .collect();
+    assert_eq!(
+        agents,
+        vec![
+            ("MS01-033", "patchops-mssecure"),
+            ("MS03-050", "patchops-office"),
+            ("OFF-001", "patchops-office"),
+        ]
+    );
+    // A new security scan replaces only the security states.
+    let rows = vec![security(
+        "MS01-033",
+        Some("Internet Information Server 4.0"),
+        Status::Installed,
+    )];
+    assert_eq!(
+        store
+            .replace_scan_states(&pc01, "patchops-mssecure", &rows)
+            .await
+            .unwrap(),
+        1
+    );
+    let got = store.patch_states(Some("pc01")).await.unwrap();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0].status, "installed");
+    assert_eq!(got[2].bulletin, "OFF-001");
+    // A row of another scan agent in the report refuses it whole.
+    let mixed = vec![
+        security(
+            "MS01-033",
+            Some("Internet Information Server 4.0"),
+            Status::Missing,
+        ),
+        office("OFF-001", Some("Office XP"), Status::Missing),
+    ];
+    let e = store
+        .replace_scan_states(&pc01, "patchops-mssecure", &mixed)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("scan agent `patchops-office`"),
+        "{e}"
+    );
+    assert_eq!(store.patch_states(Some("pc01")).await.unwrap(), got);
+    // An empty report leaves the machine none of that agent's states.
+    store
+        .replace_scan_states(&pc01, "patchops-office", &[])
+        .await
+        .unwrap();
+    let got = store.patch_states(Some("pc01")).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].scan_agent, "patchops-mssecure");
 }

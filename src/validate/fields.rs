@@ -419,7 +419,9 @@ pub(super) fn scan_catalog_path(path: &str) -> Result<(), &'static str> {
         .split('/')
         .any(|segment| segment.is_empty() || segment == "." || segment == "..")
     {
-        return Err("empty, `.` and `..` segments are not allowed (it must stay inside the source)");
+        return Err(
+            "empty, `.` and `..` segments are not allowed (it must stay inside the source)",
+        );
     }
     Ok(())
 }
