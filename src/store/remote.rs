@@ -3,7 +3,8 @@
 //! (`POST /v1/admin/store`). `patchops plan|apply --site URL` works through
 //! this exactly as against a local store — the same serial checks, the same
 //! lock — while the server applies the commit to its own database and
-//! recomputes client policy at once.
+//! recomputes client policy at once. The reads of `patchops status` go the
+//! same way.
 
 use std::time::Duration;
 
@@ -64,6 +65,21 @@ pub enum Call {
     RevokeMachine {
         key: String,
     },
+    /// The reads of `patchops status`.
+    LatestStatus {
+        advertisement: Option<String>,
+    },
+    StatusForMachine {
+        machine: String,
+        limit: u32,
+    },
+    Policy {
+        machine_id: u32,
+    },
+    LeaseHolder {
+        name: String,
+    },
+    ReconcileStatus,
 }
 
 /// A [`LockRequest`] on the wire.
