@@ -240,7 +240,7 @@ async fn step(
     lease_id: &str,
     pull: bool,
 ) -> bool {
-    tracing::debug!(pull, "reconciling");
+    tracing::debug!(pull, "reconcile started");
     let started = std::time::Instant::now();
     let store = state.store.clone();
     let cfg = config.clone();
@@ -585,6 +585,16 @@ mod tests {
         assert!(!relevant(root, Path::new("/m/.patchops/hash-cache.json")));
         assert!(!relevant(root, Path::new("/m/office/.package.yaml.swp")));
         assert!(!relevant(root, Path::new("/m/site.yaml~")));
+    }
+
+    #[test]
+    fn a_git_remote_password_is_scrubbed() {
+        let url = "https://bob:s3cr%40t@git.example/site.git";
+        let message = "git clone: fatal: unable to access 'https://bob:s3cr%40t@git.example/site.git/': \
+                       could not resolve host; s3cr@t";
+        let scrubbed = crate::store::scrub_url_secrets(message.to_string(), url);
+        assert!(!scrubbed.contains("s3cr"), "{scrubbed}");
+        assert!(scrubbed.contains("bob:***@git.example"), "{scrubbed}");
     }
 
     #[test]
