@@ -296,8 +296,16 @@ impl World {
         if !facts.exists() {
             let (os, kind, address) = match machine {
                 "srv-01" => ("Microsoft Windows Server 2003", "server", "10.9.1.2"),
-                "pre-01" => ("Microsoft Windows XP Professional", "workstation", "10.9.1.3"),
-                _ => ("Microsoft Windows XP Professional", "workstation", "10.9.1.1"),
+                "pre-01" => (
+                    "Microsoft Windows XP Professional",
+                    "workstation",
+                    "10.9.1.3",
+                ),
+                _ => (
+                    "Microsoft Windows XP Professional",
+                    "workstation",
+                    "10.9.1.1",
+                ),
             };
             write(
                 &facts,
@@ -313,7 +321,14 @@ impl World {
             );
         }
         patchops()
-            .args(["agent", "--once", "--format", "json", "--server", &self.base()])
+            .args([
+                "agent",
+                "--once",
+                "--format",
+                "json",
+                "--server",
+                &self.base(),
+            ])
             .args(["--enroll-secret-from", "env:TEST_ENROLL"])
             .arg("--state-dir")
             .arg(home.join("state"))
@@ -368,9 +383,12 @@ impl World {
     /// `patchops ARGS --format json --state …` → its JSON.
     fn json(&self, args: &[&str]) -> Value {
         let mut cmd = patchops();
-        cmd.current_dir(self.dir.path())
-            .args(args)
-            .args(["--format", "json", "--state", &self.state]);
+        cmd.current_dir(self.dir.path()).args(args).args([
+            "--format",
+            "json",
+            "--state",
+            &self.state,
+        ]);
         let out = run_with_limit(cmd, Duration::from_secs(30));
         assert!(
             out.status.success(),
@@ -436,8 +454,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 #[test]
-fn a_committed_advertisement_reaches_three_agents_across_a_server_kill_and_tampering_is_refused(
-) {
+fn a_committed_advertisement_reaches_three_agents_across_a_server_kill_and_tampering_is_refused() {
     let started = Instant::now();
     let dp_port = free_port();
     let world = World::new(dp_port);
@@ -531,7 +548,9 @@ fn a_committed_advertisement_reaches_three_agents_across_a_server_kill_and_tampe
         assert_eq!(runs[0]["advertisement"], ROLLOUT, "{report}");
         assert_eq!(runs[0]["state"], "succeeded", "{report}");
         assert!(
-            report["errors"].to_string().contains("cannot reach the server"),
+            report["errors"]
+                .to_string()
+                .contains("cannot reach the server"),
             "{machine}: {report}"
         );
         let q = report["queued"].as_u64().expect("queued");
@@ -546,7 +565,11 @@ fn a_committed_advertisement_reaches_three_agents_across_a_server_kill_and_tampe
         assert_eq!(report["runs"], json!([]), "{machine}: {report}");
         assert_eq!(report["errors"], json!([]), "{machine}: {report}");
         assert_eq!(report["policy"], "unchanged", "{machine}: {report}");
-        assert_eq!(report["delivered"].as_u64(), Some(queued[machine]), "{report}");
+        assert_eq!(
+            report["delivered"].as_u64(),
+            Some(queued[machine]),
+            "{report}"
+        );
         assert_eq!(report["queued"], 0, "{machine}: {report}");
     }
     let status = world.json(&["status", "advertisement", ROLLOUT]);
@@ -578,6 +601,26 @@ fn a_committed_advertisement_reaches_three_agents_across_a_server_kill_and_tampe
             "{message}"
         );
     }
+    // Through the server's admin API the same is seen.
+    for args in [
+        vec!["status", "advertisement", ROLLOUT],
+        vec!["status", "machine", "srv-01"],
+    ] {
+        let local = world.json(&args);
+        let mut cmd = patchops();
+        cmd.args(&args)
+            .args(["--format", "json", "--site", &world.base()])
+            .args(["--token-from", "env:TEST_ADMIN"])
+            .env("TEST_ADMIN", ADMIN);
+        let out = run_with_limit(cmd, Duration::from_secs(30));
+        assert!(
+            out.status.success(),
+            "{args:?} --site: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let remote: Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(remote, local, "{args:?}");
+    }
     // Every status message exactly once: five per machine (accepted,
     // downloading, downloaded, running, succeeded), none lost in the kill,
     // none stored twice. Each program ran exactly once.
@@ -591,7 +634,13 @@ fn a_committed_advertisement_reaches_three_agents_across_a_server_kill_and_tampe
         states.sort();
         assert_eq!(
             states,
-            ["accepted", "downloaded", "downloading", "running", "succeeded"],
+            [
+                "accepted",
+                "downloaded",
+                "downloading",
+                "running",
+                "succeeded"
+            ],
             "{machine}: {messages:?}"
         );
         assert_eq!(
@@ -746,9 +795,16 @@ fn an_invalid_commit_shows_in_status_with_its_file_and_line_and_changes_nothing(
         assert!(text.contains(&location), "{text}");
     }
     let mut cmd = patchops();
-    cmd.args(["status", "site", "--format", "json", "--site", &world.base()])
-        .args(["--token-from", "env:TEST_ADMIN"])
-        .env("TEST_ADMIN", ADMIN);
+    cmd.args([
+        "status",
+        "site",
+        "--format",
+        "json",
+        "--site",
+        &world.base(),
+    ])
+    .args(["--token-from", "env:TEST_ADMIN"])
+    .env("TEST_ADMIN", ADMIN);
     let out = run_with_limit(cmd, Duration::from_secs(30));
     let remote: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(remote["reconcile"]["problems"], r["problems"], "{remote}");
@@ -771,10 +827,17 @@ fn an_invalid_commit_shows_in_status_with_its_file_and_line_and_changes_nothing(
     );
     let site = world.json(&["status", "site"]);
     let r = &site["reconcile"];
-    assert_eq!((&r["status"], &r["failures"]), (&json!("ok"), &json!(0)), "{site}");
+    assert_eq!(
+        (&r["status"], &r["failures"]),
+        (&json!("ok"), &json!(0)),
+        "{site}"
+    );
     assert_eq!(r["problems"], json!([]), "{site}");
     assert!(r["message"].is_null(), "{site}");
-    assert_eq!((&site["serial"], &r["lastApply"]["serial"]), (&json!(2), &json!(2)));
+    assert_eq!(
+        (&site["serial"], &r["lastApply"]["serial"]),
+        (&json!(2), &json!(2))
+    );
     let text = human(&["status", "advertisements"], false);
     assert!(text.starts_with("ADVERTISEMENT"), "no banner: {text}");
 }

@@ -619,11 +619,7 @@ async fn sigterm_finishes_the_reconcile_in_flight() {
     .execute(&mut conn)
     .await
     .expect("take the apply lock");
-    let mut server = Server::start(
-        &state,
-        cwd,
-        &["--manifests", "site", "--interval", "10s"],
-    );
+    let mut server = Server::start(&state, cwd, &["--manifests", "site", "--interval", "10s"]);
     wait_until(
         Duration::from_secs(20),
         "a reconcile started",
@@ -659,7 +655,10 @@ async fn sigterm_finishes_the_reconcile_in_flight() {
     assert!(applied < released, "{log}");
     assert!(log.contains("shutting down"), "{log}");
     // Its outcome was recorded before the lease went.
-    let site = run_json(&["status", "site", "--format", "json", "--state", &state], cwd);
+    let site = run_json(
+        &["status", "site", "--format", "json", "--state", &state],
+        cwd,
+    );
     assert_eq!(site["reconcile"]["status"], "ok", "{site}");
     assert_eq!(site["reconcile"]["lastApply"]["serial"], 1, "{site}");
     assert_eq!(site["leader"], Value::Null, "{site}");
@@ -691,20 +690,31 @@ async fn a_failing_git_pull_is_recorded_without_the_password() {
         "the failure recorded",
         &[&server],
         || async {
-            run_json(&["status", "site", "--format", "json", "--state", &state], cwd)["reconcile"]
-                ["status"]
+            run_json(
+                &["status", "site", "--format", "json", "--state", &state],
+                cwd,
+            )["reconcile"]["status"]
                 == "error"
         },
     )
     .await;
-    let site = run_json(&["status", "site", "--format", "json", "--state", &state], cwd);
+    let site = run_json(
+        &["status", "site", "--format", "json", "--state", &state],
+        cwd,
+    );
     let r = &site["reconcile"];
     assert_eq!(r["result"], "failed", "{site}");
-    assert!(r["lastApply"].is_null() && r["lastSuccess"].is_null(), "{site}");
+    assert!(
+        r["lastApply"].is_null() && r["lastSuccess"].is_null(),
+        "{site}"
+    );
     let message = r["message"].as_str().unwrap_or_default();
     assert!(message.contains("git clone"), "{site}");
     let (_, h) = healthz(&server).await;
     let shown = format!("{site}{h}{}", server.log());
-    assert!(shown.contains("bob:***@") || !shown.contains("bob:"), "{shown}");
+    assert!(
+        shown.contains("bob:***@") || !shown.contains("bob:"),
+        "{shown}"
+    );
     assert!(!shown.contains("pw-e2e-s3cret"), "{shown}");
 }

@@ -590,7 +590,8 @@ mod tests {
     #[test]
     fn a_git_remote_password_is_scrubbed() {
         let url = "https://bob:s3cr%40t@git.example/site.git";
-        let message = "git clone: fatal: unable to access 'https://bob:s3cr%40t@git.example/site.git/': \
+        let message =
+            "git clone: fatal: unable to access 'https://bob:s3cr%40t@git.example/site.git/': \
                        could not resolve host; s3cr@t";
         let scrubbed = crate::store::scrub_url_secrets(message.to_string(), url);
         assert!(!scrubbed.contains("s3cr"), "{scrubbed}");

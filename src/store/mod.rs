@@ -906,9 +906,11 @@ impl Store {
     /// Who holds the named lease, as stored (compare `expires_at`).
     pub async fn lease_holder(&self, name: &str) -> Result<Option<LockHolder>, StoreError> {
         if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::LeaseHolder {
-                name: name.to_string(),
-            }).await;
+            return api
+                .call(&remote::Call::LeaseHolder {
+                    name: name.to_string(),
+                })
+                .await;
         }
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::lock_holder(p, name).await,
@@ -1167,9 +1169,11 @@ impl Store {
         advertisement: Option<&str>,
     ) -> Result<Vec<StatusMessage>, StoreError> {
         if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::LatestStatus {
-                advertisement: advertisement.map(str::to_string),
-            }).await;
+            return api
+                .call(&remote::Call::LatestStatus {
+                    advertisement: advertisement.map(str::to_string),
+                })
+                .await;
         }
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::latest_status(p, advertisement).await,
@@ -1190,10 +1194,12 @@ impl Store {
         }
         let key = self::machine_key(machine_key);
         if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::StatusForMachine {
-                machine: key,
-                limit,
-            }).await;
+            return api
+                .call(&remote::Call::StatusForMachine {
+                    machine: key,
+                    limit,
+                })
+                .await;
         }
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::status_for_machine(p, &key, i64::from(limit)).await,

@@ -11,8 +11,9 @@ use super::{
     check_applied, check_token_again, classify, count, decode_machine, lease_ms, machine_outcomes,
     machines_to_write, migrator, rows, version_i64, ApplyRecord, Backend, CatalogVersion, Db,
     Existing, Fail, LockHolder, LockRequest, Machine, MachineRow, Normalized, Opened, Owner,
-    ReconcileAttempt, ReconcileStatus, StateInfo, StatusMessage, StoreError, StoredObject, StoredPatchState, StoredPolicy,
-    SyncAttempt, SyncStatus, LEADER_LEASE, CHUNK, CONNECT_TIMEOUT, MIGRATIONS_TABLE, POSTGRES_MIGRATIONS,
+    ReconcileAttempt, ReconcileStatus, StateInfo, StatusMessage, StoreError, StoredObject,
+    StoredPatchState, StoredPolicy, SyncAttempt, SyncStatus, CHUNK, CONNECT_TIMEOUT, LEADER_LEASE,
+    MIGRATIONS_TABLE, POSTGRES_MIGRATIONS,
 };
 
 /// The database's clock, in epoch milliseconds (`clock_timestamp()`, not

@@ -15,8 +15,9 @@ use super::{
     check_applied, check_token_again, classify, count, decode_machine, lease_ms, machine_outcomes,
     machines_to_write, migrator, rows, version_i64, ApplyRecord, Backend, CatalogVersion, Db,
     Existing, Fail, LockHolder, LockRequest, Machine, MachineRow, Normalized, Opened, Owner,
-    ReconcileAttempt, ReconcileStatus, StateInfo, StatusMessage, StoreError, StoredObject, StoredPatchState, StoredPolicy,
-    SyncAttempt, SyncStatus, LEADER_LEASE, BUSY_TIMEOUT, MIGRATIONS_TABLE, SQLITE_MIGRATIONS,
+    ReconcileAttempt, ReconcileStatus, StateInfo, StatusMessage, StoreError, StoredObject,
+    StoredPatchState, StoredPolicy, SyncAttempt, SyncStatus, BUSY_TIMEOUT, LEADER_LEASE,
+    MIGRATIONS_TABLE, SQLITE_MIGRATIONS,
 };
 
 /// The database's clock, in epoch milliseconds.

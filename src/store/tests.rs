@@ -2055,8 +2055,14 @@ async fn reconcile_status_only_from_the_leader(url: &str) {
         .expect("record"));
     let r = store.reconcile_status().await.expect("read").expect("row");
     assert_eq!((r.status.as_str(), r.result.as_str()), ("ok", "applied"));
-    assert_eq!((r.since_ms, r.failures, r.last_success_ms), (1_000, 0, Some(1_000)));
-    assert_eq!((r.last_apply_ms, r.last_apply_serial), (Some(1_000), Some(1)));
+    assert_eq!(
+        (r.since_ms, r.failures, r.last_success_ms),
+        (1_000, 0, Some(1_000))
+    );
+    assert_eq!(
+        (r.last_apply_ms, r.last_apply_serial),
+        (Some(1_000), Some(1))
+    );
     assert_eq!(r.last_apply_revision.as_deref(), Some("rev-1000"));
     assert_eq!((r.host.as_str(), r.pid), ("sms01", 4242));
 
@@ -2086,7 +2092,10 @@ async fn reconcile_status_only_from_the_leader(url: &str) {
     assert_eq!(r.message.as_deref(), Some("failed at 4000"));
     assert_eq!((r.attempt_ms, r.since_ms, r.failures), (4_000, 3_000, 2));
     assert_eq!(r.last_success_ms, Some(2_000));
-    assert_eq!((r.last_apply_ms, r.last_apply_serial), (Some(1_000), Some(1)));
+    assert_eq!(
+        (r.last_apply_ms, r.last_apply_serial),
+        (Some(1_000), Some(1))
+    );
     assert_eq!(r.last_apply_revision.as_deref(), Some("rev-1000"));
     assert_eq!(r.revision.as_deref(), Some("rev-4000"));
     assert!(r.problems.is_empty(), "the last attempt's problems only");
@@ -2109,12 +2118,21 @@ async fn reconcile_status_only_from_the_leader(url: &str) {
         .await
         .expect("record");
     let r = store.reconcile_status().await.expect("read").expect("row");
-    assert_eq!((r.status.as_str(), r.since_ms, r.failures), ("ok", 6_000, 0));
+    assert_eq!(
+        (r.status.as_str(), r.since_ms, r.failures),
+        ("ok", 6_000, 0)
+    );
     assert_eq!(r.message, None);
-    assert_eq!((r.last_apply_serial, r.last_success_ms), (Some(6), Some(6_000)));
+    assert_eq!(
+        (r.last_apply_serial, r.last_success_ms),
+        (Some(6), Some(6_000))
+    );
 
     // An expired lease is no leadership.
-    assert!(store.release_lease(LEADER_LEASE, "A").await.expect("release"));
+    assert!(store
+        .release_lease(LEADER_LEASE, "A")
+        .await
+        .expect("release"));
     assert!(store
         .try_lease(LEADER_LEASE, &lock_request("S", Duration::from_millis(50)))
         .await
@@ -2129,7 +2147,10 @@ async fn reconcile_status_only_from_the_leader(url: &str) {
         .record_reconcile("S", &attempt("bad", "failed", 8_000))
         .await
         .expect_err("refused");
-    assert!(err.to_string().contains("expected ok, drift or error"), "{err}");
+    assert!(
+        err.to_string().contains("expected ok, drift or error"),
+        "{err}"
+    );
     let r = store.reconcile_status().await.expect("read").expect("row");
     assert_eq!(r.attempt_ms, 6_000);
 }
