@@ -594,3 +594,127 @@ async fn git_pull_clones_then_fetches_every_interval() {
     .await;
     assert_eq!(office_comment(&state, cwd), "from git");
 }
+
+/// SIGTERM while a reconcile is in flight: the step finishes (here: its
+/// apply, which waits for the apply lock the test holds) before the server
+/// exits, and the lease is released after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_reconcile_in_flight() {
+    use sqlx::Connection;
+    let dir = TempDir::new().expect("tmp");
+    let cwd = dir.path();
+    example_site(cwd);
+    let db = cwd.join("site.db");
+    let state = format!("sqlite://{}", db.display());
+    assert!(history(&state, cwd).is_empty(), "the store is created");
+    let mut conn = sqlx::SqliteConnection::connect(&state)
+        .await
+        .expect("open the store");
+    // Another host's apply holds the lock (no takeover: not this host).
+    sqlx::query(
+        "INSERT INTO patchops_lock (name, id, holder, host, pid, command, acquired_ms, expires_ms) \
+         VALUES ('apply', 'held-by-the-test', 'patchops apply', 'elsewhere.example', 1, \
+                 'patchops apply', 0, 9000000000000)",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("take the apply lock");
+    let mut server = Server::start(&state, cwd, &["--manifests", "site", "--interval", "10s"]);
+    wait_until(
+        Duration::from_secs(20),
+        "a reconcile started",
+        &[&server],
+        || async { server.log().contains("reconcile started") },
+    )
+    .await;
+    let pid = libc::pid_t::try_from(server.child.id()).expect("pid");
+    // SAFETY: signals our own child process.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    // The server waits for its step: still running, nothing applied yet.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        server.child.try_wait().expect("wait").is_none(),
+        "exited with the reconcile in flight:\n{}",
+        server.log()
+    );
+    assert!(history(&state, cwd).is_empty());
+    sqlx::query("DELETE FROM patchops_lock WHERE id = 'held-by-the-test'")
+        .execute(&mut conn)
+        .await
+        .expect("release the apply lock");
+    conn.close().await.expect("close");
+    let status = server.terminate();
+    let log = server.log();
+    assert!(status.success(), "{status:?}\n{log}");
+    let records = history(&state, cwd);
+    assert_eq!(records.len(), 1, "the step in flight finished: {log}");
+    assert_eq!(records[0]["actor"], "patchops server");
+    assert!(cwd.join("dp/dp-hq").is_dir(), "and distributed");
+    let applied = log.find("reconciled: applied").expect(&log);
+    let released = log.find("leader lease released").expect(&log);
+    assert!(applied < released, "{log}");
+    assert!(log.contains("shutting down"), "{log}");
+    // Its outcome was recorded before the lease went.
+    let site = run_json(
+        &["status", "site", "--format", "json", "--state", &state],
+        cwd,
+    );
+    assert_eq!(site["reconcile"]["status"], "ok", "{site}");
+    assert_eq!(site["reconcile"]["lastApply"]["serial"], 1, "{site}");
+    assert_eq!(site["leader"], Value::Null, "{site}");
+}
+
+/// A failing `--git-pull` is an error in `/healthz`, the log and `status
+/// site`, none of which shows the remote's password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_git_pull_is_recorded_without_the_password() {
+    let dir = TempDir::new().expect("tmp");
+    let cwd = dir.path();
+    let state = format!("sqlite://{}", cwd.join("site.db").display());
+    // Nothing listens on port 9.
+    let url = "http://bob:pw-e2e-s3cret@127.0.0.1:9/site.git";
+    let server = Server::start(
+        &state,
+        cwd,
+        &[
+            "--manifests",
+            "checkout",
+            "--git-pull",
+            url,
+            "--interval",
+            INTERVAL,
+        ],
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "the failure recorded",
+        &[&server],
+        || async {
+            run_json(
+                &["status", "site", "--format", "json", "--state", &state],
+                cwd,
+            )["reconcile"]["status"]
+                == "error"
+        },
+    )
+    .await;
+    let site = run_json(
+        &["status", "site", "--format", "json", "--state", &state],
+        cwd,
+    );
+    let r = &site["reconcile"];
+    assert_eq!(r["result"], "failed", "{site}");
+    assert!(
+        r["lastApply"].is_null() && r["lastSuccess"].is_null(),
+        "{site}"
+    );
+    let message = r["message"].as_str().unwrap_or_default();
+    assert!(message.contains("git clone"), "{site}");
+    let (_, h) = healthz(&server).await;
+    let shown = format!("{site}{h}{}", server.log());
+    assert!(
+        shown.contains("bob:***@") || !shown.contains("bob:"),
+        "{shown}"
+    );
+    assert!(!shown.contains("pw-e2e-s3cret"), "{shown}");
+}

@@ -1,14 +1,25 @@
-//! `patchops status advertisements | advertisement NAME | machine NAME |
-//! updates`.
+//! `patchops status site | advertisements | advertisement NAME |
+//! machine NAME | updates`.
 
 use std::fmt::Write as _;
 
 use super::{block_on, exit, report_error, with_store, Format, StateArgs};
-use crate::ops::status::{self, AdvertisementStatus, MachineStatus, UpdatesStatus};
+use crate::ops::status::{
+    self, AdvertisementStatus, MachineStatus, ReconcileView, SiteStatus, UpdatesStatus,
+};
 use crate::render::Style;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
+    /// The applied state and the continuous reconcile: its last outcome
+    /// (the error of invalid manifests with each file and line, since
+    /// when), the last success and apply, and the leading server.
+    Site {
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        #[command(flatten)]
+        state: StateArgs,
+    },
     /// Every advertisement: targeted, received, in progress, succeeded,
     /// failed, restart pending.
     Advertisements {
@@ -50,18 +61,24 @@ pub enum Command {
 
 pub fn run(command: Command, style: Style) -> u8 {
     let result = match command {
+        Command::Site { format, state } => {
+            block_on(with_store(&state, async |store| status::site(store).await))
+                .map(|s| print_site(&s, format))
+        }
         Command::Advertisements { format, state } => block_on(with_store(&state, async |store| {
-            status::advertisements(store, None).await
+            let list = status::advertisements(store, None).await?;
+            Ok((list, banner(store, format).await))
         }))
-        .map(|list| print_advertisements(&list, format, false)),
+        .map(|(list, banner)| print_advertisements(&list, banner.as_ref(), format, false)),
         Command::Advertisement {
             name,
             format,
             state,
         } => block_on(with_store(&state, async |store| {
-            status::advertisements(store, Some(&name)).await
+            let list = status::advertisements(store, Some(&name)).await?;
+            Ok((list, banner(store, format).await))
         }))
-        .map(|list| print_advertisements(&list, format, true)),
+        .map(|(list, banner)| print_advertisements(&list, banner.as_ref(), format, true)),
         Command::Machine {
             name,
             format,
@@ -92,7 +109,149 @@ fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default()
 }
 
-fn print_advertisements(list: &[AdvertisementStatus], format: Format, one: bool) {
+/// The reconcile outcome when it needs attention, for people only (JSON
+/// keeps its shape; `status site` has it). Best effort: a store or server
+/// that cannot say does not stop the report.
+async fn banner(store: &crate::store::Store, format: Format) -> Option<ReconcileView> {
+    if format == Format::Json {
+        return None;
+    }
+    status::reconcile_attention(store).await.ok().flatten()
+}
+
+/// One or two lines above a report: the site's manifests are not what it
+/// serves.
+fn banner_lines(r: &ReconcileView) -> String {
+    let mut out = String::new();
+    let what = match r.status.as_str() {
+        "error" => format!(
+            "reconcile failing since {} ({} failed in a row)",
+            r.since, r.failures
+        ),
+        _ => format!("drift detected since {} (not corrected)", r.since),
+    };
+    let detail = match r.problems.first() {
+        Some(first) if r.problems.len() > 1 => {
+            format!("{first} (and {} more)", r.problems.len() - 1)
+        }
+        Some(first) => first.to_string(),
+        None => r.message.clone().unwrap_or_default(),
+    };
+    let _ = writeln!(out, "! {what}: {detail}");
+    let kept = r.last_apply.as_ref().map_or(String::new(), |a| {
+        format!(" (last apply: serial {} at {})", a.serial, a.at)
+    });
+    let _ = writeln!(
+        out,
+        "! the applied state is kept and served{kept}; see `patchops status site`\n"
+    );
+    out
+}
+
+fn print_site(s: &SiteStatus, format: Format) {
+    if format == Format::Json {
+        println!("{}", json(s));
+        return;
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "site {}, applied state at serial {}",
+        s.site.as_deref().unwrap_or("(not applied yet)"),
+        s.serial
+    );
+    match &s.reconcile {
+        None => {
+            let _ = writeln!(
+                out,
+                "reconcile: never (no server runs with --manifests on this store)"
+            );
+        }
+        Some(r) => {
+            let failures = if r.failures > 0 {
+                format!(", {} failed in a row", r.failures)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(out, "reconcile: {} since {}{failures}", r.status, r.since);
+            if r.problems.is_empty() {
+                if let Some(message) = &r.message {
+                    let _ = writeln!(out, "  {message}");
+                }
+            } else {
+                let _ = writeln!(
+                    out,
+                    "  the manifests are invalid; the applied state is kept:"
+                );
+                for p in &r.problems {
+                    let _ = writeln!(out, "  {p}");
+                }
+            }
+            let commit = r
+                .revision
+                .as_deref()
+                .map_or(String::new(), |c| format!(" (commit {})", short(c)));
+            let _ = writeln!(
+                out,
+                "  last attempt:   {}, {}{commit}, by {} pid {}",
+                r.last_attempt, r.result, r.host, r.pid
+            );
+            let _ = writeln!(
+                out,
+                "  last success:   {}",
+                r.last_success.as_deref().unwrap_or("never")
+            );
+            match &r.last_apply {
+                Some(a) => {
+                    let commit = a
+                        .revision
+                        .as_deref()
+                        .map_or(String::new(), |c| format!(" (commit {})", short(c)));
+                    let _ = writeln!(
+                        out,
+                        "  last apply:     serial {} at {}{commit}",
+                        a.serial, a.at
+                    );
+                }
+                None => {
+                    let _ = writeln!(out, "  last apply:     none by a server");
+                }
+            }
+        }
+    }
+    match &s.leader {
+        Some(l) if l.live => {
+            let _ = writeln!(
+                out,
+                "leader: {} pid {} (since {}, lease until {})",
+                l.host, l.pid, l.since, l.expires_at
+            );
+        }
+        Some(l) => {
+            let _ = writeln!(
+                out,
+                "leader: none (the lease of {} pid {} ran out at {})",
+                l.host, l.pid, l.expires_at
+            );
+        }
+        None => {
+            let _ = writeln!(out, "leader: none");
+        }
+    }
+    print!("{out}");
+}
+
+/// A commit's first 12 hex digits.
+fn short(commit: &str) -> &str {
+    commit.get(..12).unwrap_or(commit)
+}
+
+fn print_advertisements(
+    list: &[AdvertisementStatus],
+    banner: Option<&ReconcileView>,
+    format: Format,
+    one: bool,
+) {
     if format == Format::Json {
         if one {
             if let Some(first) = list.first() {
@@ -103,7 +262,7 @@ fn print_advertisements(list: &[AdvertisementStatus], format: Format, one: bool)
         }
         return;
     }
-    let mut out = String::new();
+    let mut out = banner.map(banner_lines).unwrap_or_default();
     let width = list.iter().map(|a| a.name.len()).max().unwrap_or(0).max(13);
     let _ = writeln!(
         out,

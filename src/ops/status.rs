@@ -488,6 +488,130 @@ pub fn summarize(
     }
 }
 
+/// `patchops status site`: the applied state and the reconcile outcome.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SiteStatus {
+    /// The site code, once an apply has set it.
+    pub site: Option<String>,
+    /// The applied state's serial (what the site servers serve).
+    pub serial: i64,
+    /// The last reconcile of `patchops server --manifests`; None when no
+    /// server ever reconciled this store.
+    pub reconcile: Option<ReconcileView>,
+    /// Who holds the leader lease (reconciles), as stored.
+    pub leader: Option<LeaderView>,
+}
+
+/// The stored reconcile outcome, times in RFC 3339.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconcileView {
+    /// `ok`, `drift` or `error`.
+    pub status: String,
+    /// `applied`, `unchanged`, `drift`, `invalid` or `failed`.
+    pub result: String,
+    pub message: Option<String>,
+    /// Each error of invalid manifests, with its file and line.
+    pub problems: Vec<crate::store::ReconcileProblem>,
+    /// The commit of the manifests the last reconcile read.
+    pub revision: Option<String>,
+    pub last_attempt: String,
+    /// Since when `status` holds.
+    pub since: String,
+    /// Failed reconciles since the last good one.
+    pub failures: u32,
+    pub last_success: Option<String>,
+    pub last_apply: Option<LastApply>,
+    /// The server that recorded it.
+    pub host: String,
+    pub pid: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastApply {
+    pub at: String,
+    pub serial: i64,
+    pub revision: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaderView {
+    pub host: String,
+    pub pid: u32,
+    pub since: String,
+    pub expires_at: String,
+    /// Whether the lease still runs (else no server leads now).
+    pub live: bool,
+}
+
+impl ReconcileView {
+    pub fn of(r: &crate::store::ReconcileStatus) -> ReconcileView {
+        ReconcileView {
+            status: r.status.clone(),
+            result: r.result.clone(),
+            message: r.message.clone(),
+            problems: r.problems.clone(),
+            revision: r.revision.clone(),
+            last_attempt: time(r.attempt_ms),
+            since: time(r.since_ms),
+            failures: r.failures,
+            last_success: r.last_success_ms.map(time),
+            last_apply: match (r.last_apply_ms, r.last_apply_serial) {
+                (Some(at), Some(serial)) => Some(LastApply {
+                    at: time(at),
+                    serial,
+                    revision: r.last_apply_revision.clone(),
+                }),
+                _ => None,
+            },
+            host: r.host.clone(),
+            pid: r.pid,
+        }
+    }
+}
+
+/// The applied state, the stored reconcile outcome and the leader.
+pub async fn site(store: &Store) -> Result<SiteStatus, OpError> {
+    let info = store.info().await?;
+    let reconcile = store.reconcile_status().await?;
+    let leader = store
+        .lease_holder(crate::store::LEADER_LEASE)
+        .await?
+        .map(|h| {
+            let live = h
+                .expires_at
+                .parse::<jiff::Timestamp>()
+                .is_ok_and(|t| t > jiff::Timestamp::now());
+            LeaderView {
+                host: h.host,
+                pid: h.pid,
+                since: h.acquired_at,
+                expires_at: h.expires_at,
+                live,
+            }
+        });
+    Ok(SiteStatus {
+        site: info.site,
+        serial: info.serial,
+        reconcile: reconcile.as_ref().map(ReconcileView::of),
+        leader,
+    })
+}
+
+/// The reconcile outcome when it needs attention (`error` or `drift`),
+/// for the banner of `status advertisements`.
+pub async fn reconcile_attention(store: &Store) -> Result<Option<ReconcileView>, OpError> {
+    Ok(store
+        .reconcile_status()
+        .await?
+        .filter(|r| r.status != "ok")
+        .as_ref()
+        .map(ReconcileView::of))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

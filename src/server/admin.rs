@@ -1,5 +1,6 @@
 //! The admin API: the store operations of plan and apply, for
-//! `patchops plan|apply --site URL --token-from REF`. It needs its own
+//! `patchops plan|apply --site URL --token-from REF`, and the reads of
+//! `patchops status --site URL`. It needs its own
 //! token (`--admin-token-from`); agent tokens and the enrollment secret do
 //! not open it. After a change of the applied state the index is rebuilt
 //! before the answer, so an apply that returns has changed client policy.
@@ -137,6 +138,8 @@ async fn store_call(
             state.tokens.forget_machine(&key);
             reply(revoked)
         }
+        Call::LeaseHolder { name } => reply(store.lease_holder(&name).await),
+        Call::ReconcileStatus => reply(store.reconcile_status().await),
     };
     if changes_state && response.0 {
         if let Err(e) = super::rebuild(&state).await {

@@ -17,6 +17,12 @@
 //! applied state stays, and the error is shown in `/healthz` and the metrics
 //! until a reconcile succeeds.
 //!
+//! The leader also records every outcome in the store
+//! ([`Store::record_reconcile`], written only while it holds the lease):
+//! status, the error with each invalid file and line, since when, the last
+//! success and the last apply. `patchops status site` and the banner of
+//! `status advertisements` read it, locally or through `--site`.
+//!
 //! Side effects are level-triggered: a step cut short (SIGKILL) leaves either
 //! the previous state or the new one (apply is one transaction), and DP
 //! content that did not arrive is planned again by the next reconcile. On
@@ -35,7 +41,7 @@ use tokio::time::Instant;
 use super::AppState;
 use crate::ops::{self, Actor, OpError};
 use crate::plan::PlanOptions;
-use crate::store::{LockRequest, Store, LEADER_LEASE};
+use crate::store::{LockRequest, ReconcileAttempt, ReconcileProblem, Store, LEADER_LEASE};
 
 /// Quiet time after the last file event before a reconcile.
 const DEBOUNCE: Duration = Duration::from_millis(500);
@@ -153,8 +159,10 @@ pub async fn run(
 ) {
     let (lead_stop_tx, lead_stop_rx) = watch::channel(false);
     let (leader_tx, mut leader_rx) = watch::channel(false);
+    let lease_id = uuid::Uuid::new_v4().to_string();
     let leader_task = tokio::spawn(lead(
         state.store.clone(),
+        lease_id.clone(),
         config.interval,
         status.clone(),
         leader_tx,
@@ -207,7 +215,7 @@ pub async fn run(
             continue;
         }
         debounce = None;
-        let ok = step(&state, &status, &config, scheduled).await;
+        let ok = step(&state, &status, &config, &lease_id, scheduled).await;
         if ok {
             failures = 0;
             next_due = Instant::now() + config.interval;
@@ -229,8 +237,10 @@ async fn step(
     state: &Arc<AppState>,
     status: &Status,
     config: &ReconcileConfig,
+    lease_id: &str,
     pull: bool,
 ) -> bool {
+    tracing::debug!(pull, "reconcile started");
     let started = std::time::Instant::now();
     let store = state.store.clone();
     let cfg = config.clone();
@@ -249,40 +259,68 @@ async fn step(
     })
     .await
     .unwrap_or_else(|e| Err(Failure::Failed(format!("the reconcile task failed: {e}"))));
+    // A git remote's password never reaches a log, /healthz or the store.
+    let outcome = match (outcome, &config.git_pull) {
+        (Err(Failure::Failed(m)), Some(url)) => {
+            Err(Failure::Failed(crate::store::scrub_url_secrets(m, url)))
+        }
+        (outcome, _) => outcome,
+    };
     let ms = started.elapsed().as_millis() as u64;
-    match outcome {
+    let manifests = config.manifests.clone();
+    let revision = tokio::task::spawn_blocking(move || crate::git::revision(&manifests).commit)
+        .await
+        .unwrap_or(None);
+    let mut problems = Vec::new();
+    let mut applied_serial = None;
+    let (ok, result, shown, message) = match outcome {
         Ok(Done::Unchanged) => {
             tracing::debug!(ms, "reconciled: no changes");
-            status.record("unchanged", "ok", None);
-            true
+            (true, "unchanged", "ok", None)
         }
         Ok(Done::Applied { serial, what }) => {
             tracing::info!(serial, ms, "reconciled: applied {what}");
-            status.record("applied", "ok", None);
+            applied_serial = Some(serial);
             if let Err(e) = super::rebuild(state).await {
                 tracing::warn!(error = %e, "cannot reload the site after the apply");
             }
-            true
+            (true, "applied", "ok", None)
         }
         Ok(Done::Drift(what)) => {
             tracing::warn!(ms, "drift detected (not corrected): {what}");
-            status.record("drift", "drift", Some(what));
-            true
+            (true, "drift", "drift", Some(what))
         }
-        Err(Failure::Invalid(message)) => {
+        Err(Failure::Invalid(message, found)) => {
             tracing::warn!(
                 ms,
                 "the manifests are invalid; the applied state is kept: {message}"
             );
-            status.record("invalid", "error", Some(message));
-            false
+            problems = found;
+            (false, "invalid", "error", Some(message))
         }
         Err(Failure::Failed(message)) => {
             tracing::warn!(ms, "reconcile failed: {message}");
-            status.record("failed", "error", Some(message));
-            false
+            (false, "failed", "error", Some(message))
         }
+    };
+    status.record(result, shown, message.clone());
+    let attempt = ReconcileAttempt {
+        status: shown.to_string(),
+        result: result.to_string(),
+        message,
+        problems,
+        revision,
+        applied_serial,
+        at_ms: super::now_ms(),
+        host: ops::host_name(),
+        pid: std::process::id(),
+    };
+    match state.store.record_reconcile(lease_id, &attempt).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!("not recording the reconcile: this server no longer leads"),
+        Err(e) => tracing::warn!(error = %e, "cannot record the reconcile in the store"),
     }
+    ok
 }
 
 enum Done {
@@ -292,8 +330,8 @@ enum Done {
 }
 
 enum Failure {
-    /// The manifests do not validate.
-    Invalid(String),
+    /// The manifests do not validate: a summary, and every error where it is.
+    Invalid(String, Vec<ReconcileProblem>),
     Failed(String),
 }
 
@@ -307,7 +345,9 @@ async fn reconcile_once(store: &Store, config: &ReconcileConfig) -> Result<Done,
     let plan = ops::plan::make(store, &request)
         .await
         .map_err(|e| match e {
-            OpError::Invalid(report) => Failure::Invalid(invalid_message(&report)),
+            OpError::Invalid(report) => {
+                Failure::Invalid(invalid_message(&report), invalid_problems(&report))
+            }
             e => Failure::Failed(e.to_string()),
         })?;
     if plan.changes.is_empty() && plan.distribution.is_empty() {
@@ -359,6 +399,25 @@ fn invalid_message(report: &crate::validate::Report) -> String {
         message.push_str(e);
     }
     message
+}
+
+/// The errors of an invalid report, where they are (at most 100: the
+/// summary says how many there are).
+fn invalid_problems(report: &crate::validate::Report) -> Vec<ReconcileProblem> {
+    report
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == crate::diagnostic::Severity::Error)
+        .take(100)
+        .map(|d| ReconcileProblem {
+            code: d.code.to_string(),
+            message: d.message.clone(),
+            file: d.file.clone(),
+            line: d.line,
+            column: d.column,
+            path: d.path.clone(),
+        })
+        .collect()
 }
 
 /// Clones `url` into `dir` (absent or empty), or fetches it and checks its
@@ -470,6 +529,7 @@ fn relevant(root: &Path, path: &Path) -> bool {
 /// interval. Publishes leadership on `leader`; releases the lease on stop.
 async fn lead(
     store: Store,
+    id: String,
     interval: Duration,
     status: Arc<Status>,
     leader: watch::Sender<bool>,
@@ -478,7 +538,7 @@ async fn lead(
     let lease = (interval * 2 / 3).max(Duration::from_millis(600));
     let every = (interval / 6).max(Duration::from_millis(100));
     let request = LockRequest {
-        id: uuid::Uuid::new_v4().to_string(),
+        id,
         holder: "patchops server".to_string(),
         host: ops::host_name(),
         pid: std::process::id(),
@@ -525,6 +585,17 @@ mod tests {
         assert!(!relevant(root, Path::new("/m/.patchops/hash-cache.json")));
         assert!(!relevant(root, Path::new("/m/office/.package.yaml.swp")));
         assert!(!relevant(root, Path::new("/m/site.yaml~")));
+    }
+
+    #[test]
+    fn a_git_remote_password_is_scrubbed() {
+        let url = "https://bob:s3cr%40t@git.example/site.git";
+        let message =
+            "git clone: fatal: unable to access 'https://bob:s3cr%40t@git.example/site.git/': \
+                       could not resolve host; s3cr@t";
+        let scrubbed = crate::store::scrub_url_secrets(message.to_string(), url);
+        assert!(!scrubbed.contains("s3cr"), "{scrubbed}");
+        assert!(scrubbed.contains("bob:***@git.example"), "{scrubbed}");
     }
 
     #[test]

@@ -419,6 +419,96 @@ pub struct SyncStatus {
     pub next_attempt_ms: i64,
 }
 
+/// The outcome of one reconcile by the leading site server, for
+/// [`Store::record_reconcile`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconcileAttempt {
+    /// `ok`, `drift` or `error`.
+    pub status: String,
+    /// `applied`, `unchanged`, `drift`, `invalid` or `failed`.
+    pub result: String,
+    /// What drifted, or why it failed (never a secret); None when ok.
+    pub message: Option<String>,
+    /// The errors of invalid manifests, each where it is.
+    pub problems: Vec<ReconcileProblem>,
+    /// The git commit of the manifests reconciled, when they are a clone.
+    pub revision: Option<String>,
+    /// The serial an apply produced (result `applied` only).
+    pub applied_serial: Option<i64>,
+    /// When it ended, epoch milliseconds.
+    pub at_ms: i64,
+    /// The server that reconciled.
+    pub host: String,
+    pub pid: u32,
+}
+
+/// One error of invalid manifests, where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconcileProblem {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<u32>,
+    /// The field, as a path from the document root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+impl fmt::Display for ReconcileProblem {
+    /// One line: `error[code] file:line:col path: message`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "error[{}]", self.code)?;
+        if let Some(file) = &self.file {
+            write!(f, " {file}")?;
+            if let Some(line) = self.line {
+                write!(f, ":{line}")?;
+                if let Some(column) = self.column {
+                    write!(f, ":{column}")?;
+                }
+            }
+        }
+        if let Some(path) = &self.path {
+            write!(f, " {path}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// The last reconcile of the site, as the leader recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconcileStatus {
+    /// `ok`, `drift` or `error`.
+    pub status: String,
+    /// The last reconcile's result (see [`ReconcileAttempt::result`]).
+    pub result: String,
+    pub message: Option<String>,
+    pub problems: Vec<ReconcileProblem>,
+    pub revision: Option<String>,
+    /// The last reconcile, epoch milliseconds.
+    pub attempt_ms: i64,
+    /// Since when `status` holds, epoch milliseconds.
+    pub since_ms: i64,
+    /// Failed reconciles since the last good one.
+    pub failures: u32,
+    /// The last reconcile that ended `ok` or `drift`.
+    pub last_success_ms: Option<i64>,
+    /// The last reconcile that applied a change: when, the serial it made,
+    /// and the commit of the manifests.
+    pub last_apply_ms: Option<i64>,
+    pub last_apply_serial: Option<i64>,
+    pub last_apply_revision: Option<String>,
+    /// The server that recorded it.
+    pub host: String,
+    pub pid: u32,
+}
+
 /// Everything that can go wrong with the store. URLs in it never carry a
 /// password (it is shown as `***`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -874,6 +964,13 @@ impl Store {
 
     /// Who holds the named lease, as stored (compare `expires_at`).
     pub async fn lease_holder(&self, name: &str) -> Result<Option<LockHolder>, StoreError> {
+        if let Some(api) = self.remote_api() {
+            return api
+                .call(&remote::Call::LeaseHolder {
+                    name: name.to_string(),
+                })
+                .await;
+        }
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::lock_holder(p, name).await,
             Db::Postgres(p) => postgres::lock_holder(p, name).await,
@@ -1333,6 +1430,46 @@ impl Store {
         r.map_err(|e| self.error(e))
     }
 
+    /// Records the outcome of a reconcile, if `lease_id` holds the
+    /// [`LEADER_LEASE`] (unexpired): only the leader writes it. Returns
+    /// whether it was written. `since` moves only when the status changes;
+    /// the failures count, last success and last apply follow the result.
+    /// One statement.
+    pub async fn record_reconcile(
+        &self,
+        lease_id: &str,
+        attempt: &ReconcileAttempt,
+    ) -> Result<bool, StoreError> {
+        self.writable()?;
+        if !["ok", "drift", "error"].contains(&attempt.status.as_str()) {
+            return Err(self.error(Fail::Invalid(format!(
+                "reconcile status `{}` (expected ok, drift or error)",
+                attempt.status
+            ))));
+        }
+        let problems = serde_json::to_string(&attempt.problems)
+            .map_err(|e| self.error(Fail::Data(e.to_string())))?;
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::record_reconcile(p, lease_id, attempt, &problems).await,
+            Db::Postgres(p) => postgres::record_reconcile(p, lease_id, attempt, &problems).await,
+            Db::Remote(_) => Err(Fail::Remote("record_reconcile")),
+        };
+        r.map_err(|e| self.error(e))
+    }
+
+    /// The last recorded reconcile, if a server ever reconciled this store.
+    pub async fn reconcile_status(&self) -> Result<Option<ReconcileStatus>, StoreError> {
+        if let Some(api) = self.remote_api() {
+            return api.call(&remote::Call::ReconcileStatus).await;
+        }
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::reconcile_status(p).await,
+            Db::Postgres(p) => postgres::reconcile_status(p).await,
+            Db::Remote(_) => Err(Fail::Remote("reconcile_status")),
+        };
+        r.map_err(|e| self.error(e))
+    }
+
     fn writable(&self) -> Result<(), StoreError> {
         if self.inner.read_only {
             Err(StoreError::ReadOnly {
@@ -1773,6 +1910,12 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `text` with the password of `url` (any scheme: a database, a git
+/// remote) replaced by `***`, raw or percent-decoded.
+pub fn scrub_url_secrets(text: String, url: &str) -> String {
+    scrub_secrets(text, &secrets_of(url))
+}
+
 fn scrub_secrets(mut s: String, secrets: &[String]) -> String {
     for secret in secrets {
         if s.contains(secret.as_str()) {
@@ -1827,6 +1970,11 @@ pub(crate) const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[
         description: "patch states",
         sql: include_str!("../../migrations/sqlite/0004_patch_states.sql"),
     },
+    EmbeddedMigration {
+        version: 5,
+        description: "reconcile status",
+        sql: include_str!("../../migrations/sqlite/0005_reconcile_status.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
@@ -1849,6 +1997,11 @@ pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
         version: 4,
         description: "patch states",
         sql: include_str!("../../migrations/postgres/0004_patch_states.sql"),
+    },
+    EmbeddedMigration {
+        version: 5,
+        description: "reconcile status",
+        sql: include_str!("../../migrations/postgres/0005_reconcile_status.sql"),
     },
 ];
 
@@ -1905,8 +2058,8 @@ pub(crate) fn check_applied(
 /// Decoding helpers shared by both backends.
 pub(crate) mod rows {
     use super::{
-        ApplyRecord, CatalogVersion, Fail, LockHolder, Owner, StatusMessage, StoredObject,
-        StoredPatchState, StoredPolicy, SyncStatus,
+        ApplyRecord, CatalogVersion, Fail, LockHolder, Owner, ReconcileStatus, StatusMessage,
+        StoredObject, StoredPatchState, StoredPolicy, SyncStatus,
     };
     use sqlx::{ColumnIndex, Decode, Row, Type};
 
@@ -1960,6 +2113,39 @@ pub(crate) mod rows {
             last_error: row.try_get("last_error")?,
             consecutive_failures: u32::try_from(failures).unwrap_or(u32::MAX),
             next_attempt_ms: row.try_get("next_attempt_ms")?,
+        })
+    }
+
+    /// The `reconcile_status` row.
+    pub(crate) fn reconcile_status<R>(row: &R) -> Result<ReconcileStatus, Fail>
+    where
+        R: Row,
+        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+        for<'a> &'a str: ColumnIndex<R>,
+    {
+        let problems: String = row.try_get("problems")?;
+        let problems = serde_json::from_str(&problems)
+            .map_err(|e| Fail::Data(format!("reconcile problems: {e}")))?;
+        let failures: i64 = row.try_get("failures")?;
+        let pid: i64 = row.try_get("pid")?;
+        Ok(ReconcileStatus {
+            status: row.try_get("status")?,
+            result: row.try_get("result")?,
+            message: row.try_get("message")?,
+            problems,
+            revision: row.try_get("revision")?,
+            attempt_ms: row.try_get("attempt_ms")?,
+            since_ms: row.try_get("since_ms")?,
+            failures: u32::try_from(failures).unwrap_or(u32::MAX),
+            last_success_ms: row.try_get("last_success_ms")?,
+            last_apply_ms: row.try_get("last_apply_ms")?,
+            last_apply_serial: row.try_get("last_apply_serial")?,
+            last_apply_revision: row.try_get("last_apply_revision")?,
+            host: row.try_get("host")?,
+            pid: u32::try_from(pid).unwrap_or(0),
         })
     }
 

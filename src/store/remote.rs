@@ -3,7 +3,8 @@
 //! (`POST /v1/admin/store`). `patchops plan|apply --site URL` works through
 //! this exactly as against a local store — the same serial checks, the same
 //! lock — while the server applies the commit to its own database and
-//! recomputes client policy at once.
+//! recomputes client policy at once. The reads of `patchops status` go the
+//! same way.
 
 use std::time::Duration;
 
@@ -87,6 +88,12 @@ pub enum Call {
         scan_agent: Option<String>,
         rows: Vec<super::StoredPatchState>,
     },
+    /// Who holds a lease (the reconcile leader).
+    LeaseHolder {
+        name: String,
+    },
+    /// The recorded reconcile outcome.
+    ReconcileStatus,
 }
 
 /// The largest body of patch states one call sends (below the server's

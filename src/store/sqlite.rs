@@ -15,8 +15,9 @@ use super::{
     check_applied, check_token_again, classify, count, decode_machine, lease_ms, machine_outcomes,
     machines_to_write, migrator, rows, version_i64, ApplyRecord, Backend, CatalogVersion, Db,
     Existing, Fail, LockHolder, LockRequest, Machine, MachineRow, Normalized, Opened, Owner,
-    StateInfo, StatusMessage, StoreError, StoredObject, StoredPatchState, StoredPolicy,
-    SyncAttempt, SyncStatus, BUSY_TIMEOUT, MIGRATIONS_TABLE, SQLITE_MIGRATIONS,
+    ReconcileAttempt, ReconcileStatus, StateInfo, StatusMessage, StoreError, StoredObject,
+    StoredPatchState, StoredPolicy, SyncAttempt, SyncStatus, BUSY_TIMEOUT, LEADER_LEASE,
+    MIGRATIONS_TABLE, SQLITE_MIGRATIONS,
 };
 
 /// The database's clock, in epoch milliseconds.
@@ -1099,4 +1100,65 @@ pub(super) async fn patch_states(
     .fetch_all(pool)
     .await?;
     rows.iter().map(rows::patch_state).collect()
+}
+
+const RECONCILE_COLUMNS: &str = "status, result, message, problems, revision, attempt_ms, \
+     since_ms, failures, last_success_ms, last_apply_ms, last_apply_serial, \
+     last_apply_revision, host, pid";
+
+pub(super) async fn record_reconcile(
+    pool: &SqlitePool,
+    lease_id: &str,
+    a: &ReconcileAttempt,
+    problems: &str,
+) -> Result<bool, Fail> {
+    // One statement, written only while `lease_id` holds the leader lease.
+    let done = sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO reconcile_status (id, {RECONCILE_COLUMNS}) \
+         SELECT 1, ?1, ?2, ?3, ?4, ?5, ?6, ?6, \
+                CASE WHEN ?1 = 'error' THEN 1 ELSE 0 END, \
+                CASE WHEN ?1 = 'error' THEN NULL ELSE ?6 END, \
+                CASE WHEN ?7 IS NULL THEN NULL ELSE ?6 END, ?7, \
+                CASE WHEN ?7 IS NULL THEN NULL ELSE ?5 END, ?8, ?9 \
+         WHERE EXISTS (SELECT 1 FROM patchops_lock WHERE name = ?10 AND id = ?11 \
+                       AND expires_ms > {now}) \
+         ON CONFLICT (id) DO UPDATE SET \
+           status = excluded.status, result = excluded.result, message = excluded.message, \
+           problems = excluded.problems, revision = excluded.revision, \
+           attempt_ms = excluded.attempt_ms, \
+           since_ms = CASE WHEN reconcile_status.status = excluded.status \
+             THEN reconcile_status.since_ms ELSE excluded.since_ms END, \
+           failures = CASE WHEN excluded.status = 'error' \
+             THEN reconcile_status.failures + 1 ELSE 0 END, \
+           last_success_ms = COALESCE(excluded.last_success_ms, reconcile_status.last_success_ms), \
+           last_apply_ms = COALESCE(excluded.last_apply_ms, reconcile_status.last_apply_ms), \
+           last_apply_serial = COALESCE(excluded.last_apply_serial, reconcile_status.last_apply_serial), \
+           last_apply_revision = CASE WHEN excluded.last_apply_serial IS NULL \
+             THEN reconcile_status.last_apply_revision ELSE excluded.last_apply_revision END, \
+           host = excluded.host, pid = excluded.pid",
+        now = now_ms!()
+    )))
+    .bind(a.status.as_str())
+    .bind(a.result.as_str())
+    .bind(a.message.as_deref())
+    .bind(problems)
+    .bind(a.revision.as_deref())
+    .bind(a.at_ms)
+    .bind(a.applied_serial)
+    .bind(a.host.as_str())
+    .bind(i64::from(a.pid))
+    .bind(LEADER_LEASE)
+    .bind(lease_id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn reconcile_status(pool: &SqlitePool) -> Result<Option<ReconcileStatus>, Fail> {
+    let row: Option<SqliteRow> = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {RECONCILE_COLUMNS} FROM reconcile_status WHERE id = 1"
+    )))
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(rows::reconcile_status).transpose()
 }

@@ -57,6 +57,7 @@ both_backends!(
     sync_status_counts_failures,
     patch_states_replace_per_machine,
     patch_states_replace_per_scan_agent,
+    reconcile_status_only_from_the_leader,
 );
 
 fn is_sqlite(url: &str) -> bool {
@@ -2122,4 +2123,135 @@ async fn patch_states_replace_per_scan_agent(url: &str) {
     let got = store.patch_states(Some("pc01")).await.unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].scan_agent, "patchops-mssecure");
+}
+
+async fn reconcile_status_only_from_the_leader(url: &str) {
+    let store = Store::open(url).await.expect("open");
+    assert_eq!(store.reconcile_status().await.expect("read"), None);
+    let attempt = |status: &str, result: &str, at_ms: i64| ReconcileAttempt {
+        status: status.into(),
+        result: result.into(),
+        message: (status != "ok").then(|| format!("{result} at {at_ms}")),
+        problems: Vec::new(),
+        revision: Some(format!("rev-{at_ms}")),
+        applied_serial: (result == "applied").then_some(at_ms / 1000),
+        at_ms,
+        host: "sms01".into(),
+        pid: 4242,
+    };
+    // Without the leader lease nothing is written.
+    assert!(!store
+        .record_reconcile("A", &attempt("ok", "applied", 1_000))
+        .await
+        .expect("record"));
+    assert_eq!(store.reconcile_status().await.expect("read"), None);
+    let minute = Duration::from_secs(60);
+    assert!(store
+        .try_lease(LEADER_LEASE, &lock_request("A", minute))
+        .await
+        .expect("lease"));
+    assert!(store
+        .record_reconcile("A", &attempt("ok", "applied", 1_000))
+        .await
+        .expect("record"));
+    let r = store.reconcile_status().await.expect("read").expect("row");
+    assert_eq!((r.status.as_str(), r.result.as_str()), ("ok", "applied"));
+    assert_eq!(
+        (r.since_ms, r.failures, r.last_success_ms),
+        (1_000, 0, Some(1_000))
+    );
+    assert_eq!(
+        (r.last_apply_ms, r.last_apply_serial),
+        (Some(1_000), Some(1))
+    );
+    assert_eq!(r.last_apply_revision.as_deref(), Some("rev-1000"));
+    assert_eq!((r.host.as_str(), r.pid), ("sms01", 4242));
+
+    // Unchanged: still ok since the first; the last apply stays.
+    store
+        .record_reconcile("A", &attempt("ok", "unchanged", 2_000))
+        .await
+        .expect("record");
+    // Two invalid ones: error since the first of them, counted; the last
+    // success and apply are kept.
+    let mut invalid = attempt("error", "invalid", 3_000);
+    invalid.problems = vec![ReconcileProblem {
+        code: "yaml-syntax".into(),
+        message: "did not find expected node content".into(),
+        file: Some("office/package.yaml".into()),
+        line: Some(3),
+        column: Some(11),
+        path: None,
+    }];
+    store.record_reconcile("A", &invalid).await.expect("record");
+    store
+        .record_reconcile("A", &attempt("error", "failed", 4_000))
+        .await
+        .expect("record");
+    let r = store.reconcile_status().await.expect("read").expect("row");
+    assert_eq!((r.status.as_str(), r.result.as_str()), ("error", "failed"));
+    assert_eq!(r.message.as_deref(), Some("failed at 4000"));
+    assert_eq!((r.attempt_ms, r.since_ms, r.failures), (4_000, 3_000, 2));
+    assert_eq!(r.last_success_ms, Some(2_000));
+    assert_eq!(
+        (r.last_apply_ms, r.last_apply_serial),
+        (Some(1_000), Some(1))
+    );
+    assert_eq!(r.last_apply_revision.as_deref(), Some("rev-1000"));
+    assert_eq!(r.revision.as_deref(), Some("rev-4000"));
+    assert!(r.problems.is_empty(), "the last attempt's problems only");
+    store.record_reconcile("A", &invalid).await.expect("record");
+    let r = store.reconcile_status().await.expect("read").expect("row");
+    assert_eq!(r.problems, invalid.problems);
+    assert_eq!(
+        r.problems[0].to_string(),
+        "error[yaml-syntax] office/package.yaml:3:11: did not find expected node content"
+    );
+
+    // Another server that does not lead writes nothing.
+    assert!(!store
+        .record_reconcile("B", &attempt("ok", "applied", 5_000))
+        .await
+        .expect("record"));
+    // Fixed: ok again, failures cleared, a new apply.
+    store
+        .record_reconcile("A", &attempt("ok", "applied", 6_000))
+        .await
+        .expect("record");
+    let r = store.reconcile_status().await.expect("read").expect("row");
+    assert_eq!(
+        (r.status.as_str(), r.since_ms, r.failures),
+        ("ok", 6_000, 0)
+    );
+    assert_eq!(r.message, None);
+    assert_eq!(
+        (r.last_apply_serial, r.last_success_ms),
+        (Some(6), Some(6_000))
+    );
+
+    // An expired lease is no leadership.
+    assert!(store
+        .release_lease(LEADER_LEASE, "A")
+        .await
+        .expect("release"));
+    assert!(store
+        .try_lease(LEADER_LEASE, &lock_request("S", Duration::from_millis(50)))
+        .await
+        .expect("lease"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!store
+        .record_reconcile("S", &attempt("error", "failed", 7_000))
+        .await
+        .expect("record"));
+    // A status that is none of the three is refused.
+    let err = store
+        .record_reconcile("S", &attempt("bad", "failed", 8_000))
+        .await
+        .expect_err("refused");
+    assert!(
+        err.to_string().contains("expected ok, drift or error"),
+        "{err}"
+    );
+    let r = store.reconcile_status().await.expect("read").expect("row");
+    assert_eq!(r.attempt_ms, 6_000);
 }
