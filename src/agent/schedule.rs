@@ -377,6 +377,9 @@ mod tests {
             run_first: None,
             content: None,
             distribution_points: vec![],
+            install_agent: None,
+            notification: None,
+            notice: None,
         }
     }
 

@@ -106,6 +106,10 @@ pub struct Program {
     /// machine, with the uninstall registry key's command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removal: Option<Removal>,
+    /// Not a manifest field: what a software update package's program
+    /// carries into client policy (set when a package is made of one).
+    #[serde(skip)]
+    pub update_install: Option<Box<crate::policy::UpdateInstall>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -87,6 +87,7 @@ async fn store_call(
         Call::Unlock { id } => reply(store.unlock(&id).await),
         Call::LockHolder => reply(store.lock_holder().await),
         Call::Machines => reply(store.machines().await),
+        Call::PatchStates { machine } => reply(store.patch_states(machine.as_deref()).await),
         Call::UpsertMachines { machines } => {
             for (i, machine) in machines.iter().enumerate() {
                 if let Err(problems) = validate_machine(machine) {

@@ -1148,6 +1148,13 @@ impl Store {
         &self,
         machine: Option<&str>,
     ) -> Result<Vec<StoredPatchState>, StoreError> {
+        if let Some(api) = self.remote_api() {
+            return api
+                .call(&remote::Call::PatchStates {
+                    machine: machine.map(str::to_string),
+                })
+                .await;
+        }
         let key = machine.map(machine_key);
         let r = match &self.inner.db {
             Db::Sqlite(p) => sqlite::patch_states(p, key.as_deref()).await,

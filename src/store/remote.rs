@@ -64,6 +64,9 @@ pub enum Call {
     RevokeMachine {
         key: String,
     },
+    PatchStates {
+        machine: Option<String>,
+    },
 }
 
 /// A [`LockRequest`] on the wire.
