@@ -92,7 +92,10 @@ pub fn decide(program: &PolicyProgram, role: Role) -> Decision {
         ),
     ];
     if let Some(n) = &program.notification {
-        env.push((PROMPT_USER_VAR, if n.prompt_user { "1" } else { "0" }.into()));
+        env.push((
+            PROMPT_USER_VAR,
+            if n.prompt_user { "1" } else { "0" }.into(),
+        ));
         if let Some(s) = n.allow_postpone_seconds {
             env.push((ALLOW_POSTPONE_VAR, s.to_string()));
         }
@@ -150,7 +153,8 @@ mod tests {
     fn postponement_by_setting_and_role() {
         use PostponeRestart::*;
         use Role::*;
-        let postpones = |setting, role| matches!(decide(&program(setting), role), Decision::Postpone(_));
+        let postpones =
+            |setting, role| matches!(decide(&program(setting), role), Decision::Postpone(_));
         // (setting, workstation, server, unknown)
         for (setting, w, s, u) in [
             (Never, false, false, false),
@@ -158,14 +162,21 @@ mod tests {
             (Workstations, true, false, true),
             (Both, true, true, true),
         ] {
-            assert_eq!(postpones(setting, Workstation), w, "{setting:?} workstation");
+            assert_eq!(
+                postpones(setting, Workstation),
+                w,
+                "{setting:?} workstation"
+            );
             assert_eq!(postpones(setting, Server), s, "{setting:?} server");
             assert_eq!(postpones(setting, Unknown), u, "{setting:?} unknown");
         }
         let Decision::Postpone(m) = decide(&program(Servers), Server) else {
             panic!()
         };
-        assert!(m.starts_with("restart postponed (postponeRestart: servers; this machine is a server)"), "{m}");
+        assert!(
+            m.starts_with("restart postponed (postponeRestart: servers; this machine is a server)"),
+            "{m}"
+        );
     }
 
     #[test]

@@ -161,8 +161,8 @@ pub async fn missing_states(
             .insert_with_id(id, machine)
             .map_err(|e| OpError::Input(e.to_string()))?;
     }
-    let mut evaluator = crate::eval::Evaluator::from_desired(desired)
-        .map_err(|e| OpError::Input(e.to_string()))?;
+    let mut evaluator =
+        crate::eval::Evaluator::from_desired(desired).map_err(|e| OpError::Input(e.to_string()))?;
     evaluator.evaluate_all(&table);
     let mut members = std::collections::BTreeMap::new();
     for name in wanted {
@@ -171,7 +171,11 @@ pub async fn missing_states(
             .map(|bitmap| {
                 bitmap
                     .iter()
-                    .filter_map(|id| table.get(id).map(|m| crate::inventory::machine_key(&m.name)))
+                    .filter_map(|id| {
+                        table
+                            .get(id)
+                            .map(|m| crate::inventory::machine_key(&m.name))
+                    })
                     .collect()
             })
             .unwrap_or_default();

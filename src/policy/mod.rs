@@ -51,8 +51,8 @@ use crate::inventory::Machine;
 use crate::manifest::advertisement::{AssignmentEvent, LocalDpAction, RemoteDpAction, Rerun};
 use crate::manifest::common::{CanRun, Priority};
 use crate::manifest::package::{AfterRunning, DriveMode, Platform, Program, RunMode, RunWith};
-use crate::manifest::software_update_package::{AfterCountdown, PostponeRestart};
 use crate::manifest::site::ClientPolicySettings;
+use crate::manifest::software_update_package::{AfterCountdown, PostponeRestart};
 use crate::model::Desired;
 use crate::plan::canonical::{canonical_time, ContentSummary};
 use crate::query::Ipv4Net;
@@ -707,7 +707,10 @@ fn program_template(
             .update_install
             .as_ref()
             .map(|u| u.notification.clone()),
-        notice: program.update_install.as_ref().and_then(|u| u.notice.clone()),
+        notice: program
+            .update_install
+            .as_ref()
+            .and_then(|u| u.notice.clone()),
     }
 }
 

@@ -776,7 +776,10 @@ fn naive_program(
             run_first: first,
             content,
             distribution_points: dps,
-            install_agent: prog.update_install.as_ref().map(|u| u.install_agent.clone()),
+            install_agent: prog
+                .update_install
+                .as_ref()
+                .map(|u| u.install_agent.clone()),
             notification: prog.update_install.as_ref().map(|u| u.notification.clone()),
             notice: prog.update_install.as_ref().and_then(|u| u.notice.clone()),
         },

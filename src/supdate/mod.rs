@@ -157,7 +157,11 @@ pub fn package_files(
 
 /// Readiness of every software update package of `desired`, by name;
 /// `missing` resolves `missingIn` selections ([`missing_states`]).
-pub fn readiness_all(dir: &Path, desired: &Desired, missing: &MissingStates) -> Vec<UpdateReadiness> {
+pub fn readiness_all(
+    dir: &Path,
+    desired: &Desired,
+    missing: &MissingStates,
+) -> Vec<UpdateReadiness> {
     let mut catalogs = Catalogs::default();
     let lock = Lock::load(dir);
     desired

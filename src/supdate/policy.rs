@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::manifest::software_update_package::SoftwareUpdatePackageSpec;
 use crate::model::{Desired, Object};
-use crate::policy::{PolicyInstallAgent, PolicyNotification, UpdateInstall};
 use crate::plan::ContentSummary;
+use crate::policy::{PolicyInstallAgent, PolicyNotification, UpdateInstall};
 
 /// What a Ready package was built into: its content version and programs.
 /// Part of the package's canonical (stored) form, so the site server can
@@ -121,7 +121,11 @@ pub fn policy_view<'a>(
         for (i, program) in package.programs.iter_mut().enumerate() {
             program.update_install = Some(Box::new(update_install(
                 spec,
-                if i == last { build.notice.clone() } else { None },
+                if i == last {
+                    build.notice.clone()
+                } else {
+                    None
+                },
             )));
         }
         view.packages.insert(

@@ -186,8 +186,9 @@ pub fn resolve(
                     ),
                     help: Some(match did_you_mean(id, ids) {
                         Some(s) => format!("did you mean `{s}`?"),
-                        None => "check the ID against `patchops catalog inspect` of the catalog"
-                            .into(),
+                        None => {
+                            "check the ID against `patchops catalog inspect` of the catalog".into()
+                        }
                     }),
                 });
                 continue;
@@ -212,7 +213,8 @@ pub fn resolve(
         } else if let Some(name) = &sel.patch {
             let name = name.trim();
             outcome.selected = format!("patch {name}");
-            let picked = select_by_patch(i, sel, name, catalog, &mut out.problems, &mut outcome.notes);
+            let picked =
+                select_by_patch(i, sel, name, catalog, &mut out.problems, &mut outcome.notes);
             if out.problems.len() > before {
                 continue;
             }
@@ -297,7 +299,9 @@ fn select_by_patch<'a>(
         let patches: Vec<&Patch> = b
             .patches
             .iter()
-            .filter(|p| p.name.trim().eq_ignore_ascii_case(name) || file_name(p).eq_ignore_ascii_case(name))
+            .filter(|p| {
+                p.name.trim().eq_ignore_ascii_case(name) || file_name(p).eq_ignore_ascii_case(name)
+            })
             .collect();
         if !patches.is_empty() {
             picked.push((b, patches, format!("patch {name}")));
@@ -327,7 +331,10 @@ fn select_by_patch<'a>(
     if !sel.products.is_empty() {
         let all: Vec<&str> = picked
             .iter()
-            .flat_map(|(_, ps, _)| ps.iter().flat_map(|p| p.affected.iter().map(|a| a.product.as_str())))
+            .flat_map(|(_, ps, _)| {
+                ps.iter()
+                    .flat_map(|p| p.affected.iter().map(|a| a.product.as_str()))
+            })
             .collect();
         for (pi, product) in sel.products.iter().enumerate() {
             let product = product.trim();
@@ -355,10 +362,14 @@ fn select_by_patch<'a>(
     }
     picked.retain(|(_, ps, _)| !ps.is_empty());
     // The same patch listed by several bulletins (a re-release) is one
-    // file: it is installed as the newest bulletin's (IDs are in
-    // catalog order).
+    // file: it is installed as the newest bulletin's.
     if picked.len() > 1 {
-        let newest = picked.pop();
+        let newest = picked
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, (b, _, _))| (bulletin_date(&b.id), *i))
+            .map(|(i, _)| i)
+            .map(|i| picked.remove(i));
         notes.push(format!(
             "patch `{name}` is also listed by {}; it is installed as {}'s",
             picked
@@ -381,11 +392,25 @@ fn select_by_patch<'a>(
     picked
 }
 
+/// `MS01-036` → (2001, 36), for ordering bulletins by age (`MS98-…` is
+/// older than `MS00-…`); other IDs sort first.
+fn bulletin_date(id: &str) -> (u32, u32) {
+    let b = id.as_bytes();
+    if b.len() == 8 && b[..2].eq_ignore_ascii_case(b"MS") && b[4] == b'-' {
+        if let (Ok(y), Ok(n)) = (id[2..4].parse::<u32>(), id[5..].parse::<u32>()) {
+            return (if y >= 90 { 1900 + y } else { 2000 + y }, n);
+        }
+    }
+    (0, 0)
+}
+
 fn for_products(p: &Patch, products: &[String]) -> bool {
     products.is_empty()
-        || p.affected
-            .iter()
-            .any(|a| products.iter().any(|w| a.product.eq_ignore_ascii_case(w.trim())))
+        || p.affected.iter().any(|a| {
+            products
+                .iter()
+                .any(|w| a.product.eq_ignore_ascii_case(w.trim()))
+        })
 }
 
 /// `products` of a `missingIn` selection must be products of the catalog.
@@ -399,12 +424,11 @@ fn check_products(
         return;
     }
     let mut all: Vec<&str> = catalog.products.values().map(|p| p.name.as_str()).collect();
-    all.extend(
-        catalog
-            .bulletins
+    all.extend(catalog.bulletins.iter().flat_map(|b| {
+        b.patches
             .iter()
-            .flat_map(|b| b.patches.iter().flat_map(|p| p.affected.iter().map(|a| a.product.as_str()))),
-    );
+            .flat_map(|p| p.affected.iter().map(|a| a.product.as_str()))
+    }));
     let all = dedup(all);
     for (pi, product) in sel.products.iter().enumerate() {
         let product = product.trim();
@@ -415,7 +439,9 @@ fn check_products(
                 message: format!("the catalog has no product `{product}`"),
                 help: Some(match did_you_mean(product, all.iter().copied()) {
                     Some(s) => format!("did you mean `{s}`?"),
-                    None => "check the name against `patchops catalog inspect` of the catalog".into(),
+                    None => {
+                        "check the name against `patchops catalog inspect` of the catalog".into()
+                    }
                 }),
             });
         }
@@ -489,7 +515,10 @@ fn select_missing<'a>(
         let mut products: Vec<&str> = Vec::new();
         for (product, who) in by_product {
             if !sel.products.is_empty()
-                && !sel.products.iter().any(|w| w.trim().eq_ignore_ascii_case(product))
+                && !sel
+                    .products
+                    .iter()
+                    .any(|w| w.trim().eq_ignore_ascii_case(product))
             {
                 continue;
             }

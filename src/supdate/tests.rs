@@ -172,8 +172,14 @@ fn advertised_builds_become_a_package_and_an_advertisement_for_policy() {
 
     // The installation agent settings and the notification go with every
     // program, the notice with the advertised one.
-    let first = package.programs[0].update_install.as_ref().expect("settings");
-    let last = package.programs[1].update_install.as_ref().expect("settings");
+    let first = package.programs[0]
+        .update_install
+        .as_ref()
+        .expect("settings");
+    let last = package.programs[1]
+        .update_install
+        .as_ref()
+        .expect("settings");
     assert_eq!(first.notice, None);
     assert_eq!(last.notice.as_deref(), Some("Save your work."));
     let agent = &last.install_agent;
@@ -191,13 +197,21 @@ fn advertised_builds_become_a_package_and_an_advertisement_for_policy() {
         serde_json::from_value(serde_json::json!({ "name": "wks-test-01" })).unwrap();
     let policy = crate::policy::machine_policy(&site, &machine, &[name]);
     let p = &policy.assignments[0].program;
-    assert_eq!(p.install_agent.as_ref().map(|a| a.countdown_seconds), Some(300));
+    assert_eq!(
+        p.install_agent.as_ref().map(|a| a.countdown_seconds),
+        Some(300)
+    );
     assert_eq!(p.notice.as_deref(), Some("Save your work."));
     assert_eq!(policy.programs[0].notice, None);
     assert!(policy.programs[0].install_agent.is_some());
 }
 
-fn state(machine: &str, bulletin: &str, product: Option<&str>, status: &str) -> crate::store::StoredPatchState {
+fn state(
+    machine: &str,
+    bulletin: &str,
+    product: Option<&str>,
+    status: &str,
+) -> crate::store::StoredPatchState {
     crate::store::StoredPatchState {
         machine_key: machine.into(),
         bulletin: bulletin.into(),
@@ -270,8 +284,16 @@ fn patches_are_selected_by_name_with_suggestions() {
     assert_eq!(
         got,
         [
-            (0, "patch", Some("did you mean `Q299687_W2K_SP3_x86_en.EXE`?")),
-            (1, "products[0]", Some("did you mean `Windows 2000 Server`?")),
+            (
+                0,
+                "patch",
+                Some("did you mean `Q299687_W2K_SP3_x86_en.EXE`?")
+            ),
+            (
+                1,
+                "products[0]",
+                Some("did you mean `Windows 2000 Server`?")
+            ),
         ]
     );
     assert!(r.files.is_empty());
@@ -288,9 +310,19 @@ fn missing_in_a_collection_selects_what_its_members_lack() {
 
     let states = [
         state("srv1", "MS01-036", Some("Windows 2000 Server"), "missing"),
-        state("srv2", "MS01-036", Some("Windows 2000 Advanced Server"), "missing"),
+        state(
+            "srv2",
+            "MS01-036",
+            Some("Windows 2000 Advanced Server"),
+            "missing",
+        ),
         state("srv3", "MS01-036", Some("Windows 2000 Server"), "installed"),
-        state("srv1", "MS01-027", Some("Internet Explorer 5.01"), "notApplicable"),
+        state(
+            "srv1",
+            "MS01-027",
+            Some("Internet Explorer 5.01"),
+            "notApplicable",
+        ),
         // Not a member: ignored.
         state("wks9", "MS01-050", Some("Excel 2002"), "missing"),
         // Scanned against another catalog version.
@@ -303,14 +335,23 @@ fn missing_in_a_collection_selects_what_its_members_lack() {
     assert_eq!(files, ["Q299687_W2K_SP3_x86_en.EXE"]);
     let outcome = &r.selections[0];
     assert_eq!(outcome.selected, "missingIn Servers");
-    assert_eq!(outcome.updates, ["MS01-036: missing on 2 of 4 members (1 file)"]);
+    assert_eq!(
+        outcome.updates,
+        ["MS01-036: missing on 2 of 4 members (1 file)"]
+    );
     assert!(
-        outcome.notes.iter().any(|n| n.contains("1 of the 4 members have no stored scan results")),
+        outcome
+            .notes
+            .iter()
+            .any(|n| n.contains("1 of the 4 members have no stored scan results")),
         "{:?}",
         outcome.notes
     );
     assert!(
-        outcome.notes.iter().any(|n| n.contains("not in the catalog") && n.contains("MS99-999")),
+        outcome
+            .notes
+            .iter()
+            .any(|n| n.contains("not in the catalog") && n.contains("MS99-999")),
         "{:?}",
         outcome.notes
     );
@@ -326,7 +367,10 @@ fn missing_in_a_collection_selects_what_its_members_lack() {
     ]));
     let r = resolve(&bad, &cat, Some(&missing));
     assert_eq!(r.problems[0].field, "products[0]");
-    assert_eq!(r.problems[0].help.as_deref(), Some("did you mean `Excel 2002`?"));
+    assert_eq!(
+        r.problems[0].help.as_deref(),
+        Some("did you mean `Excel 2002`?")
+    );
 
     // Severities: the fixture rates no bulletin, so a filter leaves them
     // all out and says so; a rated one is kept.
@@ -335,7 +379,10 @@ fn missing_in_a_collection_selects_what_its_members_lack() {
     ]));
     let r = resolve(&critical, &cat, Some(&missing));
     assert!(r.files.is_empty());
-    assert!(r.selections[0].notes.iter().any(|n| n.contains("no severity rating")));
+    assert!(r.selections[0]
+        .notes
+        .iter()
+        .any(|n| n.contains("no severity rating")));
     let mut rated = cat.clone();
     for b in &mut rated.bulletins {
         if b.id == "MS01-036" {
@@ -354,7 +401,8 @@ fn missing_in_without_scans_selects_nothing_and_says_why() {
     let r = resolve(&s, &cat, Some(&missing));
     assert!(r.problems.is_empty() && r.files.is_empty());
     assert!(
-        r.selections[0].notes[0].contains("none of the 2 members of collection `Servers` has stored scan results"),
+        r.selections[0].notes[0]
+            .contains("none of the 2 members of collection `Servers` has stored scan results"),
         "{:?}",
         r.selections[0].notes
     );

@@ -716,8 +716,7 @@ fn update_selection(cx: &mut Ctx<'_, '_>, path: &FieldPath, u: &UpdateSelection)
                 "invalid-value",
                 &path.key(second),
                 format!(
-                    "a selection names its updates one way: `{}` cannot go with `{}`",
-                    given.join("`, `"),
+                    "`{second}` cannot go with `{}`: a selection names its updates one way (`bulletin`, `patch` or `missingIn`)",
                     given[0]
                 ),
             )
@@ -751,7 +750,7 @@ fn update_selection(cx: &mut Ctx<'_, '_>, path: &FieldPath, u: &UpdateSelection)
                 "expected a collection name",
             );
         }
-    } 
+    }
     if u.bulletin.is_none() && !u.q_numbers.is_empty() {
         cx.error(
             "invalid-value",

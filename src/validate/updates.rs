@@ -43,9 +43,10 @@ pub(super) fn check(
         let at = locator(entry, files);
         let root = FieldPath::root("spec");
         if let Some(notice) = &spec.notice {
-            // A missing file or a bad path is reported by the field checks.
-            let exists = crate::load::resolve_repo_path(repo, notice.as_str())
-                .is_ok_and(|p| p.is_file());
+            // A missing file, a bad path or another extension is reported
+            // by the field checks.
+            let exists = notice.as_str().to_ascii_lowercase().ends_with(".rtf")
+                && crate::load::resolve_repo_path(repo, notice.as_str()).is_ok_and(|p| p.is_file());
             if exists {
                 if let Err(why) = crate::supdate::notice::read(repo, notice.as_str()) {
                     out.push(
