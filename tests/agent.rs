@@ -176,13 +176,25 @@ impl Site {
 
     /// `patchops agent --once --format json` → (exit code, report, stderr).
     fn agent(&self, server: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, Value, String) {
+        self.agent_as("agent", "facts.json", server, args, env)
+    }
+
+    /// [`Site::agent`] with its own state directory and facts file.
+    fn agent_as(
+        &self,
+        state_dir: &str,
+        facts: &str,
+        server: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (i32, Value, String) {
         let mut cmd = patchops();
         cmd.args(["agent", "--once", "--format", "json", "--server", server])
             .args(["--enroll-secret-from", "env:TEST_ENROLL"])
             .arg("--state-dir")
-            .arg(self.path("agent"))
+            .arg(self.path(state_dir))
             .arg("--facts")
-            .arg(self.path("facts.json"))
+            .arg(self.path(facts))
             .args(args)
             .env("TEST_ENROLL", ENROLL)
             .env("AGENT_TEST_MARKER", self.path("ran.txt"));
@@ -386,6 +398,161 @@ async fn exit_code_3010_is_restart_pending_and_runs_the_hook() {
     let hooked = std::fs::read_to_string(&marker).expect("the hook ran");
     assert_eq!(hooked.lines().count(), runs(&report).len(), "{hooked}");
     assert!(hooked.contains(PRE_PRODUCTION));
+}
+
+/// The example's software update package, made runnable here: one update
+/// (MS01-036) installed by `sh run.sh`, its files put into the source by
+/// hand (`download: false`) and recorded, advertised to All Systems as
+/// soon as possible; then applied again so it is distributed and in policy.
+/// Its installation agent settings stay the example's: servers postpone
+/// the restart, a 5-minute countdown, then restart; users are prompted and
+/// may postpone by 24 hours; inventory after install.
+fn with_runnable_update_package(site: &Site) {
+    let manifest = site.path("site/software-updates/security-2026-11.yaml");
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    let start = text.find("  updates:\n").expect("updates");
+    let end = text.find("  source:").expect("source");
+    let text = format!(
+        "{}  updates:\n    - {{ bulletin: MS01-036, commandLine: sh run.sh }}\n{}",
+        &text[..start],
+        &text[end..]
+    )
+    .replace("download: true", "download: false")
+    .replace(
+        "collection: MS Security Updates (Pre-production)",
+        "collection: All Systems",
+    )
+    .replace(
+        "- { start: 2026-11-26T02:00:00Z }",
+        "- { event: asSoonAsPossible }",
+    );
+    std::fs::write(&manifest, text).expect("write");
+    let source = site.path("site/sources/security-2026-11");
+    std::fs::create_dir_all(&source).expect("source");
+    std::fs::write(
+        source.join("Q299687_W2K_SP3_x86_en.EXE"),
+        "a stand-in update\n",
+    )
+    .expect("file");
+    std::fs::write(source.join("run.sh"), RUN_SH).expect("run.sh");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mssecure.xml"),
+        site.path("site/packages/security-inventory-tool/mssecure.xml"),
+    )
+    .expect("catalog");
+    for args in [
+        vec!["updates", "download", "site", "--state", &site.state],
+        vec!["apply", "site", "--auto-approve", "--state", &site.state],
+    ] {
+        let out = patchops()
+            .current_dir(site.dir.path())
+            .args(&args)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+const UPDATE_PACKAGE: &str = "Security Updates 2026-11";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_installs_postpone_the_restart_on_servers_and_run_the_hook_on_workstations() {
+    let site = Site::new();
+    with_runnable_update_package(&site);
+    let server = site.server();
+    let hooked = site.path("hook.txt");
+    let hook_sh = site.path("hook.sh");
+    std::fs::write(
+        &hook_sh,
+        format!(
+            "echo \"$PATCHOPS_ADVERTISEMENT|$PATCHOPS_RESTART_COUNTDOWN_SECONDS|$PATCHOPS_AFTER_COUNTDOWN|$PATCHOPS_PROMPT_USER|$PATCHOPS_ALLOW_POSTPONE_SECONDS|${{PATCHOPS_NOTICE_FILE:+$(cat \"$PATCHOPS_NOTICE_FILE\")}}\" >> '{}'\n",
+            hooked.display()
+        ),
+    )
+    .expect("hook");
+    let hook = format!("sh {}", hook_sh.display());
+    let hook_lines = || -> Vec<String> {
+        std::fs::read_to_string(&hooked)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with(UPDATE_PACKAGE))
+            .map(str::to_string)
+            .collect()
+    };
+    let update_run = |report: &Value| -> Value {
+        runs(report)
+            .into_iter()
+            .find(|r| r["advertisement"] == UPDATE_PACKAGE)
+            .unwrap_or_else(|| panic!("the update package did not run: {report}"))
+    };
+    let inventories = "patchops_http_requests_total{route=\"/v1/inventory\",status=\"200\"}";
+
+    // A server: the restart is postponed, the hook does not run for it.
+    std::fs::write(
+        site.path("server-facts.json"),
+        json!({
+            "name": "srv-test-01",
+            "os": {"name": "Microsoft Windows Server 2003, Standard Edition", "type": "server",
+                   "version": "5.2.3790", "servicePack": 1},
+            "architecture": "x86",
+            "ip": {"address": ["10.1.9.12"], "subnet": ["10.1.9.0"]}
+        })
+        .to_string(),
+    )
+    .expect("facts");
+    let (code, report, stderr) = site.agent_as(
+        "agent-srv",
+        "server-facts.json",
+        &server.base,
+        &["--restart-hook", &hook],
+        &[("AGENT_TEST_EXIT", "3010")],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let run = update_run(&report);
+    assert_eq!(run["state"], "restartPending", "{run}");
+    assert_eq!(run["exitCode"], 3010);
+    let message = run["message"].as_str().unwrap();
+    assert!(
+        message
+            .starts_with("restart postponed (postponeRestart: servers; this machine is a server)"),
+        "{message}"
+    );
+    assert_eq!(hook_lines(), Vec::<String>::new());
+    // The inventory went at start and again after the install.
+    assert_eq!(report["inventoryAfterInstall"], true, "{report}");
+    assert_eq!(metric(&server.base, inventories).await, 2);
+
+    // A workstation: the hook runs with the countdown, what comes after
+    // it, the notification and the notice.
+    let (code, report, stderr) = site.agent(
+        &server.base,
+        &["--restart-hook", &hook],
+        &[("AGENT_TEST_EXIT", "3010")],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let run = update_run(&report);
+    assert_eq!(run["state"], "restartPending", "{run}");
+    assert!(
+        run["message"]
+            .as_str()
+            .unwrap()
+            .contains("the restart hook ran"),
+        "{run}"
+    );
+    assert_eq!(
+        hook_lines(),
+        [format!(
+            "{UPDATE_PACKAGE}|300|restart|1|86400|Contoso IT installs the November 2026 security updates. Save your work: your computer may restart."
+        )]
+    );
+    assert_eq!(report["inventoryAfterInstall"], true, "{report}");
+    assert_eq!(metric(&server.base, inventories).await, 4);
+    drop(site.dp);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -252,3 +252,139 @@ fn not_ready_package_does_not_stop_apply() {
         text(&out.stderr)
     );
 }
+
+/// One machine's scan facts with SQL Server 7.0 replication DLLs of
+/// `version` (`2000.11.20.0` has MS00-048's fix, older ones miss it).
+fn scan_facts(machine: &str, version: &str) -> String {
+    let dir = r"%CommonProgramFiles%\\Microsoft Shared\\Database Replication";
+    let files: Vec<String> = ["replres.DLL", "xprepl.dll", "xpstar.DLL"]
+        .iter()
+        .map(|f| format!(r#"{{"location": "{dir}", "name": "{f}", "version": "{version}"}}"#))
+        .collect();
+    format!(
+        r#"{{"machine": "{machine}",
+            "products": [{{"product": "SQL Server 7.0", "servicePack": "SQL Server 7.0 SP2"}}],
+            "files": [{}]}}"#,
+        files.join(",")
+    )
+}
+
+#[test]
+fn missing_in_a_collection_resolves_from_stored_scans() {
+    let site = Site::new();
+    let (mirror, hits) = serve();
+    // Everything the production collection's members miss, and one patch
+    // by its catalog name.
+    let manifest = site.path("site/software-updates/security-2026-11.yaml");
+    let text_before = std::fs::read_to_string(&manifest).unwrap();
+    let start = text_before.find("  updates:\n").unwrap();
+    let end = text_before.find("  source:").unwrap();
+    let updated = format!(
+        "{}  updates:\n    - {{ missingIn: {{ collection: MS Security Updates }} }}\n    - {{ patch: q299687_w2k_sp3_x86_en.exe }}\n{}",
+        &text_before[..start],
+        &text_before[end..]
+    );
+    std::fs::write(&manifest, updated).unwrap();
+
+    // Nothing in the store: a note, not a failure; the patch still resolves.
+    let r = site.readiness();
+    let missing_in = &r["selections"][0];
+    assert_eq!(missing_in["selected"], "missingIn MS Security Updates");
+    assert_eq!(missing_in["updates"].as_array().unwrap().len(), 0);
+    assert!(
+        missing_in["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("has no members in the stored inventory"),
+        "{r}"
+    );
+    assert_eq!(
+        r["selections"][1]["updates"][0],
+        "MS01-036: patch q299687_w2k_sp3_x86_en.exe (1 file)"
+    );
+    assert_eq!(r["missing"].as_array().unwrap().len(), 1, "{r}");
+
+    // Members, but no scan results yet.
+    let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/inventory.csv");
+    site.ok(&["inventory", "import", inventory.to_str().unwrap()], None);
+    let r = site.readiness();
+    let note = r["selections"][0]["notes"][0].as_str().unwrap();
+    assert!(note.contains("has stored scan results"), "{note}");
+    let members: u64 = note
+        .strip_prefix("none of the ")
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{note}"));
+    assert!(members > 2, "{note}");
+
+    // Three scans: two members lack MS00-048; the pre-production client
+    // (not a member) lacks it too but does not count.
+    let scans = site.path("scans");
+    std::fs::create_dir(&scans).unwrap();
+    std::fs::write(scans.join("a.json"), scan_facts("sms01", "2000.11.19.0")).unwrap();
+    std::fs::write(scans.join("b.json"), scan_facts("dc01", "2000.11.19.0")).unwrap();
+    std::fs::write(
+        scans.join("c.json"),
+        scan_facts("srv-hq-01", "2000.11.20.0"),
+    )
+    .unwrap();
+    std::fs::write(
+        scans.join("d.json"),
+        scan_facts("wks-test-01", "2000.11.19.0"),
+    )
+    .unwrap();
+    let catalog = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mssecure.xml");
+    site.ok(
+        &[
+            "inventory",
+            "scan-import",
+            "--catalog",
+            catalog.to_str().unwrap(),
+            "--facts",
+            "scans",
+        ],
+        None,
+    );
+    let r = site.readiness();
+    let lines: Vec<&str> = r["selections"][0]["updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    // MS00-041 is fixed by the same file: listed, with no second file.
+    assert_eq!(
+        lines,
+        [
+            format!("MS00-048: missing on 2 of {members} members (1 file)"),
+            format!("MS00-041: missing on 2 of {members} members (no new file: selected already)")
+        ],
+        "{r}"
+    );
+    let notes = r["selections"][0]["notes"].to_string();
+    assert!(
+        notes.contains(&format!(
+            "{} of the {members} members have no stored scan results",
+            members - 3
+        )),
+        "{notes}"
+    );
+    assert_eq!(r["missing"].as_array().unwrap().len(), 2, "{r}");
+    let human = site.ok(&["plan", "site"], None);
+    assert!(
+        human.contains("updates[0] missingIn MS Security Updates: 2 bulletin(s)")
+            && human.contains(&format!(
+                "MS00-048: missing on 2 of {members} members (1 file)"
+            )),
+        "{human}"
+    );
+
+    // `updates download` resolves the same way from the store.
+    let out = site.ok(&["updates", "download", "site"], Some(&mirror));
+    assert!(
+        out.contains(&format!("{PACKAGE}: ready (2 files present and verified)")),
+        "{out}"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    assert_eq!(site.readiness()["ready"], true);
+}

@@ -15,6 +15,7 @@
 pub mod client;
 pub mod download;
 pub mod queue;
+pub mod restart;
 pub mod run;
 pub mod schedule;
 pub mod state;
@@ -197,6 +198,10 @@ pub struct CycleReport {
     /// A token was issued in this cycle.
     pub registered: bool,
     pub inventory_sent: bool,
+    /// The inventory was sent again after an install whose program asks
+    /// for it (`installAgent.inventoryAfterInstall`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub inventory_after_install: bool,
     /// `new` (with `policyVersion`), `unchanged`, `kept` (an error kept the
     /// previous one) or `none`.
     pub policy: String,
@@ -239,6 +244,8 @@ pub struct Agent {
     restart_hook: Option<Vec<String>>,
     schedule: ScheduleOptions,
     last_inventory: Option<Instant>,
+    /// An install that asks for an inventory afterwards succeeded.
+    inventory_wanted: std::sync::atomic::AtomicBool,
     stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
@@ -302,6 +309,7 @@ impl Agent {
             restart_hook,
             schedule,
             last_inventory: None,
+            inventory_wanted: std::sync::atomic::AtomicBool::new(false),
             stop: None,
         })
     }
@@ -463,6 +471,27 @@ impl Agent {
                         .await;
                 }
                 Err(e) => report.errors.push(e),
+            }
+        }
+
+        // Inventory after install, so compliance is current.
+        if self
+            .inventory_wanted
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            match self.scanner.scan(&self.name) {
+                Ok(machine) => match self
+                    .authed(async |c, t| c.inventory(t, &machine).await)
+                    .await
+                {
+                    Ok(()) => {
+                        report.inventory_sent = true;
+                        report.inventory_after_install = true;
+                        self.last_inventory = Some(Instant::now());
+                    }
+                    Err(e) => report.errors.push(format!("inventory after install: {e}")),
+                },
+                Err(e) => report.errors.push(format!("inventory after install: {e}")),
             }
         }
 
@@ -803,11 +832,27 @@ impl Agent {
             .get(&assignment.advertisement)
             .cloned()
             .unwrap_or_default();
+        if restart::inventory_after_install(program) {
+            self.inventory_wanted
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         if restart {
-            let hook = self.run_restart_hook(assignment, work).await;
-            let message = format!(
-                "restart required (exit code 3010); the agent does not restart the machine: {hook}"
+            let role = restart::Role::of(
+                self.scanner
+                    .scan(&self.name)
+                    .ok()
+                    .and_then(|m| m.os.os_type)
+                    .as_deref(),
             );
+            let message = match restart::decide(program, role) {
+                restart::Decision::Postpone(why) => why,
+                restart::Decision::RunHook(env) => {
+                    let hook = self.run_restart_hook(assignment, work, env).await;
+                    format!(
+                        "restart required (exit code 3010); the agent does not restart the machine: {hook}"
+                    )
+                }
+            };
             history.advertisements.insert(
                 assignment.advertisement.clone(),
                 record.after(self.now(), RunResult::RestartPending),
@@ -932,21 +977,33 @@ impl Agent {
         }
     }
 
-    async fn run_restart_hook(&self, assignment: &PolicyAssignment, work: &Path) -> String {
+    /// Runs the restart hook with `PATCHOPS_ADVERTISEMENT`, `env` and,
+    /// when the program has a notice, `PATCHOPS_NOTICE_FILE`.
+    async fn run_restart_hook(
+        &self,
+        assignment: &PolicyAssignment,
+        work: &Path,
+        mut env: Vec<(&'static str, String)>,
+    ) -> String {
         let Some(argv) = self.restart_hook.clone() else {
             return "no restart hook configured".into();
         };
         let dir = self.state.root().to_path_buf();
         let log = work.join("restart-hook.log");
-        let advertisement = assignment.advertisement.clone();
+        env.insert(
+            0,
+            ("PATCHOPS_ADVERTISEMENT", assignment.advertisement.clone()),
+        );
+        if let Some(notice) = &assignment.program.notice {
+            let path = work.join("notice.txt");
+            match std::fs::write(&path, notice) {
+                Ok(()) => env.push((restart::NOTICE_FILE_VAR, path.display().to_string())),
+                Err(e) => tracing::warn!("cannot write the notice for the restart hook: {e}"),
+            }
+        }
         let outcome = tokio::task::spawn_blocking(move || {
-            run::run_blocking(
-                &argv,
-                &dir,
-                Duration::from_secs(300),
-                &log,
-                &[("PATCHOPS_ADVERTISEMENT", advertisement.as_str())],
-            )
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            run::run_blocking(&argv, &dir, Duration::from_secs(300), &log, &env)
         })
         .await
         .unwrap_or_else(|e| run::Outcome::NotStarted(e.to_string()));

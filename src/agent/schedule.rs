@@ -378,6 +378,9 @@ mod tests {
             content: None,
             distribution_points: vec![],
             scan: None,
+            install_agent: None,
+            notification: None,
+            notice: None,
         }
     }
 

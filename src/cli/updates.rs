@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use super::{block_on, exit, Format};
+use super::{block_on, exit, with_store, Format, StateArgs};
 use crate::supdate::download::{self, DownloadOptions, Event, MIRROR_ENV};
 use crate::validate::{validate_dir, Options};
 
@@ -24,6 +24,10 @@ pub enum Command {
         mirror: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
+        /// The store whose inventory and scan results resolve `missingIn`
+        /// selections (opened only when a package has one).
+        #[command(flatten)]
+        state: StateArgs,
     },
 }
 
@@ -33,6 +37,7 @@ pub fn run(command: Command) -> u8 {
         package,
         mirror,
         format,
+        state,
     } = command;
     let report = match validate_dir(&dir, Options::default()) {
         Ok(r) => r,
@@ -70,12 +75,19 @@ pub fn run(command: Command) -> u8 {
         mirror: mirror.filter(|m| !m.trim().is_empty()),
         fetch: Default::default(),
     };
-    let outcome = block_on(download::download(
-        &dir,
-        &report.desired,
-        &options,
-        &progress,
-    ));
+    let desired = &report.desired;
+    let outcome = block_on(async {
+        let missing = if crate::supdate::missing_in_collections(desired).is_empty() {
+            Default::default()
+        } else {
+            with_store(&state, async |store| {
+                crate::ops::plan::missing_states(store, desired).await
+            })
+            .await
+            .map_err(|e| format!("resolving `missingIn` selections: {e}"))?
+        };
+        download::download(&dir, desired, &options, &missing, &progress).await
+    });
     let readiness = match outcome {
         Ok(r) => r,
         Err(e) => {

@@ -67,13 +67,27 @@ pub struct ProgramRef {
     pub program: String,
 }
 
-/// One selected update, by bulletin.
+/// One selected update: exactly one of `bulletin` (a bulletin, narrowed by
+/// Q numbers, products and language), `patch` (one patch file by its
+/// catalog name) or `missingIn` (every update missing on a collection's
+/// members, from their stored scan results).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateSelection {
     /// The bulletin, e.g. `MS04-011`; it must be in the synced catalog.
-    pub bulletin: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bulletin: Option<String>,
+    /// A patch by its name in the catalog (MSSecure.XML's `PatchName`, e.g.
+    /// `Q299687_W2K_SP3_x86_en.EXE`) or its file name; it must be in the
+    /// synced catalog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<String>,
+    /// Every update missing on at least one member of a collection, as
+    /// the members' stored scan results say when the package is planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_in: Option<MissingIn>,
     /// Only these Q/KB numbers of the bulletin (e.g. `835732`); empty: all.
+    /// Only with `bulletin`.
     #[serde(default)]
     pub q_numbers: Vec<String>,
     /// Only the patches for these products; empty: all.
@@ -91,6 +105,41 @@ pub struct UpdateSelection {
     /// The program name for this update in the package; none: the bulletin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub program_name: Option<String>,
+}
+
+/// "All missing in collection X".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MissingIn {
+    /// The collection whose members' missing updates are selected.
+    pub collection: String,
+    /// Only bulletins of these severities (as the catalog rates them);
+    /// empty: every severity, also unrated bulletins.
+    #[serde(default)]
+    pub severities: Vec<UpdateSeverity>,
+}
+
+/// A bulletin's severity rating.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum UpdateSeverity {
+    Critical,
+    Important,
+    Moderate,
+    Low,
+}
+
+impl UpdateSeverity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateSeverity::Critical => "critical",
+            UpdateSeverity::Important => "important",
+            UpdateSeverity::Moderate => "moderate",
+            UpdateSeverity::Low => "low",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -33,14 +33,15 @@ pub async fn make(store: &Store, request: &Request<'_>) -> Result<SavedPlan, OpE
         return Err(OpError::Invalid(Box::new(report)));
     }
     let content = super::distribute::package_content(request.dir, &report.desired)?;
-    let updates = crate::supdate::readiness_all(request.dir, &report.desired);
+    let missing = missing_states(store, &report.desired).await?;
+    let updates = crate::supdate::readiness_all(request.dir, &report.desired, &missing);
     let ready: Vec<String> = updates
         .iter()
         .filter(|u| u.ready)
         .map(|u| u.package.clone())
         .collect();
     let update_content = super::distribute::update_content(request.dir, &report.desired, &ready)?;
-    let builds = crate::supdate::builds(request.dir, &report.desired, &update_content);
+    let builds = crate::supdate::builds(request.dir, &report.desired, &update_content, &missing);
     let desired = canonical_objects(&report.desired, &content, &builds);
     let site = report
         .desired
@@ -140,6 +141,48 @@ pub async fn make(store: &Store, request: &Request<'_>) -> Result<SavedPlan, OpE
     };
     saved.seal(request.sign_key);
     Ok(saved)
+}
+
+/// What `missingIn` selections resolve from: the members of each
+/// collection they name — the desired site's definition evaluated over the
+/// stored inventory, as it will be once applied — and the stored patch
+/// states. Reads nothing when no selection uses `missingIn`.
+pub async fn missing_states(
+    store: &Store,
+    desired: &crate::model::Desired,
+) -> Result<crate::supdate::resolve::MissingStates, OpError> {
+    let wanted = crate::supdate::missing_in_collections(desired);
+    if wanted.is_empty() {
+        return Ok(Default::default());
+    }
+    let mut table = crate::eval::MachineTable::new();
+    for (id, machine) in store.machines().await? {
+        table
+            .insert_with_id(id, machine)
+            .map_err(|e| OpError::Input(e.to_string()))?;
+    }
+    let mut evaluator =
+        crate::eval::Evaluator::from_desired(desired).map_err(|e| OpError::Input(e.to_string()))?;
+    evaluator.evaluate_all(&table);
+    let mut members = std::collections::BTreeMap::new();
+    for name in wanted {
+        let keys: Vec<String> = evaluator
+            .members(&name)
+            .map(|bitmap| {
+                bitmap
+                    .iter()
+                    .filter_map(|id| {
+                        table
+                            .get(id)
+                            .map(|m| crate::inventory::machine_key(&m.name))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        members.insert(name, keys);
+    }
+    let states = store.patch_states(None).await?;
+    Ok(crate::supdate::missing_states(&members, &states))
 }
 
 /// A stored object as the planner sees it.

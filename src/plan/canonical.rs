@@ -156,7 +156,13 @@ pub fn canonical_objects(
         let mut spec = sup.spec.clone();
         sort_names(&mut spec.distribution_points);
         for update in &mut spec.updates {
-            update.bulletin = update.bulletin.to_ascii_uppercase();
+            if let Some(b) = &mut update.bulletin {
+                *b = b.to_ascii_uppercase();
+            }
+            if let Some(m) = &mut update.missing_in {
+                m.severities.sort_unstable();
+                m.severities.dedup();
+            }
             sort_names(&mut update.q_numbers);
             sort_names(&mut update.products);
         }

@@ -52,6 +52,7 @@ use crate::manifest::advertisement::{AssignmentEvent, LocalDpAction, RemoteDpAct
 use crate::manifest::common::{CanRun, Priority};
 use crate::manifest::package::{AfterRunning, DriveMode, Platform, Program, RunMode, RunWith};
 use crate::manifest::site::ClientPolicySettings;
+use crate::manifest::software_update_package::{AfterCountdown, PostponeRestart};
 use crate::model::Desired;
 use crate::plan::canonical::{canonical_time, ContentSummary};
 use crate::query::Ipv4Net;
@@ -173,6 +174,54 @@ pub struct PolicyProgram {
     /// program's content and reports patch states.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan: Option<PolicyScan>,
+    /// Programs of software update packages: the installation agent's
+    /// settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install_agent: Option<PolicyInstallAgent>,
+    /// Programs of software update packages: what users are told and
+    /// whether they may postpone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification: Option<PolicyNotification>,
+    /// The package's notice as plain text (its RTF read when planned); on
+    /// the advertised program of a software update package only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
+}
+
+/// A software update package's installation agent settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyInstallAgent {
+    /// Send the inventory right after a successful install.
+    pub inventory_after_install: bool,
+    /// Which machines postpone a restart the install needs: `never`,
+    /// `servers`, `workstations`, `both`.
+    pub postpone_restart: PostponeRestart,
+    /// How long users are warned before the action after the countdown.
+    pub countdown_seconds: u64,
+    /// `restart` or `prompt`.
+    pub after_countdown: AfterCountdown,
+}
+
+/// A software update package's user notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyNotification {
+    pub prompt_user: bool,
+    /// Users may postpone the installation by up to this long; absent: no
+    /// postponing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_postpone_seconds: Option<u64>,
+}
+
+/// What a program of a software update package carries into policy
+/// besides an ordinary program's settings (set by
+/// `supdate::policy::policy_view`, never read from a manifest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateInstall {
+    pub install_agent: PolicyInstallAgent,
+    pub notification: PolicyNotification,
+    pub notice: Option<String>,
 }
 
 /// The catalog a scan program evaluates: `catalog` is a path inside the
@@ -668,6 +717,18 @@ fn program_template(
             catalog: s.catalog.clone(),
             catalog_type: s.catalog_type,
         }),
+        install_agent: program
+            .update_install
+            .as_ref()
+            .map(|u| u.install_agent.clone()),
+        notification: program
+            .update_install
+            .as_ref()
+            .map(|u| u.notification.clone()),
+        notice: program
+            .update_install
+            .as_ref()
+            .and_then(|u| u.notice.clone()),
     }
 }
 

@@ -780,6 +780,12 @@ fn naive_program(
                 catalog: s.catalog.clone(),
                 catalog_type: s.catalog_type,
             }),
+            install_agent: prog
+                .update_install
+                .as_ref()
+                .map(|u| u.install_agent.clone()),
+            notification: prog.update_install.as_ref().map(|u| u.notification.clone()),
+            notice: prog.update_install.as_ref().and_then(|u| u.notice.clone()),
         },
         next,
     ))

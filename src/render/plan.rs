@@ -108,6 +108,7 @@ pub fn human(plan: &SavedPlan, style: Style) -> String {
                     u.package,
                     u.files
                 );
+                selections(&mut out, u);
                 continue;
             }
             let _ = writeln!(
@@ -123,6 +124,7 @@ pub fn human(plan: &SavedPlan, style: Style) -> String {
             for v in &u.unverified {
                 let _ = writeln!(out, "    unverified: {}: {}", v.file, v.why);
             }
+            selections(&mut out, u);
         }
         if plan.updates.iter().any(|u| !u.ready) {
             let _ = writeln!(
@@ -385,4 +387,27 @@ pub fn bytes(n: u64) -> String {
         unit += 1;
     }
     format!("{value:.1} {}", UNITS[unit])
+}
+
+/// What the `missingIn` and `patch` selections of a package resolved to
+/// (a `bulletin` selection says it itself).
+fn selections(out: &mut String, u: &crate::supdate::readiness::UpdateReadiness) {
+    for sel in &u.selections {
+        if sel.selected.starts_with("bulletin ") && sel.notes.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "    updates[{}] {}: {} bulletin(s)",
+            sel.selection,
+            sel.selected,
+            sel.updates.len()
+        );
+        for line in &sel.updates {
+            let _ = writeln!(out, "      {line}");
+        }
+        for note in &sel.notes {
+            let _ = writeln!(out, "      note: {note}");
+        }
+    }
 }

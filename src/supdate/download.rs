@@ -57,6 +57,7 @@ pub async fn download(
     dir: &Path,
     desired: &Desired,
     options: &DownloadOptions,
+    missing: &super::resolve::MissingStates,
     progress: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<Vec<UpdateReadiness>, String> {
     if let Some(name) = &options.package {
@@ -76,7 +77,7 @@ pub async fn download(
         if options.package.as_ref().is_some_and(|p| p != name) {
             continue;
         }
-        let files = super::package_files(&sup.spec, &mut catalogs, dir, desired)
+        let (files, _) = super::package_files(&sup.spec, &mut catalogs, dir, desired, missing)
             .map_err(|e| format!("package `{name}`: {e}"))?;
         let source = crate::load::resolve_repo_path(dir, sup.spec.source.as_str())
             .map_err(|e| format!("package `{name}`: source: {e}"))?;
@@ -187,7 +188,7 @@ pub async fn download(
         }
         lock.save(dir)?;
     }
-    let mut all = super::readiness_all(dir, desired);
+    let mut all = super::readiness_all(dir, desired, missing);
     if let Some(p) = &options.package {
         all.retain(|r| &r.package == p);
     }

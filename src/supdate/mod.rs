@@ -3,6 +3,7 @@
 //! ([`readiness`]) and their download ([`download`]).
 
 pub mod download;
+pub mod notice;
 pub mod policy;
 pub mod readiness;
 pub mod resolve;
@@ -16,7 +17,7 @@ use crate::manifest::sync_host::CatalogType;
 use crate::model::Desired;
 
 use readiness::{Lock, Needed, UpdateReadiness};
-use resolve::{CatalogLocation, ResolvedFile};
+use resolve::{CatalogLocation, CollectionMissing, MissingStates, ResolvedFile, SelectionOutcome};
 
 /// The generated Ohotfix settings file of Office client packages.
 pub const OHOTFIX_INI: &str = "ohotfix.ini";
@@ -78,39 +79,108 @@ impl Catalogs {
     }
 }
 
+/// The collections that `missingIn` selections name, sorted, once each.
+pub fn missing_in_collections(desired: &Desired) -> Vec<String> {
+    let mut out: Vec<String> = desired
+        .software_update_packages
+        .values()
+        .flat_map(|s| s.spec.updates.iter())
+        .filter_map(|u| u.missing_in.as_ref().map(|m| m.collection.clone()))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The input of `missingIn` selections: for each collection, its members
+/// (machine keys) and which bulletin is missing on which of them for which
+/// product, from the stored patch states (rows of other machines are
+/// ignored). Pure.
+pub fn missing_states(
+    members: &BTreeMap<String, Vec<String>>,
+    states: &[crate::store::StoredPatchState],
+) -> MissingStates {
+    let mut out = MissingStates::new();
+    // Machine key → its number (per collection: the index in its sorted
+    // member list).
+    for (collection, keys) in members {
+        let mut keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut cm = CollectionMissing {
+            members: keys.len() as u64,
+            ..CollectionMissing::default()
+        };
+        let mut scanned = roaring::RoaringBitmap::new();
+        for s in states {
+            let Ok(id) = keys.binary_search(&s.machine_key.as_str()) else {
+                continue;
+            };
+            scanned.insert(id as u32);
+            if s.status != "missing" {
+                continue;
+            }
+            cm.missing
+                .entry(s.bulletin.to_ascii_uppercase())
+                .or_default()
+                .entry(s.product.clone().unwrap_or_default())
+                .or_default()
+                .insert(id as u32);
+        }
+        cm.scanned = scanned.len();
+        out.insert(collection.clone(), cm);
+    }
+    out
+}
+
 /// The files of one package, or why they cannot be listed.
 pub fn package_files(
     spec: &SoftwareUpdatePackageSpec,
     catalogs: &mut Catalogs,
     dir: &Path,
     desired: &Desired,
-) -> Result<Vec<ResolvedFile>, String> {
+    missing: &MissingStates,
+) -> Result<(Vec<ResolvedFile>, Vec<SelectionOutcome>), String> {
     let (_, catalog) = catalogs
         .get(dir, desired, spec.update_type)
         .as_ref()
         .map_err(Clone::clone)?;
-    let resolution = resolve::resolve(spec, catalog);
+    let resolution = resolve::resolve(spec, catalog, Some(missing));
     if let Some(p) = resolution.problems.first() {
         return Err(format!(
             "spec.updates[{}].{}: {}",
             p.selection, p.field, p.message
         ));
     }
-    Ok(resolution.files)
+    Ok((resolution.files, resolution.selections))
 }
 
-/// Readiness of every software update package of `desired`, by name.
-pub fn readiness_all(dir: &Path, desired: &Desired) -> Vec<UpdateReadiness> {
+/// Readiness of every software update package of `desired`, by name;
+/// `missing` resolves `missingIn` selections ([`missing_states`]).
+pub fn readiness_all(
+    dir: &Path,
+    desired: &Desired,
+    missing: &MissingStates,
+) -> Vec<UpdateReadiness> {
     let mut catalogs = Catalogs::default();
     let lock = Lock::load(dir);
     desired
         .software_update_packages
         .iter()
         .map(|(name, sup)| {
-            let files = match package_files(&sup.spec, &mut catalogs, dir, desired) {
-                Ok(f) => f,
-                Err(why) => return UpdateReadiness::unresolved(name, why),
-            };
+            let (files, selections) =
+                match package_files(&sup.spec, &mut catalogs, dir, desired, missing) {
+                    Ok(f) => f,
+                    Err(why) => return UpdateReadiness::unresolved(name, why),
+                };
+            if files.is_empty() {
+                let mut r = UpdateReadiness::unresolved(
+                    name,
+                    "the selection resolves to no update file: nothing to distribute".into(),
+                );
+                r.selections = selections;
+                return r;
+            }
             let Ok(source) = crate::load::resolve_repo_path(dir, sup.spec.source.as_str()) else {
                 return UpdateReadiness::unresolved(name, "the source path is invalid".into());
             };
@@ -123,7 +193,9 @@ pub fn readiness_all(dir: &Path, desired: &Desired) -> Vec<UpdateReadiness> {
                     content: &ini,
                 });
             }
-            readiness::check(name, &source, &needed, &lock)
+            let mut r = readiness::check(name, &source, &needed, &lock);
+            r.selections = selections;
+            r
         })
         .collect()
 }
@@ -144,6 +216,7 @@ pub fn builds(
     dir: &Path,
     desired: &Desired,
     content: &BTreeMap<String, crate::content::ContentManifest>,
+    missing: &MissingStates,
 ) -> BTreeMap<String, policy::UpdateBuild> {
     let mut catalogs = Catalogs::default();
     let mut out = BTreeMap::new();
@@ -151,7 +224,7 @@ pub fn builds(
         let Some(sup) = desired.software_update_packages.get(name) else {
             continue;
         };
-        let Ok(files) = package_files(&sup.spec, &mut catalogs, dir, desired) else {
+        let Ok((files, _)) = package_files(&sup.spec, &mut catalogs, dir, desired, missing) else {
             continue;
         };
         let programs = if resolve::needs_ohotfix(&sup.spec) {
@@ -169,6 +242,12 @@ pub fn builds(
                 .collect()
         };
         let summary = crate::plan::ContentSummary::of(manifest);
+        // Validation refused an unreadable notice; none is carried then.
+        let notice = sup
+            .spec
+            .notice
+            .as_ref()
+            .and_then(|n| notice::read(dir, n.as_str()).ok());
         out.insert(
             name.clone(),
             policy::UpdateBuild {
@@ -176,6 +255,7 @@ pub fn builds(
                 files: summary.files,
                 bytes: summary.bytes,
                 programs,
+                notice,
             },
         );
     }

@@ -4,7 +4,9 @@
 //! the updates one after another (each runs the one before it first), and
 //! an advertisement (same name) of the last program to the package's
 //! collection. The installation agent's `unattended` and `maxRunTime` set
-//! the programs' run mode and run time. The view is made for policy only;
+//! the programs' run mode and run time; its other settings and the
+//! notification go with every program (`installAgent`, `notification`),
+//! the notice's text with the advertised one. The view is made for policy only;
 //! plans and the state keep the software update package as it is.
 
 use std::borrow::Cow;
@@ -12,8 +14,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::manifest::software_update_package::SoftwareUpdatePackageSpec;
 use crate::model::{Desired, Object};
 use crate::plan::ContentSummary;
+use crate::policy::{PolicyInstallAgent, PolicyNotification, UpdateInstall};
 
 /// What a Ready package was built into: its content version and programs.
 /// Part of the package's canonical (stored) form, so the site server can
@@ -25,6 +29,9 @@ pub struct UpdateBuild {
     pub files: usize,
     pub bytes: u64,
     pub programs: Vec<UpdateProgram>,
+    /// The notice's plain text, read from its RTF file when planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,12 +111,23 @@ pub fn policy_view<'a>(
             "schedule": ad.schedule,
             "priority": spec.priority,
         });
-        let (Ok(package), Ok(advertisement)) = (
-            serde_json::from_value(package),
+        let (Ok(mut package), Ok(advertisement)) = (
+            serde_json::from_value::<crate::manifest::package::PackageSpec>(package),
             serde_json::from_value(strip_nulls(advertisement)),
         ) else {
             continue;
         };
+        let last = package.programs.len().saturating_sub(1);
+        for (i, program) in package.programs.iter_mut().enumerate() {
+            program.update_install = Some(Box::new(update_install(
+                spec,
+                if i == last {
+                    build.notice.clone()
+                } else {
+                    None
+                },
+            )));
+        }
         view.packages.insert(
             name.clone(),
             Object {
@@ -136,6 +154,28 @@ pub fn policy_view<'a>(
         );
     }
     (Cow::Owned(view), Cow::Owned(view_content))
+}
+
+/// The installation agent settings and notification of `spec` as policy
+/// carries them.
+fn update_install(spec: &SoftwareUpdatePackageSpec, notice: Option<String>) -> UpdateInstall {
+    let secs = |d: &crate::manifest::common::DurationText| {
+        crate::units::parse_duration(d.as_str()).map_or(0, |d| d.as_secs())
+    };
+    let agent = &spec.install_agent;
+    UpdateInstall {
+        install_agent: PolicyInstallAgent {
+            inventory_after_install: agent.inventory_after_install,
+            postpone_restart: agent.postpone_restart,
+            countdown_seconds: secs(&agent.countdown),
+            after_countdown: agent.after_countdown,
+        },
+        notification: PolicyNotification {
+            prompt_user: spec.notification.prompt_user,
+            allow_postpone_seconds: spec.notification.allow_postpone.as_ref().map(secs),
+        },
+        notice,
+    }
 }
 
 fn strip_nulls(mut v: serde_json::Value) -> serde_json::Value {

@@ -76,6 +76,9 @@ pub struct UpdateReadiness {
     /// Why the package is not ready, in one sentence (none when ready).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub why: Option<String>,
+    /// What each selection resolved to, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub selections: Vec<super::resolve::SelectionOutcome>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +98,7 @@ impl UpdateReadiness {
             missing: Vec::new(),
             unverified: Vec::new(),
             why: Some(why),
+            selections: Vec::new(),
         }
     }
 }
@@ -182,5 +186,6 @@ pub fn check(package: &str, source: &Path, needed: &[Needed<'_>], lock: &Lock) -
         missing,
         unverified,
         why,
+        selections: Vec::new(),
     }
 }

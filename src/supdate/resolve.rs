@@ -3,9 +3,14 @@
 //! the command line each is installed with. Pure: the catalog is read by the
 //! caller.
 
+use std::collections::BTreeMap;
+
+use roaring::RoaringBitmap;
+use serde::{Deserialize, Serialize};
+
 use crate::catalog::{Bulletin, Catalog, Patch};
 use crate::manifest::software_update_package::{
-    OfficeInstallType, Ohotfix, SoftwareUpdatePackageSpec, UiLevel, UpdateSelection,
+    MissingIn, OfficeInstallType, Ohotfix, SoftwareUpdatePackageSpec, UiLevel, UpdateSelection,
 };
 use crate::manifest::sync_host::CatalogType;
 use crate::model::Desired;
@@ -96,6 +101,8 @@ pub struct SelectionProblem {
 pub struct Resolution {
     pub files: Vec<ResolvedFile>,
     pub problems: Vec<SelectionProblem>,
+    /// What each selection resolved to (selections with problems left out).
+    pub selections: Vec<SelectionOutcome>,
 }
 
 /// Digits of a Q or KB number: `Q835732`, `KB835732` and `835732` are one.
@@ -111,74 +118,454 @@ fn q_digits(q: &str) -> &str {
     }
 }
 
-/// Resolves every selection of `spec` against `catalog`. A bulletin, Q
-/// number or product the catalog does not have is a problem with a
+/// What the stored scan results say about one collection's members: the
+/// input of `missingIn` selections, made from the store by the caller.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CollectionMissing {
+    /// The collection's members now (over the stored inventory).
+    pub members: u64,
+    /// Members with stored patch states.
+    pub scanned: u64,
+    /// Bulletin (upper case) → product (`""`: none named) → the members
+    /// (numbered by the caller) on which it is missing.
+    pub missing: BTreeMap<String, BTreeMap<String, RoaringBitmap>>,
+}
+
+/// [`CollectionMissing`] by collection name.
+pub type MissingStates = BTreeMap<String, CollectionMissing>;
+
+/// What one selection resolved to, and why: shown in plans.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SelectionOutcome {
+    /// Index in `spec.updates`.
+    pub selection: usize,
+    /// The selection in words, e.g. `missingIn Pilot`.
+    pub selected: String,
+    /// One line per bulletin it resolved to, e.g. `MS01-036: missing on
+    /// 12 of 40 members (1 file)`.
+    #[serde(default)]
+    pub updates: Vec<String>,
+    /// Anything to know: nothing scanned, bulletins the catalog lacks, …
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// Resolves every selection of `spec` against `catalog`. A bulletin, patch,
+/// Q number or product the catalog does not have is a problem with a
 /// suggestion; matching ignores case and surrounding white space.
-pub fn resolve(spec: &SoftwareUpdatePackageSpec, catalog: &Catalog) -> Resolution {
+/// `missingIn` selections resolve from `missing` (the stored scan
+/// results); without it (offline validation) they resolve to nothing, and
+/// only their products are checked. A file selected twice is listed once,
+/// with the first selection's command line.
+pub fn resolve(
+    spec: &SoftwareUpdatePackageSpec,
+    catalog: &Catalog,
+    missing: Option<&MissingStates>,
+) -> Resolution {
     let mut out = Resolution::default();
+    let mut seen: Vec<String> = Vec::new();
     for (i, sel) in spec.updates.iter().enumerate() {
-        let id = sel.bulletin.trim();
-        let Some(bulletin) = catalog.bulletin(id) else {
-            let ids = catalog.bulletins.iter().map(|b| b.id.as_str());
-            out.problems.push(SelectionProblem {
-                selection: i,
-                field: "bulletin".into(),
-                message: format!(
-                    "bulletin `{id}` is not in the {} catalog",
-                    kind_word(spec.update_type)
-                ),
-                help: Some(match did_you_mean(id, ids) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => "check the ID against `patchops catalog inspect` of the catalog".into(),
-                }),
-            });
+        let before = out.problems.len();
+        let mut outcome = SelectionOutcome {
+            selection: i,
+            ..SelectionOutcome::default()
+        };
+        // (bulletin, its patches, why it was chosen)
+        let picked: Vec<(&Bulletin, Vec<&Patch>, String)> = if let Some(id) = &sel.bulletin {
+            let id = id.trim();
+            outcome.selected = format!("bulletin {id}");
+            let Some(bulletin) = catalog.bulletin(id) else {
+                let ids = catalog.bulletins.iter().map(|b| b.id.as_str());
+                out.problems.push(SelectionProblem {
+                    selection: i,
+                    field: "bulletin".into(),
+                    message: format!(
+                        "bulletin `{id}` is not in the {} catalog",
+                        kind_word(spec.update_type)
+                    ),
+                    help: Some(match did_you_mean(id, ids) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => {
+                            "check the ID against `patchops catalog inspect` of the catalog".into()
+                        }
+                    }),
+                });
+                continue;
+            };
+            let patches = select_patches(i, sel, bulletin, &mut out.problems);
+            if out.problems.len() > before {
+                continue;
+            }
+            if patches.is_empty() {
+                out.problems.push(SelectionProblem {
+                    selection: i,
+                    field: "bulletin".into(),
+                    message: format!(
+                        "no patch of bulletin `{}` matches the selection's filters",
+                        bulletin.id
+                    ),
+                    help: Some("loosen `qNumbers`, `products` or `language`".into()),
+                });
+                continue;
+            }
+            vec![(bulletin, patches, "selected".to_string())]
+        } else if let Some(name) = &sel.patch {
+            let name = name.trim();
+            outcome.selected = format!("patch {name}");
+            let picked =
+                select_by_patch(i, sel, name, catalog, &mut out.problems, &mut outcome.notes);
+            if out.problems.len() > before {
+                continue;
+            }
+            picked
+        } else if let Some(m) = &sel.missing_in {
+            outcome.selected = format!("missingIn {}", m.collection);
+            check_products(i, sel, catalog, &mut out.problems);
+            if out.problems.len() > before {
+                continue;
+            }
+            match missing {
+                None => {
+                    outcome.notes.push(
+                        "resolved when planned, from the stored scan results of the collection's members"
+                            .into(),
+                    );
+                    Vec::new()
+                }
+                Some(states) => {
+                    let empty = CollectionMissing::default();
+                    let cm = states.get(&m.collection).unwrap_or(&empty);
+                    select_missing(sel, m, cm, catalog, &mut outcome.notes)
+                }
+            }
+        } else {
             continue;
         };
-        let before = out.problems.len();
-        let patches = select_patches(i, sel, bulletin, &mut out.problems);
-        if out.problems.len() > before {
-            continue;
-        }
-        if patches.is_empty() {
-            out.problems.push(SelectionProblem {
-                selection: i,
-                field: "bulletin".into(),
-                message: format!(
-                    "no patch of bulletin `{}` matches the selection's filters",
-                    bulletin.id
-                ),
-                help: Some("loosen `qNumbers`, `products` or `language`".into()),
-            });
-            continue;
-        }
-        let mut seen: Vec<String> = Vec::new();
-        for patch in patches {
-            let file_name = file_name(patch);
-            let key = file_name.to_ascii_lowercase();
-            if seen.contains(&key) {
-                continue; // the same file for several products
+        for (bulletin, patches, why) in picked {
+            let mut count = 0;
+            for patch in patches {
+                let file_name = file_name(patch);
+                let key = file_name.to_ascii_lowercase();
+                if seen.contains(&key) {
+                    continue; // the same file for several products or selections
+                }
+                seen.push(key);
+                count += 1;
+                let command_line = sel
+                    .command_line
+                    .clone()
+                    .unwrap_or_else(|| default_command_line(spec, &file_name));
+                let program_name = match &sel.program_name {
+                    Some(p) => format!("{p} ({file_name})"),
+                    None => format!("{} ({file_name})", bulletin.id),
+                };
+                out.files.push(ResolvedFile {
+                    selection: i,
+                    bulletin: bulletin.id.clone(),
+                    patch: patch.name.clone(),
+                    file_name,
+                    download_url: patch.download_url.clone(),
+                    command_line,
+                    program_name,
+                });
             }
-            seen.push(key);
-            let command_line = sel
-                .command_line
-                .clone()
-                .unwrap_or_else(|| default_command_line(spec, &file_name));
-            let program_name = match &sel.program_name {
-                Some(p) => format!("{p} ({file_name})"),
-                None => format!("{} ({file_name})", bulletin.id),
+            let files = match count {
+                0 => "no new file: selected already".to_string(),
+                1 => "1 file".to_string(),
+                n => format!("{n} files"),
             };
-            out.files.push(ResolvedFile {
+            outcome
+                .updates
+                .push(format!("{}: {why} ({files})", bulletin.id));
+        }
+        out.selections.push(outcome);
+    }
+    out
+}
+
+/// Patches by their catalog name or file name, over every bulletin,
+/// narrowed by `products` and `language`.
+fn select_by_patch<'a>(
+    i: usize,
+    sel: &UpdateSelection,
+    name: &str,
+    catalog: &'a Catalog,
+    problems: &mut Vec<SelectionProblem>,
+    notes: &mut Vec<String>,
+) -> Vec<(&'a Bulletin, Vec<&'a Patch>, String)> {
+    let mut picked: Vec<(&Bulletin, Vec<&Patch>, String)> = Vec::new();
+    for b in &catalog.bulletins {
+        let patches: Vec<&Patch> = b
+            .patches
+            .iter()
+            .filter(|p| {
+                p.name.trim().eq_ignore_ascii_case(name) || file_name(p).eq_ignore_ascii_case(name)
+            })
+            .collect();
+        if !patches.is_empty() {
+            picked.push((b, patches, format!("patch {name}")));
+        }
+    }
+    if picked.is_empty() {
+        let mut names: Vec<&str> = catalog
+            .bulletins
+            .iter()
+            .flat_map(|b| b.patches.iter().map(|p| p.name.trim()))
+            .filter(|n| !n.is_empty())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        problems.push(SelectionProblem {
+            selection: i,
+            field: "patch".into(),
+            message: format!("no patch `{name}` in the catalog"),
+            help: Some(match did_you_mean(name, names.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => "check the name against `patchops catalog inspect --format json` of the catalog (its patches' `name`)"
+                    .into(),
+            }),
+        });
+        return picked;
+    }
+    if !sel.products.is_empty() {
+        let all: Vec<&str> = picked
+            .iter()
+            .flat_map(|(_, ps, _)| {
+                ps.iter()
+                    .flat_map(|p| p.affected.iter().map(|a| a.product.as_str()))
+            })
+            .collect();
+        for (pi, product) in sel.products.iter().enumerate() {
+            let product = product.trim();
+            if !all.iter().any(|a| a.eq_ignore_ascii_case(product)) {
+                problems.push(SelectionProblem {
+                    selection: i,
+                    field: format!("products[{pi}]"),
+                    message: format!("patch `{name}` is not for product `{product}`"),
+                    help: Some(match did_you_mean(product, all.iter().copied()) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("its products: {}", dedup(all.clone()).join(", ")),
+                    }),
+                });
+            }
+        }
+        for (_, ps, _) in &mut picked {
+            ps.retain(|p| for_products(p, &sel.products));
+        }
+    }
+    if let Some(language) = &sel.language {
+        let lang = language.trim().to_ascii_lowercase();
+        for (_, ps, _) in &mut picked {
+            ps.retain(|p| patch_language(p).is_none_or(|l| l == lang));
+        }
+    }
+    picked.retain(|(_, ps, _)| !ps.is_empty());
+    // The same patch listed by several bulletins (a re-release) is one
+    // file: it is installed as the newest bulletin's.
+    if picked.len() > 1 {
+        let newest = picked
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, (b, _, _))| (bulletin_date(&b.id), *i))
+            .map(|(i, _)| i)
+            .map(|i| picked.remove(i));
+        notes.push(format!(
+            "patch `{name}` is also listed by {}; it is installed as {}'s",
+            picked
+                .iter()
+                .map(|(b, _, _)| b.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            newest.as_ref().map_or("", |(b, _, _)| b.id.as_str())
+        ));
+        picked = newest.into_iter().collect();
+    }
+    if picked.is_empty() && problems.iter().all(|p| p.selection != i) {
+        problems.push(SelectionProblem {
+            selection: i,
+            field: "patch".into(),
+            message: format!("patch `{name}` does not match the selection's filters"),
+            help: Some("loosen `products` or `language`".into()),
+        });
+    }
+    picked
+}
+
+/// `MS01-036` → (2001, 36), for ordering bulletins by age (`MS98-…` is
+/// older than `MS00-…`); other IDs sort first.
+fn bulletin_date(id: &str) -> (u32, u32) {
+    let b = id.as_bytes();
+    if b.len() == 8 && b[..2].eq_ignore_ascii_case(b"MS") && b[4] == b'-' {
+        if let (Ok(y), Ok(n)) = (id[2..4].parse::<u32>(), id[5..].parse::<u32>()) {
+            return (if y >= 90 { 1900 + y } else { 2000 + y }, n);
+        }
+    }
+    (0, 0)
+}
+
+fn for_products(p: &Patch, products: &[String]) -> bool {
+    products.is_empty()
+        || p.affected.iter().any(|a| {
+            products
+                .iter()
+                .any(|w| a.product.eq_ignore_ascii_case(w.trim()))
+        })
+}
+
+/// `products` of a `missingIn` selection must be products of the catalog.
+fn check_products(
+    i: usize,
+    sel: &UpdateSelection,
+    catalog: &Catalog,
+    problems: &mut Vec<SelectionProblem>,
+) {
+    if sel.products.is_empty() {
+        return;
+    }
+    let mut all: Vec<&str> = catalog.products.values().map(|p| p.name.as_str()).collect();
+    all.extend(catalog.bulletins.iter().flat_map(|b| {
+        b.patches
+            .iter()
+            .flat_map(|p| p.affected.iter().map(|a| a.product.as_str()))
+    }));
+    let all = dedup(all);
+    for (pi, product) in sel.products.iter().enumerate() {
+        let product = product.trim();
+        if !all.iter().any(|a| a.eq_ignore_ascii_case(product)) {
+            problems.push(SelectionProblem {
                 selection: i,
-                bulletin: bulletin.id.clone(),
-                patch: patch.name.clone(),
-                file_name,
-                download_url: patch.download_url.clone(),
-                command_line,
-                program_name,
+                field: format!("products[{pi}]"),
+                message: format!("the catalog has no product `{product}`"),
+                help: Some(match did_you_mean(product, all.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => {
+                        "check the name against `patchops catalog inspect` of the catalog".into()
+                    }
+                }),
             });
         }
     }
-    out
+}
+
+/// The bulletins missing on at least one member, in catalog order, each
+/// with the patches for the products it is missing for (narrowed by
+/// `products`, `language` and the severities).
+fn select_missing<'a>(
+    sel: &UpdateSelection,
+    m: &MissingIn,
+    cm: &CollectionMissing,
+    catalog: &'a Catalog,
+    notes: &mut Vec<String>,
+) -> Vec<(&'a Bulletin, Vec<&'a Patch>, String)> {
+    let mut picked = Vec::new();
+    if cm.members == 0 {
+        notes.push(format!(
+            "collection `{}` has no members in the stored inventory: nothing is selected",
+            m.collection
+        ));
+        return picked;
+    }
+    if cm.scanned == 0 {
+        notes.push(format!(
+            "none of the {} members of collection `{}` has stored scan results: nothing is selected (import scans with `patchops inventory scan-import`)",
+            cm.members, m.collection
+        ));
+        return picked;
+    }
+    if cm.scanned < cm.members {
+        notes.push(format!(
+            "{} of the {} members have no stored scan results; their missing updates are not known",
+            cm.members - cm.scanned,
+            cm.members
+        ));
+    }
+    let mut unknown: Vec<&str> = cm
+        .missing
+        .keys()
+        .filter(|b| catalog.bulletin(b).is_none())
+        .map(String::as_str)
+        .collect();
+    unknown.sort_unstable();
+    if !unknown.is_empty() {
+        notes.push(format!(
+            "missing per the stored scans but not in the catalog (scanned against another version; not selected): {}",
+            unknown.join(", ")
+        ));
+    }
+    let mut unrated = 0usize;
+    for bulletin in &catalog.bulletins {
+        let Some(by_product) = cm.missing.get(&bulletin.id.to_ascii_uppercase()) else {
+            continue;
+        };
+        if !m.severities.is_empty() {
+            let rated = bulletin.severity.as_deref().and_then(|s| {
+                m.severities
+                    .iter()
+                    .find(|w| s.trim().eq_ignore_ascii_case(w.as_str()))
+            });
+            if rated.is_none() {
+                if bulletin.severity.is_none() {
+                    unrated += 1;
+                }
+                continue;
+            }
+        }
+        let mut members = RoaringBitmap::new();
+        let mut products: Vec<&str> = Vec::new();
+        for (product, who) in by_product {
+            if !sel.products.is_empty()
+                && !sel
+                    .products
+                    .iter()
+                    .any(|w| w.trim().eq_ignore_ascii_case(product))
+            {
+                continue;
+            }
+            if who.is_empty() {
+                continue;
+            }
+            members |= who;
+            products.push(product);
+        }
+        if members.is_empty() {
+            continue;
+        }
+        let mut patches: Vec<&Patch> = bulletin
+            .patches
+            .iter()
+            .filter(|p| {
+                products.iter().any(|w| {
+                    w.is_empty() || p.affected.iter().any(|a| a.product.eq_ignore_ascii_case(w))
+                })
+            })
+            .collect();
+        if let Some(language) = &sel.language {
+            let lang = language.trim().to_ascii_lowercase();
+            patches.retain(|p| patch_language(p).is_none_or(|l| l == lang));
+        }
+        let why = format!("missing on {} of {} members", members.len(), cm.members);
+        if patches.is_empty() {
+            notes.push(format!(
+                "{}: {why}, but no patch of it matches the selection's filters",
+                bulletin.id
+            ));
+            continue;
+        }
+        picked.push((bulletin, patches, why));
+    }
+    if unrated > 0 {
+        notes.push(format!(
+            "{unrated} missing bulletin(s) have no severity rating in the catalog and are left out by `severities`"
+        ));
+    }
+    if picked.is_empty() {
+        notes.push(format!(
+            "no selectable update is missing on the {} scanned members of collection `{}`",
+            cm.scanned, m.collection
+        ));
+    }
+    picked
 }
 
 fn kind_word(t: CatalogType) -> &'static str {

@@ -31,6 +31,7 @@ fn resolves_real_bulletins_by_id_q_number_and_product() {
             {"bulletin": "MS01-050", "products": ["excel 2002"]},
         ])),
         &cat,
+        None,
     );
     assert!(r.problems.is_empty(), "{:?}", r.problems);
     let names: Vec<(&str, &str)> = r
@@ -65,6 +66,7 @@ fn unknown_ids_suggest_the_closest() {
             {"bulletin": "MS01-050", "products": ["Excel 202"]},
         ])),
         &cat,
+        None,
     );
     let got: Vec<(usize, &str, Option<&str>)> = r
         .problems
@@ -146,6 +148,7 @@ fn advertised_builds_become_a_package_and_an_advertisement_for_policy() {
             files: 2,
             bytes: 10,
             programs: vec![program("a"), program("b")],
+            notice: Some("Save your work.".into()),
         },
     )]
     .into_iter()
@@ -166,4 +169,263 @@ fn advertised_builds_become_a_package_and_an_advertisement_for_policy() {
     assert_eq!(ad.collection, "MS Security Updates (Pre-production)");
     assert_eq!(ad.schedule.len(), 1);
     assert_eq!(view_content[name].files, 2);
+
+    // The installation agent settings and the notification go with every
+    // program, the notice with the advertised one.
+    let first = package.programs[0]
+        .update_install
+        .as_ref()
+        .expect("settings");
+    let last = package.programs[1]
+        .update_install
+        .as_ref()
+        .expect("settings");
+    assert_eq!(first.notice, None);
+    assert_eq!(last.notice.as_deref(), Some("Save your work."));
+    let agent = &last.install_agent;
+    assert!(agent.inventory_after_install);
+    assert_eq!(
+        agent.postpone_restart,
+        crate::manifest::software_update_package::PostponeRestart::Servers
+    );
+    assert_eq!(agent.countdown_seconds, 300);
+    assert_eq!(last.notification.allow_postpone_seconds, Some(86_400));
+    assert!(last.notification.prompt_user);
+    // … and reach the machine's policy.
+    let site = crate::policy::PolicySite::new(&view, &view_content);
+    let machine: crate::inventory::Machine =
+        serde_json::from_value(serde_json::json!({ "name": "wks-test-01" })).unwrap();
+    let policy = crate::policy::machine_policy(&site, &machine, &[name]);
+    let p = &policy.assignments[0].program;
+    assert_eq!(
+        p.install_agent.as_ref().map(|a| a.countdown_seconds),
+        Some(300)
+    );
+    assert_eq!(p.notice.as_deref(), Some("Save your work."));
+    assert_eq!(policy.programs[0].notice, None);
+    assert!(policy.programs[0].install_agent.is_some());
+}
+
+fn state(
+    machine: &str,
+    bulletin: &str,
+    product: Option<&str>,
+    status: &str,
+) -> crate::store::StoredPatchState {
+    crate::store::StoredPatchState {
+        machine_key: machine.into(),
+        bulletin: bulletin.into(),
+        product: product.map(str::to_string),
+        q_numbers: vec![],
+        title: None,
+        status: status.into(),
+        reboot: "unknown".into(),
+        scan_agent: "test".into(),
+        scan_time_ms: 0,
+        patch: None,
+        reason: String::new(),
+    }
+}
+
+fn members(list: &[&str]) -> std::collections::BTreeMap<String, Vec<String>> {
+    [(
+        "Servers".to_string(),
+        list.iter().map(|s| s.to_string()).collect(),
+    )]
+    .into_iter()
+    .collect()
+}
+
+#[test]
+fn patches_are_selected_by_name_with_suggestions() {
+    let cat = fixture();
+    let r = resolve(
+        &spec(serde_json::json!([
+            {"patch": " q299687_w2k_sp3_x86_EN.exe "},
+            {"patch": "exc1001.exe", "products": ["Excel 2002"]},
+        ])),
+        &cat,
+        None,
+    );
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    let files: Vec<(&str, &str)> = r
+        .files
+        .iter()
+        .map(|f| (f.bulletin.as_str(), f.file_name.as_str()))
+        .collect();
+    assert_eq!(
+        files,
+        [
+            ("MS01-036", "Q299687_W2K_SP3_x86_en.EXE"),
+            ("MS01-050", "exc1001.exe")
+        ]
+    );
+    assert_eq!(r.selections[0].selected, "patch q299687_w2k_sp3_x86_EN.exe");
+    // A re-released patch is one file, installed as the newest bulletin's.
+    assert!(
+        r.selections[0].notes[0].contains("also listed by MS01-011, MS01-024"),
+        "{:?}",
+        r.selections[0].notes
+    );
+
+    let r = resolve(
+        &spec(serde_json::json!([
+            {"patch": "Q299687_W2K_SP3_x86_en.EXX"},
+            {"patch": "Q299687_W2K_SP3_x86_en.EXE", "products": ["Windows 2000 Serve"]},
+        ])),
+        &cat,
+        None,
+    );
+    let got: Vec<(usize, &str, Option<&str>)> = r
+        .problems
+        .iter()
+        .map(|p| (p.selection, p.field.as_str(), p.help.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                0,
+                "patch",
+                Some("did you mean `Q299687_W2K_SP3_x86_en.EXE`?")
+            ),
+            (
+                1,
+                "products[0]",
+                Some("did you mean `Windows 2000 Server`?")
+            ),
+        ]
+    );
+    assert!(r.files.is_empty());
+}
+
+#[test]
+fn missing_in_a_collection_selects_what_its_members_lack() {
+    let cat = fixture();
+    let s = spec(serde_json::json!([{"missingIn": {"collection": "Servers"}}]));
+    // Offline (validation): nothing resolves, nothing is wrong.
+    let r = resolve(&s, &cat, None);
+    assert!(r.problems.is_empty() && r.files.is_empty());
+    assert!(r.selections[0].notes[0].contains("resolved when planned"));
+
+    let states = [
+        state("srv1", "MS01-036", Some("Windows 2000 Server"), "missing"),
+        state(
+            "srv2",
+            "MS01-036",
+            Some("Windows 2000 Advanced Server"),
+            "missing",
+        ),
+        state("srv3", "MS01-036", Some("Windows 2000 Server"), "installed"),
+        state(
+            "srv1",
+            "MS01-027",
+            Some("Internet Explorer 5.01"),
+            "notApplicable",
+        ),
+        // Not a member: ignored.
+        state("wks9", "MS01-050", Some("Excel 2002"), "missing"),
+        // Scanned against another catalog version.
+        state("srv3", "MS99-999", None, "missing"),
+    ];
+    let missing = super::missing_states(&members(&["srv1", "srv2", "srv3", "srv4"]), &states);
+    let r = resolve(&s, &cat, Some(&missing));
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    let files: Vec<&str> = r.files.iter().map(|f| f.file_name.as_str()).collect();
+    assert_eq!(files, ["Q299687_W2K_SP3_x86_en.EXE"]);
+    let outcome = &r.selections[0];
+    assert_eq!(outcome.selected, "missingIn Servers");
+    assert_eq!(
+        outcome.updates,
+        ["MS01-036: missing on 2 of 4 members (1 file)"]
+    );
+    assert!(
+        outcome
+            .notes
+            .iter()
+            .any(|n| n.contains("1 of the 4 members have no stored scan results")),
+        "{:?}",
+        outcome.notes
+    );
+    assert!(
+        outcome
+            .notes
+            .iter()
+            .any(|n| n.contains("not in the catalog") && n.contains("MS99-999")),
+        "{:?}",
+        outcome.notes
+    );
+
+    // A product filter that leaves nothing; an unknown product.
+    let only_excel = spec(serde_json::json!([
+        {"missingIn": {"collection": "Servers"}, "products": ["Excel 2002"]}
+    ]));
+    let r = resolve(&only_excel, &cat, Some(&missing));
+    assert!(r.files.is_empty());
+    let bad = spec(serde_json::json!([
+        {"missingIn": {"collection": "Servers"}, "products": ["Exel 2002"]}
+    ]));
+    let r = resolve(&bad, &cat, Some(&missing));
+    assert_eq!(r.problems[0].field, "products[0]");
+    assert_eq!(
+        r.problems[0].help.as_deref(),
+        Some("did you mean `Excel 2002`?")
+    );
+
+    // Severities: the fixture rates no bulletin, so a filter leaves them
+    // all out and says so; a rated one is kept.
+    let critical = spec(serde_json::json!([
+        {"missingIn": {"collection": "Servers", "severities": ["critical"]}}
+    ]));
+    let r = resolve(&critical, &cat, Some(&missing));
+    assert!(r.files.is_empty());
+    assert!(r.selections[0]
+        .notes
+        .iter()
+        .any(|n| n.contains("no severity rating")));
+    let mut rated = cat.clone();
+    for b in &mut rated.bulletins {
+        if b.id == "MS01-036" {
+            b.severity = Some("Critical".into());
+        }
+    }
+    let r = resolve(&critical, &rated, Some(&missing));
+    assert_eq!(r.files.len(), 1);
+}
+
+#[test]
+fn missing_in_without_scans_selects_nothing_and_says_why() {
+    let cat = fixture();
+    let s = spec(serde_json::json!([{"missingIn": {"collection": "Servers"}}]));
+    let missing = super::missing_states(&members(&["srv1", "srv2"]), &[]);
+    let r = resolve(&s, &cat, Some(&missing));
+    assert!(r.problems.is_empty() && r.files.is_empty());
+    assert!(
+        r.selections[0].notes[0]
+            .contains("none of the 2 members of collection `Servers` has stored scan results"),
+        "{:?}",
+        r.selections[0].notes
+    );
+    let missing = super::missing_states(&members(&[]), &[]);
+    let r = resolve(&s, &cat, Some(&missing));
+    assert!(r.selections[0].notes[0].contains("has no members"));
+}
+
+#[test]
+fn a_file_selected_twice_is_listed_once() {
+    let cat = fixture();
+    let r = resolve(
+        &spec(serde_json::json!([
+            {"bulletin": "MS01-036"},
+            {"patch": "Q299687_W2K_SP3_x86_en.EXE", "commandLine": "other"},
+        ])),
+        &cat,
+        None,
+    );
+    assert_eq!(r.files.len(), 1);
+    assert!(r.files[0].command_line.ends_with("-q -z"));
+    assert_eq!(
+        r.selections[1].updates,
+        ["MS01-036: patch Q299687_W2K_SP3_x86_en.EXE (no new file: selected already)"]
+    );
 }

@@ -670,20 +670,34 @@ fn software_update_package(cx: &mut Ctx<'_, '_>, spec: &FieldPath, s: &SoftwareU
     for (i, update) in s.updates.iter().enumerate() {
         let path = spec.key("updates").index(i);
         update_selection(cx, &path, update);
+        let (field, what, id) = if let Some(b) = &update.bulletin {
+            ("bulletin", "bulletin", b.trim().to_ascii_uppercase())
+        } else if let Some(p) = &update.patch {
+            ("patch", "patch", p.trim().to_ascii_lowercase())
+        } else if let Some(m) = &update.missing_in {
+            ("missingIn", "missingIn of collection", m.collection.clone())
+        } else {
+            continue;
+        };
+        let mut severities: Vec<&str> = update
+            .missing_in
+            .iter()
+            .flat_map(|m| m.severities.iter().map(|s| s.as_str()))
+            .collect();
+        severities.sort_unstable();
         let key = (
-            update.bulletin.to_ascii_uppercase(),
+            field,
+            id.clone(),
             update.q_numbers.clone(),
             update.products.clone(),
             update.language.clone(),
+            severities.join(","),
         );
         if !seen.insert(key) {
             cx.error(
                 "duplicate-name",
-                &path.key("bulletin"),
-                format!(
-                    "bulletin `{}` is selected twice with the same filters",
-                    update.bulletin
-                ),
+                &path.key(field),
+                format!("{what} `{id}` is selected twice with the same filters"),
             );
         }
     }
@@ -726,15 +740,71 @@ fn software_update_package(cx: &mut Ctx<'_, '_>, spec: &FieldPath, s: &SoftwareU
 }
 
 fn update_selection(cx: &mut Ctx<'_, '_>, path: &FieldPath, u: &UpdateSelection) {
-    if !is_bulletin_id(&u.bulletin) {
+    let given: Vec<&str> = [
+        ("bulletin", u.bulletin.is_some()),
+        ("patch", u.patch.is_some()),
+        ("missingIn", u.missing_in.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect();
+    match given.as_slice() {
+        [] => {
+            cx.error(
+                "invalid-value",
+                path,
+                "the selection names no update: expected one of `bulletin`, `patch` or `missingIn`",
+            )
+            .help = Some("e.g. `bulletin: MS04-011`, `patch: Q299687_W2K_SP3_x86_en.EXE` or `missingIn: { collection: Pilot }`".into());
+        }
+        [_] => {}
+        [_, second, ..] => {
+            cx.error(
+                "invalid-value",
+                &path.key(second),
+                format!(
+                    "`{second}` cannot go with `{}`: a selection names its updates one way (`bulletin`, `patch` or `missingIn`)",
+                    given[0]
+                ),
+            )
+            .help = Some("split it into one selection per way".into());
+        }
+    }
+    if let Some(bulletin) = &u.bulletin {
+        if !is_bulletin_id(bulletin) {
+            cx.error(
+                "invalid-value",
+                &path.key("bulletin"),
+                format!("invalid bulletin `{bulletin}`: expected an ID such as `MS04-011`"),
+            );
+        }
+    }
+    if let Some(patch) = &u.patch {
+        let p = patch.trim();
+        if p.is_empty() || p.contains(['/', '\\', '\n', '\r']) {
+            cx.error(
+                "invalid-value",
+                &path.key("patch"),
+                format!("invalid patch name `{p}`: expected a catalog patch or file name such as `Q299687_W2K_SP3_x86_en.EXE`"),
+            );
+        }
+    }
+    if let Some(m) = &u.missing_in {
+        if m.collection.trim().is_empty() {
+            cx.error(
+                "invalid-value",
+                &path.key("missingIn").key("collection"),
+                "expected a collection name",
+            );
+        }
+    }
+    if u.bulletin.is_none() && !u.q_numbers.is_empty() {
         cx.error(
             "invalid-value",
-            &path.key("bulletin"),
-            format!(
-                "invalid bulletin `{}`: expected an ID such as `MS04-011`",
-                u.bulletin
-            ),
-        );
+            &path.key("qNumbers"),
+            "`qNumbers` narrows a `bulletin` selection only",
+        )
+        .help = Some("select the bulletin with `bulletin:` or leave `qNumbers` out".into());
     }
     for (i, q) in u.q_numbers.iter().enumerate() {
         if q.is_empty() || !q.chars().all(|c| c.is_ascii_digit()) {

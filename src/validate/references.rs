@@ -201,6 +201,18 @@ pub(super) fn check(
             if let Some(ad) = &s.advertisement {
                 r.collection(&spec.key("advertisement").key("collection"), &ad.collection);
             }
+            for (i, update) in s.updates.iter().enumerate() {
+                if let Some(m) = &update.missing_in {
+                    r.collection(
+                        &spec
+                            .key("updates")
+                            .index(i)
+                            .key("missingIn")
+                            .key("collection"),
+                        &m.collection,
+                    );
+                }
+            }
         }
     }
 }

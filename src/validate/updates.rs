@@ -1,8 +1,11 @@
 //! Software update packages against their catalog: the catalog the sync
 //! host keeps in its package's source is read (once per update type) and
 //! every selection must name what it holds. A missing or unreadable catalog
-//! is a warning (the selection cannot be checked); an unknown bulletin, Q
-//! number or product is an error with a suggestion.
+//! is a warning (the selection cannot be checked); an unknown bulletin,
+//! patch, Q number or product is an error with a suggestion. `missingIn`
+//! selections resolve only when planned (they need the stored scan
+//! results); here their products are checked. The notice must be RTF
+//! within the size limits.
 
 use std::path::Path;
 
@@ -39,6 +42,25 @@ pub(super) fn check(
         }
         let at = locator(entry, files);
         let root = FieldPath::root("spec");
+        if let Some(notice) = &spec.notice {
+            // A missing file, a bad path or another extension is reported
+            // by the field checks.
+            let exists = notice.as_str().to_ascii_lowercase().ends_with(".rtf")
+                && crate::load::resolve_repo_path(repo, notice.as_str()).is_ok_and(|p| p.is_file());
+            if exists {
+                if let Err(why) = crate::supdate::notice::read(repo, notice.as_str()) {
+                    out.push(
+                        at.at(
+                            Severity::Error,
+                            "invalid-value",
+                            &root.key("notice"),
+                            format!("the notice `{}` {why}", notice.as_str()),
+                        )
+                        .with_help("the notice is an RTF file whose text goes into client policy (at most 64 KiB, 4,000 characters of text)"),
+                    );
+                }
+            }
+        }
         match catalogs.get(repo, desired, spec.update_type) {
             Err(why) => out.push(
                 at.at(
@@ -50,7 +72,7 @@ pub(super) fn check(
                 .with_help("validation checks the selected bulletins against the catalog the sync host keeps in its package's source"),
             ),
             Ok((_, catalog)) => {
-                for p in resolve::resolve(spec, catalog).problems {
+                for p in resolve::resolve(spec, catalog, None).problems {
                     let mut path = root.key("updates").index(p.selection);
                     match p.field.split_once('[') {
                         Some((key, index)) => {
