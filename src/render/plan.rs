@@ -108,6 +108,9 @@ pub fn human(plan: &SavedPlan, style: Style) -> String {
                     u.package,
                     u.files
                 );
+                for n in &u.notes {
+                    let _ = writeln!(out, "    note: {n}");
+                }
                 continue;
             }
             let _ = writeln!(

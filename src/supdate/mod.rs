@@ -6,6 +6,7 @@ pub mod download;
 pub mod policy;
 pub mod readiness;
 pub mod resolve;
+pub mod signature;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -123,7 +124,11 @@ pub fn readiness_all(dir: &Path, desired: &Desired) -> Vec<UpdateReadiness> {
                     content: &ini,
                 });
             }
-            readiness::check(name, &source, &needed, &lock)
+            let trust = match signature::package_trust(dir, &sup.spec) {
+                Ok(t) => t,
+                Err(why) => return UpdateReadiness::unresolved(name, why),
+            };
+            readiness::check(name, &source, &needed, &lock, trust.as_ref())
         })
         .collect()
 }
