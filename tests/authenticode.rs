@@ -30,7 +30,10 @@ fn read(name: &str) -> String {
 }
 
 fn signer() -> TestSigner {
-    TestSigner::new(&read("signer.key"), &[&read("signer.pem"), &read("pca.pem")])
+    TestSigner::new(
+        &read("signer.key"),
+        &[&read("signer.pem"), &read("pca.pem")],
+    )
 }
 
 fn text(b: &[u8]) -> String {
@@ -51,13 +54,20 @@ fn updates_verify_checks_one_file() {
     let signed = dir.path().join("KB000001.exe");
     std::fs::write(
         &signed,
-        sign(&tiny_pe(b"\xc3fix", false), &signer(), &SignOptions::default()),
+        sign(
+            &tiny_pe(b"\xc3fix", false),
+            &signer(),
+            &SignOptions::default(),
+        ),
     )
     .unwrap();
     let root = fixture("root.pem");
     let root = root.to_str().unwrap();
 
-    let out = run(&["updates", "verify", "KB000001.exe", "--trusted", root], dir.path());
+    let out = run(
+        &["updates", "verify", "KB000001.exe", "--trusted", root],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(
@@ -66,10 +76,21 @@ fn updates_verify_checks_one_file() {
         )),
         "{stdout}"
     );
-    assert!(stdout.contains("    chain: CN=patchops Test Publisher"), "{stdout}");
+    assert!(
+        stdout.contains("    chain: CN=patchops Test Publisher"),
+        "{stdout}"
+    );
 
     let out = run(
-        &["updates", "verify", "KB000001.exe", "--trusted", root, "--format", "json"],
+        &[
+            "updates",
+            "verify",
+            "KB000001.exe",
+            "--trusted",
+            root,
+            "--format",
+            "json",
+        ],
         dir.path(),
     );
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -81,7 +102,13 @@ fn updates_verify_checks_one_file() {
     // Another CA: not trusted, exit 1.
     let other = fixture("other-root.pem");
     let out = run(
-        &["updates", "verify", "KB000001.exe", "--trusted", other.to_str().unwrap()],
+        &[
+            "updates",
+            "verify",
+            "KB000001.exe",
+            "--trusted",
+            other.to_str().unwrap(),
+        ],
         dir.path(),
     );
     assert_eq!(out.status.code(), Some(1));
@@ -94,7 +121,10 @@ fn updates_verify_checks_one_file() {
     let mut bytes = std::fs::read(&signed).unwrap();
     bytes[0x201] ^= 0x20;
     std::fs::write(dir.path().join("changed.exe"), &bytes).unwrap();
-    let out = run(&["updates", "verify", "changed.exe", "--trusted", root], dir.path());
+    let out = run(
+        &["updates", "verify", "changed.exe", "--trusted", root],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stdout).contains("Authenticode: image digest mismatch"),
@@ -105,20 +135,37 @@ fn updates_verify_checks_one_file() {
     // Unsigned, not a PE file, a Windows Installer patch.
     std::fs::write(dir.path().join("plain.exe"), tiny_pe(b"\xc3", false)).unwrap();
     std::fs::write(dir.path().join("notes.exe"), "not a program\n").unwrap();
-    std::fs::write(dir.path().join("office.msp"), b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1").unwrap();
+    std::fs::write(
+        dir.path().join("office.msp"),
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
+    )
+    .unwrap();
     for (file, want) in [
         ("plain.exe", "Authenticode: no signature"),
         ("notes.exe", "Authenticode: not a PE file: no MZ header"),
-        ("office.msp", "a Windows Installer patch (.msp) is not a PE file"),
+        (
+            "office.msp",
+            "a Windows Installer patch (.msp) is not a PE file",
+        ),
     ] {
         let out = run(&["updates", "verify", file, "--trusted", root], dir.path());
         assert_eq!(out.status.code(), Some(1), "{file}");
-        assert!(text(&out.stdout).contains(want), "{file}: {}", text(&out.stdout));
+        assert!(
+            text(&out.stdout).contains(want),
+            "{file}: {}",
+            text(&out.stdout)
+        );
     }
 
     // A trust file holding a private key is refused without quoting it.
     let out = run(
-        &["updates", "verify", "KB000001.exe", "--trusted", fixture("signer.key").to_str().unwrap()],
+        &[
+            "updates",
+            "verify",
+            "KB000001.exe",
+            "--trusted",
+            fixture("signer.key").to_str().unwrap(),
+        ],
         dir.path(),
     );
     assert_eq!(out.status.code(), Some(1));
@@ -238,7 +285,12 @@ fn signed_updates_are_ready_and_bad_signatures_are_refused() {
 
     // Signed by the trusted publisher: recorded and Ready.
     let out = site.run(&["updates", "download", "site"], &mirror);
-    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     assert!(
         text(&out.stdout).contains(&format!("{PACKAGE}: ready (3 files present and verified)")),
         "{}",
@@ -273,7 +325,9 @@ fn signed_updates_are_ready_and_bad_signatures_are_refused() {
     );
     let human = text(&site.run(&["plan", "site"], "").stdout);
     assert!(
-        human.contains(&format!("    unverified: {FILE}: Authenticode: image digest mismatch")),
+        human.contains(&format!(
+            "    unverified: {FILE}: Authenticode: image digest mismatch"
+        )),
         "{human}"
     );
 
@@ -344,11 +398,7 @@ fn expired_signer_is_ready_with_a_note() {
         &read("signer.key"),
         &[&read("signer-expired.pem"), &read("pca.pem")],
     );
-    for f in [
-        "Q299687_W2K_SP3_x86_en.EXE",
-        "q299618.exe",
-        "Q305399i.exe",
-    ] {
+    for f in ["Q299687_W2K_SP3_x86_en.EXE", "q299618.exe", "Q305399i.exe"] {
         let signed = sign(
             &tiny_pe(f.as_bytes(), false),
             &old,
@@ -362,7 +412,10 @@ fn expired_signer_is_ready_with_a_note() {
     let out = site.run(&["updates", "download", "site"], "");
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
-    assert!(stdout.contains("ready (3 files present and verified)"), "{stdout}");
+    assert!(
+        stdout.contains("ready (3 files present and verified)"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains(&format!(
             "    note: q299618.exe: certificate {PUBLISHER} expired on 2003-06-01T00:00:00Z"

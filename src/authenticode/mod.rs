@@ -35,23 +35,17 @@ pub const SPC_INDIRECT_DATA: ObjectIdentifier =
 /// `SPC_PE_IMAGE_DATAOBJ`.
 pub const SPC_PE_IMAGE_DATA: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.2.1.15");
-pub const ID_SIGNED_DATA: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
-pub const ID_CONTENT_TYPE: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.3");
+pub const ID_SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
+pub const ID_CONTENT_TYPE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.3");
 pub const ID_MESSAGE_DIGEST: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.4");
-pub const ID_SIGNING_TIME: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.5");
+pub const ID_SIGNING_TIME: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.5");
 pub const ID_COUNTERSIGNATURE: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.6");
-pub const RSA_ENCRYPTION: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+pub const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 const MD5_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.4");
-pub const SHA1_WITH_RSA: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.5");
-pub const SHA256_WITH_RSA: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+pub const SHA1_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.5");
+pub const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
 const SHA384_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
 const SHA512_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
 const MD5: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.2.5");
@@ -489,7 +483,10 @@ pub fn verify(
     let mut notes = Vec::new();
     let signing_time = signing_time
         .map(|t| (time_text(t), t.to_unix_duration().as_secs(), true))
-        .or_else(|| countersigned_time(signer).map(|t| (time_text(t), t.to_unix_duration().as_secs(), false)));
+        .or_else(|| {
+            countersigned_time(signer)
+                .map(|t| (time_text(t), t.to_unix_duration().as_secs(), false))
+        });
     let now_secs = now.as_second().max(0) as u64;
     if let Some((text, secs, authenticated)) = &signing_time {
         let v = signer_cert.tbs_certificate().validity();
@@ -614,7 +611,11 @@ fn signer_may_sign_code(cert: &Certificate) -> Result<(), AuthenticodeError> {
     let tbs = cert.tbs_certificate();
     let name = subject(cert);
     if let Ok(Some((_, eku))) = tbs.get_extension::<ExtendedKeyUsage>() {
-        if !eku.0.iter().any(|o| *o == EKU_CODE_SIGNING || *o == EKU_ANY) {
+        if !eku
+            .0
+            .iter()
+            .any(|o| *o == EKU_CODE_SIGNING || *o == EKU_ANY)
+        {
             return Err(AuthenticodeError::Chain(format!(
                 "the signer {name} is not allowed to sign code (its extended key usage lacks code signing)"
             )));
@@ -674,10 +675,12 @@ fn issued_by(cert: &Certificate, issuer: &Certificate) -> Result<(), Authenticod
         Err(e) => return Err(e),
     };
     let tbs = cert.tbs_certificate().to_der().map_err(sd_err)?;
-    let signature = cert
-        .signature()
-        .as_bytes()
-        .ok_or_else(|| sd_err(format!("the signature of {} is not whole bytes", subject(cert))))?;
+    let signature = cert.signature().as_bytes().ok_or_else(|| {
+        sd_err(format!(
+            "the signature of {} is not whole bytes",
+            subject(cert)
+        ))
+    })?;
     rsa_key(issuer)?
         .verify(alg.padding(), &alg.digest(&[&tbs]), signature)
         .map_err(|_| {
@@ -704,7 +707,7 @@ fn build_chain<'a>(
     let mut current = signer;
     for _ in 0..MAX_CHAIN {
         let der = current.to_der().map_err(sd_err)?;
-        if trust.ders.iter().any(|d| *d == der) {
+        if trust.ders.contains(&der) {
             return Ok(Chain {
                 trusted: subject(current),
                 certs,

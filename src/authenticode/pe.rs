@@ -53,14 +53,19 @@ pub fn layout(b: &[u8]) -> Result<Layout, AuthenticodeError> {
     match b.get(e_lfanew..e_lfanew.saturating_add(4)) {
         Some(sig) if sig == b"PE\0\0" => {}
         Some(_) => return Err(not_pe("an MZ file without a PE header (a DOS program?)")),
-        None => return Err(not_pe(format!("the PE header offset {e_lfanew} lies past the end of the file"))),
+        None => {
+            return Err(not_pe(format!(
+                "the PE header offset {e_lfanew} lies past the end of the file"
+            )))
+        }
     }
     let coff = e_lfanew + 4;
     let optional_size = u16_at(b, coff + 16)
         .ok_or_else(|| malformed("the file ends inside the COFF header"))?
         as usize;
     let optional = coff + 20;
-    let magic = u16_at(b, optional).ok_or_else(|| malformed("the file ends before the optional header"))?;
+    let magic =
+        u16_at(b, optional).ok_or_else(|| malformed("the file ends before the optional header"))?;
     let (pe32_plus, count_at, directories) = match magic {
         0x10b => (false, 92, 96),
         0x20b => (true, 108, 112),

@@ -6,8 +6,7 @@
 use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
 use cms::content_info::{CmsVersion, ContentInfo};
 use cms::signed_data::{
-    CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo,
-    SignerInfos,
+    CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
 };
 use der::asn1::{Any, OctetString, SetOfVec};
 use der::{Decode, DecodePem, Encode};
@@ -23,8 +22,10 @@ use super::*;
 pub fn tiny_pe(payload: &[u8], pe32_plus: bool) -> Vec<u8> {
     assert!(payload.len() <= 0x200, "the section holds 512 bytes");
     let mut b = vec![0u8; 0x400];
-    let put16 = |b: &mut Vec<u8>, at: usize, v: u16| b[at..at + 2].copy_from_slice(&v.to_le_bytes());
-    let put32 = |b: &mut Vec<u8>, at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    let put16 =
+        |b: &mut Vec<u8>, at: usize, v: u16| b[at..at + 2].copy_from_slice(&v.to_le_bytes());
+    let put32 =
+        |b: &mut Vec<u8>, at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_le_bytes());
     b[0..2].copy_from_slice(b"MZ");
     put32(&mut b, 0x3c, 0x40);
     b[0x40..0x44].copy_from_slice(b"PE\0\0");

@@ -2,7 +2,9 @@ use std::sync::OnceLock;
 
 use proptest::prelude::*;
 
-use super::testing::{attach, sign, signed_data, tiny_pe, win_certificate, SignOptions, TestSigner};
+use super::testing::{
+    attach, sign, signed_data, tiny_pe, win_certificate, SignOptions, TestSigner,
+};
 use super::*;
 
 const ROOT: &str = include_str!("../../tests/fixtures/authenticode/root.pem");
@@ -30,7 +32,13 @@ fn signer() -> &'static TestSigner {
 /// One signed PE32 file (SHA-256), made once.
 fn signed() -> &'static [u8] {
     static F: OnceLock<Vec<u8>> = OnceLock::new();
-    F.get_or_init(|| sign(&tiny_pe(b"\xc3hotfix", false), signer(), &SignOptions::default()))
+    F.get_or_init(|| {
+        sign(
+            &tiny_pe(b"\xc3hotfix", false),
+            signer(),
+            &SignOptions::default(),
+        )
+    })
 }
 
 #[test]
@@ -39,7 +47,10 @@ fn a_signed_pe_verifies_to_the_trusted_root() {
     assert_eq!(v.signer, PUBLISHER);
     assert_eq!(v.trusted, "CN=patchops Test Root,O=patchops tests");
     assert_eq!(v.chain.len(), 3, "{:?}", v.chain);
-    assert_eq!(v.chain[1], "CN=patchops Test Code Signing PCA,O=patchops tests");
+    assert_eq!(
+        v.chain[1],
+        "CN=patchops Test Code Signing PCA,O=patchops tests"
+    );
     assert_eq!(v.digest, DigestAlg::Sha256);
     assert!(v.notes.is_empty(), "{:?}", v.notes);
     // The digest is the image's, over everything but the excluded parts.
@@ -110,7 +121,10 @@ fn a_changed_byte_is_an_image_digest_mismatch_except_in_the_checksum() {
 fn an_unsigned_file_is_refused() {
     let e = verify(&tiny_pe(b"\xc3", false), &trust(ROOT), now()).unwrap_err();
     assert_eq!(e, AuthenticodeError::Unsigned);
-    assert_eq!(e.to_string(), "no signature (the file has no certificate table)");
+    assert_eq!(
+        e.to_string(),
+        "no signature (the file has no certificate table)"
+    );
 }
 
 #[test]
@@ -143,11 +157,15 @@ fn a_certificate_checked_against_the_wrong_key_does_not_chain() {
     let publisher = <Certificate as der::DecodePem>::from_pem(SIGNER.as_bytes()).unwrap();
     let e = issued_by(&pca, &publisher).unwrap_err();
     assert!(
-        e.to_string().contains("does not verify with the key of CN=patchops Test Publisher"),
+        e.to_string()
+            .contains("does not verify with the key of CN=patchops Test Publisher"),
         "{e}"
     );
     // And a leaf may not issue: the publisher is no CA.
-    assert!(may_issue(&publisher).unwrap_err().to_string().contains("not a CA"));
+    assert!(may_issue(&publisher)
+        .unwrap_err()
+        .to_string()
+        .contains("not a CA"));
 }
 
 #[test]
@@ -222,7 +240,9 @@ fn expired_certificates_are_accepted_with_a_note() {
     assert_eq!(v.signing_time.as_deref(), Some("2002-05-21T16:53:20Z"));
     assert_eq!(
         v.notes,
-        [format!("certificate {PUBLISHER} expired on 2003-06-01T00:00:00Z")]
+        [format!(
+            "certificate {PUBLISHER} expired on 2003-06-01T00:00:00Z"
+        )]
     );
     // Before the expiry, nothing to say.
     let then: jiff::Timestamp = "2002-06-01T00:00:00Z".parse().unwrap();
@@ -250,16 +270,23 @@ fn damaged_certificate_tables_are_clear_errors() {
     // Data appended after the signature.
     let mut appended = signed().to_vec();
     appended.extend_from_slice(b"payload");
-    let e = verify(&appended, &trust(ROOT), now()).unwrap_err().to_string();
+    let e = verify(&appended, &trust(ROOT), now())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("7 byte(s) follow the certificate table"), "{e}");
 
     // Truncated: the table runs past the end.
     let truncated = &signed()[..signed().len() - 100];
-    let e = verify(truncated, &trust(ROOT), now()).unwrap_err().to_string();
+    let e = verify(truncated, &trust(ROOT), now())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("runs past the end of the file"), "{e}");
 
     // Garbage instead of the DER.
-    let garbage = attach(&unsigned, &win_certificate(&[0x30, 0x82, 0xff, 0xff, 1, 2, 3]));
+    let garbage = attach(
+        &unsigned,
+        &win_certificate(&[0x30, 0x82, 0xff, 0xff, 1, 2, 3]),
+    );
     let e = verify(&garbage, &trust(ROOT), now()).unwrap_err();
     assert!(matches!(e, AuthenticodeError::SignedData(_)), "{e}");
 
@@ -323,7 +350,14 @@ fn trust_files_are_read_strictly() {
     let broken = ROOT.replace("MII", "MIX");
     let e = TrustStore::from_pem(format!("x\n{broken}").as_bytes()).unwrap_err();
     assert!(
-        matches!(e, TrustError::BadCertificate { line: 2, index: 1, .. }),
+        matches!(
+            e,
+            TrustError::BadCertificate {
+                line: 2,
+                index: 1,
+                ..
+            }
+        ),
         "{e}"
     );
     let cut: String = ROOT.lines().take(5).collect::<Vec<_>>().join("\n");
@@ -355,5 +389,39 @@ proptest! {
     fn garbage_certificate_tables_never_panic(table in proptest::collection::vec(any::<u8>(), 0..200)) {
         let file = attach(&tiny_pe(b"\xc3", false), &table);
         prop_assert!(verify(&file, &trust(ROOT), now()).is_err());
+    }
+}
+
+/// Files signed by another implementation (`osslsigncode sign -h sha1|sha256`
+/// with the test publisher's key and chain): what this verifier accepts is
+/// what other tools write, not only what its own test signer writes.
+#[test]
+fn files_signed_by_osslsigncode_verify() {
+    for (bytes, digest) in [
+        (
+            &include_bytes!("../../tests/fixtures/authenticode/osslsigncode-sha1.exe")[..],
+            DigestAlg::Sha1,
+        ),
+        (
+            &include_bytes!("../../tests/fixtures/authenticode/osslsigncode-sha256.exe")[..],
+            DigestAlg::Sha256,
+        ),
+    ] {
+        let v = verify(bytes, &trust(ROOT), now()).unwrap();
+        assert_eq!(v.signer, PUBLISHER);
+        assert_eq!(v.digest, digest);
+        assert_eq!(v.chain.len(), 3);
+        // osslsigncode adds a signingTime signed attribute.
+        assert!(v.signing_time.is_some());
+        let mut changed = bytes.to_vec();
+        changed[0x203] ^= 1;
+        assert_eq!(
+            verify(&changed, &trust(ROOT), now()),
+            Err(AuthenticodeError::ImageDigestMismatch(digest.name()))
+        );
+        assert!(matches!(
+            verify(bytes, &trust(OTHER_ROOT), now()),
+            Err(AuthenticodeError::Untrusted { .. })
+        ));
     }
 }

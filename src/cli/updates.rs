@@ -86,8 +86,12 @@ fn verify(file: &std::path::Path, trusted: &std::path::Path, format: Format) -> 
     match format {
         Format::Json => {
             let doc = match &outcome {
-                Ok(v) => serde_json::json!({"file": file.display().to_string(), "valid": true, "signature": v}),
-                Err(why) => serde_json::json!({"file": file.display().to_string(), "valid": false, "why": why}),
+                Ok(v) => {
+                    serde_json::json!({"file": file.display().to_string(), "valid": true, "signature": v})
+                }
+                Err(why) => {
+                    serde_json::json!({"file": file.display().to_string(), "valid": false, "why": why})
+                }
             };
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         }

@@ -114,7 +114,9 @@ pub async fn download(
         for (i, file) in files.iter().enumerate() {
             let path = source.join(&file.file_name);
             let current = if trust.is_some() {
-                read_file(&path).ok().map(|(size, sha, b)| (size, sha, Some(b)))
+                read_file(&path)
+                    .ok()
+                    .map(|(size, sha, b)| (size, sha, Some(b)))
             } else {
                 hash_file(&path).ok().map(|(size, sha)| (size, sha, None))
             };
@@ -134,8 +136,7 @@ pub async fn download(
                 // there is recorded as it is.
                 match current {
                     Some((size, sha256, bytes)) => {
-                        match signature_ok(&file.file_name, bytes.as_deref().unwrap_or_default())
-                        {
+                        match signature_ok(&file.file_name, bytes.as_deref().unwrap_or_default()) {
                             Ok(()) => {
                                 entries.insert(
                                     file.file_name.clone(),

@@ -15,8 +15,8 @@ pub const MAX_TRUST_FILE_BYTES: u64 = 1024 * 1024;
 pub fn load_trust(dir: &Path, trusted_signers: &str) -> Result<TrustStore, String> {
     let path = crate::load::resolve_repo_path(dir, trusted_signers)
         .map_err(|e| format!("invalid path `{trusted_signers}`: {e}"))?;
-    let meta = std::fs::metadata(&path)
-        .map_err(|_| format!("file `{trusted_signers}` does not exist"))?;
+    let meta =
+        std::fs::metadata(&path).map_err(|_| format!("file `{trusted_signers}` does not exist"))?;
     if !meta.is_file() {
         return Err(format!("`{trusted_signers}` is not a file"));
     }
@@ -25,8 +25,7 @@ pub fn load_trust(dir: &Path, trusted_signers: &str) -> Result<TrustStore, Strin
             "`{trusted_signers}` is larger than {MAX_TRUST_FILE_BYTES} bytes (expected a PEM file of certificates)"
         ));
     }
-    let bytes =
-        std::fs::read(&path).map_err(|e| format!("reading `{trusted_signers}`: {e}"))?;
+    let bytes = std::fs::read(&path).map_err(|e| format!("reading `{trusted_signers}`: {e}"))?;
     TrustStore::from_pem(&bytes).map_err(|e| format!("`{trusted_signers}`: {e}"))
 }
 
@@ -75,5 +74,6 @@ pub fn check(file_name: &str, bytes: &[u8], trust: &TrustStore) -> Result<Verifi
             ));
         }
     }
-    authenticode::verify(bytes, trust, jiff::Timestamp::now()).map_err(|e| format!("Authenticode: {e}"))
+    authenticode::verify(bytes, trust, jiff::Timestamp::now())
+        .map_err(|e| format!("Authenticode: {e}"))
 }
