@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod applicability;
+pub mod authenticode;
 pub mod catalog;
 pub mod cli;
 pub mod content;

@@ -33,6 +33,18 @@ impl Site {
                 .join("site/packages/security-inventory-tool/mssecure.xml"),
         )
         .unwrap();
+        // The fake update files here are not signed: these tests are about
+        // download and distribution (tests/authenticode.rs signs them).
+        let sup = dir
+            .path()
+            .join("site/software-updates/security-2026-11.yaml");
+        let yaml = std::fs::read_to_string(&sup).unwrap();
+        assert!(yaml.contains("  verifySignature: true"));
+        std::fs::write(
+            &sup,
+            yaml.replace("  verifySignature: true", "  verifySignature: false"),
+        )
+        .unwrap();
         let state = format!("sqlite://{}", dir.path().join("state.db").display());
         Site { dir, state }
     }

@@ -1,4 +1,5 @@
-//! `patchops updates download DIR [--package NAME] [--mirror URL]`.
+//! `patchops updates download DIR [--package NAME] [--mirror URL]` and
+//! `patchops updates verify FILE --trusted PEM`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -29,16 +30,111 @@ pub enum Command {
         #[command(flatten)]
         state: StateArgs,
     },
+    /// Check the Authenticode signature of one update file (a PE file)
+    /// against a PEM file of trusted certificates, as `verifySignature`
+    /// does; exit code 0 when it is accepted, 1 otherwise.
+    Verify {
+        /// The update file.
+        file: PathBuf,
+        /// A PEM file of the publisher or CA certificates to trust.
+        #[arg(long, value_name = "PEM")]
+        trusted: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
 }
 
 pub fn run(command: Command) -> u8 {
-    let Command::Download {
-        dir,
-        package,
-        mirror,
-        format,
-        state,
-    } = command;
+    match command {
+        Command::Download {
+            dir,
+            package,
+            mirror,
+            format,
+            state,
+        } => download(dir, package, mirror, format, state),
+        Command::Verify {
+            file,
+            trusted,
+            format,
+        } => verify(&file, &trusted, format),
+    }
+}
+
+fn verify(file: &std::path::Path, trusted: &std::path::Path, format: Format) -> u8 {
+    use crate::supdate::readiness::read_file;
+    let trust = std::fs::read(trusted)
+        .map_err(|e| format!("{}: {e}", trusted.display()))
+        .and_then(|b| {
+            crate::authenticode::TrustStore::from_pem(&b)
+                .map_err(|e| format!("{}: {e}", trusted.display()))
+        });
+    let trust = match trust {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: --trusted {e}");
+            return exit::FAILED;
+        }
+    };
+    let bytes = match read_file(file) {
+        Ok((_, _, b)) => b,
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            return exit::FAILED;
+        }
+    };
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let outcome = crate::supdate::signature::check(&name, &bytes, &trust);
+    match format {
+        Format::Json => {
+            let doc = match &outcome {
+                Ok(v) => {
+                    serde_json::json!({"file": file.display().to_string(), "valid": true, "signature": v})
+                }
+                Err(why) => {
+                    serde_json::json!({"file": file.display().to_string(), "valid": false, "why": why})
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        }
+        Format::Human => match &outcome {
+            Ok(v) => {
+                println!(
+                    "{}: valid: signed by {}, trusted through {} ({} image digest {})",
+                    file.display(),
+                    v.signer,
+                    v.trusted,
+                    v.digest.name(),
+                    v.image_digest
+                );
+                println!("    chain: {}", v.chain.join(" → "));
+                if let Some(t) = &v.signing_time {
+                    println!("    signing time: {t}");
+                }
+                for n in &v.notes {
+                    println!("    note: {n}");
+                }
+            }
+            Err(why) => println!("{}: not accepted: {why}", file.display()),
+        },
+    }
+    if outcome.is_ok() {
+        exit::OK
+    } else {
+        exit::FAILED
+    }
+}
+
+fn download(
+    dir: PathBuf,
+    package: Option<String>,
+    mirror: Option<String>,
+    format: Format,
+    state: StateArgs,
+) -> u8 {
     let report = match validate_dir(&dir, Options::default()) {
         Ok(r) => r,
         Err(d) => {
@@ -119,6 +215,9 @@ pub fn run(command: Command) -> u8 {
                     for u in &r.unverified {
                         println!("    unverified: {}: {}", u.file, u.why);
                     }
+                }
+                for n in &r.notes {
+                    println!("    note: {n}");
                 }
             }
         }

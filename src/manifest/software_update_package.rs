@@ -34,9 +34,17 @@ pub struct SoftwareUpdatePackageSpec {
     /// are copied into `source` by hand (and recorded by the same command).
     #[serde(default = "super::default_true")]
     pub download: bool,
-    /// Require a valid Authenticode signature as well as the catalog's hash.
+    /// Require a valid Authenticode signature on every update file (PE
+    /// files; Windows Installer files cannot be checked and stay not ready)
+    /// by a publisher `trustedSigners` trusts, as well as the SHA-256
+    /// recorded at download.
     #[serde(default = "super::default_true")]
     pub verify_signature: bool,
+    /// The certificates whose signatures `verifySignature` accepts: a PEM
+    /// file, relative to the repository root, of publisher certificates or
+    /// the CAs that issue them. Required when `verifySignature` is true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_signers: Option<RepoPath>,
     /// Sending priority.
     #[serde(default)]
     pub priority: Priority,

@@ -109,6 +109,9 @@ pub fn human(plan: &SavedPlan, style: Style) -> String {
                     u.files
                 );
                 selections(&mut out, u);
+                for n in &u.notes {
+                    let _ = writeln!(out, "    note: {n}");
+                }
                 continue;
             }
             let _ = writeln!(

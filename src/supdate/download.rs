@@ -10,7 +10,7 @@ use crate::model::Desired;
 use crate::suggest::did_you_mean;
 use crate::sync::fetch::{Conditional, FetchOptions, Fetched, Fetcher};
 
-use super::readiness::{hash_file, Lock, LockedFile, UpdateReadiness};
+use super::readiness::{hash_file, read_file, Lock, LockedFile, UpdateReadiness};
 use super::{resolve, Catalogs, OHOTFIX_INI};
 
 /// The environment variable that names a mirror (`http://host:port`).
@@ -99,16 +99,36 @@ pub async fn download(
         } else {
             None
         };
+        let trust = super::signature::package_trust(dir, &sup.spec)
+            .map_err(|e| format!("package `{name}`: {e}"))?;
+        // With `verifySignature`, a file is recorded only when its
+        // signature is accepted.
+        let signature_ok = |file: &str, bytes: &[u8]| -> Result<(), String> {
+            match &trust {
+                None => Ok(()),
+                Some(t) => super::signature::check(file, bytes, t).map(|_| ()),
+            }
+        };
         let entries = lock.packages.entry(name.clone()).or_default();
         // Files no longer selected leave the lock.
         entries.retain(|f, _| files.iter().any(|r| &r.file_name == f));
         for (i, file) in files.iter().enumerate() {
             let path = source.join(&file.file_name);
-            let current = hash_file(&path).ok();
+            let current = if trust.is_some() {
+                read_file(&path)
+                    .ok()
+                    .map(|(size, sha, b)| (size, sha, Some(b)))
+            } else {
+                hash_file(&path).ok().map(|(size, sha)| (size, sha, None))
+            };
             let locked = entries.get(&file.file_name);
-            if let (Some((size, sha)), Some(l)) = (&current, locked) {
+            if let (Some((size, sha, bytes)), Some(l)) = (&current, locked) {
                 if *size == l.size && *sha == l.sha256 {
-                    progress(Event::Kept(name, &file.file_name));
+                    match signature_ok(&file.file_name, bytes.as_deref().unwrap_or_default()) {
+                        Ok(()) => progress(Event::Kept(name, &file.file_name)),
+                        // The same bytes would come again: say why and go on.
+                        Err(why) => progress(Event::Failed(name, &file.file_name, why)),
+                    }
                     continue;
                 }
             }
@@ -116,15 +136,27 @@ pub async fn download(
                 // `download: false`: files are put there by hand; what is
                 // there is recorded as it is.
                 match current {
-                    Some((size, sha256)) => {
-                        entries.insert(
-                            file.file_name.clone(),
-                            LockedFile {
-                                size,
-                                sha256,
-                                url: String::new(),
-                            },
-                        );
+                    Some((size, sha256, bytes)) => {
+                        match signature_ok(&file.file_name, bytes.as_deref().unwrap_or_default()) {
+                            Ok(()) => {
+                                entries.insert(
+                                    file.file_name.clone(),
+                                    LockedFile {
+                                        size,
+                                        sha256,
+                                        url: String::new(),
+                                    },
+                                );
+                            }
+                            Err(why) => {
+                                entries.remove(&file.file_name);
+                                progress(Event::Failed(
+                                    name,
+                                    &file.file_name,
+                                    format!("{why}; not recorded"),
+                                ));
+                            }
+                        }
                     }
                     None => progress(Event::Failed(
                         name,
@@ -155,6 +187,14 @@ pub async fn download(
             progress(Event::Fetching(name, &file.file_name, i + 1, files.len()));
             match fetcher.fetch(&url, &Conditional::default()).await {
                 Ok(Fetched::New { bytes, sha256, .. }) => {
+                    if let Err(why) = signature_ok(&file.file_name, &bytes) {
+                        progress(Event::Failed(
+                            name,
+                            &file.file_name,
+                            format!("{why}; not written nor recorded"),
+                        ));
+                        continue;
+                    }
                     if let Err(e) = crate::sync::write_atomically(&path, &bytes) {
                         progress(Event::Failed(name, &file.file_name, e.to_string()));
                         continue;

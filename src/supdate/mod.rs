@@ -7,6 +7,7 @@ pub mod notice;
 pub mod policy;
 pub mod readiness;
 pub mod resolve;
+pub mod signature;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -193,7 +194,11 @@ pub fn readiness_all(
                     content: &ini,
                 });
             }
-            let mut r = readiness::check(name, &source, &needed, &lock);
+            let trust = match signature::package_trust(dir, &sup.spec) {
+                Ok(t) => t,
+                Err(why) => return UpdateReadiness::unresolved(name, why),
+            };
+            let mut r = readiness::check(name, &source, &needed, &lock, trust.as_ref());
             r.selections = selections;
             r
         })

@@ -16,6 +16,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::authenticode::TrustStore;
+
 /// The lock file, relative to the repository root.
 pub const LOCK_FILE: &str = ".patchops/updates.json";
 pub const LOCK_FORMAT: &str = "patchops-updates/v1";
@@ -79,6 +81,10 @@ pub struct UpdateReadiness {
     /// What each selection resolved to, and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub selections: Vec<super::resolve::SelectionOutcome>,
+    /// What the signature checks reported without refusing a file (e.g.
+    /// an expired certificate), each prefixed with its file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +105,7 @@ impl UpdateReadiness {
             unverified: Vec::new(),
             why: Some(why),
             selections: Vec::new(),
+            notes: Vec::new(),
         }
     }
 }
@@ -127,11 +134,37 @@ pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
     Ok((size, hex::encode(hasher.finalize())))
 }
 
-/// Checks every needed file of `package` in `source`.
-pub fn check(package: &str, source: &Path, needed: &[Needed<'_>], lock: &Lock) -> UpdateReadiness {
+/// Largest update file whose signature is checked (the download's own
+/// limit).
+pub const MAX_SIGNED_FILE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Reads a whole file (bounded) for its signature check; its size and
+/// SHA-256 too.
+pub fn read_file(path: &Path) -> std::io::Result<(u64, String, Vec<u8>)> {
+    let meta = std::fs::metadata(path)?;
+    if meta.len() > MAX_SIGNED_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {MAX_SIGNED_FILE_BYTES} bytes"
+        )));
+    }
+    let bytes = std::fs::read(path)?;
+    let sha = hex::encode(Sha256::digest(&bytes));
+    Ok((bytes.len() as u64, sha, bytes))
+}
+
+/// Checks every needed file of `package` in `source`; with `trust`
+/// (`verifySignature`), each patch's Authenticode signature too.
+pub fn check(
+    package: &str,
+    source: &Path,
+    needed: &[Needed<'_>],
+    lock: &Lock,
+    trust: Option<&TrustStore>,
+) -> UpdateReadiness {
     let locked = lock.packages.get(package);
     let mut missing = Vec::new();
     let mut unverified = Vec::new();
+    let mut notes = Vec::new();
     for n in needed {
         match n {
             Needed::Patch(name) => {
@@ -147,19 +180,33 @@ pub fn check(package: &str, source: &Path, needed: &[Needed<'_>], lock: &Lock) -
                     });
                     continue;
                 };
-                match hash_file(&path) {
+                let read = match trust {
+                    None => hash_file(&path).map(|(size, sha)| (size, sha, None)),
+                    Some(_) => read_file(&path).map(|(size, sha, b)| (size, sha, Some(b))),
+                };
+                match read {
                     Err(e) => unverified.push(Unverified {
                         file: name.to_string(),
                         why: format!("cannot be read: {e}"),
                     }),
-                    Ok((size, _)) if size != entry.size => unverified.push(Unverified {
+                    Ok((size, _, _)) if size != entry.size => unverified.push(Unverified {
                         file: name.to_string(),
                         why: format!("is {size} bytes; the download recorded {}", entry.size),
                     }),
-                    Ok((_, sha)) if sha != entry.sha256 => unverified.push(Unverified {
+                    Ok((_, sha, _)) if sha != entry.sha256 => unverified.push(Unverified {
                         file: name.to_string(),
                         why: "its SHA-256 differs from the one recorded at download (changed or damaged)".into(),
                     }),
+                    Ok((_, _, Some(bytes))) => {
+                        let trust = trust.expect("read whole only with a trust store");
+                        match super::signature::check(name, &bytes, trust) {
+                            Ok(v) => notes.extend(v.notes.iter().map(|n| format!("{name}: {n}"))),
+                            Err(why) => unverified.push(Unverified {
+                                file: name.to_string(),
+                                why,
+                            }),
+                        }
+                    }
                     Ok(_) => {}
                 }
             }
@@ -187,5 +234,6 @@ pub fn check(package: &str, source: &Path, needed: &[Needed<'_>], lock: &Lock) -
         unverified,
         why,
         selections: Vec::new(),
+        notes,
     }
 }

@@ -645,6 +645,33 @@ fn proxy_fields(cx: &mut Ctx<'_, '_>, path: &FieldPath, proxy: &Proxy) {
     }
 }
 
+/// `verifySignature` needs `trustedSigners`, a readable PEM file of
+/// certificates.
+fn trusted_signers(cx: &mut Ctx<'_, '_>, spec: &FieldPath, s: &SoftwareUpdatePackageSpec) {
+    if let Some(file) = &s.trusted_signers {
+        let path = spec.key("trustedSigners");
+        match repo_path(cx.repo, file.as_str()) {
+            Ok(full) if full.is_file() => {
+                if let Err(e) = crate::supdate::signature::load_trust(cx.repo, file.as_str()) {
+                    cx.error("invalid-value", &path, e).help = Some(
+                        "give a PEM file of the publisher or CA certificates whose signatures you accept".into(),
+                    );
+                }
+            }
+            _ => cx.repo_path(&path, file.as_str(), Some(Expect::File)),
+        }
+    } else if s.verify_signature {
+        cx.error(
+            "missing-field",
+            &spec.key("verifySignature"),
+            "`verifySignature` is true (the default) but no `trustedSigners` names the certificates to trust",
+        )
+        .help = Some(
+            "add `trustedSigners: certs/publishers.pem` (a PEM file, relative to the repository root, of the publisher or CA certificates you trust), or set `verifySignature: false` to rely on the SHA-256 recorded at download alone".into(),
+        );
+    }
+}
+
 fn software_update_package(cx: &mut Ctx<'_, '_>, spec: &FieldPath, s: &SoftwareUpdatePackageSpec) {
     if let Some(notice) = &s.notice {
         cx.repo_path(&spec.key("notice"), notice.as_str(), Some(Expect::File));
@@ -656,6 +683,7 @@ fn software_update_package(cx: &mut Ctx<'_, '_>, spec: &FieldPath, s: &SoftwareU
             );
         }
     }
+    trusted_signers(cx, spec, s);
     // Downloaded updates land in the source; without download they must be there.
     let expect = (!s.download).then_some(Expect::Dir);
     cx.repo_path(&spec.key("source"), s.source.as_str(), expect);
