@@ -33,6 +33,7 @@ pub mod store;
 pub mod suggest;
 pub mod supdate;
 pub mod sync;
+pub mod tls;
 pub mod units;
 pub mod validate;
 pub mod yaml;
