@@ -119,9 +119,15 @@ pub enum CertificateProblem {
     /// file, or a self-signed certificate).
     Untrusted,
     /// Valid, but for other names.
-    WrongHost { presented: Vec<String> },
-    Expired { detail: String },
-    NotYetValid { detail: String },
+    WrongHost {
+        presented: Vec<String>,
+    },
+    Expired {
+        detail: String,
+    },
+    NotYetValid {
+        detail: String,
+    },
     /// Another refusal of the certificate.
     Other(String),
     /// The handshake failed before any certificate (e.g. the server does
@@ -161,19 +167,20 @@ impl std::fmt::Display for CertificateProblem {
 /// travels inside I/O errors), if there is one.
 pub fn certificate_problem(e: &(dyn std::error::Error + 'static)) -> Option<CertificateProblem> {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = current {
+    // Bounded: error chains are short; I/O errors may nest I/O errors.
+    for _ in 0..32 {
+        let err = current?;
         if let Some(r) = err.downcast_ref::<rustls::Error>() {
             return Some(describe(r));
         }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if let Some(r) = io
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            {
-                return Some(describe(r));
-            }
-        }
-        current = err.source();
+        // An I/O error's `source()` skips the error it wraps: look inside.
+        current = match err.downcast_ref::<std::io::Error>() {
+            Some(io) => match io.get_ref() {
+                Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+                None => err.source(),
+            },
+            None => err.source(),
+        };
     }
     None
 }
@@ -185,7 +192,7 @@ fn describe(e: &rustls::Error) -> CertificateProblem {
             C::UnknownIssuer => CertificateProblem::Untrusted,
             C::NotValidForName => CertificateProblem::WrongHost { presented: vec![] },
             C::NotValidForNameContext { presented, .. } => CertificateProblem::WrongHost {
-                presented: presented.clone(),
+                presented: presented.iter().map(|n| plain_name(n)).collect(),
             },
             C::Expired => CertificateProblem::Expired {
                 detail: String::new(),
@@ -205,6 +212,15 @@ fn describe(e: &rustls::Error) -> CertificateProblem {
             "{e} (does the server speak TLS on this port, or plain http://?)"
         )),
         other => CertificateProblem::Handshake(other.to_string()),
+    }
+}
+
+/// `other.example` out of rustls' `DnsName("other.example")`; other
+/// forms as they are.
+fn plain_name(presented: &str) -> String {
+    match (presented.find('"'), presented.rfind('"')) {
+        (Some(a), Some(b)) if b > a => presented[a + 1..b].to_string(),
+        _ => presented.to_string(),
     }
 }
 
@@ -235,6 +251,82 @@ mod tests {
         let config = client_config(Some(&good)).unwrap();
         assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
         assert!(client_config(None).is_ok());
+    }
+
+    /// A TLS server on loopback with a certificate for `names` from a
+    /// fresh CA (whose PEM is returned); it answers one HTTP request.
+    async fn tls_server(names: &[&str]) -> (std::net::SocketAddr, String) {
+        use rustls::pki_types::PrivateKeyDer;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let cert = rcgen::CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    continue;
+                };
+                let mut buf = [0u8; 1024];
+                let _ = tls.read(&mut buf).await;
+                let _ = tls
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    )
+                    .await;
+                let _ = tls.shutdown().await;
+            }
+        });
+        (addr, ca_cert.pem())
+    }
+
+    #[tokio::test]
+    async fn a_real_handshake_is_refused_untrusted_or_wrong_host_and_accepted_with_the_ca() {
+        let (addr, ca) = tls_server(&["127.0.0.1"]).await;
+        let url = format!("https://127.0.0.1:{}/", addr.port());
+        let client = client_builder(None).unwrap().build().unwrap();
+        let e = client.get(&url).send().await.unwrap_err();
+        assert_eq!(
+            certificate_problem(&e),
+            Some(CertificateProblem::Untrusted),
+            "{e:?}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca).unwrap();
+        let client = client_builder(Some(&ca_file)).unwrap().build().unwrap();
+        let body = client.get(&url).send().await.unwrap().text().await.unwrap();
+        assert_eq!(body, "ok");
+
+        let (addr, ca) = tls_server(&["other.example"]).await;
+        std::fs::write(&ca_file, ca).unwrap();
+        let client = client_builder(Some(&ca_file)).unwrap().build().unwrap();
+        let url = format!("https://127.0.0.1:{}/", addr.port());
+        let e = client.get(&url).send().await.unwrap_err();
+        let problem = certificate_problem(&e).expect("a certificate problem");
+        assert!(
+            problem.to_string().contains("(it is for other.example)"),
+            "{problem}"
+        );
     }
 
     #[test]

@@ -763,7 +763,10 @@ async fn an_https_server_is_trusted_only_with_its_ca_file() {
 
     // Trusted CA, but a certificate for another host, or an expired one.
     for (url, expected) in [
-        (front(&["dp.other.example"], false), "not valid for this host name"),
+        (
+            front(&["dp.other.example"], false),
+            "not valid for this host name",
+        ),
         (front(&["127.0.0.1"], true), "has expired"),
     ] {
         let (code, report, _) = tokio::task::block_in_place(|| {

@@ -192,8 +192,7 @@ fn proxy_one(
         {
             return;
         }
-        let (Ok(mut client_r), Ok(mut origin_w)) = (client.try_clone(), origin.try_clone())
-        else {
+        let (Ok(mut client_r), Ok(mut origin_w)) = (client.try_clone(), origin.try_clone()) else {
             return;
         };
         let up = std::thread::spawn(move || {
@@ -310,13 +309,7 @@ fn sync(dir: &Path, db: &Path, password: &str, extra: &[&str]) -> Run {
 }
 
 /// `sync` with more environment variables (a signature key).
-fn sync_env(
-    dir: &Path,
-    db: &Path,
-    password: &str,
-    extra: &[&str],
-    envs: &[(&str, &str)],
-) -> Run {
+fn sync_env(dir: &Path, db: &Path, password: &str, extra: &[&str], envs: &[(&str, &str)]) -> Run {
     let mut cmd = patchops();
     for (k, v) in envs {
         cmd.env(k, v);
@@ -656,7 +649,10 @@ fn https_catalog_through_the_proxy_tunnel_is_trusted_only_with_the_ca_file() {
     // The CA in the repository, named by `tls.caFile`: 200 through the
     // authenticated tunnel, then 304.
     std::fs::write(dir.join("private-ca.pem"), &ca.pem).unwrap();
-    let with_ca = format!("{}  tls: {{caFile: private-ca.pem}}\n", proxy_yaml(&proxy.url));
+    let with_ca = format!(
+        "{}  tls: {{caFile: private-ca.pem}}\n",
+        proxy_yaml(&proxy.url)
+    );
     write_sync_host(&dir, &pinned(&url, &sha256(V1)), &with_ca);
     let run = sync(&dir, &db, PASSWORD, &[]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
@@ -708,7 +704,10 @@ fn https_catalog_through_the_proxy_tunnel_is_trusted_only_with_the_ca_file() {
     // A caFile that is not in the repository: the manifests are invalid,
     // nothing is fetched.
     let before = proxy.tunnels.load(Ordering::SeqCst);
-    let missing = format!("{}  tls: {{caFile: missing-ca.pem}}\n", proxy_yaml(&proxy.url));
+    let missing = format!(
+        "{}  tls: {{caFile: missing-ca.pem}}\n",
+        proxy_yaml(&proxy.url)
+    );
     write_sync_host(&dir, &pinned(&url, &sha256(V1)), &missing);
     let run = sync(&dir, &db, PASSWORD, &[]);
     assert_eq!(run.code, 1);
@@ -739,7 +738,10 @@ fn detached_signature_good_accepted_bad_refused_key_never_shown() {
     no_key(&run);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(doc["hosts"][0]["catalogs"][0]["outcome"], "updated", "{doc}");
+    assert_eq!(
+        doc["hosts"][0]["catalogs"][0]["outcome"], "updated",
+        "{doc}"
+    );
     assert_eq!(std::fs::read(catalog_file(&dir)).unwrap(), V1);
 
     // New bytes under the old signature: refused, the previous version
@@ -836,9 +838,16 @@ fn dp_holds(dir: &Path, bytes: &[u8]) -> bool {
         let Ok(version) = std::fs::read_to_string(p.path().join("current")) else {
             return false;
         };
-        let manifest = p.path().join("versions").join(format!("{}.json", version.trim()));
+        let manifest = p
+            .path()
+            .join("versions")
+            .join(format!("{}.json", version.trim()));
         std::fs::read_to_string(manifest).is_ok_and(|m| m.contains(&sha))
-            && dir.join("dp/dp-hq/files").join(&sha[..2]).join(&sha).is_file()
+            && dir
+                .join("dp/dp-hq/files")
+                .join(&sha[..2])
+                .join(&sha)
+                .is_file()
     })
 }
 
@@ -923,7 +932,12 @@ fn the_leading_server_syncs_on_schedule_and_refreshes_the_dp() {
         std::fs::read(catalog_file(&dir)).is_ok_and(|b| b == V1) && dp_holds(&dir, V1)
     });
     let s = status_json(&db);
-    let synced: Vec<&str> = s.as_array().unwrap().iter().map(|r| r["url"].as_str().unwrap()).collect();
+    let synced: Vec<&str> = s
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["url"].as_str().unwrap())
+        .collect();
     assert_eq!(synced, vec![format!("{origin_url}/mssecure.xml")], "{s}");
     assert_eq!(s[0]["consecutiveFailures"], 0, "{s}");
     assert!(s[0]["lastSuccessMs"].is_i64(), "{s}");
@@ -946,16 +960,26 @@ fn the_leading_server_syncs_on_schedule_and_refreshes_the_dp() {
         c.body = b"<BulletinDatastore>tampered</BulletinDatastore>\n".to_vec();
         c.etag = "\"v3\"".into();
     }
-    wait_for(Duration::from_secs(30), "the refusal recorded", &logs, || {
-        status_json(&db)[0]["consecutiveFailures"] == 1
-    });
+    wait_for(
+        Duration::from_secs(30),
+        "the refusal recorded",
+        &logs,
+        || status_json(&db)[0]["consecutiveFailures"] == 1,
+    );
     let s = &status_json(&db)[0];
-    assert!(s["lastError"].as_str().unwrap().contains("signature"), "{s}");
+    assert!(
+        s["lastError"].as_str().unwrap().contains("signature"),
+        "{s}"
+    );
     let wait = s["nextAttemptMs"].as_i64().unwrap() - s["lastAttemptMs"].as_i64().unwrap();
     assert!(wait >= 60_000, "{s}");
     let requests = origin.requests.lock().unwrap().len();
     std::thread::sleep(Duration::from_secs(5));
-    assert_eq!(origin.requests.lock().unwrap().len(), requests, "backed off");
+    assert_eq!(
+        origin.requests.lock().unwrap().len(),
+        requests,
+        "backed off"
+    );
     assert_eq!(std::fs::read(catalog_file(&dir)).unwrap(), V2);
     assert!(dp_holds(&dir, V2));
 
@@ -1000,9 +1024,12 @@ fn the_leading_server_syncs_on_schedule_and_refreshes_the_dp() {
     wait_for(Duration::from_secs(30), "V1 back on the DP", &logs, || {
         dp_holds(&dir, V1) && !dp_holds(&dir, V2)
     });
-    wait_for(Duration::from_secs(30), "the new leader syncs", &logs, || {
-        std::fs::read_to_string(&follower_log).is_ok_and(|t| t.contains("scheduled sync"))
-    });
+    wait_for(
+        Duration::from_secs(30),
+        "the new leader syncs",
+        &logs,
+        || std::fs::read_to_string(&follower_log).is_ok_and(|t| t.contains("scheduled sync")),
+    );
     let attended_seen = status_json(&db)
         .as_array()
         .unwrap()

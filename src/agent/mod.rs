@@ -222,7 +222,8 @@ impl Agent {
             .map(run::parse_command_line)
             .transpose()
             .map_err(|e| format!("--restart-hook: {e}"))?;
-        let client = Client::with_ca_file(&config.server, config.timeout, config.ca_file.as_deref())?;
+        let client =
+            Client::with_ca_file(&config.server, config.timeout, config.ca_file.as_deref())?;
         let downloads = crate::tls::client_builder(config.ca_file.as_deref())
             .map_err(|e| format!("--ca-file: {e}"))?
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))

@@ -170,8 +170,12 @@ pub async fn run(
     let mut next_due = Instant::now();
     let mut debounce: Option<Instant> = None;
     let mut failures: u32 = 0;
-    let mut schedules = Arc::new(tokio::sync::Mutex::new(super::schedules::Schedules::default()));
+    let mut schedules = Arc::new(tokio::sync::Mutex::new(
+        super::schedules::Schedules::default(),
+    ));
     let mut next_schedule = Instant::now();
+    // The schedule step in flight (at most one), beside the reconciles.
+    let mut in_flight: Option<tokio::task::JoinHandle<(bool, Duration)>> = None;
     let far = || Instant::now() + Duration::from_secs(365 * 24 * 3600);
     loop {
         if watcher.is_none() && config.manifests.is_dir() {
@@ -179,14 +183,26 @@ pub async fn run(
         }
         let leading = *leader_rx.borrow();
         let wake = if leading {
-            debounce
-                .map_or(next_due, |d| d.min(next_due))
-                .min(next_schedule)
+            let due = debounce.map_or(next_due, |d| d.min(next_due));
+            if in_flight.is_none() {
+                due.min(next_schedule)
+            } else {
+                due
+            }
         } else {
             far()
         };
         tokio::select! {
             _ = stop.changed() => break,
+            done = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
+                in_flight = None;
+                let (reconcile_now, next_in) = done.unwrap_or((false, config.interval));
+                next_schedule = Instant::now() + next_in;
+                if reconcile_now {
+                    next_due = Instant::now();
+                }
+                continue;
+            }
             changed = leader_rx.changed() => {
                 if changed.is_err() {
                     break;
@@ -199,6 +215,9 @@ pub async fn run(
                     schedules.lock().await.start_leading(super::now_ms());
                 } else {
                     tracing::warn!("this server no longer leads: reconciling stops");
+                    if let Some(task) = in_flight.take() {
+                        task.abort();
+                    }
                 }
                 continue;
             }
@@ -211,13 +230,12 @@ pub async fn run(
         if *stop.borrow() {
             break;
         }
-        if next_schedule <= Instant::now() && *leader_rx.borrow() {
-            let (reconcile_now, next_in) =
-                run_schedules(&state, &config, schedules.clone()).await;
-            next_schedule = Instant::now() + next_in;
-            if reconcile_now {
-                next_due = Instant::now();
-            }
+        if in_flight.is_none() && next_schedule <= Instant::now() && *leader_rx.borrow() {
+            in_flight = Some(tokio::spawn(run_schedules(
+                state.clone(),
+                config.clone(),
+                schedules.clone(),
+            )));
         }
         let now = Instant::now();
         let scheduled = next_due <= now;
@@ -238,33 +256,34 @@ pub async fn run(
         }
     }
     drop(watcher);
+    if let Some(task) = in_flight {
+        // Its writes are atomic; a cut download is simply made again.
+        task.abort();
+        let _ = task.await;
+    }
     let _ = lead_stop_tx.send(true);
     let _ = leader_task.await;
 }
 
-/// Runs the due schedules (sync hosts, DP updates) on a blocking thread;
-/// returns whether a reconcile should follow at once and when to look
-/// again.
+/// Runs the due schedules (sync hosts, DP updates); returns whether a
+/// reconcile should follow at once and when to look again.
 async fn run_schedules(
-    state: &Arc<AppState>,
-    config: &ReconcileConfig,
+    state: Arc<AppState>,
+    config: ReconcileConfig,
     schedules: Arc<tokio::sync::Mutex<super::schedules::Schedules>>,
 ) -> (bool, Duration) {
-    let store = state.store.clone();
-    let dir = config.manifests.clone();
     let max_wait = config.interval;
-    let fetch = config.fetch.clone();
-    let handle = tokio::runtime::Handle::current();
-    let result = tokio::task::spawn_blocking(move || {
-        handle.block_on(async {
-            let mut schedules = schedules.lock().await;
-            schedules
-                .run_due(&store, &dir, &fetch, super::now_ms(), max_wait)
-                .await
-        })
-    })
-    .await
-    .unwrap_or_else(|e| Err(format!("the schedule task failed: {e}")));
+    let result = schedules
+        .lock()
+        .await
+        .run_due(
+            &state.store,
+            &config.manifests,
+            &config.fetch,
+            super::now_ms(),
+            max_wait,
+        )
+        .await;
     match result {
         Ok(ran) => {
             for (host, outcomes) in &ran.synced {
@@ -275,7 +294,9 @@ async fn run_schedules(
                             sync_host = %host, url = %o.url, restored, next = %next,
                             "scheduled sync: catalog unchanged"
                         ),
-                        crate::sync::Outcome::Updated { version_id, sha256, .. } => {
+                        crate::sync::Outcome::Updated {
+                            version_id, sha256, ..
+                        } => {
                             tracing::info!(
                                 sync_host = %host, url = %o.url, version = version_id,
                                 sha256 = %sha256, next = %next,

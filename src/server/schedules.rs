@@ -13,6 +13,10 @@
 //!
 //! Only the leader runs them (the caller's loop sleeps while it follows).
 //! When a step wrote or found new content, the caller reconciles at once.
+//! A step runs as its own task beside the reconcile loop (a slow catalog
+//! download delays no reconcile) and is cancelled on shutdown: every write
+//! it makes is atomic and level-triggered, so a cut step is simply run
+//! again.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -83,8 +87,15 @@ impl Schedules {
         max_wait: Duration,
     ) -> Result<Ran, String> {
         let anchor = *self.anchor_ms.get_or_insert(now_ms);
-        let report = crate::validate::validate_dir(dir, crate::validate::Options::default())
-            .map_err(|d| d.message)?;
+        // Reading and hashing files is blocking work: off the runtime's
+        // workers; the downloads are async (and so cancellable).
+        let owned = dir.to_path_buf();
+        let report = tokio::task::spawn_blocking(move || {
+            crate::validate::validate_dir(&owned, crate::validate::Options::default())
+        })
+        .await
+        .map_err(|e| format!("the validation task failed: {e}"))?
+        .map_err(|d| d.message)?;
         if !report.is_valid() {
             return Err("the manifests are invalid; no schedule runs until they are fixed".into());
         }
@@ -110,7 +121,8 @@ impl Schedules {
             if spec.catalogs.is_empty() {
                 continue;
             }
-            let outcomes = sync_host(store, dir, desired, &spec, fetch, now_ms, &next_attempt).await;
+            let outcomes =
+                sync_host(store, dir, desired, &spec, fetch, now_ms, &next_attempt).await;
             ran.synced.push((name.clone(), outcomes));
         }
         let statuses = store.sync_status().await.map_err(|e| e.to_string())?;
@@ -126,8 +138,13 @@ impl Schedules {
         let due = dp_due(desired, &self.dp_last_ms, anchor, now_ms);
         if !due.is_empty() {
             let applied = applied_content_versions(store).await?;
-            let current = crate::ops::distribute::package_content(dir, desired)
-                .map_err(|e| e.to_string())?;
+            let (owned, site) = (dir.to_path_buf(), desired.clone());
+            let current = tokio::task::spawn_blocking(move || {
+                crate::ops::distribute::package_content(&owned, &site)
+            })
+            .await
+            .map_err(|e| format!("the hashing task failed: {e}"))?
+            .map_err(|e| e.to_string())?;
             for name in due {
                 self.dp_last_ms.insert(name.clone(), now_ms);
                 let now_version = current.get(&name).map(|m| m.version.as_str());
@@ -155,7 +172,7 @@ async fn sync_host(
     spec: &crate::manifest::SyncHostSpec,
     fetch: &FetchOptions,
     now_ms: i64,
-    previous: &dyn Fn(&str) -> Option<(i64, u32)>,
+    previous: &(dyn Fn(&str) -> Option<(i64, u32)> + Sync),
 ) -> Vec<CatalogOutcome> {
     match sync::host_fetcher(dir, spec, fetch) {
         Ok(fetcher) => {
@@ -252,7 +269,12 @@ fn dp_schedules(desired: &Desired) -> impl Iterator<Item = (&str, Option<i64>, i
 /// When a schedule of period `every` runs next: one period after its last
 /// run; the first time at `start` when given, else one period after
 /// `anchor_ms` (when this server began leading). Pure.
-pub fn next_run_ms(last_ms: Option<i64>, start_ms: Option<i64>, every_ms: i64, anchor_ms: i64) -> i64 {
+pub fn next_run_ms(
+    last_ms: Option<i64>,
+    start_ms: Option<i64>,
+    every_ms: i64,
+    anchor_ms: i64,
+) -> i64 {
     match (last_ms, start_ms) {
         (Some(last), _) => last.saturating_add(every_ms),
         (None, Some(start)) if start >= anchor_ms => start,
@@ -286,6 +308,122 @@ fn millis(d: Duration) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A site with two packages, one with `updateDistributionPoints: {every:
+    /// 2s}`, applied to a SQLite store.
+    async fn applied_site(dir: &Path) -> Store {
+        use std::os::unix::fs::PermissionsExt;
+        for (name, text) in [
+            (
+                "site.yaml",
+                "apiVersion: patchops/v1\nkind: Site\nmetadata: {name: LAB}\nspec: {siteCode: LAB, siteServer: sms01}\n",
+            ),
+            (
+                "packages.yaml",
+                "apiVersion: patchops/v1\nkind: Package\nmetadata: {name: Scheduled}\nspec:\n  source: src/scheduled\n  updateDistributionPoints: {every: 2s}\n  programs:\n    - {name: Run, commandLine: run.cmd}\n---\napiVersion: patchops/v1\nkind: Package\nmetadata: {name: Unscheduled}\nspec:\n  source: src/unscheduled\n  programs:\n    - {name: Run, commandLine: run.cmd}\n",
+            ),
+        ] {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        for source in ["src", "src/scheduled", "src/unscheduled"] {
+            std::fs::create_dir_all(dir.join(source)).unwrap();
+            std::fs::set_permissions(dir.join(source), std::fs::Permissions::from_mode(0o755))
+                .unwrap();
+        }
+        for file in ["src/scheduled/run.cmd", "src/unscheduled/run.cmd"] {
+            std::fs::write(dir.join(file), "run\r\n").unwrap();
+            std::fs::set_permissions(dir.join(file), std::fs::Permissions::from_mode(0o644))
+                .unwrap();
+        }
+        let store = Store::open(&format!("sqlite://{}", dir.join("state.db").display()))
+            .await
+            .unwrap();
+        apply(&store, dir).await;
+        store
+    }
+
+    async fn apply(store: &Store, dir: &Path) {
+        let request = crate::ops::plan::Request {
+            dir,
+            options: crate::plan::PlanOptions::default(),
+            sign_key: None,
+            validate_content: false,
+        };
+        let plan = crate::ops::plan::make(store, &request).await.unwrap();
+        let actor = crate::ops::Actor::current("test".into());
+        crate::ops::apply::apply(
+            store,
+            &plan,
+            &actor,
+            Duration::from_secs(10),
+            false,
+            &|_| {},
+        )
+        .await
+        .unwrap();
+    }
+
+    fn write(dir: &Path, file: &str, text: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(dir.join(file), text).unwrap();
+        std::fs::set_permissions(dir.join(file), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+
+    #[tokio::test]
+    async fn dp_updates_report_a_changed_source_only_when_due() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("site");
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = applied_site(&dir).await;
+        let fetch = FetchOptions::default();
+        let max = Duration::from_secs(60);
+        let t0 = 1_000_000;
+        let mut s = Schedules::default();
+        s.start_leading(t0);
+
+        // Nothing due yet; the next check is the schedule's 2 s.
+        let ran = s.run_due(&store, &dir, &fetch, t0, max).await.unwrap();
+        assert!(ran.changed_packages.is_empty() && !ran.wants_reconcile());
+        assert_eq!(ran.next_in, Duration::from_secs(2));
+
+        // Both sources change; before the schedule is due, nothing is seen.
+        write(&dir, "src/scheduled/mssecure.xml", "<v2/>");
+        write(&dir, "src/unscheduled/extra.txt", "x");
+        let ran = s
+            .run_due(&store, &dir, &fetch, t0 + 1_000, max)
+            .await
+            .unwrap();
+        assert!(ran.changed_packages.is_empty());
+        assert_eq!(ran.next_in, Duration::from_secs(1));
+
+        // Due: only the scheduled package is reported, and a reconcile asked.
+        let ran = s
+            .run_due(&store, &dir, &fetch, t0 + 2_000, max)
+            .await
+            .unwrap();
+        assert_eq!(ran.changed_packages, vec!["Scheduled".to_string()]);
+        assert!(ran.wants_reconcile());
+
+        // Once applied, the next run finds nothing to refresh.
+        apply(&store, &dir).await;
+        let ran = s
+            .run_due(&store, &dir, &fetch, t0 + 4_000, max)
+            .await
+            .unwrap();
+        assert!(
+            ran.changed_packages.is_empty(),
+            "{:?}",
+            ran.changed_packages
+        );
+
+        // Invalid manifests run no schedule.
+        write(&dir, "broken.yaml", "apiVersion: patchops/v1\nkind: Nope\n");
+        let err = s
+            .run_due(&store, &dir, &fetch, t0 + 6_000, max)
+            .await
+            .unwrap_err();
+        assert!(err.contains("invalid"), "{err}");
+    }
 
     #[test]
     fn next_run_counts_from_the_last_run_the_start_or_the_anchor() {

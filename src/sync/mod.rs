@@ -166,9 +166,9 @@ impl SyncError {
                  server's operator; certificate problems are not retried"
                     .into(),
             ),
-            SyncError::Tunnel { .. } => Some(
-                "the proxy must allow CONNECT to the catalog's host and port (443)".into(),
-            ),
+            SyncError::Tunnel { .. } => {
+                Some("the proxy must allow CONNECT to the catalog's host and port (443)".into())
+            }
             _ => None,
         }
     }
@@ -229,11 +229,11 @@ impl CatalogOutcome {
 
 /// A readable summary of one catalog version (the caller's parser; one
 /// line per bulletin is what makes the diff between versions readable).
-pub type Summarize<'a> = &'a dyn Fn(&[u8]) -> Result<String, String>;
+pub type Summarize<'a> = &'a (dyn Fn(&[u8]) -> Result<String, String> + Sync);
 
 /// How each catalog is verified; [`verifications_from_manifest`] unless a
 /// caller (a test) says otherwise.
-pub type Verifier<'a> = &'a dyn Fn(&Catalog) -> Result<Vec<Verification>, SyncError>;
+pub type Verifier<'a> = &'a (dyn Fn(&Catalog) -> Result<Vec<Verification>, SyncError> + Sync);
 
 /// The summary used when the caller has no parser: size and SHA-256.
 pub fn default_summary(bytes: &[u8]) -> Result<String, String> {
