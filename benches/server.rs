@@ -93,6 +93,7 @@ struct Report {
 }
 
 async fn load(base: &str, machines: usize, concurrency: usize, seconds: u64) -> Report {
+    patchops::tls::install_default_provider();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .timeout(Duration::from_secs(30))

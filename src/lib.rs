@@ -34,6 +34,7 @@ pub mod store;
 pub mod suggest;
 pub mod supdate;
 pub mod sync;
+pub mod tls;
 pub mod units;
 pub mod validate;
 pub mod yaml;

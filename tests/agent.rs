@@ -221,6 +221,7 @@ impl Site {
 
 /// A counter of the server's `/metrics`.
 async fn metric(base: &str, name: &str) -> u64 {
+    patchops::tls::install_default_provider();
     let text = reqwest::get(format!("{base}/metrics"))
         .await
         .expect("metrics")
@@ -888,4 +889,95 @@ async fn without_once_it_loops_until_sigterm() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The server behind a TLS-terminating forwarder whose certificate a
+/// private CA issued: the agent refuses it (clear errors for an untrusted
+/// CA, another host's certificate and an expired one) until `--ca-file`
+/// names the CA; then it registers, downloads and runs over https.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_server_is_trusted_only_with_its_ca_file() {
+    let site = Site::new();
+    let server = site.server();
+    let backend: std::net::SocketAddr = server
+        .base
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("server address");
+    let ca = support::TestCa::new();
+    let ca_file = site.path("private-ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let ca_arg = ca_file.to_str().unwrap().to_string();
+    let front = |names: &[&str], expired: bool| {
+        let addr = support::tls_forwarder(backend, &ca.issue(names, expired));
+        format!("https://127.0.0.1:{}", addr.port())
+    };
+    let good = front(&["127.0.0.1", "localhost"], false);
+    let errors = |report: &Value| report["errors"].to_string();
+
+    // The system's roots do not hold the private CA: refused, nothing sent.
+    let (code, report, stderr) =
+        tokio::task::block_in_place(|| site.agent(&good, &["--timeout", "5s"], &[]));
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    assert_eq!(report["registered"], false, "{report}");
+    assert!(
+        errors(&report).contains("certificate is not trusted"),
+        "{report}"
+    );
+    assert!(errors(&report).contains("--ca-file"), "{report}");
+    assert_eq!(
+        metric(&server.base, "patchops_registrations_total").await,
+        0
+    );
+
+    // Trusted CA, but a certificate for another host, or an expired one.
+    for (url, expected) in [
+        (
+            front(&["dp.other.example"], false),
+            "not valid for this host name",
+        ),
+        (front(&["127.0.0.1"], true), "has expired"),
+    ] {
+        let (code, report, _) = tokio::task::block_in_place(|| {
+            site.agent(&url, &["--timeout", "5s", "--ca-file", &ca_arg], &[])
+        });
+        assert_eq!(code, 0);
+        assert_eq!(report["registered"], false, "{report}");
+        assert!(errors(&report).contains(expected), "{expected}: {report}");
+    }
+
+    // With the CA file: registered over https, policy, runs, status.
+    let (code, report, stderr) =
+        tokio::task::block_in_place(|| site.agent(&good, &["--ca-file", &ca_arg], &[]));
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    assert_eq!(report["registered"], true, "{report}");
+    assert_eq!(report["policy"], "new", "{report}");
+    assert_eq!(report["errors"], json!([]), "{report}");
+    assert!(!runs(&report).is_empty(), "{report}");
+    assert!(states(&report).iter().all(|s| s == "succeeded"), "{report}");
+    assert_eq!(
+        metric(&server.base, "patchops_registrations_total").await,
+        1
+    );
+
+    // A CA file that holds no certificate is a configuration error.
+    let bad = site.path("not-a-ca.pem");
+    std::fs::write(&bad, "hello\n").unwrap();
+    let mut cmd = patchops();
+    cmd.args(["agent", "--once", "--server", &good])
+        .args(["--enroll-secret-from", "env:TEST_ENROLL"])
+        .arg("--state-dir")
+        .arg(site.path("agent"))
+        .arg("--facts")
+        .arg(site.path("facts.json"))
+        .arg("--ca-file")
+        .arg(&bad)
+        .env("TEST_ENROLL", ENROLL);
+    let out = run_with_limit(cmd, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not-a-ca.pem"), "{stderr}");
+    assert!(stderr.contains("holds no certificate"), "{stderr}");
+    drop(site.dp);
 }

@@ -275,6 +275,7 @@ fn run_of<'a>(report: &'a Value, advertisement: &str) -> &'a Value {
 
 /// A counter of the server's `/metrics`.
 async fn metric(base: &str, name: &str) -> u64 {
+    patchops::tls::install_default_provider();
     let text = reqwest::get(format!("{base}/metrics"))
         .await
         .expect("metrics")
@@ -524,6 +525,7 @@ async fn a_scan_without_scan_facts_fails_and_says_why() {
 
 /// Registers `name` and returns its token.
 async fn register(base: &str, name: &str) -> String {
+    patchops::tls::install_default_provider();
     let answer: Value = reqwest::Client::new()
         .post(format!("{base}/v1/register"))
         .bearer_auth(ENROLL)
@@ -540,6 +542,7 @@ async fn register(base: &str, name: &str) -> String {
 }
 
 async fn post(base: &str, token: Option<&str>, body: Vec<u8>) -> (u16, Value) {
+    patchops::tls::install_default_provider();
     let mut request = reqwest::Client::new()
         .post(format!("{base}/v1/patch-states"))
         .header("content-type", "application/json")

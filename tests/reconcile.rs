@@ -85,6 +85,7 @@ impl Drop for Server {
 }
 
 fn client() -> reqwest::Client {
+    patchops::tls::install_default_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -453,6 +454,7 @@ async fn status_survives_sigkill_and_restart_exactly_once() {
     let agent = {
         let base = base.clone();
         tokio::spawn(async move {
+            patchops::tls::install_default_provider();
             let client = reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .build()

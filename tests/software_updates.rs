@@ -400,3 +400,38 @@ fn missing_in_a_collection_resolves_from_stored_scans() {
     assert_eq!(hits.load(Ordering::SeqCst), 2);
     assert_eq!(site.readiness()["ready"], true);
 }
+
+/// `updates download` from an https:// mirror whose certificate a private
+/// CA issued: refused (nothing fetched, not ready) until the sync host's
+/// `tls.caFile` names that CA.
+#[test]
+fn https_downloads_trust_the_sync_hosts_ca_file() {
+    let site = Site::new();
+    let (mirror, hits) = serve();
+    let ca = support::TestCa::new();
+    let backend = mirror.trim_start_matches("http://").parse().unwrap();
+    let front = support::tls_forwarder(backend, &ca.issue(&["127.0.0.1"], false));
+    let https = format!("https://127.0.0.1:{}", front.port());
+
+    let out = site.run(&["updates", "download", "site"], Some(&https));
+    assert_eq!(out.status.code(), Some(1));
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(all.contains("certificate is not trusted"), "{all}");
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+    assert!(!site
+        .path("site/sources/security-2026-11/Q299687_W2K_SP3_x86_en.EXE")
+        .exists());
+
+    std::fs::create_dir_all(site.path("site/certs")).unwrap();
+    std::fs::write(site.path("site/certs/mirror-ca.pem"), &ca.pem).unwrap();
+    let sync_host = site.path("site/sync-host.yaml");
+    let mut text_ = std::fs::read_to_string(&sync_host).unwrap();
+    text_.push_str("  tls:\n    caFile: certs/mirror-ca.pem\n");
+    std::fs::write(&sync_host, text_).unwrap();
+    let out = site.ok(&["updates", "download", "site"], Some(&https));
+    assert!(
+        out.contains(&format!("{PACKAGE}: ready (3 files present and verified)")),
+        "{out}"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+}

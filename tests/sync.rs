@@ -1,6 +1,9 @@
 //! `patchops sync` end to end: the real binary fetches a catalog from a
 //! local HTTP server (axum) through a real local forward proxy with Basic
-//! authentication (written here), on SQLite.
+//! authentication (written here; it also opens CONNECT tunnels), on
+//! SQLite; over https behind a TLS forwarder whose certificate a private
+//! CA issued; verified by a pin or a detached signature. The site server
+//! runs the same sync on the SyncHost's schedule when it leads.
 
 mod support;
 
@@ -27,6 +30,8 @@ struct Catalog {
     body: Vec<u8>,
     etag: String,
     fail: bool,
+    /// Served at `/mssecure.xml.sig`.
+    signature: Vec<u8>,
 }
 
 #[derive(Clone)]
@@ -59,6 +64,11 @@ async fn serve_catalog(State(origin): State<Origin>, headers: HeaderMap) -> Resp
         .into_response()
 }
 
+async fn serve_signature(State(origin): State<Origin>) -> Response {
+    let c = origin.catalog.lock().unwrap();
+    (StatusCode::OK, c.signature.clone()).into_response()
+}
+
 /// Starts the catalog server on its own thread; returns its base URL.
 fn start_origin(body: &[u8]) -> (String, Origin) {
     let origin = Origin {
@@ -66,6 +76,7 @@ fn start_origin(body: &[u8]) -> (String, Origin) {
             body: body.to_vec(),
             etag: "\"v1\"".into(),
             fail: false,
+            signature: Vec::new(),
         })),
         requests: Arc::new(Mutex::new(Vec::new())),
     };
@@ -81,6 +92,7 @@ fn start_origin(body: &[u8]) -> (String, Origin) {
         rt.block_on(async move {
             let app = axum::Router::new()
                 .route("/mssecure.xml", axum::routing::get(serve_catalog))
+                .route("/mssecure.xml.sig", axum::routing::get(serve_signature))
                 .with_state(state);
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             axum::serve(listener, app).await.unwrap();
@@ -98,6 +110,8 @@ struct Proxy {
     url: String,
     forwarded: Arc<AtomicUsize>,
     refused: Arc<AtomicUsize>,
+    /// CONNECT tunnels opened (https:// through the proxy).
+    tunnels: Arc<AtomicUsize>,
 }
 
 fn start_proxy() -> Proxy {
@@ -105,19 +119,21 @@ fn start_proxy() -> Proxy {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let forwarded = Arc::new(AtomicUsize::new(0));
     let refused = Arc::new(AtomicUsize::new(0));
-    let (f, r) = (forwarded.clone(), refused.clone());
+    let tunnels = Arc::new(AtomicUsize::new(0));
+    let (f, r, t) = (forwarded.clone(), refused.clone(), tunnels.clone());
     let expected = format!("Basic {}", base64(format!("{USER}:{PASSWORD}").as_bytes()));
     std::thread::spawn(move || {
         for client in listener.incoming() {
             let Ok(client) = client else { continue };
-            let (f, r, expected) = (f.clone(), r.clone(), expected.clone());
-            std::thread::spawn(move || proxy_one(client, &expected, &f, &r));
+            let (f, r, t, expected) = (f.clone(), r.clone(), t.clone(), expected.clone());
+            std::thread::spawn(move || proxy_one(client, &expected, &f, &r, &t));
         }
     });
     Proxy {
         url,
         forwarded,
         refused,
+        tunnels,
     }
 }
 
@@ -126,6 +142,7 @@ fn proxy_one(
     expected: &str,
     forwarded: &AtomicUsize,
     refused: &AtomicUsize,
+    tunnels: &AtomicUsize,
 ) {
     let _ = client.set_read_timeout(Some(Duration::from_secs(10)));
     let mut head = Vec::new();
@@ -159,6 +176,35 @@ fn proxy_one(
     }
     let mut parts = request_line.split(' ');
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if method == "CONNECT" {
+        // A tunnel to host:port: 200, then bytes both ways.
+        tunnels.fetch_add(1, Ordering::SeqCst);
+        let Ok(origin) = TcpStream::connect(target) else {
+            let _ = client.write_all(
+                b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+            return;
+        };
+        let _ = client.set_read_timeout(None);
+        if client
+            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            .is_err()
+        {
+            return;
+        }
+        let (Ok(mut client_r), Ok(mut origin_w)) = (client.try_clone(), origin.try_clone()) else {
+            return;
+        };
+        let up = std::thread::spawn(move || {
+            let _ = std::io::copy(&mut client_r, &mut origin_w);
+            let _ = origin_w.shutdown(std::net::Shutdown::Write);
+        });
+        let (mut origin_r, mut client_w) = (origin, client);
+        let _ = std::io::copy(&mut origin_r, &mut client_w);
+        let _ = client_w.shutdown(std::net::Shutdown::Both);
+        let _ = up.join();
+        return;
+    }
     let Some(rest) = target.strip_prefix("http://") else {
         let _ = client.write_all(
             b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
@@ -259,7 +305,15 @@ struct Run {
 }
 
 fn sync(dir: &Path, db: &Path, password: &str, extra: &[&str]) -> Run {
+    sync_env(dir, db, password, extra, &[])
+}
+
+/// `sync` with more environment variables (a signature key).
+fn sync_env(dir: &Path, db: &Path, password: &str, extra: &[&str], envs: &[(&str, &str)]) -> Run {
     let mut cmd = patchops();
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
     cmd.arg("sync")
         .arg(dir)
         .arg("--state")
@@ -515,4 +569,472 @@ fn server_down_retries_with_backoff_then_a_clear_status() {
     let run = sync(&dir, &db, PASSWORD, &[]);
     assert_eq!(run.code, 0, "{}", run.stdout);
     assert_eq!(std::fs::read(catalog_file(&dir)).unwrap(), V1);
+}
+
+// ------------------------------------------------- https, signature, server
+
+const KEY_ENV: &str = "PATCHOPS_TEST_CATALOG_KEY";
+const KEY: &str = "Catalog-Signing-Key-7f3a9c";
+const V2: &[u8] = b"<BulletinDatastore><Bulletin ID=\"MS06-040\"/><Bulletin ID=\"MS06-041\"/></BulletinDatastore>\n";
+
+fn hmac(key: &str, bytes: &[u8]) -> Vec<u8> {
+    patchops::sync::verify::hmac_sha256_hex(key.as_bytes(), bytes).into_bytes()
+}
+
+fn proxy_yaml(proxy_url: &str) -> String {
+    format!("  proxy:\n    url: {proxy_url}\n    username: {USER}\n    passwordFrom: {{env: {PW_ENV}}}\n")
+}
+
+/// The sync host `sms01` with one catalog (a YAML flow mapping) and more
+/// spec lines (`extra`, indented by two).
+fn write_sync_host(dir: &Path, catalog: &str, extra: &str) {
+    std::fs::write(
+        dir.join("sync-host.yaml"),
+        format!(
+            "apiVersion: patchops/v1\nkind: SyncHost\nmetadata: {{name: sms01}}\nspec:\n  host: sms01\n{extra}  catalogs:\n    - {catalog}\n"
+        ),
+    )
+    .unwrap();
+}
+
+fn pinned(url: &str, pin: &str) -> String {
+    format!("{{type: security, url: \"{url}\", package: MS Security Updates, sha256: {pin}}}")
+}
+
+fn signed(origin_url: &str) -> String {
+    format!(
+        "{{type: security, url: \"{origin_url}/mssecure.xml\", package: MS Security Updates, signature: {{url: \"{origin_url}/mssecure.xml.sig\", keyFrom: {{env: {KEY_ENV}}}}}}}"
+    )
+}
+
+/// An https:// front for the origin: a TLS forwarder with a certificate
+/// `ca` issued for `names`.
+fn https_front(origin_url: &str, ca: &support::TestCa, names: &[&str], expired: bool) -> String {
+    let backend = origin_url.trim_start_matches("http://").parse().unwrap();
+    let addr = support::tls_forwarder(backend, &ca.issue(names, expired));
+    format!("https://127.0.0.1:{}", addr.port())
+}
+
+#[test]
+fn https_catalog_through_the_proxy_tunnel_is_trusted_only_with_the_ca_file() {
+    let (origin_url, origin) = start_origin(V1);
+    let proxy = start_proxy();
+    let ca = support::TestCa::new();
+    let https = https_front(&origin_url, &ca, &["127.0.0.1"], false);
+    let url = format!("{https}/mssecure.xml");
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, db) = (tmp.path().join("site"), tmp.path().join("state.db"));
+    site(&dir, &url, &proxy.url, &sha256(V1));
+
+    // The system's roots do not hold the private CA: refused at once (a
+    // certificate problem is not retried), nothing fetched or written.
+    let run = sync(&dir, &db, PASSWORD, &[]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("certificate is not trusted"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("tls: {caFile"), "{}", run.stdout);
+    assert_eq!(proxy.tunnels.load(Ordering::SeqCst), 1, "one CONNECT");
+    assert!(origin.requests.lock().unwrap().is_empty());
+    assert!(!catalog_file(&dir).exists());
+    let s = &status_json(&db)[0];
+    assert_eq!(s["consecutiveFailures"], 1);
+    assert!(
+        s["lastError"].as_str().unwrap().contains("not trusted"),
+        "{s}"
+    );
+
+    // The CA in the repository, named by `tls.caFile`: 200 through the
+    // authenticated tunnel, then 304.
+    std::fs::write(dir.join("private-ca.pem"), &ca.pem).unwrap();
+    let with_ca = format!(
+        "{}  tls: {{caFile: private-ca.pem}}\n",
+        proxy_yaml(&proxy.url)
+    );
+    write_sync_host(&dir, &pinned(&url, &sha256(V1)), &with_ca);
+    let run = sync(&dir, &db, PASSWORD, &[]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("new version"), "{}", run.stdout);
+    assert_eq!(std::fs::read(catalog_file(&dir)).unwrap(), V1);
+    assert_eq!(proxy.tunnels.load(Ordering::SeqCst), 2);
+    assert_eq!(proxy.forwarded.load(Ordering::SeqCst), 0, "never in clear");
+    let run = sync(&dir, &db, PASSWORD, &["--format", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(run.stdout.contains("\"unchanged\""), "{}", run.stdout);
+    assert_eq!(
+        origin.requests.lock().unwrap().clone(),
+        vec![None, Some("\"v1\"".to_string())]
+    );
+
+    // An expired certificate, and one for another host: clear refusals;
+    // the catalog in the source stays.
+    for (front, expected) in [
+        (
+            https_front(&origin_url, &ca, &["127.0.0.1"], true),
+            "has expired",
+        ),
+        (
+            https_front(&origin_url, &ca, &["catalog.other.example"], false),
+            "not valid for this host name",
+        ),
+    ] {
+        let url = format!("{front}/mssecure.xml");
+        write_sync_host(&dir, &pinned(&url, &sha256(V1)), &with_ca);
+        let run = sync(&dir, &db, PASSWORD, &[]);
+        assert_eq!(run.code, 1, "{}", run.stdout);
+        assert!(run.stdout.contains(expected), "{expected}: {}", run.stdout);
+        assert!(run.stdout.contains("private-ca.pem"), "{}", run.stdout);
+        assert_eq!(std::fs::read(catalog_file(&dir)).unwrap(), V1);
+    }
+
+    // A wrong proxy password on the CONNECT: the 407, without the password.
+    write_sync_host(&dir, &pinned(&url, &sha256(V1)), &with_ca);
+    let wrong = "Wr0ng-Tunnel-Pa55";
+    let run = sync(&dir, &db, wrong, &[]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stdout.contains("407 Proxy Authentication Required"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains(USER), "{}", run.stdout);
+
+    // A caFile that is not in the repository: the manifests are invalid,
+    // nothing is fetched.
+    let before = proxy.tunnels.load(Ordering::SeqCst);
+    let missing = format!(
+        "{}  tls: {{caFile: missing-ca.pem}}\n",
+        proxy_yaml(&proxy.url)
+    );
+    write_sync_host(&dir, &pinned(&url, &sha256(V1)), &missing);
+    let run = sync(&dir, &db, PASSWORD, &[]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("spec.tls.caFile"), "{}", run.stderr);
+    assert!(run.stderr.contains("missing-ca.pem"), "{}", run.stderr);
+    assert_eq!(proxy.tunnels.load(Ordering::SeqCst), before);
+    assert_eq!(std::fs::read(catalog_file(&dir)).unwrap(), V1);
+}
+
+#[test]
+fn detached_signature_good_accepted_bad_refused_key_never_shown() {
+    let (origin_url, origin) = start_origin(V1);
+    origin.catalog.lock().unwrap().signature = hmac(KEY, V1);
+    let proxy = start_proxy();
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, db) = (tmp.path().join("site"), tmp.path().join("state.db"));
+    site(&dir, "http://unused.invalid/x", &proxy.url, &sha256(V1));
+    write_sync_host(&dir, &signed(&origin_url), &proxy_yaml(&proxy.url));
+    let key = [(KEY_ENV, KEY)];
+    let no_key = |run: &Run| {
+        for text in [&run.stdout, &run.stderr] {
+            assert!(!text.contains(KEY), "the key is shown:\n{text}");
+        }
+    };
+
+    // A good signature: accepted.
+    let run = sync_env(&dir, &db, PASSWORD, &["--format", "json"], &key);
+    no_key(&run);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        doc["hosts"][0]["catalogs"][0]["outcome"], "updated",
+        "{doc}"
+    );
+    assert_eq!(std::fs::read(catalog_file(&dir)).unwrap(), V1);
+
+    // New bytes under the old signature: refused, the previous version
+    // kept in the source and the store.
+    {
+        let mut c = origin.catalog.lock().unwrap();
+        c.body = V2.to_vec();
+        c.etag = "\"v2\"".into();
+    }
+    let run = sync_env(&dir, &db, PASSWORD, &[], &key);
+    no_key(&run);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(run.stdout.contains("refused"), "{}", run.stdout);
+    assert!(run.stdout.contains("does not verify"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("the previous catalog is kept"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(std::fs::read(catalog_file(&dir)).unwrap(), V1);
+    let status = status_json(&db);
+    assert!(!status.to_string().contains(KEY));
+    assert_eq!(status[0]["latestVersion"]["sha256"], sha256(V1));
+    assert_eq!(status[0]["consecutiveFailures"], 1);
+    assert!(
+        status[0]["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("signature"),
+        "{status}"
+    );
+
+    // A signature made with another key is refused the same way.
+    origin.catalog.lock().unwrap().signature = hmac("another-key", V2);
+    let run = sync_env(&dir, &db, PASSWORD, &[], &key);
+    no_key(&run);
+    assert_eq!(run.code, 1);
+    assert!(run.stdout.contains("does not verify"), "{}", run.stdout);
+    assert_eq!(std::fs::read(catalog_file(&dir)).unwrap(), V1);
+
+    // The publisher signs the new catalog: accepted.
+    origin.catalog.lock().unwrap().signature = hmac(KEY, V2);
+    let run = sync_env(&dir, &db, PASSWORD, &[], &key);
+    no_key(&run);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(run.stdout.contains("new version"), "{}", run.stdout);
+    assert_eq!(std::fs::read(catalog_file(&dir)).unwrap(), V2);
+
+    // Without the key in the environment: a clear error naming where it
+    // was looked for; nothing changes.
+    let run = sync(&dir, &db, PASSWORD, &[]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(run.stdout.contains(KEY_ENV), "{}", run.stdout);
+    assert_eq!(std::fs::read(catalog_file(&dir)).unwrap(), V2);
+}
+
+/// A GET over plain HTTP/1.1 (the server's /metrics and /healthz).
+fn http_get(base: &str, path: &str) -> String {
+    let addr = base.trim_start_matches("http://").trim_end_matches('/');
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    );
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    text
+}
+
+fn wait_for(within: Duration, what: &str, logs: &[&Path], mut check: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !check() {
+        if start.elapsed() > within {
+            let logs: Vec<String> = logs
+                .iter()
+                .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+                .collect();
+            panic!("{what}: not within {within:?}\n{}", logs.join("\n-----\n"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether the current version of a package on the DP holds `bytes`.
+fn dp_holds(dir: &Path, bytes: &[u8]) -> bool {
+    let sha = sha256(bytes);
+    let Ok(packages) = std::fs::read_dir(dir.join("dp/dp-hq/packages")) else {
+        return false;
+    };
+    packages.flatten().any(|p| {
+        let Ok(version) = std::fs::read_to_string(p.path().join("current")) else {
+            return false;
+        };
+        let manifest = p
+            .path()
+            .join("versions")
+            .join(format!("{}.json", version.trim()));
+        std::fs::read_to_string(manifest).is_ok_and(|m| m.contains(&sha))
+            && dir
+                .join("dp/dp-hq/files")
+                .join(&sha[..2])
+                .join(&sha)
+                .is_file()
+    })
+}
+
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Two servers share one store; the leader runs the unattended sync host
+/// on its 2-second schedule (never the attended one), stores each attempt
+/// as `patchops sync` does, backs off after a refusal, and the DP receives
+/// each new catalog; the follower syncs nothing until the leader dies.
+#[test]
+fn the_leading_server_syncs_on_schedule_and_refreshes_the_dp() {
+    let (origin_url, origin) = start_origin(V1);
+    origin.catalog.lock().unwrap().signature = hmac(KEY, V1);
+    let proxy = start_proxy();
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, db) = (tmp.path().join("site"), tmp.path().join("state.db"));
+    site(&dir, "http://unused.invalid/x", &proxy.url, &sha256(V1));
+    std::fs::write(
+        dir.join("package.yaml"),
+        "apiVersion: patchops/v1\nkind: Package\nmetadata: {name: MS Security Updates}\nspec:\n  source: packages/security\n  distributionPoints: [dp-hq]\n  updateDistributionPoints: {every: 2s}\n  programs:\n    - {name: Scan, commandLine: scan.cmd}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("dp.yaml"),
+        "apiVersion: patchops/v1\nkind: DistributionPoint\nmetadata: {name: dp-hq}\nspec: {path: dp/dp-hq, url: \"http://127.0.0.1:9\"}\n",
+    )
+    .unwrap();
+    write_sync_host(
+        &dir,
+        &signed(&origin_url),
+        &format!(
+            "  schedule: {{every: 2s}}\n  unattended: true\n{}",
+            proxy_yaml(&proxy.url)
+        ),
+    );
+    // An attended sync host: run by hand only.
+    let attended = format!("{origin_url}/mssecure.xml?attended");
+    std::fs::write(
+        dir.join("sync-host-attended.yaml"),
+        format!(
+            "apiVersion: patchops/v1\nkind: SyncHost\nmetadata: {{name: sms02}}\nspec:\n  host: sms02\n  schedule: {{every: 2s}}\n  unattended: false\n  catalogs:\n    - {{type: office, url: \"{attended}\", package: MS Security Updates, sha256: {}}}\n",
+            sha256(V1)
+        ),
+    )
+    .unwrap();
+    let state = format!("sqlite://{}", db.display());
+    let server = |n: usize| {
+        let log = tmp.path().join(format!("server-{n}.log"));
+        let mut cmd = patchops();
+        // DP paths in manifests are relative to the working directory.
+        cmd.current_dir(&dir)
+            .args(["server", "--state", &state, "--listen", "127.0.0.1:0"])
+            .args(["--enroll-secret-from", "env:TEST_ENROLL"])
+            .args(["--refresh", "1s", "--interval", "3s", "--manifests"])
+            .arg(&dir)
+            .env("TEST_ENROLL", "enroll-secret-for-sync-tests")
+            .env("PATCHOPS_LOG", "info")
+            .env(PW_ENV, PASSWORD)
+            .env(KEY_ENV, KEY);
+        let (child, base) = support::spawn_server(cmd, &log);
+        (Killed(child), base, log)
+    };
+    let (leader, leader_base, leader_log) = server(1);
+    wait_for(
+        Duration::from_secs(20),
+        "the first server leads",
+        &[&leader_log],
+        || http_get(&leader_base, "/healthz").contains("\"leader\":true"),
+    );
+    let (follower, follower_base, follower_log) = server(2);
+    let logs = [leader_log.as_path(), follower_log.as_path()];
+
+    // The first scheduled sync writes V1; the reconcile puts it on the DP.
+    wait_for(Duration::from_secs(30), "V1 on the DP", &logs, || {
+        std::fs::read(catalog_file(&dir)).is_ok_and(|b| b == V1) && dp_holds(&dir, V1)
+    });
+    let s = status_json(&db);
+    let synced: Vec<&str> = s
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["url"].as_str().unwrap())
+        .collect();
+    assert_eq!(synced, vec![format!("{origin_url}/mssecure.xml")], "{s}");
+    assert_eq!(s[0]["consecutiveFailures"], 0, "{s}");
+    assert!(s[0]["lastSuccessMs"].is_i64(), "{s}");
+
+    // The publisher releases V2: the schedule fetches it, the DP gets it.
+    {
+        let mut c = origin.catalog.lock().unwrap();
+        c.body = V2.to_vec();
+        c.etag = "\"v2\"".into();
+        c.signature = hmac(KEY, V2);
+    }
+    wait_for(Duration::from_secs(30), "V2 on the DP", &logs, || {
+        std::fs::read(catalog_file(&dir)).is_ok_and(|b| b == V2) && dp_holds(&dir, V2)
+    });
+
+    // A badly signed V3: refused, V2 kept, and the next attempt backs off
+    // (at least a minute) instead of following the 2-second schedule.
+    {
+        let mut c = origin.catalog.lock().unwrap();
+        c.body = b"<BulletinDatastore>tampered</BulletinDatastore>\n".to_vec();
+        c.etag = "\"v3\"".into();
+    }
+    wait_for(
+        Duration::from_secs(30),
+        "the refusal recorded",
+        &logs,
+        || status_json(&db)[0]["consecutiveFailures"] == 1,
+    );
+    let s = &status_json(&db)[0];
+    assert!(
+        s["lastError"].as_str().unwrap().contains("signature"),
+        "{s}"
+    );
+    let wait = s["nextAttemptMs"].as_i64().unwrap() - s["lastAttemptMs"].as_i64().unwrap();
+    assert!(wait >= 60_000, "{s}");
+    let requests = origin.requests.lock().unwrap().len();
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        origin.requests.lock().unwrap().len(),
+        requests,
+        "backed off"
+    );
+    assert_eq!(std::fs::read(catalog_file(&dir)).unwrap(), V2);
+    assert!(dp_holds(&dir, V2));
+
+    // Metrics and logs: the leader synced, the follower did not.
+    let metrics = http_get(&leader_base, "/metrics");
+    let count = |outcome: &str| -> u64 {
+        let prefix = format!("patchops_sync_total{{outcome=\"{outcome}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix}: {metrics}"))
+    };
+    assert_eq!(count("refused"), 1, "{metrics}");
+    assert!(count("updated") >= 2, "{metrics}");
+    let follower_text = std::fs::read_to_string(&follower_log).unwrap();
+    assert!(!follower_text.contains("scheduled sync"), "{follower_text}");
+    assert!(http_get(&follower_base, "/healthz").contains("\"leader\":false"));
+    let leader_text = std::fs::read_to_string(&leader_log).unwrap();
+    assert!(leader_text.contains("scheduled sync"), "{leader_text}");
+    for text in [&leader_text, &follower_text] {
+        assert!(!text.contains(KEY) && !text.contains(PASSWORD), "{text}");
+    }
+
+    // The leader dies: the follower leads. The store says the next
+    // attempt is a minute away; a sync by hand (the publisher fixed the
+    // catalog) succeeds and makes it due in 2 s, and the new leader runs
+    // it and refreshes the DP with the file the hand sync wrote.
+    drop(leader);
+    wait_for(Duration::from_secs(20), "the follower leads", &logs, || {
+        http_get(&follower_base, "/healthz").contains("\"leader\":true")
+    });
+    {
+        let mut c = origin.catalog.lock().unwrap();
+        c.body = V1.to_vec();
+        c.etag = "\"v4\"".into();
+        c.signature = hmac(KEY, V1);
+    }
+    let run = sync_env(&dir, &db, PASSWORD, &["--host", "sms01"], &[(KEY_ENV, KEY)]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(std::fs::read(catalog_file(&dir)).unwrap(), V1);
+    wait_for(Duration::from_secs(30), "V1 back on the DP", &logs, || {
+        dp_holds(&dir, V1) && !dp_holds(&dir, V2)
+    });
+    wait_for(
+        Duration::from_secs(30),
+        "the new leader syncs",
+        &logs,
+        || std::fs::read_to_string(&follower_log).is_ok_and(|t| t.contains("scheduled sync")),
+    );
+    let attended_seen = status_json(&db)
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["url"] == attended.as_str());
+    assert!(!attended_seen, "the attended sync host never runs");
+    drop(follower);
 }

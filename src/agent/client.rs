@@ -92,12 +92,25 @@ impl Client {
     /// `base` is the server's URL (`http://host:port`); every request
     /// takes at most `timeout`.
     pub fn new(base: &str, timeout: Duration) -> Result<Client, String> {
+        Client::with_ca_file(base, timeout, None)
+    }
+
+    /// As [`Client::new`]; for an `https://` server, `ca_file` (PEM) holds
+    /// the only CA certificates trusted (None: the system's).
+    pub fn with_ca_file(
+        base: &str,
+        timeout: Duration,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Client, String> {
         let base = base.trim_end_matches('/').to_string();
         let url = reqwest::Url::parse(&base).map_err(|e| format!("--server {base}: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("--server {base}: expected an http:// URL"));
+            return Err(format!(
+                "--server {base}: expected an http:// or https:// URL"
+            ));
         }
-        let http = reqwest::Client::builder()
+        let http = crate::tls::client_builder(ca_file)
+            .map_err(|e| format!("--ca-file: {e}"))?
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .timeout(timeout)
             .build()
@@ -321,6 +334,15 @@ pub fn reason(e: &reqwest::Error) -> String {
     use std::error::Error;
     if e.is_timeout() {
         return "timed out".into();
+    }
+    if let Some(problem) = crate::tls::certificate_problem(e) {
+        let hint = match problem {
+            crate::tls::CertificateProblem::Untrusted => {
+                "; if a private CA issued it, give its certificate with --ca-file"
+            }
+            _ => "",
+        };
+        return format!("{problem}{hint}");
     }
     let mut inner: &dyn Error = e;
     while let Some(source) = inner.source() {

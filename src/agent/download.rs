@@ -443,7 +443,7 @@ mod tests {
             .sha256;
         // An interrupted earlier download: the first 100,000 bytes.
         fs::write(cache.join(format!("{sha}.part")), &big[..100_000]).unwrap();
-        let http = reqwest::Client::new();
+        let http = crate::tls::client_builder(None).unwrap().build().unwrap();
         let good = dp("dp-hq", &url);
         let fetched = fetch(&http, &content, &[&good], &cache).await.unwrap();
         assert_eq!((fetched.dp.as_str(), fetched.cached), ("dp-hq", 0));

@@ -168,6 +168,9 @@ pub struct AgentConfig {
     pub retry_delay: Duration,
     /// A fixed clock, for tests.
     pub now: Option<Timestamp>,
+    /// For an `https://` server and DPs: trust only the CA certificates of
+    /// this PEM file instead of the system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -186,6 +189,7 @@ impl AgentConfig {
             download_timeout: Duration::from_secs(3600),
             retry_delay: Duration::from_secs(600),
             now: None,
+            ca_file: None,
         }
     }
 }
@@ -284,8 +288,10 @@ impl Agent {
             .map(run::parse_command_line)
             .transpose()
             .map_err(|e| format!("--restart-hook: {e}"))?;
-        let client = Client::new(&config.server, config.timeout)?;
-        let downloads = reqwest::Client::builder()
+        let client =
+            Client::with_ca_file(&config.server, config.timeout, config.ca_file.as_deref())?;
+        let downloads = crate::tls::client_builder(config.ca_file.as_deref())
+            .map_err(|e| format!("--ca-file: {e}"))?
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .timeout(config.download_timeout)
             .build()

@@ -11,9 +11,14 @@ use crate::secret::SecretSource;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The site server's URL (`http://HOST:PORT`).
+    /// The site server's URL (`http://HOST:PORT`, or `https://` through a
+    /// TLS-terminating reverse proxy).
     #[arg(long, value_name = "URL")]
     server: String,
+    /// For `https://`: trust only the CA certificates in this PEM file
+    /// (a private CA) instead of the system's certificate store.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
     /// The enrollment secret, by reference: `env:NAME` or `file:PATH`
     /// (read only when the agent registers).
     #[arg(long, value_name = "REF")]
@@ -81,6 +86,7 @@ pub fn run(args: Args, style: Style) -> u8 {
         download_timeout: args.download_timeout,
         retry_delay: args.retry_delay,
         now: args.now,
+        ca_file: args.ca_file,
     };
     let agent = match Agent::new(config) {
         Ok(a) => a,

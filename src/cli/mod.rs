@@ -266,6 +266,8 @@ fn report_error(error: &crate::ops::OpError, style: Style) {
 }
 
 pub fn main() -> ExitCode {
+    // Before any HTTP client exists (reqwest needs a TLS provider).
+    crate::tls::install_default_provider();
     let cli = Cli::parse();
     let style = match cli.color {
         Color::Always => Style::Color,

@@ -116,6 +116,7 @@ pub fn run(args: Args, style: Style) -> u8 {
             git_pull: args.git_pull,
             interval: args.interval,
             drift: args.drift,
+            fetch: crate::sync::FetchOptions::default(),
         }),
     };
     let Some(runtime) = super::server_runtime(style) else {

@@ -8,7 +8,7 @@ use crate::diagnostic::Diagnostic;
 use crate::ops::OpError;
 use crate::render::{self, Style};
 use crate::store::rfc3339_from_epoch_ms;
-use crate::sync::{self, CatalogOutcome, FetchOptions, Fetcher, Outcome, SyncOptions};
+use crate::sync::{self, CatalogOutcome, FetchOptions, Outcome, SyncOptions};
 use crate::validate::{validate_dir, Options};
 
 #[derive(Debug, clap::Args)]
@@ -120,8 +120,7 @@ pub fn run(args: Args, style: Style) -> u8 {
         let mut all = Vec::new();
         for host in &hosts {
             // A proxy that cannot be set up fails every catalog of the host.
-            let fetcher = sync::proxy_config(&host.spec)
-                .and_then(|proxy| Fetcher::new(proxy, options.clone()))
+            let fetcher = sync::host_fetcher(&dir, &host.spec, &options)
                 .map_err(|e| OpError::Input(format!("sync host `{}`: {e}", host.name())))?;
             let outcomes = sync::sync_once(
                 store,

@@ -750,7 +750,8 @@ mod tests {
     }
 
     fn client() -> reqwest::Client {
-        reqwest::Client::builder()
+        crate::tls::client_builder(None)
+            .unwrap()
             .no_proxy()
             .timeout(std::time::Duration::from_secs(30))
             .build()

@@ -31,6 +31,20 @@ pub struct SyncHostSpec {
     /// connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<Proxy>,
+    /// TLS for `https://` catalogs and update downloads; none: the system's
+    /// trusted certificate authorities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<SyncTls>,
+}
+
+/// Which certificate authorities the sync host trusts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SyncTls {
+    /// A PEM file of CA certificates in the repository: trusted instead of
+    /// the system's certificate store (for servers whose certificate a
+    /// private CA issued).
+    pub ca_file: RepoPath,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -82,8 +96,8 @@ pub struct Catalog {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CatalogSignature {
-    /// Where the signature is downloaded from (`http://`), through the same
-    /// proxy as the catalog.
+    /// Where the signature is downloaded from (`http://`, `https://` or
+    /// `file://`), through the same proxy as the catalog.
     pub url: String,
     /// Where the HMAC key comes from: `{env: NAME}` or `{file: PATH}`.
     pub key_from: SecretRef,

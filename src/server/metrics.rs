@@ -75,6 +75,19 @@ pub struct Metrics {
     pub patch_state_reports: AtomicU64,
     /// Patch states stored (agents' scans and admin imports).
     pub patch_states: AtomicU64,
+    /// Scheduled catalog syncs by outcome (unchanged, updated, refused,
+    /// failed), one per catalog.
+    syncs: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Metrics {
+    /// Counts one scheduled catalog sync (`outcome`: unchanged, updated,
+    /// refused or failed).
+    pub fn count_sync(&self, outcome: &'static str) {
+        if let Ok(mut m) = self.syncs.lock() {
+            *m.entry(outcome).or_insert(0) += 1;
+        }
+    }
 }
 
 /// Gauges read from the site index at scrape time.
@@ -242,6 +255,13 @@ impl Metrics {
                 "1 when this server leads the reconcile.",
                 u8::from(r.leader).to_string(),
             );
+            out.push_str("# HELP patchops_sync_total Scheduled catalog syncs by outcome (unchanged, updated, refused, failed).\n");
+            out.push_str("# TYPE patchops_sync_total counter\n");
+            let syncs = self.syncs.lock().map(|m| m.clone()).unwrap_or_default();
+            for outcome in ["unchanged", "updated", "refused", "failed"] {
+                let n = syncs.get(outcome).copied().unwrap_or(0);
+                let _ = writeln!(out, "patchops_sync_total{{outcome=\"{outcome}\"}} {n}");
+            }
         }
         out
     }

@@ -11,6 +11,7 @@ mod admin;
 mod api;
 pub mod metrics;
 pub mod reconcile;
+pub mod schedules;
 mod site;
 mod tokens;
 

@@ -10,9 +10,10 @@
 //!
 //! A reconcile runs when the manifests change (notify events, debounced), on
 //! every `--interval` (after a `git` fetch with `--git-pull`; this also
-//! catches drift of the DPs' content, which every plan re-checks, and runs
-//! the packages' `updateDistributionPoints` schedules), and at once when this
-//! server becomes the leader. A failed one is retried with exponential
+//! catches drift of the DPs' content, which every plan re-checks), at once
+//! when this server becomes the leader, and at once after a schedule
+//! (`schedules`: the sync host's, the packages' `updateDistributionPoints`)
+//! wrote or found new content. A failed one is retried with exponential
 //! backoff, capped at the interval. Invalid manifests change nothing: the
 //! applied state stays, and the error is shown in `/healthz` and the metrics
 //! until a reconcile succeeds.
@@ -67,6 +68,8 @@ pub struct ReconcileConfig {
     pub git_pull: Option<String>,
     pub interval: Duration,
     pub drift: Drift,
+    /// Time-outs and retries of the scheduled catalog downloads.
+    pub fetch: crate::sync::FetchOptions,
 }
 
 /// The results a reconcile ends with, as counted in the metrics.
@@ -175,6 +178,12 @@ pub async fn run(
     let mut next_due = Instant::now();
     let mut debounce: Option<Instant> = None;
     let mut failures: u32 = 0;
+    let mut schedules = Arc::new(tokio::sync::Mutex::new(
+        super::schedules::Schedules::default(),
+    ));
+    let mut next_schedule = Instant::now();
+    // The schedule step in flight (at most one), beside the reconciles.
+    let mut in_flight: Option<tokio::task::JoinHandle<(bool, Duration)>> = None;
     let far = || Instant::now() + Duration::from_secs(365 * 24 * 3600);
     loop {
         if watcher.is_none() && config.manifests.is_dir() {
@@ -182,12 +191,26 @@ pub async fn run(
         }
         let leading = *leader_rx.borrow();
         let wake = if leading {
-            debounce.map_or(next_due, |d| d.min(next_due))
+            let due = debounce.map_or(next_due, |d| d.min(next_due));
+            if in_flight.is_none() {
+                due.min(next_schedule)
+            } else {
+                due
+            }
         } else {
             far()
         };
         tokio::select! {
             _ = stop.changed() => break,
+            done = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
+                in_flight = None;
+                let (reconcile_now, next_in) = done.unwrap_or((false, config.interval));
+                next_schedule = Instant::now() + next_in;
+                if reconcile_now {
+                    next_due = Instant::now();
+                }
+                continue;
+            }
             changed = leader_rx.changed() => {
                 if changed.is_err() {
                     break;
@@ -195,8 +218,14 @@ pub async fn run(
                 if *leader_rx.borrow_and_update() {
                     tracing::info!("this server leads: reconciling");
                     next_due = Instant::now();
+                    next_schedule = Instant::now();
+                    schedules = Arc::new(tokio::sync::Mutex::new(super::schedules::Schedules::default()));
+                    schedules.lock().await.start_leading(super::now_ms());
                 } else {
                     tracing::warn!("this server no longer leads: reconciling stops");
+                    if let Some(task) = in_flight.take() {
+                        task.abort();
+                    }
                 }
                 continue;
             }
@@ -208,6 +237,13 @@ pub async fn run(
         }
         if *stop.borrow() {
             break;
+        }
+        if in_flight.is_none() && next_schedule <= Instant::now() && *leader_rx.borrow() {
+            in_flight = Some(tokio::spawn(run_schedules(
+                state.clone(),
+                config.clone(),
+                schedules.clone(),
+            )));
         }
         let now = Instant::now();
         let scheduled = next_due <= now;
@@ -228,8 +264,82 @@ pub async fn run(
         }
     }
     drop(watcher);
+    if let Some(task) = in_flight {
+        // Its writes are atomic; a cut download is simply made again.
+        task.abort();
+        let _ = task.await;
+    }
     let _ = lead_stop_tx.send(true);
     let _ = leader_task.await;
+}
+
+/// Runs the due schedules (sync hosts, DP updates); returns whether a
+/// reconcile should follow at once and when to look again.
+async fn run_schedules(
+    state: Arc<AppState>,
+    config: ReconcileConfig,
+    schedules: Arc<tokio::sync::Mutex<super::schedules::Schedules>>,
+) -> (bool, Duration) {
+    let max_wait = config.interval;
+    let result = schedules
+        .lock()
+        .await
+        .run_due(
+            &state.store,
+            &config.manifests,
+            &config.fetch,
+            super::now_ms(),
+            max_wait,
+        )
+        .await;
+    match result {
+        Ok(ran) => {
+            for (host, outcomes) in &ran.synced {
+                for o in outcomes {
+                    let next = crate::store::rfc3339_from_epoch_ms(o.next_attempt_ms);
+                    match &o.outcome {
+                        crate::sync::Outcome::Unchanged { restored, .. } => tracing::info!(
+                            sync_host = %host, url = %o.url, restored, next = %next,
+                            "scheduled sync: catalog unchanged"
+                        ),
+                        crate::sync::Outcome::Updated {
+                            version_id, sha256, ..
+                        } => {
+                            tracing::info!(
+                                sync_host = %host, url = %o.url, version = version_id,
+                                sha256 = %sha256, next = %next,
+                                "scheduled sync: new catalog version written"
+                            )
+                        }
+                        crate::sync::Outcome::Refused { error, .. }
+                        | crate::sync::Outcome::Failed { error, .. } => tracing::warn!(
+                            sync_host = %host, url = %o.url,
+                            failures = o.consecutive_failures, next = %next,
+                            "scheduled sync failed: {error}"
+                        ),
+                    }
+                    let result = match o.outcome {
+                        crate::sync::Outcome::Unchanged { .. } => "unchanged",
+                        crate::sync::Outcome::Updated { .. } => "updated",
+                        crate::sync::Outcome::Refused { .. } => "refused",
+                        crate::sync::Outcome::Failed { .. } => "failed",
+                    };
+                    state.metrics.count_sync(result);
+                }
+            }
+            for package in &ran.changed_packages {
+                tracing::info!(
+                    package = %package,
+                    "updateDistributionPoints: the source changed; refreshing the distribution points"
+                );
+            }
+            (ran.wants_reconcile(), ran.next_in)
+        }
+        Err(e) => {
+            tracing::warn!("schedules: {e}");
+            (false, max_wait)
+        }
+    }
 }
 
 /// One reconcile; true when it succeeded (also when it found drift only).

@@ -168,7 +168,8 @@ impl Remote {
                 "{url}: expected the site server's URL, http://HOST:PORT"
             )));
         }
-        let http = reqwest::Client::builder()
+        let http = crate::tls::client_builder(None)
+            .map_err(|e| StoreError::BadUrl(format!("{base}: {e}")))?
             .connect_timeout(Duration::from_secs(5))
             .timeout(CALL_TIMEOUT)
             .build()

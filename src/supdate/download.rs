@@ -84,18 +84,25 @@ pub async fn download(
         std::fs::create_dir_all(&source)
             .map_err(|e| format!("package `{name}`: creating {}: {e}", source.display()))?;
         let fetcher = if sup.spec.download {
-            let proxy = if options.mirror.is_some() {
-                None
-            } else {
-                let location = resolve::catalog_location(desired, sup.spec.update_type)?;
-                match desired.sync_hosts.get(&location.sync_host) {
-                    Some(host) => {
-                        crate::sync::proxy_config(&host.spec).map_err(|e| e.to_string())?
-                    }
-                    None => None,
+            // The sync host's trusted CAs (for https:// downloads and an
+            // https:// mirror) and, without a mirror, its proxy.
+            let location = resolve::catalog_location(desired, sup.spec.update_type)?;
+            let host = desired.sync_hosts.get(&location.sync_host);
+            let proxy = match host {
+                Some(host) if options.mirror.is_none() => {
+                    crate::sync::proxy_config(&host.spec).map_err(|e| e.to_string())?
                 }
+                _ => None,
             };
-            Some(Fetcher::new(proxy, options.fetch.clone()).map_err(|e| e.to_string())?)
+            let ca_file = match host {
+                Some(host) => crate::sync::ca_file(dir, &host.spec).map_err(|e| e.to_string())?,
+                None => None,
+            };
+            let fetch = FetchOptions {
+                ca_file,
+                ..options.fetch.clone()
+            };
+            Some(Fetcher::new(proxy, fetch).map_err(|e| e.to_string())?)
         } else {
             None
         };

@@ -1,7 +1,9 @@
-//! The I/O edge of the sync host: one catalog downloaded over HTTP/1.1,
+//! The I/O edge of the sync host: one catalog downloaded over HTTP/1.1
+//! (plain or TLS; `https://` goes through the proxy in a CONNECT tunnel),
 //! through the configured proxy, conditionally, with timeouts, retries with
 //! exponential backoff and jitter, a size limit, and its SHA-256 computed
-//! while it streams in.
+//! while it streams in. TLS trusts the system's roots, or only the CA file
+//! of [`FetchOptions::ca_file`] (`crate::tls`).
 //!
 //! The proxy password is sent only in the `Proxy-Authorization` header
 //! (marked sensitive, never put into a URL), and every message this module
@@ -10,6 +12,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +57,9 @@ pub struct FetchOptions {
     pub max_delay: Duration,
     /// Bodies larger than this are refused (checked on the way).
     pub max_bytes: u64,
+    /// For `https://`: trust only the CA certificates of this PEM file
+    /// instead of the system's (a private CA); None: the system's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for FetchOptions {
@@ -65,6 +71,7 @@ impl Default for FetchOptions {
             base_delay: Duration::from_secs(2),
             max_delay: Duration::from_secs(60),
             max_bytes: 256 * 1024 * 1024,
+            ca_file: None,
         }
     }
 }
@@ -119,7 +126,12 @@ impl Fetcher {
     /// A fetcher through `proxy` (None: a direct connection; the
     /// environment's proxy variables are ignored either way).
     pub fn new(proxy: Option<ProxyConfig>, options: FetchOptions) -> Result<Fetcher, SyncError> {
-        let mut builder = reqwest::Client::builder()
+        let tls = crate::tls::client_builder(options.ca_file.as_deref()).map_err(|e| {
+            SyncError::Client {
+                reason: e.to_string(),
+            }
+        })?;
+        let mut builder = tls
             .http1_only()
             .connect_timeout(options.connect_timeout)
             .timeout(options.timeout)
@@ -151,9 +163,11 @@ impl Fetcher {
                 });
             }
             let target = proxy_url.clone();
-            // Only plain-HTTP requests go through it: this build has no TLS.
-            let mut rp =
-                reqwest::Proxy::custom(move |url| (url.scheme() == "http").then(|| target.clone()));
+            // Plain HTTP is forwarded; HTTPS goes through a CONNECT tunnel
+            // (the same credentials); `file://` never reaches the client.
+            let mut rp = reqwest::Proxy::custom(move |url| {
+                matches!(url.scheme(), "http" | "https").then(|| target.clone())
+            });
             match (&p.username, &p.password) {
                 (Some(user), Some(password)) => {
                     let password = std::str::from_utf8(password.expose()).map_err(|_| {
@@ -228,16 +242,8 @@ impl Fetcher {
             reason: e.to_string(),
         })?;
         match parsed.scheme() {
-            "http" => {}
+            "http" | "https" => {}
             "file" => return self.read_file(url, &parsed),
-            "https" => {
-                return Err(SyncError::BadUrl {
-                    url: url.to_string(),
-                    reason: "this build fetches catalogs over http:// (and file://) only; \
-                             there is no TLS support"
-                        .into(),
-                })
-            }
             other => {
                 return Err(SyncError::BadUrl {
                     url: url.to_string(),
@@ -386,7 +392,29 @@ impl Fetcher {
                 secs: self.options.timeout.as_secs_f64(),
             };
         }
-        let reason = self.scrub(io_reason(e).unwrap_or_else(|| error_chain(e)));
+        if let Some(problem) = crate::tls::certificate_problem(e) {
+            return SyncError::Certificate {
+                untrusted: problem == crate::tls::CertificateProblem::Untrusted,
+                ca_file: self
+                    .options
+                    .ca_file
+                    .as_ref()
+                    .map(|p| p.display().to_string()),
+                reason: self.scrub(problem.to_string()),
+                url,
+            };
+        }
+        let chain = error_chain(e);
+        // The CONNECT tunnel of an https:// download (hyper's messages).
+        if chain.contains("proxy authorization required") {
+            let (proxy, user) = self.proxy.clone().unwrap_or_default();
+            return SyncError::ProxyAuth { proxy, user };
+        }
+        if chain.contains("tunnel error: unsuccessful") {
+            let (proxy, _) = self.proxy.clone().unwrap_or_default();
+            return SyncError::Tunnel { url, proxy };
+        }
+        let reason = self.scrub(io_reason(e).unwrap_or(chain));
         if e.is_connect() {
             SyncError::Connect {
                 url,

@@ -64,6 +64,17 @@ pub enum SyncError {
     Status { url: String, status: u16 },
     #[error("the proxy {proxy} refused the request: 407 Proxy Authentication Required{}", match user { Some(u) => format!(" (user `{u}`: wrong or expired password?)"), None => " (it needs a user name and password)".to_string() })]
     ProxyAuth { proxy: String, user: Option<String> },
+    #[error("{url}: {reason}{}", match ca_file { Some(f) => format!(" (trusted: the CA file {f} only)"), None => " (trusted: the system's certificate store)".to_string() })]
+    Certificate {
+        url: String,
+        reason: String,
+        /// The certificate's issuer is not trusted (as opposed to a wrong
+        /// host name, expiry or another problem).
+        untrusted: bool,
+        ca_file: Option<String>,
+    },
+    #[error("the proxy {proxy} refused to open a tunnel (CONNECT) for {url}")]
+    Tunnel { url: String, proxy: String },
     #[error("{url}: larger than the limit of {limit} bytes")]
     TooLarge { url: String, limit: u64 },
     #[error("cannot read {url}: {reason}")]
@@ -143,8 +154,20 @@ impl SyncError {
             SyncError::GaveUp { .. } | SyncError::Connect { .. } | SyncError::Timeout { .. } => {
                 Some("the next attempt is scheduled; `patchops sync status` shows it".into())
             }
-            SyncError::BadUrl { url, .. } if url.starts_with("https:") => {
-                Some("serve the catalog over http:// and pin its sha256".into())
+            SyncError::Certificate {
+                untrusted: true, ..
+            } => Some(
+                "if a private CA issued the server's certificate, set the sync host's \
+                 `tls: {caFile: PATH}` to its CA certificate (PEM, in the repository)"
+                    .into(),
+            ),
+            SyncError::Certificate { .. } => Some(
+                "check the host name in the URL and the certificate's dates with the \
+                 server's operator; certificate problems are not retried"
+                    .into(),
+            ),
+            SyncError::Tunnel { .. } => {
+                Some("the proxy must allow CONNECT to the catalog's host and port (443)".into())
             }
             _ => None,
         }
@@ -206,11 +229,11 @@ impl CatalogOutcome {
 
 /// A readable summary of one catalog version (the caller's parser; one
 /// line per bulletin is what makes the diff between versions readable).
-pub type Summarize<'a> = &'a dyn Fn(&[u8]) -> Result<String, String>;
+pub type Summarize<'a> = &'a (dyn Fn(&[u8]) -> Result<String, String> + Sync);
 
 /// How each catalog is verified; [`verifications_from_manifest`] unless a
 /// caller (a test) says otherwise.
-pub type Verifier<'a> = &'a dyn Fn(&Catalog) -> Result<Vec<Verification>, SyncError>;
+pub type Verifier<'a> = &'a (dyn Fn(&Catalog) -> Result<Vec<Verification>, SyncError> + Sync);
 
 /// The summary used when the caller has no parser: size and SHA-256.
 pub fn default_summary(bytes: &[u8]) -> Result<String, String> {
@@ -291,6 +314,33 @@ pub fn proxy_config(spec: &SyncHostSpec) -> Result<Option<ProxyConfig>, SyncErro
         username: proxy.username.clone(),
         password,
     }))
+}
+
+/// The CA file of a sync host's `tls` setting, resolved in `site_dir`.
+pub fn ca_file(site_dir: &Path, spec: &SyncHostSpec) -> Result<Option<PathBuf>, SyncError> {
+    let Some(tls) = &spec.tls else {
+        return Ok(None);
+    };
+    let path = crate::load::resolve_repo_path(site_dir, tls.ca_file.as_str()).map_err(|e| {
+        SyncError::Client {
+            reason: format!("tls.caFile `{}`: {e}", tls.ca_file.as_str()),
+        }
+    })?;
+    Ok(Some(path))
+}
+
+/// The fetcher of a sync host: its proxy (the password read now) and its
+/// trusted CAs, with `options`' time-outs and retries.
+pub fn host_fetcher(
+    site_dir: &Path,
+    spec: &SyncHostSpec,
+    options: &FetchOptions,
+) -> Result<Fetcher, SyncError> {
+    let options = FetchOptions {
+        ca_file: ca_file(site_dir, spec)?,
+        ..options.clone()
+    };
+    Fetcher::new(proxy_config(spec)?, options)
 }
 
 /// The run's clock, and the functions that verify and summarize.

@@ -81,6 +81,7 @@ fn fast() -> FetchOptions {
         base_delay: Duration::from_millis(1),
         max_delay: Duration::from_millis(4),
         max_bytes: 1024,
+        ca_file: None,
     }
 }
 

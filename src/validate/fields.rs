@@ -611,6 +611,13 @@ fn sync_host(cx: &mut Ctx<'_, '_>, spec: &FieldPath, s: &SyncHostSpec) {
     if let Some(proxy) = &s.proxy {
         proxy_fields(cx, &spec.key("proxy"), proxy);
     }
+    if let Some(tls) = &s.tls {
+        cx.repo_path(
+            &spec.key("tls").key("caFile"),
+            tls.ca_file.as_str(),
+            Some(Expect::File),
+        );
+    }
 }
 
 fn proxy_fields(cx: &mut Ctx<'_, '_>, path: &FieldPath, proxy: &Proxy) {
