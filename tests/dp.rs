@@ -89,8 +89,9 @@ fn apply_distributes_content_in_priority_order_and_validates_clean() {
     assert_eq!(
         steps,
         vec![
-            ("MS Office Updates".into(), "dp-branch".into(), 1),
-            ("MS Office Updates".into(), "dp-hq".into(), 1),
+            // README.txt and the example's invcif.xml.
+            ("MS Office Updates".into(), "dp-branch".into(), 2),
+            ("MS Office Updates".into(), "dp-hq".into(), 2),
             // README.txt, scan.cmd and the example's mssecure.xml.
             ("MS Security Updates".into(), "dp-branch".into(), 3),
             ("MS Security Updates".into(), "dp-hq".into(), 3),
@@ -101,8 +102,8 @@ fn apply_distributes_content_in_priority_order_and_validates_clean() {
         out.contains("Distributed \"MS Security Updates\" to dp-hq: 3 files"),
         "{out}"
     );
-    // Single instance: the two packages share no files, four files in all.
-    assert_eq!(site.blobs("dp-hq").len(), 4);
+    // Single instance: the two packages share no files, five files in all.
+    assert_eq!(site.blobs("dp-hq").len(), 5);
     let validated = site.ok(&["dp", "validate"]);
     assert!(
         validated.contains("dp-hq (dp/dp-hq): ok")
@@ -154,12 +155,12 @@ fn a_source_change_is_a_new_package_version() {
     let site = Site::new();
     site.ok(&["apply", "site", "--auto-approve"]);
     fs::write(
-        site.path("site/packages/security-inventory-tool/mssecure.xml"),
-        "<MSSecure/>\n",
+        site.path("site/packages/security-inventory-tool/README.txt"),
+        "The Security Update Inventory Tool, revised.\n",
     )
     .unwrap();
     fs::set_permissions(
-        site.path("site/packages/security-inventory-tool/mssecure.xml"),
+        site.path("site/packages/security-inventory-tool/README.txt"),
         fs::Permissions::from_mode(0o644),
     )
     .unwrap();
@@ -187,9 +188,9 @@ fn a_source_change_is_a_new_package_version() {
     site.ok(&["apply", "site", "--auto-approve"]);
     assert_eq!(
         site.blobs("dp-hq").len(),
-        // 4 files of the first versions (the old mssecure.xml among them)
-        // and the new mssecure.xml.
-        5,
+        // 5 files of the first versions (the old README.txt among them)
+        // and the new README.txt.
+        6,
         "the old version's files stay for their grace period"
     );
     assert!(site.ok(&["dp", "validate", "dp-hq"]).contains("ok"));
