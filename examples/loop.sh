@@ -54,6 +54,8 @@ sed -i \
   -e "s#http://dp-hq.corp.example:8080#http://127.0.0.1:$dp_hq_port#" \
   -e "s#http://dp-branch.corp.example:8080#http://127.0.0.1:$dp_branch_port#" \
   site/distribution-points.yaml
+# The hash cache patchops keeps beside the manifests is not part of the site.
+printf '.patchops/\n' > site/.gitignore
 git -C site init -q -b main
 git -C site add -A
 git -C site -c user.name=demo -c user.email=demo@example.invalid commit -q -m "The LAB site"

@@ -282,6 +282,31 @@ fn scan_import_feeds_status_updates() {
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("3 scanned machines\n"), "{out}");
     assert!(out.contains("MS00-048"), "{out}");
+    // Bulletins that apply to none of the machines are left out unless
+    // asked for, and counted.
+    let not_anywhere: Vec<&serde_json::Value> = all["bulletins"]
+        .as_array()
+        .expect("bulletins")
+        .iter()
+        .filter(|b| b["installed"] == 0 && b["missing"] == 0 && b["unknown"] == 0)
+        .collect();
+    assert!(!not_anywhere.is_empty());
+    let hidden = not_anywhere[0]["bulletin"].as_str().expect("id");
+    assert!(!out.contains(&format!("\n{hidden} ")), "{out}");
+    assert!(
+        out.contains(&format!(
+            "{} more bulletins apply to none of these machines",
+            not_anywhere.len()
+        )),
+        "{out}"
+    );
+    let (code, out, err) = run(
+        dir.path(),
+        &["status", "updates", "--all", "--state", &state],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("\n{hidden} ")), "{out}");
+    assert!(!out.contains("more bulletins"), "{out}");
     let (code, _, err) = run(
         dir.path(),
         &[

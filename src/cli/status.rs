@@ -52,6 +52,10 @@ pub enum Command {
         /// Only the machines of this collection.
         #[arg(long)]
         collection: Option<String>,
+        /// Also list the bulletins that apply to none of the scanned
+        /// machines (human output; JSON always has every bulletin).
+        #[arg(long)]
+        all: bool,
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
         #[command(flatten)]
@@ -89,12 +93,13 @@ pub fn run(command: Command, style: Style) -> u8 {
         .map(|m| print_machine(&m, format)),
         Command::Updates {
             collection,
+            all,
             format,
             state,
         } => block_on(with_store(&state, async |store| {
             status::updates(store, collection.as_deref()).await
         }))
-        .map(|u| print_updates(&u, format)),
+        .map(|u| print_updates(&u, format, all)),
     };
     match result {
         Ok(()) => exit::OK,
@@ -392,7 +397,7 @@ fn print_machine(m: &MachineStatus, format: Format) {
     print!("{out}");
 }
 
-fn print_updates(u: &UpdatesStatus, format: Format) {
+fn print_updates(u: &UpdatesStatus, format: Format, all: bool) {
     if format == Format::Json {
         println!("{}", json(u));
         return;
@@ -420,8 +425,15 @@ fn print_updates(u: &UpdatesStatus, format: Format) {
         "{:10}  {:>9}  {:>7}  {:>14}  {:>7}  {:>9}  TITLE",
         "BULLETIN", "INSTALLED", "MISSING", "NOT APPLICABLE", "UNKNOWN", "COMPLIANT"
     );
+    // A catalog lists hundreds of bulletins for products a site does not
+    // run: by default only those that apply to some scanned machine.
+    let mut hidden = 0usize;
     for b in &u.bulletins {
         let c = &b.counts;
+        if !all && c.installed + c.missing + c.unknown == 0 {
+            hidden += 1;
+            continue;
+        }
         let pct = b
             .percent_compliant
             .map_or("-".to_string(), |p| format!("{p:.1}%"));
@@ -435,6 +447,12 @@ fn print_updates(u: &UpdatesStatus, format: Format) {
             c.unknown,
             pct,
             b.title.as_deref().unwrap_or("")
+        );
+    }
+    if hidden > 0 {
+        let _ = writeln!(
+            out,
+            "{hidden} more bulletins apply to none of these machines (not applicable on all of them); --all lists them"
         );
     }
     print!("{out}");
