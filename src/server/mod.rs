@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod reconcile;
 mod site;
 mod tokens;
+mod writes;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
@@ -75,6 +76,8 @@ pub struct AppState {
     pub known_inventory: std::sync::Mutex<Option<(i64, i64, i64)>>,
     /// The reconciler's leadership and last outcome (with `--manifests`).
     pub reconcile: Option<Arc<reconcile::Status>>,
+    /// The agents' writes, committed in groups (`writes`).
+    pub writes: writes::Writes,
 }
 
 /// Loads the applied site, the inventory and the stored policies, and
@@ -113,6 +116,7 @@ pub async fn serve(
         evaluation_ms = index.last_full_evaluation.as_millis() as u64,
         "site loaded"
     );
+    let (writes, queued) = writes::queue();
     let state = Arc::new(AppState {
         store,
         index: RwLock::new(index),
@@ -128,7 +132,9 @@ pub async fn serve(
             .reconcile
             .as_ref()
             .map(|_| Arc::new(reconcile::Status::default())),
+        writes,
     });
+    let writer = tokio::spawn(writes::run(state.clone(), queued));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| ServerError::Bind {
@@ -178,6 +184,8 @@ pub async fn serve(
         let _ = reconciler.await;
     }
     refresher.abort();
+    // Every request has been answered: no write is waiting.
+    writer.abort();
     state.store.close().await;
     tracing::info!("stopped");
     result
