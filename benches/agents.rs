@@ -209,8 +209,7 @@ fn main() {
             // The helper reads the server's URL from the environment; it is
             // set before the simulation starts any task.
             std::env::set_var("PATCHOPS_TEST_POSTGRES", base);
-            let (url, dropper) =
-                runtime.block_on(patchops::store::testing::fresh_postgres_url());
+            let (url, dropper) = runtime.block_on(patchops::store::testing::fresh_postgres_url());
             (url, Some(dropper), "PostgreSQL (loopback)")
         }
     };
@@ -310,7 +309,12 @@ fn check(cmd: Command, what: &str) {
 fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = text.lines().find(|l| l.starts_with(field))?;
-    line[field.len()..].trim().trim_end_matches("kB").trim().parse().ok()
+    line[field.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The process's user + system CPU time so far, in seconds.
@@ -467,23 +471,29 @@ async fn simulate(base: &str, machines: Arc<Vec<Machine>>, o: &Options) -> Outco
         let run = match task.await {
             Ok(run) => run,
             Err(e) => {
-                outcome.errors.push(format!("{}: the agent task failed: {e}", machine.name));
+                outcome
+                    .errors
+                    .push(format!("{}: the agent task failed: {e}", machine.name));
                 continue;
             }
         };
         for (kind, latency) in run.latencies {
             outcome.latencies.entry(kind).or_default().push(latency);
         }
-        outcome
-            .errors
-            .extend(run.errors.into_iter().map(|e| format!("{}: {e}", machine.name)));
+        outcome.errors.extend(
+            run.errors
+                .into_iter()
+                .map(|e| format!("{}: {e}", machine.name)),
+        );
         outcome.sent += run.sent.len();
         outcome.resent += run.resent;
         outcome.accepted += run.accepted;
         outcome.duplicates += run.duplicates;
         outcome.policy_changes += run.policy_changes;
         outcome.assignments += run.assignments;
-        outcome.sent_keys.insert(machine.name.to_lowercase(), run.sent);
+        outcome
+            .sent_keys
+            .insert(machine.name.to_lowercase(), run.sent);
     }
     outcome.elapsed = started.elapsed();
     outcome
@@ -849,7 +859,9 @@ impl Report<'_> {
             && out.duplicates == out.resent;
         let checks = [
             (
-                format!("p99 < {P99_TARGET_MS} ms for every request kind (worst {worst_p99:.2} ms)"),
+                format!(
+                    "p99 < {P99_TARGET_MS} ms for every request kind (worst {worst_p99:.2} ms)"
+                ),
                 worst_p99 < P99_TARGET_MS,
             ),
             ("no errors".to_string(), out.errors.is_empty()),

@@ -912,7 +912,9 @@ async fn concurrent_writes_are_each_whole_and_once() {
     // Each machine's four keys once in the store.
     for name in ["wks-burst-00", "wks-burst-07"] {
         let machine: Value = serde_json::from_str(&run_ok(
-            &["status", "machine", name, "--format", "json", "--state", &state],
+            &[
+                "status", "machine", name, "--format", "json", "--state", &state,
+            ],
             dir.path(),
             &[],
         ))

@@ -38,7 +38,10 @@ pub enum Write {
     /// Revokes the machine's tokens and adds the new one; adds the machine
     /// to the inventory (with its name alone) when the index does not know
     /// it.
-    Register { machine: Machine, token_hash: String },
+    Register {
+        machine: Machine,
+        token_hash: String,
+    },
     /// Stores a machine's facts and updates its memberships and policy.
     Inventory { machine: Machine },
     /// Stores status messages, exactly once by key.
