@@ -618,7 +618,7 @@ async fn live(mut agent: Agent, machine: &Machine, index: usize, rounds: usize) 
     }
 
     // One agent in ten lost the answer to its last batch and sends it again.
-    if index % 10 == 0 && !last_batch.is_empty() {
+    if index.is_multiple_of(10) && !last_batch.is_empty() {
         let n = advertisements.len() * RUN_STATES.len();
         let request = agent
             .client
