@@ -22,8 +22,11 @@
 //! 6. one agent in ten then sends its last batch again, as an agent does
 //!    whose answer was lost: the server must count it as duplicates.
 //!
-//! Requests are bounded to a number in flight (a semaphore; the client
-//! keeps as many keep-alive connections). Each request's latency is the
+//! Agents start at a steady rate (default 250 a second, so 10,000 within
+//! 40 s, about 2,500 requests a second offered; `--rate 0` starts them all
+//! at once, a closed loop that keeps the bound of requests in flight busy:
+//! the server's saturation). Requests are bounded to a number in flight (a
+//! semaphore; the client keeps as many keep-alive connections). Each request's latency is the
 //! time from sending to having read the whole answer. Afterwards the bench
 //! reads every machine's status messages back from the store and checks
 //! that each sent key was stored once and nothing else was.
@@ -33,7 +36,8 @@
 //! `--agents N` / `SIM_AGENTS` (default 10,000), `--rounds N` /
 //! `SIM_ROUNDS` (polling rounds after the first, default 3),
 //! `--concurrency N` / `SIM_CONCURRENCY` (requests in flight, default
-//! 256), `--postgres [URL]` / `SIM_POSTGRES=URL` (a fresh database on that
+//! 256), `--rate N` / `SIM_RATE` (agents started per second, 0: all at
+//! once; default 250), `--postgres [URL]` / `SIM_POSTGRES=URL` (a fresh database on that
 //! PostgreSQL server, default `PATCHOPS_TEST_POSTGRES` or
 //! `postgres://postgres@127.0.0.1:5432`; without it, a SQLite file).
 
@@ -119,6 +123,9 @@ struct Options {
     agents: usize,
     rounds: usize,
     concurrency: usize,
+    /// Agents started per second; 0: all at once (a closed loop that keeps
+    /// `concurrency` requests in flight, the server's saturation).
+    rate: usize,
     /// A PostgreSQL server's URL; none: SQLite.
     postgres: Option<String>,
 }
@@ -136,6 +143,7 @@ fn options() -> Options {
         agents: if quick { 300 } else { 10_000 },
         rounds: if quick { 2 } else { 3 },
         concurrency: 256,
+        rate: 250,
         postgres: env("SIM_POSTGRES"),
     };
     if let Some(v) = env("SIM_AGENTS") {
@@ -146,6 +154,9 @@ fn options() -> Options {
     }
     if let Some(v) = env("SIM_CONCURRENCY") {
         o.concurrency = number("SIM_CONCURRENCY", &v);
+    }
+    if let Some(v) = env("SIM_RATE") {
+        o.rate = number("SIM_RATE", &v);
     }
     let mut args = std::env::args().skip(1).peekable();
     while let Some(arg) = args.next() {
@@ -165,6 +176,7 @@ fn options() -> Options {
             "--agents" => o.agents = number("--agents", &value("--agents")),
             "--rounds" => o.rounds = number("--rounds", &value("--rounds")),
             "--concurrency" => o.concurrency = number("--concurrency", &value("--concurrency")),
+            "--rate" => o.rate = number("--rate", &value("--rate")),
             "--postgres" => {
                 o.postgres = Some(match args.peek() {
                     Some(next) if !next.starts_with("--") => args.next().unwrap_or_default(),
@@ -174,7 +186,7 @@ fn options() -> Options {
             other => {
                 eprintln!(
                     "agents: unknown argument {other:?} (expected --quick, --agents N, \
-                     --rounds N, --concurrency N, --postgres [URL])"
+                     --rounds N, --concurrency N, --rate N, --postgres [URL])"
                 );
                 std::process::exit(2)
             }
@@ -242,7 +254,11 @@ fn main() {
     cmd.args(["server", "--state", &state, "--listen", "127.0.0.1:0"])
         .args(["--enroll-secret-from", "env:SIM_ENROLL_SECRET"])
         .env("SIM_ENROLL_SECRET", ENROLL_SECRET)
-        .env("PATCHOPS_LOG", "warn");
+        // `SIM_SERVER_LOG=info` shows the server's reloads in the report.
+        .env(
+            "PATCHOPS_LOG",
+            std::env::var("SIM_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+        );
     let started = Instant::now();
     let (mut server, base) = spawn_server(cmd, &log);
     let server_start = started.elapsed();
@@ -253,6 +269,7 @@ fn main() {
     let outcome = runtime.block_on(simulate(&base, machines.clone(), &o));
     let hwm = proc_status_kib(pid, "VmHWM:");
     let cpu = proc_cpu_seconds(pid);
+    let own_cpu = own_cpu_seconds();
 
     // Stop the server as an operator would, so that it closes the store.
     // SAFETY: a plain signal to the child this process started.
@@ -261,6 +278,10 @@ fn main() {
     }
     let _ = server.wait();
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    let reloads = log_text.matches("site reloaded").count();
+    if reloads > 0 {
+        println!("the server reloaded the site {reloads} times during the run");
+    }
 
     // What the store holds: every sent key once, nothing else.
     let stored = runtime.block_on(stored_status(&state, &machines, &outcome.sent_keys));
@@ -276,6 +297,7 @@ fn main() {
         rss_loaded,
         hwm,
         cpu,
+        own_cpu,
     };
     let passed = report.print();
     if !outcome.errors.is_empty() || !passed {
@@ -328,6 +350,17 @@ fn proc_cpu_seconds(pid: u32) -> Option<f64> {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     (hz > 0).then(|| ticks / hz as f64)
+}
+
+/// This process's user + system CPU time so far, in seconds.
+fn own_cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 /// The kinds of request an agent makes.
@@ -451,7 +484,13 @@ async fn simulate(base: &str, machines: Arc<Vec<Machine>>, o: &Options) -> Outco
             run: AgentRun::default(),
         };
         let (machines, rounds) = (machines.clone(), o.rounds);
+        // Agent i starts at i / rate seconds.
+        let start =
+            (o.rate > 0).then(|| started + Duration::from_secs_f64(i as f64 / o.rate as f64));
         tasks.push(tokio::spawn(async move {
+            if let Some(start) = start {
+                tokio::time::sleep_until(start.into()).await;
+            }
             live(agent, &machines[i], i, rounds).await
         }));
     }
@@ -757,6 +796,7 @@ struct Report<'a> {
     rss_loaded: Option<u64>,
     hwm: Option<u64>,
     cpu: Option<f64>,
+    own_cpu: f64,
 }
 
 const P99_TARGET_MS: f64 = 100.0;
@@ -769,8 +809,16 @@ impl Report<'_> {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         let requests: usize = out.latencies.values().map(Vec::len).sum();
         println!(
-            "agents: {} agents, {} rounds after the first, {} requests in flight, store {}",
-            o.agents, o.rounds, o.concurrency, self.backend
+            "agents: {} agents, {} rounds after the first, at most {} requests in flight, {}, store {}",
+            o.agents,
+            o.rounds,
+            o.concurrency,
+            if o.rate > 0 {
+                format!("{} agents started per second", o.rate)
+            } else {
+                "all started at once (closed loop)".to_string()
+            },
+            self.backend
         );
         println!(
             "  prepared (apply + import) in {:.1} s; server up in {:.2} s (RSS {:.0} MiB)",
@@ -845,6 +893,10 @@ impl Report<'_> {
             self.cpu
                 .map(|c| format!("{c:.1} s"))
                 .unwrap_or_else(|| "unknown".into())
+        );
+        println!(
+            "  load generator (this process, sharing the cores): CPU {:.1} s",
+            self.own_cpu
         );
         println!("  errors: {}", out.errors.len());
         for e in out.errors.iter().take(10) {
