@@ -220,8 +220,15 @@ async fn refresh_loop(state: Arc<AppState>, every: Duration) {
             Ok(info) => info.serial,
             Err(_) => continue,
         };
-        let inventory = state.store.inventory_version().await.ok();
-        let known = state.known_inventory.lock().map(|k| *k).unwrap_or(None);
+        // Read under the writer lock: the server's own inventory writes
+        // record their version after their commit, holding it, so a write
+        // in between cannot pass for someone else's (and cost a reload).
+        let (inventory, known) = {
+            let _writer = state.writer.lock().await;
+            let inventory = state.store.inventory_version().await.ok();
+            let known = state.known_inventory.lock().map(|k| *k).unwrap_or(None);
+            (inventory, known)
+        };
         let current = state.index.read().map(|i| i.serial).unwrap_or(serial);
         if serial != current || inventory != known || !was_up {
             if let Err(e) = rebuild(&state).await {
