@@ -826,3 +826,104 @@ async fn status_commands_show_what_agents_reported() {
     );
     assert!(human.starts_with("ADVERTISEMENT"), "{human}");
 }
+
+/// Many agents writing at once: their writes are committed in groups, and
+/// each is still answered for itself — every registration's token works
+/// (one machine registering several times at once keeps exactly one),
+/// every inventory report moves its own machine's policy, and status
+/// batches that overlap are stored once, counted per batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_are_each_whole_and_once() {
+    let dir = TempDir::new().expect("tmp");
+    let state = applied_example(dir.path());
+    let server = std::sync::Arc::new(Server::start(&state, dir.path(), &[]));
+    const N: usize = 40;
+
+    // One machine registers five times at once: one token survives.
+    let mut twice = Vec::new();
+    for _ in 0..5 {
+        let server = server.clone();
+        twice.push(tokio::spawn(async move {
+            register(&server, "wks-burst-dup").await
+        }));
+    }
+    let mut agents = Vec::new();
+    for i in 0..N {
+        let server = server.clone();
+        agents.push(tokio::spawn(async move {
+            let name = format!("wks-burst-{i:02}");
+            let token = register(&server, &name).await;
+            let (_, _, before) = get_policy(&server, &token, None).await;
+            let office = i % 2 == 0;
+            let machine = json!({
+                "name": name,
+                "os": {"name": "Microsoft Windows XP Professional", "type": "workstation",
+                       "version": "5.1.2600", "servicePack": 2},
+                "site": "LAB",
+                "installed": {"product": if office { vec!["Microsoft Office 2003"] } else { vec![] }},
+                "ip": {"address": [format!("10.2.7.{}", i + 1)], "subnet": ["10.2.7.0"]}
+            });
+            let batch = |keys: &[&str]| {
+                let messages: Vec<Value> = keys
+                    .iter()
+                    .map(|k| {
+                        json!({"key": format!("{name}/{k}"), "advertisement": "MS Security Updates",
+                               "state": "accepted", "at": "2026-11-25T02:00:00Z"})
+                    })
+                    .collect();
+                json!({ "messages": messages }).to_string().into_bytes()
+            };
+            let (inventory, first, second) = tokio::join!(
+                post(&server, "/v1/inventory", &token, machine.to_string().into_bytes()),
+                post(&server, "/v1/status", &token, batch(&["k1", "k2", "k3"])),
+                post(&server, "/v1/status", &token, batch(&["k2", "k3", "k4"])),
+            );
+            assert_eq!(inventory.0, StatusCode::OK, "{}", inventory.1);
+            assert_eq!((first.0, second.0), (StatusCode::OK, StatusCode::OK));
+            let accepted = first.1["accepted"].as_u64().unwrap() + second.1["accepted"].as_u64().unwrap();
+            let duplicates =
+                first.1["duplicates"].as_u64().unwrap() + second.1["duplicates"].as_u64().unwrap();
+            assert_eq!((accepted, duplicates), (4, 2), "{name}: {first:?} {second:?}");
+            let (_, _, after) = get_policy(&server, &token, None).await;
+            let names = assignment_names(&after);
+            assert!(assignment_names(&before).is_empty(), "{name}: {before}");
+            assert!(names.iter().any(|n| n == "MS Security Updates"), "{name}: {after}");
+            assert_eq!(
+                names.iter().any(|n| n == "MS Office Updates"),
+                office,
+                "{name}: {after}"
+            );
+        }));
+    }
+    for agent in agents {
+        agent.await.expect("agent");
+    }
+    let mut live = 0;
+    for token in twice {
+        let token = token.await.expect("register");
+        let (status, _, _) = get_policy(&server, &token, None).await;
+        match status {
+            StatusCode::OK => live += 1,
+            StatusCode::UNAUTHORIZED => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(live, 1, "exactly one of the five tokens is live");
+
+    // Each machine's four keys once in the store.
+    for name in ["wks-burst-00", "wks-burst-07"] {
+        let machine: Value = serde_json::from_str(&run_ok(
+            &[
+                "status", "machine", name, "--format", "json", "--state", &state,
+            ],
+            dir.path(),
+            &[],
+        ))
+        .expect("json");
+        assert_eq!(
+            machine["messages"].as_array().map(Vec::len),
+            Some(4),
+            "{machine}"
+        );
+    }
+}

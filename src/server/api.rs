@@ -17,6 +17,7 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 
 use super::tokens::{new_token, token_hash};
+use super::writes::Write;
 use super::{constant_time_eq, now_ms, AppState};
 use crate::inventory::{machine_key, validate_machine, Machine};
 use crate::store::{StatusMessage, StoreError};
@@ -38,7 +39,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// A refusal: a status and a message for the caller.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
@@ -197,65 +198,21 @@ async fn register(
     if let Err(problems) = validate_machine(&machine) {
         return Err(ApiError::bad_request(problems_text(&problems)));
     }
-    let key = machine.key();
     let token = new_token();
-    let now = now_ms();
-    {
-        let _writer = state.writer.lock().await;
-        state.store.revoke_machine_tokens(&key, now).await?;
-        state.tokens.forget_machine(&key);
-        state
-            .store
-            .add_machine_token(&key, &token_hash(&token), now)
-            .await?;
-        let known = state
-            .index
-            .read()
-            .map(|i| i.id_of(&key).is_some())
-            .unwrap_or(false);
-        if !known {
-            add_or_update(&state, machine.clone()).await?;
-        }
-    }
+    state
+        .writes
+        .commit(Write::Register {
+            machine: machine.clone(),
+            token_hash: token_hash(&token),
+        })
+        .await?;
     state.metrics.registrations.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(machine = %key, "registered");
+    tracing::info!(machine = %machine.key(), "registered");
     Ok(axum::Json(RegisterResponse {
         machine: machine.name,
         token,
     })
     .into_response())
-}
-
-/// Stores a machine's inventory and updates its memberships and policy.
-/// The caller holds `state.writer`.
-async fn add_or_update(state: &AppState, machine: Machine) -> Result<(), ApiError> {
-    let records = state
-        .store
-        .upsert_machines(std::slice::from_ref(&machine), now_ms())
-        .await?;
-    if let Ok(version) = state.store.inventory_version().await {
-        if let Ok(mut known) = state.known_inventory.lock() {
-            *known = Some(version);
-        }
-    }
-    let Some(record) = records.first() else {
-        return Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the store returned no record for the machine",
-        ));
-    };
-    let started = Instant::now();
-    let changed = state
-        .index
-        .write()
-        .ok()
-        .and_then(|mut index| index.machine_changed(record.id, machine));
-    state.metrics.machine_evaluation.observe(started.elapsed());
-    if let Some(policy) = changed {
-        state.store.put_policies(&[policy], now_ms()).await?;
-        state.metrics.policy_updates.fetch_add(1, Ordering::Relaxed);
-    }
-    Ok(())
 }
 
 /// The caller's own policy. `If-None-Match` with the current ETag → 304.
@@ -331,10 +288,7 @@ async fn inventory(
         ));
     }
     machine.last_heartbeat = Some(jiff::Timestamp::now());
-    {
-        let _writer = state.writer.lock().await;
-        add_or_update(&state, machine).await?;
-    }
+    state.writes.commit(Write::Inventory { machine }).await?;
     let version = state
         .index
         .read()
@@ -419,8 +373,9 @@ async fn status(
             received_ms: received,
         });
     }
-    let inserted = state.store.insert_status(&messages).await?;
-    let duplicates = messages.len() - inserted;
+    let sent = messages.len();
+    let inserted = state.writes.commit(Write::Status { messages }).await?;
+    let duplicates = sent - inserted;
     state
         .metrics
         .status_messages

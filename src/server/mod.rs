@@ -14,6 +14,7 @@ pub mod reconcile;
 pub mod schedules;
 mod site;
 mod tokens;
+mod writes;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
@@ -76,6 +77,8 @@ pub struct AppState {
     pub known_inventory: std::sync::Mutex<Option<(i64, i64, i64)>>,
     /// The reconciler's leadership and last outcome (with `--manifests`).
     pub reconcile: Option<Arc<reconcile::Status>>,
+    /// The agents' writes, committed in groups (`writes`).
+    pub writes: writes::Writes,
 }
 
 /// Loads the applied site, the inventory and the stored policies, and
@@ -114,6 +117,7 @@ pub async fn serve(
         evaluation_ms = index.last_full_evaluation.as_millis() as u64,
         "site loaded"
     );
+    let (writes, queued) = writes::queue();
     let state = Arc::new(AppState {
         store,
         index: RwLock::new(index),
@@ -129,7 +133,9 @@ pub async fn serve(
             .reconcile
             .as_ref()
             .map(|_| Arc::new(reconcile::Status::default())),
+        writes,
     });
+    let writer = tokio::spawn(writes::run(state.clone(), queued));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| ServerError::Bind {
@@ -179,6 +185,8 @@ pub async fn serve(
         let _ = reconciler.await;
     }
     refresher.abort();
+    // Every request has been answered: no write is waiting.
+    writer.abort();
     state.store.close().await;
     tracing::info!("stopped");
     result
@@ -213,8 +221,15 @@ async fn refresh_loop(state: Arc<AppState>, every: Duration) {
             Ok(info) => info.serial,
             Err(_) => continue,
         };
-        let inventory = state.store.inventory_version().await.ok();
-        let known = state.known_inventory.lock().map(|k| *k).unwrap_or(None);
+        // Read under the writer lock: the server's own inventory writes
+        // record their version after their commit, holding it, so a write
+        // in between cannot pass for someone else's (and cost a reload).
+        let (inventory, known) = {
+            let _writer = state.writer.lock().await;
+            let inventory = state.store.inventory_version().await.ok();
+            let known = state.known_inventory.lock().map(|k| *k).unwrap_or(None);
+            (inventory, known)
+        };
         let current = state.index.read().map(|i| i.serial).unwrap_or(serial);
         if serial != current || inventory != known || !was_up {
             if let Err(e) = rebuild(&state).await {

@@ -2,7 +2,7 @@
 //! their SHA-256, and cached for a short time after a successful check so
 //! that a policy poll needs no database round trip.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
@@ -62,6 +62,16 @@ impl TokenCache {
             entries.retain(|_, (m, _)| m != machine);
         }
     }
+
+    /// Forgets every token of these machines, in one pass over the cache.
+    pub fn forget_machines(&self, machines: &HashSet<String>) {
+        if machines.is_empty() {
+            return;
+        }
+        if let Ok(mut entries) = self.entries.write() {
+            entries.retain(|_, (m, _)| !machines.contains(m));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -84,6 +94,13 @@ mod tests {
         assert_eq!(cache.get("h").as_deref(), Some("wks-1"));
         cache.forget_machine("wks-1");
         assert_eq!(cache.get("h"), None);
+        cache.put("h1".into(), "wks-1".into());
+        cache.put("h2".into(), "wks-2".into());
+        cache.put("h3".into(), "wks-3".into());
+        cache.forget_machines(&["wks-1".to_string(), "wks-3".to_string()].into());
+        assert_eq!(cache.get("h1"), None);
+        assert_eq!(cache.get("h2").as_deref(), Some("wks-2"));
+        assert_eq!(cache.get("h3"), None);
         let off = TokenCache::new(Duration::ZERO);
         off.put("h".into(), "wks-1".into());
         assert_eq!(off.get("h"), None);

@@ -1115,6 +1115,29 @@ impl Store {
         r.map_err(|e| self.error(e))
     }
 
+    /// Issues agents' tokens, in one transaction: for each (machine,
+    /// token hash) in order, revokes the machine's live tokens and then
+    /// registers the hash as [`Store::add_machine_token`] does. What a
+    /// registration does, for many registrations at one commit. On any
+    /// error nothing is written.
+    pub async fn issue_machine_tokens(
+        &self,
+        tokens: &[(String, String)],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.writable()?;
+        let tokens: Vec<(String, String)> = tokens
+            .iter()
+            .map(|(machine, hash)| (self::machine_key(machine), hash.clone()))
+            .collect();
+        let r = match &self.inner.db {
+            Db::Sqlite(p) => sqlite::issue_machine_tokens(p, &tokens, now_ms).await,
+            Db::Postgres(p) => postgres::issue_machine_tokens(p, &tokens, now_ms).await,
+            Db::Remote(_) => Err(Fail::Remote("issue_machine_tokens")),
+        };
+        r.map_err(|e| self.error(e))
+    }
+
     /// The key of the machine a token (by its SHA-256) belongs to; None
     /// when unknown or revoked.
     pub async fn machine_for_token(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
@@ -1211,11 +1234,30 @@ impl Store {
     /// a message whose key is already stored (or repeated in the batch) is
     /// ignored. Returns how many were newly stored.
     pub async fn insert_status(&self, msgs: &[StatusMessage]) -> Result<usize, StoreError> {
+        Ok(self.insert_status_batches(&[msgs]).await?.iter().sum())
+    }
+
+    /// Stores several batches of status messages (from different callers)
+    /// in one transaction, as [`Store::insert_status`] does each: one
+    /// commit, so one wait for the disk, for them all. A key stored by an
+    /// earlier batch of the same call is a duplicate in a later one. On any
+    /// error nothing is stored. Returns how many of each batch were newly
+    /// stored, in the order given.
+    pub async fn insert_status_batches(
+        &self,
+        batches: &[&[StatusMessage]],
+    ) -> Result<Vec<usize>, StoreError> {
         self.writable()?;
-        let lowered: Vec<String> = msgs.iter().map(|m| machine_key(&m.machine_key)).collect();
+        let lowered: Vec<(&[StatusMessage], Vec<String>)> = batches
+            .iter()
+            .map(|msgs| {
+                let keys = msgs.iter().map(|m| machine_key(&m.machine_key)).collect();
+                (*msgs, keys)
+            })
+            .collect();
         let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::insert_status(p, msgs, &lowered).await,
-            Db::Postgres(p) => postgres::insert_status(p, msgs, &lowered).await,
+            Db::Sqlite(p) => sqlite::insert_status(p, &lowered).await,
+            Db::Postgres(p) => postgres::insert_status(p, &lowered).await,
             Db::Remote(_) => Err(Fail::Remote("insert_status")),
         };
         r.map_err(|e| self.error(e))

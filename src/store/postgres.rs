@@ -593,6 +593,39 @@ pub(super) async fn add_machine_token(
     now_ms: i64,
 ) -> Result<(), Fail> {
     let mut tx = pool.begin().await?;
+    insert_token(&mut tx, machine_key, token_hash, now_ms).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// For each (machine, token hash) in order: revoke the machine's live
+/// tokens, then add the hash; all in one transaction.
+pub(super) async fn issue_machine_tokens(
+    pool: &PgPool,
+    tokens: &[(String, String)],
+    now_ms: i64,
+) -> Result<(), Fail> {
+    let mut tx = pool.begin().await?;
+    for (machine_key, token_hash) in tokens {
+        sqlx::query(
+            "UPDATE machine_tokens SET revoked_ms = $1 WHERE machine_key = $2 AND revoked_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(machine_key)
+        .execute(&mut *tx)
+        .await?;
+        insert_token(&mut tx, machine_key, token_hash, now_ms).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn insert_token(
+    conn: &mut PgConnection,
+    machine_key: &str,
+    token_hash: &str,
+    now_ms: i64,
+) -> Result<(), Fail> {
     let done = sqlx::query(
         "INSERT INTO machine_tokens (token_hash, machine_key, created_ms) VALUES ($1, $2, $3) \
          ON CONFLICT (token_hash) DO NOTHING",
@@ -600,18 +633,17 @@ pub(super) async fn add_machine_token(
     .bind(token_hash)
     .bind(machine_key)
     .bind(now_ms)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     if done.rows_affected() == 0 {
         let (key, revoked): (String, Option<i64>) = sqlx::query_as(
             "SELECT machine_key, revoked_ms FROM machine_tokens WHERE token_hash = $1",
         )
         .bind(token_hash)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *conn)
         .await?;
         check_token_again(machine_key, &key, revoked)?;
     }
-    tx.commit().await?;
     Ok(())
 }
 
@@ -701,36 +733,41 @@ pub(super) async fn remove_policies(pool: &PgPool, ids: &[i64]) -> Result<usize,
     Ok(count(done.rows_affected()))
 }
 
+/// Batches of status messages in one transaction; how many of each batch
+/// were newly stored.
 pub(super) async fn insert_status(
     pool: &PgPool,
-    msgs: &[StatusMessage],
-    machine_keys: &[String],
-) -> Result<usize, Fail> {
+    batches: &[(&[StatusMessage], Vec<String>)],
+) -> Result<Vec<usize>, Fail> {
     let mut tx = pool.begin().await?;
-    let mut inserted = 0;
-    for (chunk, keys) in msgs.chunks(CHUNK).zip(machine_keys.chunks(CHUNK)) {
-        let col = |f: fn(&StatusMessage) -> &str| chunk.iter().map(f).collect::<Vec<&str>>();
-        let done = sqlx::query(
-            "INSERT INTO status_messages (key, machine_key, advertisement, state, exit_code, \
-             message, at_ms, received_ms) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[], \
-                                  $6::text[], $7::int8[], $8::int8[]) \
-             ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(col(|m| &m.key))
-        .bind(keys)
-        .bind(col(|m| &m.advertisement))
-        .bind(col(|m| &m.state))
-        .bind(chunk.iter().map(|m| m.exit_code).collect::<Vec<_>>())
-        .bind(col(|m| &m.message))
-        .bind(chunk.iter().map(|m| m.at_ms).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|m| m.received_ms).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
-        inserted += count(done.rows_affected());
+    let mut out = Vec::with_capacity(batches.len());
+    for (msgs, machine_keys) in batches {
+        let mut inserted = 0;
+        for (chunk, keys) in msgs.chunks(CHUNK).zip(machine_keys.chunks(CHUNK)) {
+            let col = |f: fn(&StatusMessage) -> &str| chunk.iter().map(f).collect::<Vec<&str>>();
+            let done = sqlx::query(
+                "INSERT INTO status_messages (key, machine_key, advertisement, state, exit_code, \
+                 message, at_ms, received_ms) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[], \
+                                      $6::text[], $7::int8[], $8::int8[]) \
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(col(|m| &m.key))
+            .bind(keys)
+            .bind(col(|m| &m.advertisement))
+            .bind(col(|m| &m.state))
+            .bind(chunk.iter().map(|m| m.exit_code).collect::<Vec<_>>())
+            .bind(col(|m| &m.message))
+            .bind(chunk.iter().map(|m| m.at_ms).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|m| m.received_ms).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+            inserted += count(done.rows_affected());
+        }
+        out.push(inserted);
     }
     tx.commit().await?;
-    Ok(inserted)
+    Ok(out)
 }
 
 /// The newest message of every (machine, advertisement), optionally of

@@ -756,6 +756,39 @@ pub(super) async fn add_machine_token(
     now_ms: i64,
 ) -> Result<(), Fail> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    insert_token(&mut tx, machine_key, token_hash, now_ms).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// For each (machine, token hash) in order: revoke the machine's live
+/// tokens, then add the hash; all in one transaction.
+pub(super) async fn issue_machine_tokens(
+    pool: &SqlitePool,
+    tokens: &[(String, String)],
+    now_ms: i64,
+) -> Result<(), Fail> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    for (machine_key, token_hash) in tokens {
+        sqlx::query(
+            "UPDATE machine_tokens SET revoked_ms = ?1 WHERE machine_key = ?2 AND revoked_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(machine_key)
+        .execute(&mut *tx)
+        .await?;
+        insert_token(&mut tx, machine_key, token_hash, now_ms).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn insert_token(
+    conn: &mut SqliteConnection,
+    machine_key: &str,
+    token_hash: &str,
+    now_ms: i64,
+) -> Result<(), Fail> {
     let done = sqlx::query(
         "INSERT INTO machine_tokens (token_hash, machine_key, created_ms) VALUES (?1, ?2, ?3) \
          ON CONFLICT (token_hash) DO NOTHING",
@@ -763,18 +796,17 @@ pub(super) async fn add_machine_token(
     .bind(token_hash)
     .bind(machine_key)
     .bind(now_ms)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     if done.rows_affected() == 0 {
         let (key, revoked): (String, Option<i64>) = sqlx::query_as(
             "SELECT machine_key, revoked_ms FROM machine_tokens WHERE token_hash = ?1",
         )
         .bind(token_hash)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *conn)
         .await?;
         check_token_again(machine_key, &key, revoked)?;
     }
-    tx.commit().await?;
     Ok(())
 }
 
@@ -863,38 +895,43 @@ pub(super) async fn remove_policies(pool: &SqlitePool, ids: &[i64]) -> Result<us
     Ok(removed)
 }
 
+/// Batches of status messages in one transaction; how many of each batch
+/// were newly stored.
 pub(super) async fn insert_status(
     pool: &SqlitePool,
-    msgs: &[StatusMessage],
-    machine_keys: &[String],
-) -> Result<usize, Fail> {
+    batches: &[(&[StatusMessage], Vec<String>)],
+) -> Result<Vec<usize>, Fail> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let mut inserted = 0;
-    for (chunk, keys) in msgs
-        .chunks(UPSERT_CHUNK)
-        .zip(machine_keys.chunks(UPSERT_CHUNK))
-    {
-        let sql = format!(
-            "INSERT INTO status_messages (key, machine_key, advertisement, state, exit_code, \
-             message, at_ms, received_ms) VALUES {} ON CONFLICT (key) DO NOTHING",
-            placeholders(chunk.len(), "(?, ?, ?, ?, ?, ?, ?, ?)")
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for (m, key) in chunk.iter().zip(keys) {
-            q = q
-                .bind(m.key.as_str())
-                .bind(key.as_str())
-                .bind(m.advertisement.as_str())
-                .bind(m.state.as_str())
-                .bind(m.exit_code)
-                .bind(m.message.as_str())
-                .bind(m.at_ms)
-                .bind(m.received_ms);
+    let mut out = Vec::with_capacity(batches.len());
+    for (msgs, machine_keys) in batches {
+        let mut inserted = 0;
+        for (chunk, keys) in msgs
+            .chunks(UPSERT_CHUNK)
+            .zip(machine_keys.chunks(UPSERT_CHUNK))
+        {
+            let sql = format!(
+                "INSERT INTO status_messages (key, machine_key, advertisement, state, exit_code, \
+                 message, at_ms, received_ms) VALUES {} ON CONFLICT (key) DO NOTHING",
+                placeholders(chunk.len(), "(?, ?, ?, ?, ?, ?, ?, ?)")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (m, key) in chunk.iter().zip(keys) {
+                q = q
+                    .bind(m.key.as_str())
+                    .bind(key.as_str())
+                    .bind(m.advertisement.as_str())
+                    .bind(m.state.as_str())
+                    .bind(m.exit_code)
+                    .bind(m.message.as_str())
+                    .bind(m.at_ms)
+                    .bind(m.received_ms);
+            }
+            inserted += count(q.execute(&mut *tx).await?.rows_affected());
         }
-        inserted += count(q.execute(&mut *tx).await?.rows_affected());
+        out.push(inserted);
     }
     tx.commit().await?;
-    Ok(inserted)
+    Ok(out)
 }
 
 /// The newest message of every (machine, advertisement), optionally of

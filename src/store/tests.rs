@@ -51,6 +51,8 @@ both_backends!(
     policies_round_trip,
     policies_bulk,
     status_exactly_once,
+    status_batches_in_one_commit,
+    issued_tokens_replace_old_ones,
     latest_status_per_machine_and_advertisement,
     version_1_store_is_upgraded,
     catalog_versions_round_trip,
@@ -1358,6 +1360,102 @@ async fn status_exactly_once(url: &str) {
             .len(),
         1
     );
+}
+
+/// Several callers' batches in one transaction: counted per batch, a key
+/// stored by an earlier batch is a duplicate in a later one.
+async fn status_batches_in_one_commit(url: &str) {
+    let store = Store::open(url).await.expect("open");
+    assert_eq!(
+        store
+            .insert_status(&[status("a1", "pc01", T0)])
+            .await
+            .expect("insert"),
+        1
+    );
+    let first = vec![status("a1", "pc01", T0), status("a2", "pc01", T0 + 1)];
+    let second = vec![
+        status("b1", "PC02", T0 + 2),
+        status("a2", "pc01", T0 + 1), // stored by the first batch just now
+        status("b2", "pc02", T0 + 3),
+    ];
+    let empty: Vec<StatusMessage> = Vec::new();
+    let counts = store
+        .insert_status_batches(&[&first, &empty, &second])
+        .await
+        .expect("insert");
+    assert_eq!(counts, vec![1, 0, 2]);
+    assert_eq!(
+        store.insert_status_batches(&[]).await.expect("insert"),
+        Vec::<usize>::new()
+    );
+    let keys = |msgs: Vec<StatusMessage>| {
+        let mut k: Vec<String> = msgs.into_iter().map(|m| m.key).collect();
+        k.sort();
+        k
+    };
+    assert_eq!(
+        keys(store.status_for_machine("pc01", 10).await.expect("status")),
+        ["a1", "a2"]
+    );
+    assert_eq!(
+        keys(store.status_for_machine("pc02", 10).await.expect("status")),
+        ["b1", "b2"]
+    );
+}
+
+/// Registrations in one transaction: each revokes its machine's tokens
+/// and adds its own; a refused one leaves the whole call unwritten.
+async fn issued_tokens_replace_old_ones(url: &str) {
+    let store = Store::open(url).await.expect("open");
+    let hash = |c: char| c.to_string().repeat(64);
+    store
+        .add_machine_token("pc01", &hash('a'), T0)
+        .await
+        .expect("add");
+    store
+        .add_machine_token("pc02", &hash('b'), T0)
+        .await
+        .expect("add");
+    store
+        .issue_machine_tokens(
+            &[
+                ("PC01".to_string(), hash('c')),
+                ("pc03".to_string(), hash('d')),
+                // The same machine twice: the later token wins.
+                ("pc01".to_string(), hash('e')),
+            ],
+            T0 + 1,
+        )
+        .await
+        .expect("issue");
+    let owner = |h: String| {
+        let store = &store;
+        async move { store.machine_for_token(&h).await.expect("lookup") }
+    };
+    assert_eq!(owner(hash('a')).await, None);
+    assert_eq!(owner(hash('c')).await, None);
+    assert_eq!(owner(hash('e')).await.as_deref(), Some("pc01"));
+    assert_eq!(owner(hash('d')).await.as_deref(), Some("pc03"));
+    assert_eq!(owner(hash('b')).await.as_deref(), Some("pc02"));
+
+    // The second pair names a token of another machine: nothing is written,
+    // not even the first pair's revocation.
+    let err = store
+        .issue_machine_tokens(
+            &[
+                ("pc02".to_string(), hash('f')),
+                ("pc04".to_string(), hash('d')),
+            ],
+            T0 + 2,
+        )
+        .await
+        .expect_err("taken");
+    assert!(err.to_string().contains("another machine"), "{err}");
+    assert!(!format!("{err} {err:?}").contains(&hash('d')), "{err:?}");
+    assert_eq!(owner(hash('b')).await.as_deref(), Some("pc02"));
+    assert_eq!(owner(hash('f')).await, None);
+    assert_eq!(owner(hash('d')).await.as_deref(), Some("pc03"));
 }
 
 /// A store made by a patchops that knew only migration 1 is upgraded at
