@@ -6,14 +6,13 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{patchops, run_with_limit};
+use support::{free_port, patchops, run_with_limit, start, Proc};
 use tempfile::TempDir;
 
 const ENROLL: &str = "enroll-secret-for-agent-tests";
@@ -27,51 +26,6 @@ code="${AGENT_TEST_EXIT:-0}"
 if [ "$code" -gt 255 ]; then echo "$code" > "$PATCHOPS_EXIT_CODE_FILE"; exit 0; fi
 exit "$code"
 "#;
-
-/// A child process killed on drop.
-struct Proc {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts a command and reads the URL it prints on its first line.
-fn start(mut cmd: Command, log: &Path) -> Proc {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).expect("log"))
-        .spawn()
-        .expect("start");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("first line");
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| {
-            panic!(
-                "no URL in {line:?}: {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            )
-        })
-        .to_string();
-    Proc { child, base }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// The example site, copied, with programs that run on Linux, short run
 /// time limits and DP URLs on loopback; applied to a SQLite state.

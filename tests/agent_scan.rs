@@ -11,64 +11,16 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{patchops, run_with_limit};
+use support::{free_port, patchops, run_with_limit, start, Proc};
 use tempfile::TempDir;
 
 const ENROLL: &str = "enroll-secret-for-scan-tests";
 const ADMIN: &str = "admin-token-for-scan-tests";
 const PRODUCTION: &str = "MS Security Updates";
-
-/// A child process killed on drop.
-struct Proc {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts a command and reads the URL it prints on its first line.
-fn start(mut cmd: Command, log: &Path) -> Proc {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).expect("log"))
-        .spawn()
-        .expect("start");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("first line");
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| {
-            panic!(
-                "no URL in {line:?}: {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            )
-        })
-        .to_string();
-    Proc { child, base }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// The example site with the DP on loopback, applied to a SQLite state,
 /// and the DP serving it.
