@@ -68,35 +68,7 @@ impl Site {
             std::fs::write(&path, RUN_SH).expect("run.sh");
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("mode");
         }
-        let port = free_port();
-        let dps = site.join("distribution-points.yaml");
-        let text = std::fs::read_to_string(&dps)
-            .expect("dps")
-            .replace(
-                "http://dp-hq.corp.example:8080",
-                &format!("http://127.0.0.1:{port}"),
-            )
-            // Nothing listens there: the agent falls back to it and fails.
-            .replace("http://dp-branch.corp.example:8080", "http://127.0.0.1:9");
-        std::fs::write(&dps, text).expect("write");
-
-        let state = format!("sqlite://{}", dir.path().join("site.db").display());
-        let out = patchops()
-            .current_dir(dir.path())
-            .args(["apply", "site", "--auto-approve", "--state", &state])
-            .output()
-            .expect("apply");
-        assert!(
-            out.status.success(),
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut cmd = patchops();
-        cmd.args(["dp", "serve", "--path"])
-            .arg(dir.path().join("dp/dp-hq"))
-            .args(["--listen", &format!("127.0.0.1:{port}")]);
-        let dp = start(cmd, &dir.path().join("dp.log"));
+        let (state, dp) = support::apply_with_loopback_dp(dir.path());
         std::fs::write(
             dir.path().join("facts.json"),
             json!({

@@ -38,33 +38,7 @@ impl Site {
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
             &site,
         );
-        let port = free_port();
-        let dps = site.join("distribution-points.yaml");
-        let text = std::fs::read_to_string(&dps)
-            .expect("dps")
-            .replace(
-                "http://dp-hq.corp.example:8080",
-                &format!("http://127.0.0.1:{port}"),
-            )
-            .replace("http://dp-branch.corp.example:8080", "http://127.0.0.1:9");
-        std::fs::write(&dps, text).expect("write");
-        let state = format!("sqlite://{}", dir.path().join("site.db").display());
-        let out = patchops()
-            .current_dir(dir.path())
-            .args(["apply", "site", "--auto-approve", "--state", &state])
-            .output()
-            .expect("apply");
-        assert!(
-            out.status.success(),
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut cmd = patchops();
-        cmd.args(["dp", "serve", "--path"])
-            .arg(dir.path().join("dp/dp-hq"))
-            .args(["--listen", &format!("127.0.0.1:{port}")]);
-        let dp = start(cmd, &dir.path().join("dp.log"));
+        let (state, dp) = support::apply_with_loopback_dp(dir.path());
         Site {
             dir,
             state,

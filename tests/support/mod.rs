@@ -335,3 +335,38 @@ pub fn free_port() -> u16 {
         .expect("addr")
         .port()
 }
+
+/// Points the site's `dp-hq` at a free loopback port (and `dp-branch` at
+/// one nothing listens on, so agents that fall back to it fail), applies
+/// `DIR/site` to a SQLite state in `dir`, and serves `dp-hq`. Returns the
+/// state URL and the DP process.
+pub fn apply_with_loopback_dp(dir: &Path) -> (String, Proc) {
+    let port = free_port();
+    let dps = dir.join("site/distribution-points.yaml");
+    let text = std::fs::read_to_string(&dps)
+        .expect("dps")
+        .replace(
+            "http://dp-hq.corp.example:8080",
+            &format!("http://127.0.0.1:{port}"),
+        )
+        .replace("http://dp-branch.corp.example:8080", "http://127.0.0.1:9");
+    std::fs::write(&dps, text).expect("write");
+    let state = format!("sqlite://{}", dir.join("site.db").display());
+    let out = patchops()
+        .current_dir(dir)
+        .args(["apply", "site", "--auto-approve", "--state", &state])
+        .output()
+        .expect("apply");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut cmd = patchops();
+    cmd.args(["dp", "serve", "--path"])
+        .arg(dir.join("dp/dp-hq"))
+        .args(["--listen", &format!("127.0.0.1:{port}")]);
+    let dp = start(cmd, &dir.join("dp.log"));
+    (state, dp)
+}
