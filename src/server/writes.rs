@@ -4,16 +4,19 @@
 //! store transaction, and every commit waits for the disk (an fsync, a
 //! millisecond or more). One commit per request, a few hundred agents at
 //! once would queue behind each other's commits. So the handlers hand
-//! their writes to one task, which takes every write waiting, commits them
-//! together — the status messages in one transaction, the tokens in one,
-//! the machines in one and their new policies in one — and then answers
-//! each caller. Alone, a write is a group of one: nothing waits for
-//! company.
+//! their writes to one task, which takes every write waiting, stores them
+//! all — status messages, tokens, machines and their new policies — in
+//! one transaction ([`crate::store::WriteTx`]), so one wait for the disk,
+//! and then answers each caller. Alone, a write is a group of one:
+//! nothing waits for company.
 //!
-//! Each caller's write is still whole or nothing: a failed transaction
-//! fails every write of the group that was in it, and none of them is
-//! stored. A machine named twice in one group (two reports in flight for
-//! one machine) is written in two steps, in the order received.
+//! Each caller's write is still whole or nothing, and only its own fault
+//! can fail it: when a group's transaction fails, nothing of it is stored,
+//! the index (which the group already changed) is reloaded from the
+//! store, and each write is tried again alone — unless the store is
+//! unreachable, which would fail them all the same. A machine named twice
+//! in one group (two reports in flight for one machine) is written in two
+//! steps, in the order received.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -26,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::api::ApiError;
 use super::{now_ms, AppState};
 use crate::inventory::Machine;
-use crate::store::StatusMessage;
+use crate::store::{MachineRecord, StatusMessage, StoreError, WriteTx};
 
 /// The most writes committed together.
 const MAX_GROUP: usize = 256;
@@ -96,111 +99,225 @@ pub async fn run(state: Arc<AppState>, mut receiver: mpsc::Receiver<Job>) {
 }
 
 async fn commit_group(state: &AppState, jobs: Vec<Job>) {
-    let mut statuses: Vec<(Vec<StatusMessage>, Reply)> = Vec::new();
-    let mut registrations: Vec<(Machine, String, Reply)> = Vec::new();
-    let mut inventories: Vec<(Machine, Reply)> = Vec::new();
-    for job in jobs {
-        match job.write {
-            Write::Status { messages } => statuses.push((messages, job.reply)),
-            Write::Register {
-                machine,
-                token_hash,
-            } => registrations.push((machine, token_hash, job.reply)),
-            Write::Inventory { machine } => inventories.push((machine, job.reply)),
+    if jobs.len() > 1 {
+        let mut group = Group::of(jobs);
+        let touches_index = group.touches_index();
+        let result = {
+            // Changes to the index are serialized with rebuilds.
+            let _writer = match touches_index {
+                true => Some(state.writer.lock().await),
+                false => None,
+            };
+            store_group(state, &mut group).await
+        };
+        match result {
+            Ok(()) => group.answer(),
+            Err(e) if matches!(e, StoreError::Unreachable { .. }) => group.fail(e.into()),
+            Err(e) => {
+                tracing::warn!(error = %e, writes = group.len(), "a group of writes failed; trying each alone");
+                if touches_index {
+                    if let Err(e) = super::rebuild(state).await {
+                        tracing::warn!(error = %e, "cannot reload the site after a failed group");
+                    }
+                }
+                for job in group.into_jobs() {
+                    commit_alone(state, job).await;
+                }
+            }
+        }
+    } else {
+        for job in jobs {
+            commit_alone(state, job).await;
         }
     }
-    if !statuses.is_empty() {
-        commit_status(state, statuses).await;
+}
+
+/// One write in a transaction of its own; a failure is the write's own.
+async fn commit_alone(state: &AppState, job: Job) {
+    let mut group = Group::of(vec![job]);
+    let result = {
+        let _writer = match group.touches_index() {
+            true => Some(state.writer.lock().await),
+            false => None,
+        };
+        store_group(state, &mut group).await
+    };
+    match result {
+        Ok(()) => group.answer(),
+        Err(e) => {
+            if group.touches_index() {
+                // The index may hold what the store does not: reload it at
+                // the next refresh.
+                if let Ok(mut known) = state.known_inventory.lock() {
+                    *known = None;
+                }
+            }
+            group.fail(e.into());
+        }
     }
-    if registrations.is_empty() && inventories.is_empty() {
-        return;
+}
+
+/// A group's writes, sorted by kind, with their answers.
+struct Group {
+    statuses: Vec<(Vec<StatusMessage>, Reply)>,
+    registrations: Vec<(Machine, String, Reply)>,
+    inventories: Vec<(Machine, Reply)>,
+    /// Per status batch, how many messages were newly stored.
+    stored: Vec<usize>,
+}
+
+impl Group {
+    fn of(jobs: Vec<Job>) -> Group {
+        let mut group = Group {
+            statuses: Vec::new(),
+            registrations: Vec::new(),
+            inventories: Vec::new(),
+            stored: Vec::new(),
+        };
+        for job in jobs {
+            match job.write {
+                Write::Status { messages } => group.statuses.push((messages, job.reply)),
+                Write::Register {
+                    machine,
+                    token_hash,
+                } => group.registrations.push((machine, token_hash, job.reply)),
+                Write::Inventory { machine } => group.inventories.push((machine, job.reply)),
+            }
+        }
+        group
     }
-    // Changes to the index are serialized with rebuilds.
-    let _writer = state.writer.lock().await;
-    let mut machines: Vec<(Machine, Option<Reply>)> = Vec::new();
-    if !registrations.is_empty() {
-        let tokens: Vec<(String, String)> = registrations
+
+    fn len(&self) -> usize {
+        self.statuses.len() + self.registrations.len() + self.inventories.len()
+    }
+
+    /// Whether storing the group changes the index (and needs `writer`).
+    fn touches_index(&self) -> bool {
+        !self.registrations.is_empty() || !self.inventories.is_empty()
+    }
+
+    fn answer(self) {
+        for ((_, reply), stored) in self.statuses.into_iter().zip(self.stored) {
+            let _ = reply.send(Ok(stored));
+        }
+        let others = self.registrations.into_iter().map(|(_, _, r)| r);
+        for reply in others.chain(self.inventories.into_iter().map(|(_, r)| r)) {
+            let _ = reply.send(Ok(0));
+        }
+    }
+
+    fn fail(self, error: ApiError) {
+        let replies = self.statuses.into_iter().map(|(_, r)| r);
+        let replies = replies.chain(self.registrations.into_iter().map(|(_, _, r)| r));
+        fail_all(error, replies.chain(self.inventories.into_iter().map(|(_, r)| r)));
+    }
+
+    fn into_jobs(self) -> Vec<Job> {
+        let statuses = self.statuses.into_iter().map(|(messages, reply)| Job {
+            write: Write::Status { messages },
+            reply,
+        });
+        let registrations =
+            self.registrations
+                .into_iter()
+                .map(|(machine, token_hash, reply)| Job {
+                    write: Write::Register {
+                        machine,
+                        token_hash,
+                    },
+                    reply,
+                });
+        let inventories = self.inventories.into_iter().map(|(machine, reply)| Job {
+            write: Write::Inventory { machine },
+            reply,
+        });
+        statuses.chain(registrations).chain(inventories).collect()
+    }
+}
+
+/// Stores every write of the group in one transaction and updates the
+/// index as it goes. The caller holds `state.writer` when the group
+/// [touches the index](Group::touches_index).
+async fn store_group(state: &AppState, group: &mut Group) -> Result<(), StoreError> {
+    let now = now_ms();
+    let mut tx = state.store.begin_writes().await?;
+    if !group.statuses.is_empty() {
+        let batches: Vec<&[StatusMessage]> =
+            group.statuses.iter().map(|(m, _)| m.as_slice()).collect();
+        group.stored = tx.insert_status_batches(&batches).await?;
+    }
+    let mut machines: Vec<Machine> = Vec::new();
+    let mut registered = HashSet::new();
+    if !group.registrations.is_empty() {
+        let tokens: Vec<(String, String)> = group
+            .registrations
             .iter()
             .map(|(machine, hash, _)| (machine.key(), hash.clone()))
             .collect();
-        match state.store.issue_machine_tokens(&tokens, now_ms()).await {
-            Ok(()) => {
-                let keys: HashSet<String> = tokens.into_iter().map(|(key, _)| key).collect();
-                state.tokens.forget_machines(&keys);
-                let known: Vec<bool> = match state.index.read() {
-                    Ok(index) => registrations
-                        .iter()
-                        .map(|(m, _, _)| index.id_of(&m.key()).is_some())
-                        .collect(),
-                    Err(_) => vec![false; registrations.len()],
-                };
-                for ((machine, _, reply), known) in registrations.into_iter().zip(known) {
-                    if known {
-                        let _ = reply.send(Ok(0));
-                    } else {
-                        machines.push((machine, Some(reply)));
-                    }
-                }
-            }
-            Err(e) => fail_all(
-                ApiError::from(e),
-                registrations.into_iter().map(|(_, _, r)| r),
-            ),
+        tx.issue_machine_tokens(&tokens, now).await?;
+        // A machine the index does not know is added, with its name alone.
+        if let Ok(index) = state.index.read() {
+            machines.extend(
+                group
+                    .registrations
+                    .iter()
+                    .filter(|(m, _, _)| index.id_of(&m.key()).is_none())
+                    .map(|(m, _, _)| m.clone()),
+            );
         }
+        registered.extend(tokens.into_iter().map(|(key, _)| key));
     }
-    machines.extend(inventories.into_iter().map(|(m, r)| (m, Some(r))));
+    machines.extend(group.inventories.iter().map(|(m, _)| m.clone()));
+    let mut policies = Vec::new();
     // Steps in which no machine appears twice, in the order received.
     while !machines.is_empty() {
         let mut seen = HashSet::new();
-        let (step, later): (Vec<_>, Vec<_>) = machines
+        let (step, later): (Vec<Machine>, Vec<Machine>) = machines
             .into_iter()
-            .partition(|(machine, _)| seen.insert(machine.key()));
+            .partition(|machine| seen.insert(machine.key()));
         machines = later;
-        let (step, replies): (Vec<Machine>, Vec<Option<Reply>>) = step.into_iter().unzip();
-        match store_machines(state, step).await {
-            Ok(()) => {
-                for reply in replies.into_iter().flatten() {
-                    let _ = reply.send(Ok(0));
-                }
-            }
-            Err(e) => fail_all(e, replies.into_iter().flatten()),
+        let records = tx.upsert_machines(&step, now).await?;
+        policies.extend(index_machines(state, &records, step)?);
+    }
+    let version = match group.touches_index() {
+        true => Some(tx.inventory_version().await?),
+        false => None,
+    };
+    if !policies.is_empty() {
+        // A machine changed in two steps has its last policy stored.
+        let mut last = std::collections::HashMap::with_capacity(policies.len());
+        for policy in policies {
+            last.insert(policy.machine_id, policy);
         }
+        let mut policies: Vec<_> = last.into_values().collect();
+        // One order for every writer: concurrent servers lock rows alike.
+        policies.sort_unstable_by_key(|p| p.machine_id);
+        put_policies(state, &mut tx, &policies, now).await?;
     }
-}
-
-/// Every status batch of the group in one transaction.
-async fn commit_status(state: &AppState, statuses: Vec<(Vec<StatusMessage>, Reply)>) {
-    let batches: Vec<&[StatusMessage]> = statuses.iter().map(|(m, _)| m.as_slice()).collect();
-    match state.store.insert_status_batches(&batches).await {
-        Ok(counts) => {
-            for ((_, reply), inserted) in statuses.into_iter().zip(counts) {
-                let _ = reply.send(Ok(inserted));
-            }
-        }
-        Err(e) => fail_all(ApiError::from(e), statuses.into_iter().map(|(_, r)| r)),
-    }
-}
-
-/// Stores machines' facts (each machine once), updates their memberships
-/// and policies in the index, one machine at a time so that polls are
-/// served in between, and stores the policies that changed. The caller
-/// holds `state.writer`.
-async fn store_machines(state: &AppState, machines: Vec<Machine>) -> Result<(), ApiError> {
-    let records = state.store.upsert_machines(&machines, now_ms()).await?;
-    if records.len() != machines.len() {
-        return Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!(
-                "the store returned {} records for {} machines",
-                records.len(),
-                machines.len()
-            ),
-        ));
-    }
-    if let Ok(version) = state.store.inventory_version().await {
+    tx.commit().await?;
+    if let Some(version) = version {
         if let Ok(mut known) = state.known_inventory.lock() {
             *known = Some(version);
         }
+    }
+    state.tokens.forget_machines(&registered);
+    Ok(())
+}
+
+/// Updates the machines' memberships and policies in the index, one
+/// machine at a time so that polls are served in between; the policies
+/// that changed.
+fn index_machines(
+    state: &AppState,
+    records: &[MachineRecord],
+    machines: Vec<Machine>,
+) -> Result<Vec<crate::store::StoredPolicy>, StoreError> {
+    if records.len() != machines.len() {
+        return Err(StoreError::Backend(format!(
+            "the store returned {} records for {} machines",
+            records.len(),
+            machines.len()
+        )));
     }
     let mut policies = Vec::new();
     for (record, machine) in records.iter().zip(machines) {
@@ -213,18 +330,155 @@ async fn store_machines(state: &AppState, machines: Vec<Machine>) -> Result<(), 
         state.metrics.machine_evaluation.observe(started.elapsed());
         policies.extend(changed);
     }
-    if !policies.is_empty() {
-        state.store.put_policies(&policies, now_ms()).await?;
-        state
-            .metrics
-            .policy_updates
-            .fetch_add(policies.len() as u64, Ordering::Relaxed);
-    }
+    Ok(policies)
+}
+
+async fn put_policies(
+    state: &AppState,
+    tx: &mut WriteTx<'_>,
+    policies: &[crate::store::StoredPolicy],
+    now: i64,
+) -> Result<(), StoreError> {
+    tx.put_policies(policies, now).await?;
+    state
+        .metrics
+        .policy_updates
+        .fetch_add(policies.len() as u64, Ordering::Relaxed);
     Ok(())
 }
 
 fn fail_all(error: ApiError, replies: impl Iterator<Item = Reply>) {
     for reply in replies {
         let _ = reply.send(Err(error.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, RwLock};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::secret::Secret;
+    use crate::server::{load_index, metrics, tokens};
+    use crate::store::Store;
+
+    async fn state() -> Arc<AppState> {
+        let store = Store::open("sqlite::memory:").await.expect("store");
+        let (index, _) = load_index(&store).await.expect("index");
+        Arc::new(AppState {
+            store,
+            index: RwLock::new(index),
+            writer: tokio::sync::Mutex::new(()),
+            enroll_secret: Secret::new(b"enroll".to_vec()),
+            admin_token: None,
+            tokens: tokens::TokenCache::new(Duration::from_secs(60)),
+            metrics: metrics::Metrics::default(),
+            store_up: AtomicBool::new(true),
+            max_body: 1 << 20,
+            known_inventory: std::sync::Mutex::new(None),
+            reconcile: None,
+            writes: queue().0,
+        })
+    }
+
+    fn job(write: Write) -> (Job, oneshot::Receiver<Result<usize, ApiError>>) {
+        let (reply, answer) = oneshot::channel();
+        (Job { write, reply }, answer)
+    }
+
+    fn message(machine: &str, key: &str) -> StatusMessage {
+        StatusMessage {
+            key: key.into(),
+            machine_key: machine.into(),
+            advertisement: "MS Security Updates".into(),
+            state: "accepted".into(),
+            exit_code: None,
+            message: String::new(),
+            at_ms: 1,
+            received_ms: 2,
+        }
+    }
+
+    /// A write the store refuses fails alone: the others of its group are
+    /// stored, and answered as if it had never been there.
+    #[tokio::test]
+    async fn a_refused_write_fails_alone_and_its_group_is_stored() {
+        let state = state().await;
+        state
+            .store
+            .issue_machine_tokens(&[("pc-a".into(), "hash-a".into())], 1)
+            .await
+            .expect("token");
+        let (status, status_answer) = job(Write::Status {
+            messages: vec![message("pc-a", "run-1/1-accepted")],
+        });
+        // Another machine's token hash: the store refuses it.
+        let (stolen, stolen_answer) = job(Write::Register {
+            machine: Machine::named("pc-b"),
+            token_hash: "hash-a".into(),
+        });
+        let (fresh, fresh_answer) = job(Write::Register {
+            machine: Machine::named("pc-c"),
+            token_hash: "hash-c".into(),
+        });
+        let (inventory, inventory_answer) = job(Write::Inventory {
+            machine: Machine::named("pc-d"),
+        });
+        commit_group(&state, vec![status, stolen, fresh, inventory]).await;
+
+        assert_eq!(status_answer.await.expect("answer").expect("stored"), 1);
+        let refused = stolen_answer.await.expect("answer").expect_err("refused");
+        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+        fresh_answer.await.expect("answer").expect("registered");
+        inventory_answer.await.expect("answer").expect("stored");
+
+        let store = &state.store;
+        assert_eq!(store.status_for_machine("pc-a", 10).await.unwrap().len(), 1);
+        assert_eq!(
+            store.machine_for_token("hash-a").await.unwrap().as_deref(),
+            Some("pc-a")
+        );
+        assert_eq!(
+            store.machine_for_token("hash-c").await.unwrap().as_deref(),
+            Some("pc-c")
+        );
+        assert!(store.machine("pc-b").await.unwrap().is_none());
+        assert!(store.machine("pc-c").await.unwrap().is_some());
+        assert!(store.machine("pc-d").await.unwrap().is_some());
+        // The index knows what the store holds, and nothing else.
+        let index = state.index.read().unwrap();
+        assert!(index.id_of("pc-c").is_some() && index.id_of("pc-d").is_some());
+        assert!(index.id_of("pc-b").is_none());
+    }
+
+    /// Writes of every kind in one group land together, and a machine
+    /// reported twice in a group ends with its last report.
+    #[tokio::test]
+    async fn a_group_of_every_kind_is_stored_whole() {
+        let state = state().await;
+        let mut first = Machine::named("pc-e");
+        first.site = Some("LAB".into());
+        let mut second = Machine::named("pc-e");
+        second.site = Some("HQ".into());
+        let (a, a_answer) = job(Write::Inventory { machine: first });
+        let (b, b_answer) = job(Write::Inventory { machine: second });
+        let (c, c_answer) = job(Write::Register {
+            machine: Machine::named("pc-f"),
+            token_hash: "hash-f".into(),
+        });
+        let (d, d_answer) = job(Write::Status {
+            messages: vec![message("pc-f", "k1"), message("pc-f", "k1")],
+        });
+        commit_group(&state, vec![a, b, c, d]).await;
+        a_answer.await.unwrap().expect("first report");
+        b_answer.await.unwrap().expect("second report");
+        c_answer.await.unwrap().expect("registration");
+        assert_eq!(d_answer.await.unwrap().expect("status"), 1, "a repeated key once");
+        let (_, stored) = state.store.machine("pc-e").await.unwrap().expect("pc-e");
+        assert_eq!(stored.site.as_deref(), Some("HQ"));
+        let version = state.store.inventory_version().await.unwrap();
+        assert_eq!(*state.known_inventory.lock().unwrap(), Some(version));
     }
 }

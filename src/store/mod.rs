@@ -28,6 +28,7 @@
 mod postgres;
 pub mod remote;
 mod sqlite;
+mod transaction;
 #[doc(hidden)]
 pub mod testing;
 #[cfg(test)]
@@ -42,6 +43,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::{machine_key, Machine};
+pub use transaction::WriteTx;
+pub(crate) use transaction::TokenIssue;
 
 /// How long opening (or later reaching) a PostgreSQL store may take before it
 /// is reported as [`StoreError::Unreachable`].
@@ -1010,26 +1013,10 @@ impl Store {
             let machines = machines.to_vec();
             return api.call(&remote::Call::UpsertMachines { machines }).await;
         }
-        self.writable()?;
-        let r = async {
-            let rows = machine_rows(machines)?;
-            match &self.inner.db {
-                Db::Sqlite(p) => sqlite::upsert_machines(p, &rows, now_ms).await,
-                Db::Postgres(p) => postgres::upsert_machines(p, &rows, now_ms).await,
-                Db::Remote(_) => Err(Fail::Remote("upsert_machines")),
-            }
-        }
-        .await;
-        let outcomes = r.map_err(|e| self.error(e))?;
-        Ok(machines
-            .iter()
-            .zip(outcomes)
-            .map(|(m, (id, changed))| MachineRecord {
-                id,
-                name: m.name.clone(),
-                changed,
-            })
-            .collect())
+        let mut tx = self.begin_writes().await?;
+        let records = tx.upsert_machines(machines, now_ms).await?;
+        tx.commit().await?;
+        Ok(records)
     }
 
     /// Every machine, by id. A machine's `last_heartbeat` is the later of
@@ -1037,8 +1024,14 @@ impl Store {
     /// (by anyone): the server's cue to reload inventory written by others.
     pub async fn inventory_version(&self) -> Result<(i64, i64, i64), StoreError> {
         let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::inventory_version(p).await,
-            Db::Postgres(p) => postgres::inventory_version(p).await,
+            Db::Sqlite(p) => match p.acquire().await {
+                Ok(mut conn) => sqlite::inventory_version(&mut conn).await,
+                Err(e) => Err(Fail::Sql(e)),
+            },
+            Db::Postgres(p) => match p.acquire().await {
+                Ok(mut conn) => postgres::inventory_version(&mut conn).await,
+                Err(e) => Err(Fail::Sql(e)),
+            },
             Db::Remote(_) => Err(Fail::Remote("inventory_version")),
         };
         r.map_err(|e| self.error(e))
@@ -1125,17 +1118,9 @@ impl Store {
         tokens: &[(String, String)],
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        self.writable()?;
-        let tokens: Vec<(String, String)> = tokens
-            .iter()
-            .map(|(machine, hash)| (self::machine_key(machine), hash.clone()))
-            .collect();
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::issue_machine_tokens(p, &tokens, now_ms).await,
-            Db::Postgres(p) => postgres::issue_machine_tokens(p, &tokens, now_ms).await,
-            Db::Remote(_) => Err(Fail::Remote("issue_machine_tokens")),
-        };
-        r.map_err(|e| self.error(e))
+        let mut tx = self.begin_writes().await?;
+        tx.issue_machine_tokens(tokens, now_ms).await?;
+        tx.commit().await
     }
 
     /// The key of the machine a token (by its SHA-256) belongs to; None
@@ -1203,17 +1188,10 @@ impl Store {
         policies: &[StoredPolicy],
         now_ms: i64,
     ) -> Result<usize, StoreError> {
-        self.writable()?;
-        let r = async {
-            check_policies(policies)?;
-            match &self.inner.db {
-                Db::Sqlite(p) => sqlite::put_policies(p, policies, now_ms).await,
-                Db::Postgres(p) => postgres::put_policies(p, policies, now_ms).await,
-                Db::Remote(_) => Err(Fail::Remote("put_policies")),
-            }
-        }
-        .await;
-        r.map_err(|e| self.error(e))
+        let mut tx = self.begin_writes().await?;
+        let written = tx.put_policies(policies, now_ms).await?;
+        tx.commit().await?;
+        Ok(written)
     }
 
     /// Removes the policies of these machines; returns how many were removed.
@@ -1247,20 +1225,10 @@ impl Store {
         &self,
         batches: &[&[StatusMessage]],
     ) -> Result<Vec<usize>, StoreError> {
-        self.writable()?;
-        let lowered: Vec<(&[StatusMessage], Vec<String>)> = batches
-            .iter()
-            .map(|msgs| {
-                let keys = msgs.iter().map(|m| machine_key(&m.machine_key)).collect();
-                (*msgs, keys)
-            })
-            .collect();
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::insert_status(p, &lowered).await,
-            Db::Postgres(p) => postgres::insert_status(p, &lowered).await,
-            Db::Remote(_) => Err(Fail::Remote("insert_status")),
-        };
-        r.map_err(|e| self.error(e))
+        let mut tx = self.begin_writes().await?;
+        let counts = tx.insert_status_batches(batches).await?;
+        tx.commit().await?;
+        Ok(counts)
     }
 
     /// The newest status message of every (machine, advertisement) pair,

@@ -1,6 +1,6 @@
 //! The PostgreSQL backend.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgRow};
@@ -8,6 +8,7 @@ use sqlx::{AssertSqlSafe, Connection, PgPool};
 
 use super::sqlite::migrate_error;
 use super::{
+    TokenIssue,
     check_applied, check_token_again, classify, count, decode_machine, lease_ms, machine_outcomes,
     machines_to_write, migrator, rows, version_i64, ApplyRecord, Backend, CatalogVersion, Db,
     Existing, Fail, LockHolder, LockRequest, Machine, MachineRow, Normalized, Opened, Owner,
@@ -470,11 +471,10 @@ fn col<'a>(rows: &[&'a MachineRow], f: fn(&MachineRow) -> &str) -> Vec<&'a str> 
 }
 
 pub(super) async fn upsert_machines(
-    pool: &PgPool,
+    tx: &mut PgConnection,
     rows: &[MachineRow],
     now_ms: i64,
 ) -> Result<Vec<(u32, bool)>, Fail> {
-    let mut tx = pool.begin().await?;
     let mut out = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(CHUNK) {
         let keys: Vec<&str> = chunk.iter().map(|r| r.key.as_str()).collect();
@@ -520,17 +520,16 @@ pub(super) async fn upsert_machines(
         }
         out.extend(machine_outcomes(chunk, &existing, &written)?);
     }
-    tx.commit().await?;
     Ok(out)
 }
 
 /// (machines, newest change, highest id): changes whenever a machine is
 /// added, changed or removed.
-pub(super) async fn inventory_version(pool: &PgPool) -> Result<(i64, i64, i64), Fail> {
+pub(super) async fn inventory_version(conn: &mut PgConnection) -> Result<(i64, i64, i64), Fail> {
     let row: (i64, i64, i64) = sqlx::query_as(
         "SELECT COUNT(*), COALESCE(MAX(updated_ms), 0), COALESCE(MAX(id), 0) FROM machines",
     )
-    .fetch_one(pool)
+    .fetch_one(conn)
     .await?;
     Ok(row)
 }
@@ -598,25 +597,69 @@ pub(super) async fn add_machine_token(
     Ok(())
 }
 
-/// For each (machine, token hash) in order: revoke the machine's live
-/// tokens, then add the hash; all in one transaction.
+/// Issues tokens as [`TokenIssue`] plans them: every named machine's live
+/// tokens revoked, then every hash added, in three statements whatever
+/// the number of registrations.
 pub(super) async fn issue_machine_tokens(
-    pool: &PgPool,
-    tokens: &[(String, String)],
+    tx: &mut PgConnection,
+    issue: &TokenIssue<'_>,
     now_ms: i64,
 ) -> Result<(), Fail> {
-    let mut tx = pool.begin().await?;
-    for (machine_key, token_hash) in tokens {
+    for keys in issue.machines.chunks(CHUNK) {
         sqlx::query(
-            "UPDATE machine_tokens SET revoked_ms = $1 WHERE machine_key = $2 AND revoked_ms IS NULL",
+            "UPDATE machine_tokens SET revoked_ms = $1 \
+             WHERE machine_key = ANY($2::text[]) AND revoked_ms IS NULL",
         )
         .bind(now_ms)
-        .bind(machine_key)
+        .bind(keys)
         .execute(&mut *tx)
         .await?;
-        insert_token(&mut tx, machine_key, token_hash, now_ms).await?;
     }
-    tx.commit().await?;
+    for rows in issue.rows.chunks(CHUNK) {
+        let hashes: Vec<&str> = rows.iter().map(|r| r.hash).collect();
+        let keys: Vec<&str> = rows.iter().map(|r| r.machine_key).collect();
+        let revoked: Vec<Option<i64>> = rows
+            .iter()
+            .map(|r| r.superseded.then_some(now_ms))
+            .collect();
+        let added: HashSet<String> = sqlx::query_scalar(
+            "INSERT INTO machine_tokens (token_hash, machine_key, created_ms, revoked_ms) \
+             SELECT h, k, $3, r FROM UNNEST($1::text[], $2::text[], $4::int8[]) AS u(h, k, r) \
+             ON CONFLICT (token_hash) DO NOTHING RETURNING token_hash",
+        )
+        .bind(&hashes)
+        .bind(&keys)
+        .bind(now_ms)
+        .bind(&revoked)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let clashing: Vec<&str> = hashes
+            .iter()
+            .copied()
+            .filter(|h| !added.contains(*h))
+            .collect();
+        if clashing.is_empty() {
+            continue;
+        }
+        let stored: HashMap<String, (String, Option<i64>)> = sqlx::query_as::<_, (String, String, Option<i64>)>(
+            "SELECT token_hash, machine_key, revoked_ms FROM machine_tokens \
+             WHERE token_hash = ANY($1::text[])",
+        )
+        .bind(&clashing)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|(hash, key, revoked)| (hash, (key, revoked)))
+        .collect();
+        for row in rows.iter().filter(|r| !added.contains(r.hash)) {
+            let (key, revoked) = stored.get(row.hash).ok_or_else(|| {
+                Fail::Data("a token that clashed on insert is not stored".into())
+            })?;
+            check_token_again(row.machine_key, key, *revoked)?;
+        }
+    }
     Ok(())
 }
 
@@ -692,11 +735,10 @@ pub(super) async fn policy(pool: &PgPool, machine_id: u32) -> Result<Option<Stor
 }
 
 pub(super) async fn put_policies(
-    pool: &PgPool,
+    tx: &mut PgConnection,
     policies: &[StoredPolicy],
     now_ms: i64,
 ) -> Result<usize, Fail> {
-    let mut tx = pool.begin().await?;
     let mut written = 0;
     for chunk in policies.chunks(CHUNK) {
         let ids: Vec<i64> = chunk.iter().map(|p| i64::from(p.machine_id)).collect();
@@ -721,7 +763,6 @@ pub(super) async fn put_policies(
         .await?;
         written += count(done.rows_affected());
     }
-    tx.commit().await?;
     Ok(written)
 }
 
@@ -736,10 +777,9 @@ pub(super) async fn remove_policies(pool: &PgPool, ids: &[i64]) -> Result<usize,
 /// Batches of status messages in one transaction; how many of each batch
 /// were newly stored.
 pub(super) async fn insert_status(
-    pool: &PgPool,
+    tx: &mut PgConnection,
     batches: &[(&[StatusMessage], Vec<String>)],
 ) -> Result<Vec<usize>, Fail> {
-    let mut tx = pool.begin().await?;
     let mut out = Vec::with_capacity(batches.len());
     for (msgs, machine_keys) in batches {
         let mut inserted = 0;
@@ -766,7 +806,6 @@ pub(super) async fn insert_status(
         }
         out.push(inserted);
     }
-    tx.commit().await?;
     Ok(out)
 }
 

@@ -12,6 +12,7 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Connection, SqlitePool};
 
 use super::{
+    TokenIssue,
     check_applied, check_token_again, classify, count, decode_machine, lease_ms, machine_outcomes,
     machines_to_write, migrator, rows, version_i64, ApplyRecord, Backend, CatalogVersion, Db,
     Existing, Fail, LockHolder, LockRequest, Machine, MachineRow, Normalized, Opened, Owner,
@@ -609,11 +610,10 @@ pub(super) async fn ping(pool: &SqlitePool) -> Result<(), Fail> {
 }
 
 pub(super) async fn upsert_machines(
-    pool: &SqlitePool,
+    tx: &mut SqliteConnection,
     rows: &[MachineRow],
     now_ms: i64,
 ) -> Result<Vec<(u32, bool)>, Fail> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let mut out = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(UPSERT_CHUNK) {
         let sql = format!(
@@ -665,17 +665,18 @@ pub(super) async fn upsert_machines(
         }
         out.extend(machine_outcomes(chunk, &existing, &written)?);
     }
-    tx.commit().await?;
     Ok(out)
 }
 
 /// (machines, newest change, highest id): changes whenever a machine is
 /// added, changed or removed.
-pub(super) async fn inventory_version(pool: &SqlitePool) -> Result<(i64, i64, i64), Fail> {
+pub(super) async fn inventory_version(
+    conn: &mut SqliteConnection,
+) -> Result<(i64, i64, i64), Fail> {
     let row: (i64, i64, i64) = sqlx::query_as(
         "SELECT COUNT(*), COALESCE(MAX(updated_ms), 0), COALESCE(MAX(id), 0) FROM machines",
     )
-    .fetch_one(pool)
+    .fetch_one(conn)
     .await?;
     Ok(row)
 }
@@ -761,25 +762,46 @@ pub(super) async fn add_machine_token(
     Ok(())
 }
 
-/// For each (machine, token hash) in order: revoke the machine's live
-/// tokens, then add the hash; all in one transaction.
+/// Issues tokens as [`TokenIssue`] plans them: every named machine's live
+/// tokens revoked, then every hash added.
 pub(super) async fn issue_machine_tokens(
-    pool: &SqlitePool,
-    tokens: &[(String, String)],
+    tx: &mut SqliteConnection,
+    issue: &TokenIssue<'_>,
     now_ms: i64,
 ) -> Result<(), Fail> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    for (machine_key, token_hash) in tokens {
-        sqlx::query(
-            "UPDATE machine_tokens SET revoked_ms = ?1 WHERE machine_key = ?2 AND revoked_ms IS NULL",
+    for keys in issue.machines.chunks(UPSERT_CHUNK) {
+        let sql = format!(
+            "UPDATE machine_tokens SET revoked_ms = ? \
+             WHERE revoked_ms IS NULL AND machine_key IN ({})",
+            placeholders(keys.len(), "?")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now_ms);
+        for key in keys {
+            q = q.bind(*key);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for row in &issue.rows {
+        let done = sqlx::query(
+            "INSERT INTO machine_tokens (token_hash, machine_key, created_ms, revoked_ms) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (token_hash) DO NOTHING",
         )
+        .bind(row.hash)
+        .bind(row.machine_key)
         .bind(now_ms)
-        .bind(machine_key)
+        .bind(row.superseded.then_some(now_ms))
         .execute(&mut *tx)
         .await?;
-        insert_token(&mut tx, machine_key, token_hash, now_ms).await?;
+        if done.rows_affected() == 0 {
+            let (key, revoked): (String, Option<i64>) = sqlx::query_as(
+                "SELECT machine_key, revoked_ms FROM machine_tokens WHERE token_hash = ?1",
+            )
+            .bind(row.hash)
+            .fetch_one(&mut *tx)
+            .await?;
+            check_token_again(row.machine_key, &key, revoked)?;
+        }
     }
-    tx.commit().await?;
     Ok(())
 }
 
@@ -858,11 +880,10 @@ pub(super) async fn policy(
 }
 
 pub(super) async fn put_policies(
-    pool: &SqlitePool,
+    tx: &mut SqliteConnection,
     policies: &[StoredPolicy],
     now_ms: i64,
 ) -> Result<usize, Fail> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let mut written = 0;
     for chunk in policies.chunks(UPSERT_CHUNK) {
         let sql = format!(
@@ -884,7 +905,6 @@ pub(super) async fn put_policies(
         }
         written += count(q.execute(&mut *tx).await?.rows_affected());
     }
-    tx.commit().await?;
     Ok(written)
 }
 
@@ -898,10 +918,9 @@ pub(super) async fn remove_policies(pool: &SqlitePool, ids: &[i64]) -> Result<us
 /// Batches of status messages in one transaction; how many of each batch
 /// were newly stored.
 pub(super) async fn insert_status(
-    pool: &SqlitePool,
+    tx: &mut SqliteConnection,
     batches: &[(&[StatusMessage], Vec<String>)],
 ) -> Result<Vec<usize>, Fail> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let mut out = Vec::with_capacity(batches.len());
     for (msgs, machine_keys) in batches {
         let mut inserted = 0;
@@ -930,7 +949,6 @@ pub(super) async fn insert_status(
         }
         out.push(inserted);
     }
-    tx.commit().await?;
     Ok(out)
 }
 
