@@ -74,7 +74,7 @@ pub struct AppState {
     pub max_body: usize,
     /// The store's inventory version after this server's own last write:
     /// a different one means someone else changed the inventory.
-    pub known_inventory: std::sync::Mutex<Option<(i64, i64, i64)>>,
+    pub known_inventory: std::sync::Mutex<Option<i64>>,
     /// The reconciler's leadership and last outcome (with `--manifests`).
     pub reconcile: Option<Arc<reconcile::Status>>,
     /// The agents' writes, committed in groups (`writes`).

@@ -209,7 +209,10 @@ impl Group {
     fn fail(self, error: ApiError) {
         let replies = self.statuses.into_iter().map(|(_, r)| r);
         let replies = replies.chain(self.registrations.into_iter().map(|(_, _, r)| r));
-        fail_all(error, replies.chain(self.inventories.into_iter().map(|(_, r)| r)));
+        fail_all(
+            error,
+            replies.chain(self.inventories.into_iter().map(|(_, r)| r)),
+        );
     }
 
     fn into_jobs(self) -> Vec<Job> {
@@ -217,16 +220,16 @@ impl Group {
             write: Write::Status { messages },
             reply,
         });
-        let registrations =
-            self.registrations
-                .into_iter()
-                .map(|(machine, token_hash, reply)| Job {
-                    write: Write::Register {
-                        machine,
-                        token_hash,
-                    },
-                    reply,
-                });
+        let registrations = self
+            .registrations
+            .into_iter()
+            .map(|(machine, token_hash, reply)| Job {
+                write: Write::Register {
+                    machine,
+                    token_hash,
+                },
+                reply,
+            });
         let inventories = self.inventories.into_iter().map(|(machine, reply)| Job {
             write: Write::Inventory { machine },
             reply,
@@ -475,7 +478,11 @@ mod tests {
         a_answer.await.unwrap().expect("first report");
         b_answer.await.unwrap().expect("second report");
         c_answer.await.unwrap().expect("registration");
-        assert_eq!(d_answer.await.unwrap().expect("status"), 1, "a repeated key once");
+        assert_eq!(
+            d_answer.await.unwrap().expect("status"),
+            1,
+            "a repeated key once"
+        );
         let (_, stored) = state.store.machine("pc-e").await.unwrap().expect("pc-e");
         assert_eq!(stored.site.as_deref(), Some("HQ"));
         let version = state.store.inventory_version().await.unwrap();

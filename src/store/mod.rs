@@ -28,11 +28,11 @@
 mod postgres;
 pub mod remote;
 mod sqlite;
-mod transaction;
 #[doc(hidden)]
 pub mod testing;
 #[cfg(test)]
 mod tests;
+mod transaction;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -43,8 +43,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::{machine_key, Machine};
-pub use transaction::WriteTx;
 pub(crate) use transaction::TokenIssue;
+pub use transaction::WriteTx;
 
 /// How long opening (or later reaching) a PostgreSQL store may take before it
 /// is reported as [`StoreError::Unreachable`].
@@ -1019,10 +1019,10 @@ impl Store {
         Ok(records)
     }
 
-    /// Every machine, by id. A machine's `last_heartbeat` is the later of
-    /// A value that changes whenever a machine is added, changed or removed
-    /// (by anyone): the server's cue to reload inventory written by others.
-    pub async fn inventory_version(&self) -> Result<(i64, i64, i64), StoreError> {
+    /// The inventory serial: a value that changes whenever a machine is
+    /// added, changed or removed (by anyone; not on heartbeats), read from
+    /// one row. The server's cue to reload inventory written by others.
+    pub async fn inventory_version(&self) -> Result<i64, StoreError> {
         let r = match &self.inner.db {
             Db::Sqlite(p) => match p.acquire().await {
                 Ok(mut conn) => sqlite::inventory_version(&mut conn).await,
@@ -1037,6 +1037,7 @@ impl Store {
         r.map_err(|e| self.error(e))
     }
 
+    /// Every machine, by id. A machine's `last_heartbeat` is the later of
     /// its facts' and the one [`Store::touch_heartbeat`] recorded.
     pub async fn machines(&self) -> Result<Vec<(u32, Machine)>, StoreError> {
         if let Some(api) = self.remote_api() {
@@ -1985,6 +1986,11 @@ pub(crate) const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[
         description: "reconcile status",
         sql: include_str!("../../migrations/sqlite/0005_reconcile_status.sql"),
     },
+    EmbeddedMigration {
+        version: 6,
+        description: "inventory serial",
+        sql: include_str!("../../migrations/sqlite/0006_inventory_serial.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
@@ -2012,6 +2018,11 @@ pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
         version: 5,
         description: "reconcile status",
         sql: include_str!("../../migrations/postgres/0005_reconcile_status.sql"),
+    },
+    EmbeddedMigration {
+        version: 6,
+        description: "inventory serial",
+        sql: include_str!("../../migrations/postgres/0006_inventory_serial.sql"),
     },
 ];
 

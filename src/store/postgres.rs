@@ -8,13 +8,12 @@ use sqlx::{AssertSqlSafe, Connection, PgPool};
 
 use super::sqlite::migrate_error;
 use super::{
-    TokenIssue,
     check_applied, check_token_again, classify, count, decode_machine, lease_ms, machine_outcomes,
     machines_to_write, migrator, rows, version_i64, ApplyRecord, Backend, CatalogVersion, Db,
     Existing, Fail, LockHolder, LockRequest, Machine, MachineRow, Normalized, Opened, Owner,
     ReconcileAttempt, ReconcileStatus, StateInfo, StatusMessage, StoreError, StoredObject,
-    StoredPatchState, StoredPolicy, SyncAttempt, SyncStatus, CHUNK, CONNECT_TIMEOUT, LEADER_LEASE,
-    MIGRATIONS_TABLE, POSTGRES_MIGRATIONS,
+    StoredPatchState, StoredPolicy, SyncAttempt, SyncStatus, TokenIssue, CHUNK, CONNECT_TIMEOUT,
+    LEADER_LEASE, MIGRATIONS_TABLE, POSTGRES_MIGRATIONS,
 };
 
 /// The database's clock, in epoch milliseconds (`clock_timestamp()`, not
@@ -523,15 +522,14 @@ pub(super) async fn upsert_machines(
     Ok(out)
 }
 
-/// (machines, newest change, highest id): changes whenever a machine is
-/// added, changed or removed.
-pub(super) async fn inventory_version(conn: &mut PgConnection) -> Result<(i64, i64, i64), Fail> {
-    let row: (i64, i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), COALESCE(MAX(updated_ms), 0), COALESCE(MAX(id), 0) FROM machines",
+/// The inventory serial: bumped whenever a machine is added, changed or
+/// removed (by triggers).
+pub(super) async fn inventory_version(conn: &mut PgConnection) -> Result<i64, Fail> {
+    Ok(
+        sqlx::query_scalar("SELECT serial FROM inventory_serial WHERE id = 1")
+            .fetch_one(conn)
+            .await?,
     )
-    .fetch_one(conn)
-    .await?;
-    Ok(row)
 }
 
 pub(super) async fn machines(pool: &PgPool) -> Result<Vec<(u32, Machine)>, Fail> {
@@ -643,20 +641,21 @@ pub(super) async fn issue_machine_tokens(
         if clashing.is_empty() {
             continue;
         }
-        let stored: HashMap<String, (String, Option<i64>)> = sqlx::query_as::<_, (String, String, Option<i64>)>(
-            "SELECT token_hash, machine_key, revoked_ms FROM machine_tokens \
+        let stored: HashMap<String, (String, Option<i64>)> =
+            sqlx::query_as::<_, (String, String, Option<i64>)>(
+                "SELECT token_hash, machine_key, revoked_ms FROM machine_tokens \
              WHERE token_hash = ANY($1::text[])",
-        )
-        .bind(&clashing)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|(hash, key, revoked)| (hash, (key, revoked)))
-        .collect();
+            )
+            .bind(&clashing)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|(hash, key, revoked)| (hash, (key, revoked)))
+            .collect();
         for row in rows.iter().filter(|r| !added.contains(r.hash)) {
-            let (key, revoked) = stored.get(row.hash).ok_or_else(|| {
-                Fail::Data("a token that clashed on insert is not stored".into())
-            })?;
+            let (key, revoked) = stored
+                .get(row.hash)
+                .ok_or_else(|| Fail::Data("a token that clashed on insert is not stored".into()))?;
             check_token_again(row.machine_key, key, *revoked)?;
         }
     }

@@ -12,13 +12,12 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Connection, SqlitePool};
 
 use super::{
-    TokenIssue,
     check_applied, check_token_again, classify, count, decode_machine, lease_ms, machine_outcomes,
     machines_to_write, migrator, rows, version_i64, ApplyRecord, Backend, CatalogVersion, Db,
     Existing, Fail, LockHolder, LockRequest, Machine, MachineRow, Normalized, Opened, Owner,
     ReconcileAttempt, ReconcileStatus, StateInfo, StatusMessage, StoreError, StoredObject,
-    StoredPatchState, StoredPolicy, SyncAttempt, SyncStatus, BUSY_TIMEOUT, LEADER_LEASE,
-    MIGRATIONS_TABLE, SQLITE_MIGRATIONS,
+    StoredPatchState, StoredPolicy, SyncAttempt, SyncStatus, TokenIssue, BUSY_TIMEOUT,
+    LEADER_LEASE, MIGRATIONS_TABLE, SQLITE_MIGRATIONS,
 };
 
 /// The database's clock, in epoch milliseconds.
@@ -668,17 +667,14 @@ pub(super) async fn upsert_machines(
     Ok(out)
 }
 
-/// (machines, newest change, highest id): changes whenever a machine is
-/// added, changed or removed.
-pub(super) async fn inventory_version(
-    conn: &mut SqliteConnection,
-) -> Result<(i64, i64, i64), Fail> {
-    let row: (i64, i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), COALESCE(MAX(updated_ms), 0), COALESCE(MAX(id), 0) FROM machines",
+/// The inventory serial: bumped whenever a machine is added, changed or
+/// removed (by triggers).
+pub(super) async fn inventory_version(conn: &mut SqliteConnection) -> Result<i64, Fail> {
+    Ok(
+        sqlx::query_scalar("SELECT serial FROM inventory_serial WHERE id = 1")
+            .fetch_one(conn)
+            .await?,
     )
-    .fetch_one(conn)
-    .await?;
-    Ok(row)
 }
 
 pub(super) async fn machines(pool: &SqlitePool) -> Result<Vec<(u32, Machine)>, Fail> {

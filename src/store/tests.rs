@@ -60,6 +60,8 @@ both_backends!(
     patch_states_replace_per_machine,
     patch_states_replace_per_scan_agent,
     reconcile_status_only_from_the_leader,
+    inventory_serial_moves_with_machines_only,
+    write_tx_is_all_or_nothing,
 );
 
 fn is_sqlite(url: &str) -> bool {
@@ -2352,4 +2354,80 @@ async fn reconcile_status_only_from_the_leader(url: &str) {
     );
     let r = store.reconcile_status().await.expect("read").expect("row");
     assert_eq!(r.attempt_ms, 6_000);
+}
+
+/// The inventory serial moves when a machine is added, changed or removed,
+/// and not for a heartbeat or an upsert that changes nothing.
+async fn inventory_serial_moves_with_machines_only(url: &str) {
+    let store = Store::open(url).await.expect("open");
+    let start = store.inventory_version().await.expect("serial");
+    let recs = store
+        .upsert_machines(&[machine("PC01", 1), machine("PC02", 2)], T0)
+        .await
+        .expect("upsert");
+    let added = store.inventory_version().await.expect("serial");
+    assert!(added > start);
+    store
+        .touch_heartbeat(recs[0].id, T0 + 5)
+        .await
+        .expect("heartbeat");
+    store
+        .upsert_machines(&[machine("PC01", 1)], T0 + 6)
+        .await
+        .expect("same facts");
+    assert_eq!(store.inventory_version().await.expect("serial"), added);
+    store
+        .upsert_machines(&[machine("PC01", 3)], T0 + 7)
+        .await
+        .expect("new facts");
+    let changed = store.inventory_version().await.expect("serial");
+    assert!(changed > added);
+    store
+        .remove_machines(&["pc02".into()])
+        .await
+        .expect("remove");
+    assert!(store.inventory_version().await.expect("serial") > changed);
+}
+
+/// Writes of every kind in one `WriteTx`: none is visible before the
+/// commit, none after a drop, all after a commit.
+async fn write_tx_is_all_or_nothing(url: &str) {
+    let store = Store::open(url).await.expect("open");
+    let serial = store.inventory_version().await.expect("serial");
+    for commit in [false, true] {
+        let mut tx = store.begin_writes().await.expect("begin");
+        let counts = tx
+            .insert_status_batches(&[&[status("k1", "pc01", T0)]])
+            .await
+            .expect("status");
+        assert_eq!(counts, vec![1]);
+        tx.issue_machine_tokens(&[("PC01".into(), "hash-1".into())], T0)
+            .await
+            .expect("tokens");
+        let recs = tx
+            .upsert_machines(&[machine("PC01", 1)], T0)
+            .await
+            .expect("machines");
+        assert!(tx.inventory_version().await.expect("own serial") > serial);
+        tx.put_policies(&[policy(recs[0].id, 1, "{}")], T0)
+            .await
+            .expect("policies");
+        if commit {
+            tx.commit().await.expect("commit");
+        } else {
+            drop(tx);
+        }
+        let machine = store.machine("pc01").await.expect("machine");
+        let token = store.machine_for_token("hash-1").await.expect("token");
+        let messages = store.status_for_machine("pc01", 10).await.expect("status");
+        let policies = store.policies().await.expect("policies");
+        assert_eq!(machine.is_some(), commit);
+        assert_eq!(token.is_some(), commit);
+        assert_eq!(messages.len(), usize::from(commit));
+        assert_eq!(policies.len(), usize::from(commit));
+        assert_eq!(
+            store.inventory_version().await.expect("serial") > serial,
+            commit
+        );
+    }
 }

@@ -110,7 +110,7 @@ impl WriteTx<'_> {
     }
 
     /// [`Store::inventory_version`] as this transaction sees it.
-    pub async fn inventory_version(&mut self) -> Result<(i64, i64, i64), StoreError> {
+    pub async fn inventory_version(&mut self) -> Result<i64, StoreError> {
         let r = match &mut self.tx {
             Tx::Sqlite(tx) => sqlite::inventory_version(tx).await,
             Tx::Postgres(tx) => postgres::inventory_version(tx).await,
