@@ -494,6 +494,48 @@ async fn remote_plan_and_apply_equal_local() {
         "sms01 was registered before and is in the file"
     );
 
+    // An inventory bigger than the server's request limit (1 MiB) is sent
+    // in parts, and every machine lands.
+    let big = dir.path().join("big-inventory.json");
+    let machines = patchops::inventory::synthetic::synthetic_machines(6_000, 7);
+    std::fs::write(&big, serde_json::to_vec(&machines).expect("json")).expect("write");
+    assert!(std::fs::metadata(&big).expect("size").len() > 2 << 20);
+    let mut import = vec!["inventory", "import", big.to_str().expect("path")];
+    import.extend(&remote);
+    let out = run_ok(&import, dir.path(), &env);
+    assert!(out.contains("Imported 6000 machines"), "{out}");
+    let health: Value = serde_json::from_str(
+        &client()
+            .get(server.url("/healthz"))
+            .send()
+            .await
+            .expect("healthz")
+            .text()
+            .await
+            .expect("text"),
+    )
+    .expect("json");
+    assert_eq!(health["machines"], 302 + 6_000);
+    // A machine named twice is refused before anything is sent: no part
+    // can see the whole file.
+    let twice = dir.path().join("twice.json");
+    let mut dup = machines[..3].to_vec();
+    dup.push(machines[0].clone());
+    std::fs::write(&twice, serde_json::to_vec(&dup).expect("json")).expect("write");
+    let out = patchops()
+        .current_dir(dir.path())
+        .args(["inventory", "import", twice.to_str().expect("path")])
+        .args(&remote)
+        .envs(env.iter().copied())
+        .output()
+        .expect("import");
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("nothing was imported") && stderr.contains("not already in the inventory"),
+        "{stderr}"
+    );
+
     // A wrong admin token is refused, and the state is untouched.
     let out = patchops()
         .current_dir(dir.path())

@@ -39,15 +39,15 @@ const QUEUE: usize = 4096;
 /// One caller's write.
 pub enum Write {
     /// Revokes the machine's tokens and adds the new one; adds the machine
-    /// to the inventory (with its name alone) when the index does not know
-    /// it.
+    /// to the inventory (with its name alone) when neither the index nor
+    /// the store knows it.
     Register {
         machine: Machine,
         token_hash: String,
     },
     /// Stores a machine's facts and updates its memberships and policy.
     Inventory { machine: Machine },
-    /// Stores status messages, exactly once by key.
+    /// Stores status messages, exactly once by (machine, key).
     Status { messages: Vec<StatusMessage> },
 }
 
@@ -250,6 +250,7 @@ async fn store_group(state: &AppState, group: &mut Group) -> Result<(), StoreErr
         group.stored = tx.insert_status_batches(&batches).await?;
     }
     let mut machines: Vec<Machine> = Vec::new();
+    let mut policies = Vec::new();
     let mut registered = HashSet::new();
     if !group.registrations.is_empty() {
         let tokens: Vec<(String, String)> = group
@@ -258,20 +259,40 @@ async fn store_group(state: &AppState, group: &mut Group) -> Result<(), StoreErr
             .map(|(machine, hash, _)| (machine.key(), hash.clone()))
             .collect();
         tx.issue_machine_tokens(&tokens, now).await?;
-        // A machine the index does not know is added, with its name alone.
-        if let Ok(index) = state.index.read() {
-            machines.extend(
-                group
-                    .registrations
-                    .iter()
-                    .filter(|(m, _, _)| index.id_of(&m.key()).is_none())
-                    .map(|(m, _, _)| m.clone()),
-            );
+        let unknown: Vec<Machine> = match state.index.read() {
+            Ok(index) => group
+                .registrations
+                .iter()
+                .filter(|(m, _, _)| index.id_of(&m.key()).is_none())
+                .map(|(m, _, _)| m.clone())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        // A machine the index does not know is added with its name alone
+        // — unless the store has it (imported since the index was built):
+        // then the index learns its stored facts, which stay as they are.
+        let mut stored = Vec::new();
+        for machine in unknown {
+            match tx.machine(&machine.key()).await? {
+                Some((id, facts)) => stored.push((id, facts)),
+                None => machines.push(machine),
+            }
         }
+        let (records, facts): (Vec<MachineRecord>, Vec<Machine>) = stored
+            .into_iter()
+            .map(|(id, facts)| {
+                let record = MachineRecord {
+                    id,
+                    name: facts.name.clone(),
+                    changed: false,
+                };
+                (record, facts)
+            })
+            .unzip();
+        policies.extend(index_machines(state, &records, facts)?);
         registered.extend(tokens.into_iter().map(|(key, _)| key));
     }
     machines.extend(group.inventories.iter().map(|(m, _)| m.clone()));
-    let mut policies = Vec::new();
     // Steps in which no machine appears twice, in the order received.
     while !machines.is_empty() {
         let mut seen = HashSet::new();
@@ -454,6 +475,47 @@ mod tests {
         let index = state.index.read().unwrap();
         assert!(index.id_of("pc-c").is_some() && index.id_of("pc-d").is_some());
         assert!(index.id_of("pc-b").is_none());
+    }
+
+    /// A machine imported since the index was built (by another process)
+    /// keeps its stored facts when it registers, and the index learns them.
+    #[tokio::test]
+    async fn registering_a_machine_the_index_has_not_seen_keeps_its_facts() {
+        let state = state().await;
+        let mut imported = Machine::named("pc-g");
+        imported.site = Some("LAB".into());
+        state.store.upsert_machines(&[imported], 1).await.unwrap();
+        let (alone, alone_answer) = job(Write::Register {
+            machine: Machine::named("PC-G"),
+            token_hash: "hash-g1".into(),
+        });
+        commit_group(&state, vec![alone]).await;
+        alone_answer.await.unwrap().expect("registered");
+        // And in a group, with a machine that is new to both.
+        let mut other = Machine::named("pc-h");
+        other.site = Some("HQ".into());
+        state.store.upsert_machines(&[other], 2).await.unwrap();
+        let (a, a_answer) = job(Write::Register {
+            machine: Machine::named("pc-h"),
+            token_hash: "hash-h".into(),
+        });
+        let (b, b_answer) = job(Write::Register {
+            machine: Machine::named("pc-new"),
+            token_hash: "hash-new".into(),
+        });
+        commit_group(&state, vec![a, b]).await;
+        a_answer.await.unwrap().expect("registered");
+        b_answer.await.unwrap().expect("registered");
+
+        for (name, site) in [
+            ("pc-g", Some("LAB")),
+            ("pc-h", Some("HQ")),
+            ("pc-new", None),
+        ] {
+            let (id, stored) = state.store.machine(name).await.unwrap().expect(name);
+            assert_eq!(stored.site.as_deref(), site, "{name}");
+            assert_eq!(state.index.read().unwrap().id_of(name), Some(id), "{name}");
+        }
     }
 
     /// Writes of every kind in one group land together, and a machine

@@ -309,8 +309,66 @@ impl StoredPatchState {
     }
 }
 
+/// Machines through a site server: sent in parts whose JSON stays under
+/// [`remote::MAX_PART_BODY`] bytes, each part one transaction on the
+/// server; a machine over the limit is sent alone. A part that fails stops
+/// the import, and its error says how many machines the parts before it
+/// stored (importing again is safe: an unchanged machine is not written).
+async fn remote_upsert_machines(
+    api: &remote::Remote,
+    machines: &[Machine],
+) -> Result<Vec<MachineRecord>, StoreError> {
+    let mut records = Vec::with_capacity(machines.len());
+    let mut start = 0;
+    let mut size = 0usize;
+    for (i, machine) in machines.iter().enumerate() {
+        let bytes = serde_json::to_vec(machine).map_or(0, |v| v.len() + 1);
+        if i > start && size + bytes > remote::MAX_PART_BODY {
+            records.extend(
+                send_machines(api, &machines[start..i], records.len(), machines.len()).await?,
+            );
+            start = i;
+            size = 0;
+        }
+        size += bytes;
+    }
+    if start < machines.len() {
+        records
+            .extend(send_machines(api, &machines[start..], records.len(), machines.len()).await?);
+    }
+    Ok(records)
+}
+
+async fn send_machines(
+    api: &remote::Remote,
+    part: &[Machine],
+    stored: usize,
+    total: usize,
+) -> Result<Vec<MachineRecord>, StoreError> {
+    let call = remote::Call::UpsertMachines {
+        machines: part.to_vec(),
+    };
+    api.call(&call).await.map_err(|e| {
+        if stored == 0 {
+            return e;
+        }
+        let note = format!(
+            "{stored} of {total} machines were stored before this part failed; \
+             importing again is safe"
+        );
+        match e {
+            StoreError::Unreachable { url, reason } => StoreError::Unreachable {
+                url,
+                reason: format!("{reason} ({note})"),
+            },
+            StoreError::Backend(message) => StoreError::Backend(format!("{message} ({note})")),
+            other => other,
+        }
+    })
+}
+
 /// Patch states through a site server: the machines are sent in groups
-/// whose rows stay under [`remote::MAX_STATES_BODY`] bytes (the server's
+/// whose rows stay under [`remote::MAX_PART_BODY`] bytes (the server's
 /// request limit), each group one transaction on the server. A single
 /// machine over the limit is sent alone.
 async fn remote_replace_states(
@@ -340,7 +398,7 @@ async fn remote_replace_states(
                 .iter()
                 .map(|s| serde_json::to_vec(s).map_or(0, |v| v.len() + 1))
                 .sum::<usize>();
-        if !machines.is_empty() && size + bytes > remote::MAX_STATES_BODY {
+        if !machines.is_empty() && size + bytes > remote::MAX_PART_BODY {
             written += send_states(api, &mut machines, scan_agent, &mut group).await?;
             size = 0;
         }
@@ -1010,8 +1068,9 @@ impl Store {
     ) -> Result<Vec<MachineRecord>, StoreError> {
         if let Some(api) = self.remote_api() {
             let _ = now_ms; // the server stamps its own time
-            let machines = machines.to_vec();
-            return api.call(&remote::Call::UpsertMachines { machines }).await;
+                            // Refused whole here, as a store refuses it: parts could not.
+            machine_rows(machines).map_err(|e| self.error(e))?;
+            return remote_upsert_machines(api, machines).await;
         }
         let mut tx = self.begin_writes().await?;
         let records = tx.upsert_machines(machines, now_ms).await?;
@@ -1055,8 +1114,14 @@ impl Store {
     pub async fn machine(&self, key: &str) -> Result<Option<(u32, Machine)>, StoreError> {
         let key = machine_key(key);
         let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::machine(p, &key).await,
-            Db::Postgres(p) => postgres::machine(p, &key).await,
+            Db::Sqlite(p) => match p.acquire().await {
+                Ok(mut conn) => sqlite::machine(&mut conn, &key).await,
+                Err(e) => Err(Fail::Sql(e)),
+            },
+            Db::Postgres(p) => match p.acquire().await {
+                Ok(mut conn) => postgres::machine(&mut conn, &key).await,
+                Err(e) => Err(Fail::Sql(e)),
+            },
             Db::Remote(_) => Err(Fail::Remote("machine")),
         };
         r.map_err(|e| self.error(e))
@@ -1209,17 +1274,20 @@ impl Store {
         r.map_err(|e| self.error(e))
     }
 
-    /// Stores status messages, exactly once by key, in one transaction:
-    /// a message whose key is already stored (or repeated in the batch) is
-    /// ignored. Returns how many were newly stored.
+    /// Stores status messages, exactly once by (machine, key), in one
+    /// transaction: a message whose key is already stored for its machine
+    /// (or repeated in the batch) is ignored; another machine's message
+    /// with the same key is not a duplicate. Returns how many were newly
+    /// stored.
     pub async fn insert_status(&self, msgs: &[StatusMessage]) -> Result<usize, StoreError> {
         Ok(self.insert_status_batches(&[msgs]).await?.iter().sum())
     }
 
     /// Stores several batches of status messages (from different callers)
     /// in one transaction, as [`Store::insert_status`] does each: one
-    /// commit, so one wait for the disk, for them all. A key stored by an
-    /// earlier batch of the same call is a duplicate in a later one. On any
+    /// commit, so one wait for the disk, for them all. A (machine, key)
+    /// stored by an earlier batch of the same call is a duplicate in a
+    /// later one. On any
     /// error nothing is stored. Returns how many of each batch were newly
     /// stored, in the order given.
     pub async fn insert_status_batches(
@@ -1991,6 +2059,11 @@ pub(crate) const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[
         description: "inventory serial",
         sql: include_str!("../../migrations/sqlite/0006_inventory_serial.sql"),
     },
+    EmbeddedMigration {
+        version: 7,
+        description: "status keys per machine",
+        sql: include_str!("../../migrations/sqlite/0007_status_keys_per_machine.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
@@ -2023,6 +2096,11 @@ pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
         version: 6,
         description: "inventory serial",
         sql: include_str!("../../migrations/postgres/0006_inventory_serial.sql"),
+    },
+    EmbeddedMigration {
+        version: 7,
+        description: "status keys per machine",
+        sql: include_str!("../../migrations/postgres/0007_status_keys_per_machine.sql"),
     },
 ];
 

@@ -542,11 +542,14 @@ pub(super) async fn machines(pool: &PgPool) -> Result<Vec<(u32, Machine)>, Fail>
         .collect()
 }
 
-pub(super) async fn machine(pool: &PgPool, key: &str) -> Result<Option<(u32, Machine)>, Fail> {
+pub(super) async fn machine(
+    conn: &mut PgConnection,
+    key: &str,
+) -> Result<Option<(u32, Machine)>, Fail> {
     let row: Option<(i64, String, Option<i64>)> =
         sqlx::query_as("SELECT id, facts, last_heartbeat_ms FROM machines WHERE key = $1")
             .bind(key)
-            .fetch_optional(pool)
+            .fetch_optional(conn)
             .await?;
     row.map(|(id, facts, hb)| decode_machine(id, &facts, hb))
         .transpose()
@@ -789,7 +792,7 @@ pub(super) async fn insert_status(
                  message, at_ms, received_ms) \
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[], \
                                       $6::text[], $7::int8[], $8::int8[]) \
-                 ON CONFLICT (key) DO NOTHING",
+                 ON CONFLICT (machine_key, key) DO NOTHING",
             )
             .bind(col(|m| &m.key))
             .bind(keys)

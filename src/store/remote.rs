@@ -96,9 +96,10 @@ pub enum Call {
     ReconcileStatus,
 }
 
-/// The largest body of patch states one call sends (below the server's
-/// default `--max-body` of 1 MiB).
-pub const MAX_STATES_BODY: usize = 512 << 10;
+/// The largest body of machines or patch states one call sends (half the
+/// server's default `--max-body` of 1 MiB): a bigger import is sent in
+/// parts.
+pub const MAX_PART_BODY: usize = 512 << 10;
 
 /// A [`LockRequest`] on the wire.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -687,11 +687,14 @@ pub(super) async fn machines(pool: &SqlitePool) -> Result<Vec<(u32, Machine)>, F
         .collect()
 }
 
-pub(super) async fn machine(pool: &SqlitePool, key: &str) -> Result<Option<(u32, Machine)>, Fail> {
+pub(super) async fn machine(
+    conn: &mut SqliteConnection,
+    key: &str,
+) -> Result<Option<(u32, Machine)>, Fail> {
     let row: Option<(i64, String, Option<i64>)> =
         sqlx::query_as("SELECT id, facts, last_heartbeat_ms FROM machines WHERE key = ?1")
             .bind(key)
-            .fetch_optional(pool)
+            .fetch_optional(conn)
             .await?;
     row.map(|(id, facts, hb)| decode_machine(id, &facts, hb))
         .transpose()
@@ -926,7 +929,7 @@ pub(super) async fn insert_status(
         {
             let sql = format!(
                 "INSERT INTO status_messages (key, machine_key, advertisement, state, exit_code, \
-                 message, at_ms, received_ms) VALUES {} ON CONFLICT (key) DO NOTHING",
+                 message, at_ms, received_ms) VALUES {} ON CONFLICT (machine_key, key) DO NOTHING",
                 placeholders(chunk.len(), "(?, ?, ?, ?, ?, ?, ?, ?)")
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));

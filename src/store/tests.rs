@@ -62,6 +62,7 @@ both_backends!(
     reconcile_status_only_from_the_leader,
     inventory_serial_moves_with_machines_only,
     write_tx_is_all_or_nothing,
+    version_6_status_messages_are_kept,
 );
 
 fn is_sqlite(url: &str) -> bool {
@@ -1332,6 +1333,14 @@ async fn status_exactly_once(url: &str) {
     assert_eq!(store.insert_status(&retry).await.expect("insert"), 1);
     assert_eq!(store.insert_status(&retry).await.expect("insert"), 0);
     assert_eq!(store.insert_status(&[]).await.expect("insert"), 0);
+    // Keys are per machine: pc02's "k1" is not pc01's.
+    assert_eq!(
+        store
+            .insert_status(&[status("k1", "PC02", T0 + 1)])
+            .await
+            .expect("insert"),
+        1
+    );
 
     let mut lowered = failed.clone();
     lowered.machine_key = "pc01".into();
@@ -1360,7 +1369,7 @@ async fn status_exactly_once(url: &str) {
             .await
             .expect("status")
             .len(),
-        1
+        2
     );
 }
 
@@ -2430,4 +2439,49 @@ async fn write_tx_is_all_or_nothing(url: &str) {
             commit
         );
     }
+}
+
+/// A store of schema v6 (status keys unique across machines) is upgraded
+/// with every message kept, and then takes another machine's key.
+async fn version_6_status_messages_are_kept(url: &str) {
+    let v6 = if is_sqlite(url) {
+        &SQLITE_MIGRATIONS[..6]
+    } else {
+        &POSTGRES_MIGRATIONS[..6]
+    };
+    if is_sqlite(url) {
+        let opts = SqliteConnectOptions::from_str(url)
+            .expect("sqlite url")
+            .create_if_missing(true);
+        let mut c = SqliteConnection::connect_with(&opts)
+            .await
+            .expect("connect");
+        migrator(v6).run(&mut c).await.expect("migrate v6");
+        c.close().await.expect("close");
+    } else {
+        let mut c = PgConnection::connect(url).await.expect("connect");
+        migrator(v6).run(&mut c).await.expect("migrate v6");
+        c.close().await.expect("close");
+    }
+    exec_raw(
+        url,
+        "INSERT INTO status_messages (key, machine_key, advertisement, state, exit_code, \
+         message, at_ms, received_ms) VALUES \
+         ('run-1/1-accepted', 'pc01', 'Ad', 'accepted', NULL, '', 10, 11), \
+         ('run-1/1-failed', 'pc01', 'Ad', 'failed', 1603, 'exit 1603', 20, 21)",
+    )
+    .await;
+    let store = Store::open(url).await.expect("open");
+    let kept = store.status_for_machine("pc01", 10).await.expect("status");
+    assert_eq!(kept.len(), 2);
+    assert_eq!(kept[0].exit_code, Some(1603));
+    assert_eq!(kept[0].message, "exit 1603");
+    let again = store
+        .insert_status(&[
+            status("run-1/1-accepted", "pc01", 10),
+            status("run-1/1-accepted", "pc02", 10),
+        ])
+        .await
+        .expect("insert");
+    assert_eq!(again, 1, "pc01's key is a duplicate, pc02's is new");
 }

@@ -109,6 +109,16 @@ impl WriteTx<'_> {
             .collect())
     }
 
+    /// [`Store::machine`] as this transaction sees it.
+    pub async fn machine(&mut self, key: &str) -> Result<Option<(u32, Machine)>, StoreError> {
+        let key = machine_key(key);
+        let r = match &mut self.tx {
+            Tx::Sqlite(tx) => sqlite::machine(tx, &key).await,
+            Tx::Postgres(tx) => postgres::machine(tx, &key).await,
+        };
+        r.map_err(|e| self.store.error(e))
+    }
+
     /// [`Store::inventory_version`] as this transaction sees it.
     pub async fn inventory_version(&mut self) -> Result<i64, StoreError> {
         let r = match &mut self.tx {
