@@ -73,6 +73,19 @@ fn client() -> reqwest::Client {
         .expect("client")
 }
 
+/// The server's `/healthz` answer, as JSON.
+async fn healthz(server: &Server) -> Value {
+    let text = client()
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz")
+        .text()
+        .await
+        .expect("text");
+    serde_json::from_str(&text).expect("json")
+}
+
 async fn register(server: &Server, name: &str) -> String {
     let response = client()
         .post(server.url("/v1/register"))
@@ -478,17 +491,7 @@ async fn remote_plan_and_apply_equal_local() {
     import.extend(&remote);
     let out = run_ok(&import, dir.path(), &env);
     assert!(out.contains("Imported 302 machines"), "{out}");
-    let health: Value = serde_json::from_str(
-        &client()
-            .get(server.url("/healthz"))
-            .send()
-            .await
-            .expect("healthz")
-            .text()
-            .await
-            .expect("text"),
-    )
-    .expect("json");
+    let health = healthz(&server).await;
     assert_eq!(
         health["machines"], 302,
         "sms01 was registered before and is in the file"
@@ -504,17 +507,7 @@ async fn remote_plan_and_apply_equal_local() {
     import.extend(&remote);
     let out = run_ok(&import, dir.path(), &env);
     assert!(out.contains("Imported 6000 machines"), "{out}");
-    let health: Value = serde_json::from_str(
-        &client()
-            .get(server.url("/healthz"))
-            .send()
-            .await
-            .expect("healthz")
-            .text()
-            .await
-            .expect("text"),
-    )
-    .expect("json");
+    let health = healthz(&server).await;
     assert_eq!(health["machines"], 302 + 6_000);
     // A machine named twice is refused before anything is sent: no part
     // can see the whole file.

@@ -1471,11 +1471,13 @@ async fn issued_tokens_replace_old_ones(url: &str) {
 
 /// A store made by a patchops that knew only migration 1 is upgraded at
 /// open, its state kept.
-async fn version_1_store_is_upgraded(url: &str) {
-    let v1 = if is_sqlite(url) {
-        &SQLITE_MIGRATIONS[..1]
+/// Makes the store at `url` with the first `version` migrations only, as
+/// an older patchops left it.
+async fn store_at_version(url: &str, version: usize) {
+    let migrations = if is_sqlite(url) {
+        &SQLITE_MIGRATIONS[..version]
     } else {
-        &POSTGRES_MIGRATIONS[..1]
+        &POSTGRES_MIGRATIONS[..version]
     };
     if is_sqlite(url) {
         let opts = SqliteConnectOptions::from_str(url)
@@ -1484,13 +1486,17 @@ async fn version_1_store_is_upgraded(url: &str) {
         let mut c = SqliteConnection::connect_with(&opts)
             .await
             .expect("connect");
-        migrator(v1).run(&mut c).await.expect("migrate v1");
+        migrator(migrations).run(&mut c).await.expect("migrate");
         c.close().await.expect("close");
     } else {
         let mut c = PgConnection::connect(url).await.expect("connect");
-        migrator(v1).run(&mut c).await.expect("migrate v1");
+        migrator(migrations).run(&mut c).await.expect("migrate");
         c.close().await.expect("close");
     }
+}
+
+async fn version_1_store_is_upgraded(url: &str) {
+    store_at_version(url, 1).await;
     exec_raw(url, "UPDATE patchops_state SET serial = 5, site = 'S01'").await;
     let store = Store::open(url).await.expect("open");
     let info = store.info().await.expect("info");
@@ -2444,25 +2450,7 @@ async fn write_tx_is_all_or_nothing(url: &str) {
 /// A store of schema v6 (status keys unique across machines) is upgraded
 /// with every message kept, and then takes another machine's key.
 async fn version_6_status_messages_are_kept(url: &str) {
-    let v6 = if is_sqlite(url) {
-        &SQLITE_MIGRATIONS[..6]
-    } else {
-        &POSTGRES_MIGRATIONS[..6]
-    };
-    if is_sqlite(url) {
-        let opts = SqliteConnectOptions::from_str(url)
-            .expect("sqlite url")
-            .create_if_missing(true);
-        let mut c = SqliteConnection::connect_with(&opts)
-            .await
-            .expect("connect");
-        migrator(v6).run(&mut c).await.expect("migrate v6");
-        c.close().await.expect("close");
-    } else {
-        let mut c = PgConnection::connect(url).await.expect("connect");
-        migrator(v6).run(&mut c).await.expect("migrate v6");
-        c.close().await.expect("close");
-    }
+    store_at_version(url, 6).await;
     exec_raw(
         url,
         "INSERT INTO status_messages (key, machine_key, advertisement, state, exit_code, \
