@@ -112,7 +112,12 @@ async fn commit_group(state: &AppState, jobs: Vec<Job>) {
         };
         match result {
             Ok(()) => group.answer(),
-            Err(e) if matches!(e, StoreError::Unreachable { .. }) => group.fail(e.into()),
+            Err(e) if matches!(e, StoreError::Unreachable { .. }) => {
+                if touches_index {
+                    forget_inventory_version(state);
+                }
+                group.fail(e.into());
+            }
             Err(e) => {
                 tracing::warn!(error = %e, writes = group.len(), "a group of writes failed; trying each alone");
                 if touches_index {
@@ -146,11 +151,7 @@ async fn commit_alone(state: &AppState, job: Job) {
         Ok(()) => group.answer(),
         Err(e) => {
             if group.touches_index() {
-                // The index may hold what the store does not: reload it at
-                // the next refresh.
-                if let Ok(mut known) = state.known_inventory.lock() {
-                    *known = None;
-                }
+                forget_inventory_version(state);
             }
             group.fail(e.into());
         }
@@ -369,6 +370,14 @@ async fn put_policies(
         .policy_updates
         .fetch_add(policies.len() as u64, Ordering::Relaxed);
     Ok(())
+}
+
+/// The index may hold what the store does not (a group that changed it
+/// failed): the next refresh reloads it.
+fn forget_inventory_version(state: &AppState) {
+    if let Ok(mut known) = state.known_inventory.lock() {
+        *known = None;
+    }
 }
 
 fn fail_all(error: ApiError, replies: impl Iterator<Item = Reply>) {
