@@ -11,10 +11,13 @@ CREATE TABLE inventory_serial (
 
 INSERT INTO inventory_serial (id, serial) VALUES (1, 0);
 
+-- The counter beside the machines table that fired, whatever the
+-- session's search_path: a store lives in one schema of its own.
 CREATE FUNCTION patchops_bump_inventory_serial() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE inventory_serial SET serial = serial + 1 WHERE id = 1;
+    EXECUTE format('UPDATE %I.inventory_serial SET serial = serial + 1 WHERE id = 1',
+                   TG_TABLE_SCHEMA);
     RETURN NULL;
 END
 $$;

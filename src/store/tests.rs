@@ -2473,3 +2473,23 @@ async fn version_6_status_messages_are_kept(url: &str) {
         .expect("insert");
     assert_eq!(again, 1, "pc01's key is a duplicate, pc02's is new");
 }
+
+/// The serial is bumped beside the machines table that changed, even by a
+/// session whose search_path does not name the store's schema.
+#[tokio::test]
+async fn postgres_inventory_serial_ignores_the_search_path() {
+    let (url, _db) = super::testing::fresh_postgres_url().await;
+    let store = Store::open(&url).await.expect("open");
+    let before = store.inventory_version().await.expect("serial");
+    let mut c = PgConnection::connect(&url).await.expect("connect");
+    sqlx::raw_sql(
+        "SET search_path TO pg_catalog; \
+         INSERT INTO public.machines (key, name, facts, updated_ms) \
+         VALUES ('pc09', 'PC09', '{\"name\":\"PC09\"}', 1)",
+    )
+    .execute(&mut c)
+    .await
+    .expect("an insert from another search_path");
+    c.close().await.expect("close");
+    assert!(store.inventory_version().await.expect("serial") > before);
+}
