@@ -199,20 +199,7 @@ fn serve(mode: Arc<AtomicU8>) -> String {
         Response::new(Body::from(body))
     }
 
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let app = axum::Router::new().fallback(file).with_state(mode);
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
+    let addr = support::serve_app(axum::Router::new().fallback(file).with_state(mode));
     format!("http://{addr}")
 }
 

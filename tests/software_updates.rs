@@ -104,22 +104,8 @@ fn serve() -> (String, Arc<AtomicUsize>) {
     }
 
     let hits = Arc::new(AtomicUsize::new(0));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let state = hits.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let app = axum::Router::new().fallback(file).with_state(state);
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    (format!("http://{addr}"), hits)
+    let app = axum::Router::new().fallback(file).with_state(hits.clone());
+    (format!("http://{}", support::serve_app(app)), hits)
 }
 
 #[test]

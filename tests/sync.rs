@@ -80,25 +80,11 @@ fn start_origin(body: &[u8]) -> (String, Origin) {
         })),
         requests: Arc::new(Mutex::new(Vec::new())),
     };
-    let state = origin.clone();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let app = axum::Router::new()
-                .route("/mssecure.xml", axum::routing::get(serve_catalog))
-                .route("/mssecure.xml.sig", axum::routing::get(serve_signature))
-                .with_state(state);
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    (format!("http://{addr}"), origin)
+    let app = axum::Router::new()
+        .route("/mssecure.xml", axum::routing::get(serve_catalog))
+        .route("/mssecure.xml.sig", axum::routing::get(serve_signature))
+        .with_state(origin.clone());
+    (format!("http://{}", support::serve_app(app)), origin)
 }
 
 // ----------------------------------------------------------------- proxy

@@ -289,6 +289,25 @@ pub fn tls_forwarder(backend: std::net::SocketAddr, cert: &ServerCert) -> std::n
     addr
 }
 
+/// Serves `app` on a loopback port from a thread of its own, until the
+/// test ends; its address.
+pub fn serve_app(app: axum::Router) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            axum::serve(listener, app).await.expect("serve");
+        });
+    });
+    addr
+}
+
 /// A child process killed on drop.
 pub struct Proc {
     pub child: std::process::Child,
