@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::patchops;
+use support::{git, patchops};
 use tempfile::TempDir;
 
 const ENROLL: &str = "enroll-secret-for-tests";
@@ -531,20 +531,6 @@ async fn status_survives_sigkill_and_restart_exactly_once() {
     assert_eq!(keys, want);
     // The reconciles of the restarted servers applied the site once.
     assert_eq!(history(&state, cwd).len(), 1);
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("git")
-        .current_dir(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -308,6 +308,23 @@ pub fn serve_app(app: axum::Router) -> std::net::SocketAddr {
     addr
 }
 
+/// Runs git in `dir` with a test identity; its trimmed standard output.
+/// Fails the test when git fails.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// A child process killed on drop.
 pub struct Proc {
     pub child: std::process::Child,
