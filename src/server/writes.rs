@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::api::ApiError;
 use super::{now_ms, AppState};
 use crate::inventory::Machine;
-use crate::store::{MachineRecord, StatusMessage, StoreError, WriteTx};
+use crate::store::{MachineRecord, StatusMessage, StoreError};
 
 /// The most writes committed together.
 const MAX_GROUP: usize = 256;
@@ -102,15 +102,7 @@ async fn commit_group(state: &AppState, jobs: Vec<Job>) {
     if jobs.len() > 1 {
         let mut group = Group::of(jobs);
         let touches_index = group.touches_index();
-        let result = {
-            // Changes to the index are serialized with rebuilds.
-            let _writer = match touches_index {
-                true => Some(state.writer.lock().await),
-                false => None,
-            };
-            store_group(state, &mut group).await
-        };
-        match result {
+        match store_group(state, &mut group).await {
             Ok(()) => group.answer(),
             Err(e) if matches!(e, StoreError::Unreachable { .. }) => {
                 if touches_index {
@@ -140,14 +132,7 @@ async fn commit_group(state: &AppState, jobs: Vec<Job>) {
 /// One write in a transaction of its own; a failure is the write's own.
 async fn commit_alone(state: &AppState, job: Job) {
     let mut group = Group::of(vec![job]);
-    let result = {
-        let _writer = match group.touches_index() {
-            true => Some(state.writer.lock().await),
-            false => None,
-        };
-        store_group(state, &mut group).await
-    };
-    match result {
+    match store_group(state, &mut group).await {
         Ok(()) => group.answer(),
         Err(e) => {
             if group.touches_index() {
@@ -240,9 +225,14 @@ impl Group {
 }
 
 /// Stores every write of the group in one transaction and updates the
-/// index as it goes. The caller holds `state.writer` when the group
-/// [touches the index](Group::touches_index).
+/// index as it goes.
 async fn store_group(state: &AppState, group: &mut Group) -> Result<(), StoreError> {
+    // Changes to the index are serialized with rebuilds.
+    let _writer = if group.touches_index() {
+        Some(state.writer.lock().await)
+    } else {
+        None
+    };
     let now = now_ms();
     let mut tx = state.store.begin_writes().await?;
     if !group.statuses.is_empty() {
@@ -304,9 +294,10 @@ async fn store_group(state: &AppState, group: &mut Group) -> Result<(), StoreErr
         let records = tx.upsert_machines(&step, now).await?;
         policies.extend(index_machines(state, &records, step)?);
     }
-    let version = match group.touches_index() {
-        true => Some(tx.inventory_version().await?),
-        false => None,
+    let version = if group.touches_index() {
+        Some(tx.inventory_version().await?)
+    } else {
+        None
     };
     if !policies.is_empty() {
         // A machine changed in two steps has its last policy stored.
@@ -317,7 +308,11 @@ async fn store_group(state: &AppState, group: &mut Group) -> Result<(), StoreErr
         let mut policies: Vec<_> = last.into_values().collect();
         // One order for every writer: concurrent servers lock rows alike.
         policies.sort_unstable_by_key(|p| p.machine_id);
-        put_policies(state, &mut tx, &policies, now).await?;
+        tx.put_policies(&policies, now).await?;
+        state
+            .metrics
+            .policy_updates
+            .fetch_add(policies.len() as u64, Ordering::Relaxed);
     }
     tx.commit().await?;
     if let Some(version) = version {
@@ -356,20 +351,6 @@ fn index_machines(
         policies.extend(changed);
     }
     Ok(policies)
-}
-
-async fn put_policies(
-    state: &AppState,
-    tx: &mut WriteTx<'_>,
-    policies: &[crate::store::StoredPolicy],
-    now: i64,
-) -> Result<(), StoreError> {
-    tx.put_policies(policies, now).await?;
-    state
-        .metrics
-        .policy_updates
-        .fetch_add(policies.len() as u64, Ordering::Relaxed);
-    Ok(())
 }
 
 /// The index may hold what the store does not (a group that changed it
