@@ -659,6 +659,23 @@ pub(crate) struct Opened {
     read_only: bool,
 }
 
+/// Runs the SQL backend's `$f` (given the pool first, then the arguments)
+/// and maps its failure to a [`StoreError`]; through a site server, the
+/// operation (named `$f`, or `remote`) is refused.
+macro_rules! on_sql {
+    ($store:ident, $f:ident($($arg:expr),*)) => {
+        on_sql!($store, $f($($arg),*), remote = stringify!($f))
+    };
+    ($store:ident, $f:ident($($arg:expr),*), remote = $op:expr) => {{
+        let r = match &$store.inner.db {
+            Db::Sqlite(p) => sqlite::$f(p, $($arg),*).await,
+            Db::Postgres(p) => postgres::$f(p, $($arg),*).await,
+            Db::Remote(_) => Err(Fail::Remote($op)),
+        };
+        r.map_err(|e| $store.error(e))
+    }};
+}
+
 impl Store {
     /// Opens (creating when missing, for SQLite) and migrates a store.
     ///
@@ -754,12 +771,7 @@ impl Store {
         if let Some(api) = self.remote_api() {
             return api.call(&remote::Call::Info).await;
         }
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::info(p).await,
-            Db::Postgres(p) => postgres::info(p).await,
-            Db::Remote(_) => Err(Fail::Remote("info")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, info())
     }
 
     /// Every object, ordered by kind then name (byte order on both backends).
@@ -767,12 +779,7 @@ impl Store {
         if let Some(api) = self.remote_api() {
             return api.call(&remote::Call::Objects).await;
         }
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::objects(p).await,
-            Db::Postgres(p) => postgres::objects(p).await,
-            Db::Remote(_) => Err(Fail::Remote("objects")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, objects())
     }
 
     pub async fn object(&self, kind: &str, name: &str) -> Result<Option<StoredObject>, StoreError> {
@@ -784,12 +791,7 @@ impl Store {
                 })
                 .await;
         }
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::object(p, kind, name).await,
-            Db::Postgres(p) => postgres::object(p, kind, name).await,
-            Db::Remote(_) => Err(Fail::Remote("object")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, object(kind, name))
     }
 
     /// One transaction, all or nothing: fails with [`StoreError::Stale`]
@@ -816,12 +818,7 @@ impl Store {
         }
         self.writable()?;
         let plan = Normalized::of(changes);
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::commit(p, expected_serial, site, &plan, record).await,
-            Db::Postgres(p) => postgres::commit(p, expected_serial, site, &plan, record).await,
-            Db::Remote(_) => Err(Fail::Remote("commit")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, commit(expected_serial, site, &plan, record))
     }
 
     /// The newest `limit` audit records, newest first.
@@ -832,12 +829,7 @@ impl Store {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::history(p, i64::from(limit)).await,
-            Db::Postgres(p) => postgres::history(p, i64::from(limit)).await,
-            Db::Remote(_) => Err(Fail::Remote("history")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, history(i64::from(limit)))
     }
 
     /// Sets an object's owner. A state change like any other: in one
@@ -865,12 +857,7 @@ impl Store {
                 .await;
         }
         self.writable()?;
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::set_owner(p, kind, name, owner, record).await,
-            Db::Postgres(p) => postgres::set_owner(p, kind, name, owner, record).await,
-            Db::Remote(_) => Err(Fail::Remote("set_owner")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, set_owner(kind, name, owner, record))
     }
 
     /// Takes the apply lock: `Ok(Ok(()))` when taken (also when `req.id`
@@ -924,12 +911,7 @@ impl Store {
                 .await;
         }
         self.writable()?;
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::take_over_lock(p, APPLY_LOCK, previous_id, req).await,
-            Db::Postgres(p) => postgres::take_over_lock(p, APPLY_LOCK, previous_id, req).await,
-            Db::Remote(_) => Err(Fail::Remote("take_over_lock")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, take_over_lock(APPLY_LOCK, previous_id, req))
     }
 
     /// Extends the lease to `lease` from now. False if `id` no longer holds
@@ -945,12 +927,7 @@ impl Store {
                 .await;
         }
         self.writable()?;
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::renew_lock(p, APPLY_LOCK, id, lease_ms(lease)).await,
-            Db::Postgres(p) => postgres::renew_lock(p, APPLY_LOCK, id, lease_ms(lease)).await,
-            Db::Remote(_) => Err(Fail::Remote("renew_lock")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, renew_lock(APPLY_LOCK, id, lease_ms(lease)))
     }
 
     /// Releases the lock if `id` holds it (also `patchops force-unlock ID`).
@@ -959,12 +936,7 @@ impl Store {
             return api.call(&remote::Call::Unlock { id: id.to_string() }).await;
         }
         self.writable()?;
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::unlock(p, APPLY_LOCK, id).await,
-            Db::Postgres(p) => postgres::unlock(p, APPLY_LOCK, id).await,
-            Db::Remote(_) => Err(Fail::Remote("unlock")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, unlock(APPLY_LOCK, id))
     }
 
     /// Who holds the lock, if anyone: the row as stored, even when its lease
@@ -973,12 +945,7 @@ impl Store {
         if let Some(api) = self.remote_api() {
             return api.call(&remote::Call::LockHolder).await;
         }
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::lock_holder(p, APPLY_LOCK).await,
-            Db::Postgres(p) => postgres::lock_holder(p, APPLY_LOCK).await,
-            Db::Remote(_) => Err(Fail::Remote("lock_holder")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, lock_holder(APPLY_LOCK))
     }
 
     /// Takes the named lease (the table of the apply lock, under another
@@ -987,12 +954,7 @@ impl Store {
     /// expired lease is taken over atomically. Not offered by a remote store.
     pub async fn try_lease(&self, name: &str, req: &LockRequest) -> Result<bool, StoreError> {
         self.writable()?;
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::try_lock(p, name, req).await,
-            Db::Postgres(p) => postgres::try_lock(p, name, req).await,
-            Db::Remote(_) => Err(Fail::Remote("try_lease")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, try_lock(name, req), remote = "try_lease")
     }
 
     /// Extends the named lease to `lease` from now; false if `id` no longer
@@ -1004,23 +966,17 @@ impl Store {
         lease: Duration,
     ) -> Result<bool, StoreError> {
         self.writable()?;
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::renew_lock(p, name, id, lease_ms(lease)).await,
-            Db::Postgres(p) => postgres::renew_lock(p, name, id, lease_ms(lease)).await,
-            Db::Remote(_) => Err(Fail::Remote("renew_lease")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(
+            self,
+            renew_lock(name, id, lease_ms(lease)),
+            remote = "renew_lease"
+        )
     }
 
     /// Gives the named lease up if `id` holds it.
     pub async fn release_lease(&self, name: &str, id: &str) -> Result<bool, StoreError> {
         self.writable()?;
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::unlock(p, name, id).await,
-            Db::Postgres(p) => postgres::unlock(p, name, id).await,
-            Db::Remote(_) => Err(Fail::Remote("release_lease")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, unlock(name, id), remote = "release_lease")
     }
 
     /// Who holds the named lease, as stored (compare `expires_at`).
@@ -1032,12 +988,7 @@ impl Store {
                 })
                 .await;
         }
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::lock_holder(p, name).await,
-            Db::Postgres(p) => postgres::lock_holder(p, name).await,
-            Db::Remote(_) => Err(Fail::Remote("lease_holder")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, lock_holder(name), remote = "lease_holder")
     }
 
     /// A cheap readiness probe (`SELECT 1` on a pooled connection). A pooled
@@ -1048,12 +999,7 @@ impl Store {
         if let Some(api) = self.remote_api() {
             return api.call::<StateInfo>(&remote::Call::Info).await.map(|_| ());
         }
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::ping(p).await,
-            Db::Postgres(p) => postgres::ping(p).await,
-            Db::Remote(_) => Err(Fail::Remote("ping")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, ping())
     }
 
     /// Stores the machines' facts (creating the new ones), all in one
@@ -1102,12 +1048,7 @@ impl Store {
         if let Some(api) = self.remote_api() {
             return api.call(&remote::Call::Machines).await;
         }
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::machines(p).await,
-            Db::Postgres(p) => postgres::machines(p).await,
-            Db::Remote(_) => Err(Fail::Remote("machines")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, machines())
     }
 
     /// One machine by key (the name, compared without ASCII case).
@@ -1134,24 +1075,14 @@ impl Store {
     pub async fn remove_machines(&self, keys: &[String]) -> Result<usize, StoreError> {
         self.writable()?;
         let keys = dedup_keys(keys.iter().map(|k| machine_key(k)));
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::remove_machines(p, &keys).await,
-            Db::Postgres(p) => postgres::remove_machines(p, &keys).await,
-            Db::Remote(_) => Err(Fail::Remote("remove_machines")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, remove_machines(&keys))
     }
 
     /// Records a heartbeat from machine `id` (it never moves backwards);
     /// false when there is no such machine.
     pub async fn touch_heartbeat(&self, id: u32, now_ms: i64) -> Result<bool, StoreError> {
         self.writable()?;
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::touch_heartbeat(p, id, now_ms).await,
-            Db::Postgres(p) => postgres::touch_heartbeat(p, id, now_ms).await,
-            Db::Remote(_) => Err(Fail::Remote("touch_heartbeat")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, touch_heartbeat(id, now_ms))
     }
 
     /// Registers an agent's token for a machine, by the token's SHA-256
@@ -1166,12 +1097,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.writable()?;
         let key = self::machine_key(machine_key);
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::add_machine_token(p, &key, token_hash, now_ms).await,
-            Db::Postgres(p) => postgres::add_machine_token(p, &key, token_hash, now_ms).await,
-            Db::Remote(_) => Err(Fail::Remote("add_machine_token")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, add_machine_token(&key, token_hash, now_ms))
     }
 
     /// Issues agents' tokens, in one transaction: for each (machine,
@@ -1192,12 +1118,7 @@ impl Store {
     /// The key of the machine a token (by its SHA-256) belongs to; None
     /// when unknown or revoked.
     pub async fn machine_for_token(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::machine_for_token(p, token_hash).await,
-            Db::Postgres(p) => postgres::machine_for_token(p, token_hash).await,
-            Db::Remote(_) => Err(Fail::Remote("machine_for_token")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, machine_for_token(token_hash))
     }
 
     /// Revokes every live token of a machine; returns how many were revoked.
@@ -1215,34 +1136,19 @@ impl Store {
         }
         self.writable()?;
         let key = self::machine_key(machine_key);
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::revoke_machine_tokens(p, &key, now_ms).await,
-            Db::Postgres(p) => postgres::revoke_machine_tokens(p, &key, now_ms).await,
-            Db::Remote(_) => Err(Fail::Remote("revoke_machine_tokens")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, revoke_machine_tokens(&key, now_ms))
     }
 
     /// Every stored policy, by machine id.
     pub async fn policies(&self) -> Result<Vec<StoredPolicy>, StoreError> {
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::policies(p).await,
-            Db::Postgres(p) => postgres::policies(p).await,
-            Db::Remote(_) => Err(Fail::Remote("policies")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, policies())
     }
 
     pub async fn policy(&self, machine_id: u32) -> Result<Option<StoredPolicy>, StoreError> {
         if let Some(api) = self.remote_api() {
             return api.call(&remote::Call::Policy { machine_id }).await;
         }
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::policy(p, machine_id).await,
-            Db::Postgres(p) => postgres::policy(p, machine_id).await,
-            Db::Remote(_) => Err(Fail::Remote("policy")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, policy(machine_id))
     }
 
     /// Creates or replaces policies, all in one transaction. Returns how
@@ -1266,12 +1172,7 @@ impl Store {
         let mut ids: Vec<i64> = machine_ids.iter().map(|&id| i64::from(id)).collect();
         ids.sort_unstable();
         ids.dedup();
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::remove_policies(p, &ids).await,
-            Db::Postgres(p) => postgres::remove_policies(p, &ids).await,
-            Db::Remote(_) => Err(Fail::Remote("remove_policies")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, remove_policies(&ids))
     }
 
     /// Stores status messages, exactly once by (machine, key), in one
@@ -1313,12 +1214,7 @@ impl Store {
                 })
                 .await;
         }
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::latest_status(p, advertisement).await,
-            Db::Postgres(p) => postgres::latest_status(p, advertisement).await,
-            Db::Remote(_) => Err(Fail::Remote("latest_status")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, latest_status(advertisement))
     }
 
     /// A machine's newest `limit` status messages, newest (by `at_ms`) first.
@@ -1336,12 +1232,7 @@ impl Store {
                 .call(&remote::Call::StatusForMachine { key, limit })
                 .await;
         }
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::status_for_machine(p, &key, i64::from(limit)).await,
-            Db::Postgres(p) => postgres::status_for_machine(p, &key, i64::from(limit)).await,
-            Db::Remote(_) => Err(Fail::Remote("status_for_machine")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, status_for_machine(&key, i64::from(limit)))
     }
 
     /// Replaces one machine's patch states (all of them, in one
@@ -1416,12 +1307,7 @@ impl Store {
         if let Some(api) = self.remote_api() {
             return remote_replace_states(api, &keys, scan_agent, &unique).await;
         }
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::replace_patch_states(p, &keys, scan_agent, &unique).await,
-            Db::Postgres(p) => postgres::replace_patch_states(p, &keys, scan_agent, &unique).await,
-            Db::Remote(_) => Err(Fail::Remote("replace_patch_states")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, replace_patch_states(&keys, scan_agent, &unique))
     }
 
     /// The stored patch states, of one machine when given; by machine,
@@ -1434,34 +1320,19 @@ impl Store {
         if let Some(api) = self.remote_api() {
             return api.call(&remote::Call::PatchStates { machine: key }).await;
         }
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::patch_states(p, key.as_deref()).await,
-            Db::Postgres(p) => postgres::patch_states(p, key.as_deref()).await,
-            Db::Remote(_) => Err(Fail::Remote("patch_states")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, patch_states(key.as_deref()))
     }
 
     /// Stores a verified catalog version; returns its id (increasing per
     /// store).
     pub async fn put_catalog_version(&self, version: &CatalogVersion) -> Result<i64, StoreError> {
         self.writable()?;
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::put_catalog_version(p, version).await,
-            Db::Postgres(p) => postgres::put_catalog_version(p, version).await,
-            Db::Remote(_) => Err(Fail::Remote("put_catalog_version")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, put_catalog_version(version))
     }
 
     /// The newest stored version of the catalog at `url`, with its bytes.
     pub async fn latest_catalog(&self, url: &str) -> Result<Option<CatalogVersion>, StoreError> {
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::latest_catalog(p, url).await,
-            Db::Postgres(p) => postgres::latest_catalog(p, url).await,
-            Db::Remote(_) => Err(Fail::Remote("latest_catalog")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, latest_catalog(url))
     }
 
     /// The newest `limit` versions of the catalog at `url`, newest first,
@@ -1474,12 +1345,7 @@ impl Store {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::catalog_versions(p, url, i64::from(limit)).await,
-            Db::Postgres(p) => postgres::catalog_versions(p, url, i64::from(limit)).await,
-            Db::Remote(_) => Err(Fail::Remote("catalog_versions")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, catalog_versions(url, i64::from(limit)))
     }
 
     /// Records one synchronization attempt of a catalog and returns the
@@ -1491,22 +1357,12 @@ impl Store {
         attempt: &SyncAttempt,
     ) -> Result<SyncStatus, StoreError> {
         self.writable()?;
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::record_sync_attempt(p, attempt).await,
-            Db::Postgres(p) => postgres::record_sync_attempt(p, attempt).await,
-            Db::Remote(_) => Err(Fail::Remote("record_sync_attempt")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, record_sync_attempt(attempt))
     }
 
     /// The status of every catalog ever synchronized, by URL (byte order).
     pub async fn sync_status(&self) -> Result<Vec<SyncStatus>, StoreError> {
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::sync_status(p).await,
-            Db::Postgres(p) => postgres::sync_status(p).await,
-            Db::Remote(_) => Err(Fail::Remote("sync_status")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, sync_status())
     }
 
     /// Records the outcome of a reconcile, if `lease_id` holds the
@@ -1528,12 +1384,7 @@ impl Store {
         }
         let problems = serde_json::to_string(&attempt.problems)
             .map_err(|e| self.error(Fail::Data(e.to_string())))?;
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::record_reconcile(p, lease_id, attempt, &problems).await,
-            Db::Postgres(p) => postgres::record_reconcile(p, lease_id, attempt, &problems).await,
-            Db::Remote(_) => Err(Fail::Remote("record_reconcile")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, record_reconcile(lease_id, attempt, &problems))
     }
 
     /// The last recorded reconcile, if a server ever reconciled this store.
@@ -1541,12 +1392,7 @@ impl Store {
         if let Some(api) = self.remote_api() {
             return api.call(&remote::Call::ReconcileStatus).await;
         }
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => sqlite::reconcile_status(p).await,
-            Db::Postgres(p) => postgres::reconcile_status(p).await,
-            Db::Remote(_) => Err(Fail::Remote("reconcile_status")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, reconcile_status())
     }
 
     fn writable(&self) -> Result<(), StoreError> {
