@@ -250,37 +250,7 @@ async fn store_group(state: &AppState, group: &mut Group) -> Result<(), StoreErr
             .map(|(machine, hash, _)| (machine.key(), hash.clone()))
             .collect();
         tx.issue_machine_tokens(&tokens, now).await?;
-        let unknown: Vec<Machine> = match state.index.read() {
-            Ok(index) => group
-                .registrations
-                .iter()
-                .filter(|(m, _, _)| index.id_of(&m.key()).is_none())
-                .map(|(m, _, _)| m.clone())
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        // A machine the index does not know is added with its name alone
-        // — unless the store has it (imported since the index was built):
-        // then the index learns its stored facts, which stay as they are.
-        let mut stored = Vec::new();
-        for machine in unknown {
-            match tx.machine(&machine.key()).await? {
-                Some((id, facts)) => stored.push((id, facts)),
-                None => machines.push(machine),
-            }
-        }
-        let (records, facts): (Vec<MachineRecord>, Vec<Machine>) = stored
-            .into_iter()
-            .map(|(id, facts)| {
-                let record = MachineRecord {
-                    id,
-                    name: facts.name.clone(),
-                    changed: false,
-                };
-                (record, facts)
-            })
-            .unzip();
-        policies.extend(index_machines(state, &records, facts)?);
+        policies.extend(index_registered(state, &mut tx, group, &mut machines).await?);
         registered.extend(tokens.into_iter().map(|(key, _)| key));
     }
     machines.extend(group.inventories.iter().map(|(m, _)| m.clone()));
@@ -322,6 +292,43 @@ async fn store_group(state: &AppState, group: &mut Group) -> Result<(), StoreErr
     }
     state.tokens.forget_machines(&registered);
     Ok(())
+}
+
+/// Registered machines the index does not know: one the store has
+/// (imported since the index was built) is indexed with its stored facts,
+/// which stay as they are; any other goes to `new` to be added with its
+/// name alone. The policies that changed.
+async fn index_registered(
+    state: &AppState,
+    tx: &mut crate::store::WriteTx<'_>,
+    group: &Group,
+    new: &mut Vec<Machine>,
+) -> Result<Vec<crate::store::StoredPolicy>, StoreError> {
+    let unknown: Vec<Machine> = match state.index.read() {
+        Ok(index) => group
+            .registrations
+            .iter()
+            .filter(|(m, _, _)| index.id_of(&m.key()).is_none())
+            .map(|(m, _, _)| m.clone())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let mut records = Vec::new();
+    let mut stored = Vec::new();
+    for machine in unknown {
+        match tx.machine(&machine.key()).await? {
+            Some((id, facts)) => {
+                records.push(MachineRecord {
+                    id,
+                    name: facts.name.clone(),
+                    changed: false,
+                });
+                stored.push(facts);
+            }
+            None => new.push(machine),
+        }
+    }
+    index_machines(state, &records, stored)
 }
 
 /// Updates the machines' memberships and policies in the index, one
