@@ -515,13 +515,18 @@ async fn a_program_over_its_max_run_time_is_killed() {
 async fn statuses_queued_while_the_server_is_down_are_stored_exactly_once() {
     let site = Site::new();
     let server = site.server();
-    let (code, first, _) = site.agent(&server.base, &[], &[]);
+    // One clock for every run: now, read once, and a week after it.
+    let now = jiff::Timestamp::now();
+    let week_later = (now + jiff::SignedDuration::from_hours(7 * 24)).to_string();
+    let now = now.to_string();
+    let (code, first, _) = site.agent(&server.base, &["--now", &now], &[]);
     assert_eq!((code, first["queued"].as_u64()), (0, Some(0)), "{first}");
+    assert!(!runs(&first).is_empty(), "{first}");
     let dead = server.base.clone();
     drop(server);
 
     // A week later the weekly schedules are due again; the server is down.
-    let later = ["--now", "2026-12-01T04:00:00Z"];
+    let later = ["--now", week_later.as_str()];
     let (code, offline, _) = site.agent(&dead, &later, &[]);
     assert_eq!(code, 0, "{offline}");
     assert_eq!(offline["policy"], "kept", "{offline}");

@@ -333,6 +333,12 @@ async fn run_schedules(
                     "updateDistributionPoints: the source changed; refreshing the distribution points"
                 );
             }
+            // Tests wait for this line to know a check ran, instead of
+            // sleeping.
+            tracing::debug!(
+                next_in_ms = ran.next_in.as_millis() as u64,
+                "schedules checked"
+            );
             (ran.wants_reconcile(), ran.next_in)
         }
         Err(e) => {
