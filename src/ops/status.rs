@@ -287,7 +287,11 @@ pub async fn machine(store: &Store, name: &str) -> Result<MachineStatus, OpError
             crate::units::parse_duration(s.spec.client_policy.heartbeat_interval.as_str()).ok()
         })
         .map_or(86_400, |d| d.as_secs() as i64);
-    let stale = heartbeat_stale(machine.last_heartbeat, heartbeat_secs, jiff::Timestamp::now());
+    let stale = heartbeat_stale(
+        machine.last_heartbeat,
+        heartbeat_secs,
+        jiff::Timestamp::now(),
+    );
     let policy_version = store.policy(id).await?.map(|p| p.version);
     let messages = store
         .status_for_machine(&key, 20)
@@ -583,9 +587,7 @@ pub fn heartbeat_stale(
 /// Whether a lease that runs out at `expires_at` (RFC 3339) still runs at
 /// `now`; an unreadable time is not live. Pure.
 pub fn lease_live(expires_at: &str, now: jiff::Timestamp) -> bool {
-    expires_at
-        .parse::<jiff::Timestamp>()
-        .is_ok_and(|t| t > now)
+    expires_at.parse::<jiff::Timestamp>().is_ok_and(|t| t > now)
 }
 
 /// The applied state, the stored reconcile outcome and the leader.
