@@ -33,6 +33,9 @@ struct Site {
     dir: TempDir,
     state: String,
     dp: Proc,
+    /// The test's one clock: every agent run is at this instant unless
+    /// given its own `--now` (read once, when the site is made).
+    now: String,
 }
 
 impl Site {
@@ -84,7 +87,12 @@ impl Site {
             .to_string(),
         )
         .expect("facts");
-        Site { dir, state, dp }
+        Site {
+            dir,
+            state,
+            dp,
+            now: jiff::Timestamp::now().to_string(),
+        }
     }
 
     fn path(&self, p: &str) -> PathBuf {
@@ -122,6 +130,7 @@ impl Site {
             .arg("--facts")
             .arg(self.path(facts))
             .args(args)
+            .args(self.now_unless_given(args))
             .env("TEST_ENROLL", ENROLL)
             .env("AGENT_TEST_MARKER", self.path("ran.txt"));
         for (k, v) in env {
@@ -134,6 +143,15 @@ impl Site {
             panic!("stdout is not one JSON report ({e}):\n{stdout}\nstderr:\n{stderr}")
         });
         (out.status.code().expect("exit code"), report, stderr)
+    }
+
+    /// `--now` at the test's instant, unless `args` name their own.
+    fn now_unless_given<'a>(&'a self, args: &[&str]) -> Vec<&'a str> {
+        if args.contains(&"--now") {
+            vec![]
+        } else {
+            vec!["--now", &self.now]
+        }
     }
 
     fn ran(&self) -> Vec<String> {
@@ -515,13 +533,17 @@ async fn a_program_over_its_max_run_time_is_killed() {
 async fn statuses_queued_while_the_server_is_down_are_stored_exactly_once() {
     let site = Site::new();
     let server = site.server();
+    // One clock for every run: the site's now, and a week after it.
+    let now: jiff::Timestamp = site.now.parse().unwrap();
+    let week_later = (now + jiff::SignedDuration::from_hours(7 * 24)).to_string();
     let (code, first, _) = site.agent(&server.base, &[], &[]);
     assert_eq!((code, first["queued"].as_u64()), (0, Some(0)), "{first}");
+    assert!(!runs(&first).is_empty(), "{first}");
     let dead = server.base.clone();
     drop(server);
 
     // A week later the weekly schedules are due again; the server is down.
-    let later = ["--now", "2026-12-01T04:00:00Z"];
+    let later = ["--now", week_later.as_str()];
     let (code, offline, _) = site.agent(&dead, &later, &[]);
     assert_eq!(code, 0, "{offline}");
     assert_eq!(offline["policy"], "kept", "{offline}");

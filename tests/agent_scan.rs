@@ -28,6 +28,9 @@ struct Site {
     dir: TempDir,
     state: String,
     _dp: Proc,
+    /// The test's one clock: every agent run is at this instant unless
+    /// given its own `--now` (read once, when the site is made).
+    now: String,
 }
 
 impl Site {
@@ -43,6 +46,7 @@ impl Site {
             dir,
             state,
             _dp: dp,
+            now: jiff::Timestamp::now().to_string(),
         }
     }
 
@@ -95,6 +99,11 @@ impl Site {
             .arg("--facts")
             .arg(self.path(&format!("{name}.facts.json")))
             .args(args)
+            .args(if args.contains(&"--now") {
+                vec![]
+            } else {
+                vec!["--now", self.now.as_str()]
+            })
             .env("TEST_ENROLL", ENROLL);
         let out = run_with_limit(cmd, Duration::from_secs(120));
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();

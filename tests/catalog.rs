@@ -9,11 +9,13 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use sha2::Digest;
 use support::patchops;
 
 /// Runs with a time limit; output goes through files, since a catalog's
@@ -51,19 +53,64 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-/// Where the project keeps its shared fixtures, when this checkout sits
-/// beside them.
+/// Where the project keeps its shared fixtures: `PATCHOPS_SHARED_FIXTURES`,
+/// else `shared/fixtures` beside the checkout or beside the directory that
+/// holds it (a git worktree under `wt/`).
 fn shared_fixtures() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");
-    dir.is_dir().then_some(dir)
+    if let Some(dir) = std::env::var_os("PATCHOPS_SHARED_FIXTURES") {
+        return Some(PathBuf::from(dir));
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    ["../shared/fixtures", "../../shared/fixtures"]
+        .iter()
+        .map(|rel| root.join(rel))
+        .find(|dir| dir.is_dir())
+}
+
+/// The sha256 that `tests/fixtures/SOURCES.md` records for each fixture
+/// (its `## name` section's `| sha256 |` row).
+fn recorded_digests() -> BTreeMap<String, String> {
+    let text = fs::read_to_string(fixtures().join("SOURCES.md")).expect("SOURCES.md");
+    let mut digests = BTreeMap::new();
+    let mut section = None;
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix("## ") {
+            section = Some(name.trim().to_string());
+        } else if let (Some(name), Some(row)) = (&section, line.strip_prefix("| sha256 |")) {
+            let digest = row.trim().trim_end_matches('|').trim().trim_matches('`');
+            digests.insert(name.clone(), digest.to_string());
+        }
+    }
+    digests
+}
+
+/// The vendored copies are the recorded files, whether or not the shared
+/// fixtures are at hand: nothing here passes without checking.
+#[test]
+fn every_vendored_fixture_matches_its_recorded_digest() {
+    let digests = recorded_digests();
+    assert!(
+        digests.contains_key("mssecure.xml"),
+        "SOURCES.md records no sha256 for mssecure.xml: {digests:?}"
+    );
+    for (name, want) in &digests {
+        let bytes = fs::read(fixtures().join(name)).unwrap_or_else(|e| {
+            panic!("tests/fixtures/{name} (recorded in SOURCES.md) is missing: {e}")
+        });
+        let got = hex::encode(sha2::Sha256::digest(&bytes));
+        assert_eq!(&got, want, "tests/fixtures/{name} is not the recorded file");
+    }
 }
 
 #[test]
 fn every_shared_fixture_is_vendored_unchanged() {
-    let Some(shared) = shared_fixtures() else {
-        // A checkout on its own: the vendored copies are what there is.
-        return;
-    };
+    let shared = shared_fixtures().unwrap_or_else(|| {
+        panic!(
+            "the shared fixtures are not found (shared/fixtures beside the checkout); \
+             set PATCHOPS_SHARED_FIXTURES to their directory"
+        )
+    });
+    let mut compared = 0;
     for entry in fs::read_dir(&shared).expect("shared fixtures") {
         let path = entry.expect("entry").path();
         let vendored = fixtures().join(path.file_name().expect("name"));
@@ -74,7 +121,9 @@ fn every_shared_fixture_is_vendored_unchanged() {
             path.display(),
             vendored.display()
         );
+        compared += 1;
     }
+    assert!(compared > 0, "{} is empty", shared.display());
 }
 
 fn fixture_files() -> Vec<PathBuf> {

@@ -442,16 +442,41 @@ fn a_held_lock_blocks_then_releases(backend: Backend) {
         .current_dir(site.dir.path())
         .env("PATCHOPS_STATE", &site.state)
         .args(["apply", "site", "--auto-approve", "--lock-timeout", "30s"]);
-    let child = waiting
+    let mut child = waiting
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    // It says that it waits, and for whom; then it is still waiting, with
+    // nothing applied, until the holder lets go.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut said = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut said).unwrap();
+    assert!(
+        said.starts_with("waiting up to 30 s for the state lock, held by someone on "),
+        "{said}"
+    );
+    assert!(child.try_wait().unwrap().is_none(), "it did not wait");
+    let history = |site: &Site| site.ok(&["history", "--format", "json"]);
+    assert_eq!(
+        history(&site).trim(),
+        "[]",
+        "applied while the lock was held"
+    );
+    let released = jiff::Timestamp::now();
     assert!(rt.block_on(store.unlock(&request.id)).unwrap());
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(out.status.success(), "{said}{rest}");
     assert!(text(&out.stdout).contains("Apply complete: 19 added"));
+    // The apply started after the release.
+    let records: serde_json::Value = serde_json::from_str(&history(&site)).unwrap();
+    let started: jiff::Timestamp = records[0]["startedAt"].as_str().unwrap().parse().unwrap();
+    assert!(
+        started >= released - jiff::SignedDuration::from_secs(1),
+        "{started} {released}"
+    );
 }
 
 fn an_expired_lease_is_taken_over(backend: Backend) {

@@ -17,6 +17,8 @@ use tempfile::TempDir;
 
 const ENROLL: &str = "enroll-secret-for-tests";
 const INTERVAL: &str = "2s";
+/// The leader lease at that interval (2/3 of it).
+const LEASE_MS: i64 = 1333;
 
 /// A running `patchops server`, killed on drop.
 struct Server {
@@ -110,6 +112,24 @@ async fn metrics(server: &Server) -> String {
         .text()
         .await
         .expect("text")
+}
+
+/// How many reconciles this server has counted with `result`.
+async fn reconciles(server: &Server, result: &str) -> u64 {
+    let prefix = format!("patchops_reconcile_total{{result=\"{result}\"}} ");
+    metrics(server)
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// When the leader lease in a SQLite store runs out (epoch ms), if held.
+async fn leader_lease_expiry(conn: &mut sqlx::SqliteConnection) -> Option<i64> {
+    sqlx::query_scalar("SELECT expires_ms FROM patchops_lock WHERE name = 'leader'")
+        .fetch_optional(conn)
+        .await
+        .expect("the leader lease")
 }
 
 fn run_json(args: &[&str], cwd: &Path) -> Value {
@@ -275,7 +295,14 @@ async fn server_applies_edits_keeps_state_on_invalid_manifests_and_corrects_dp_d
     assert!(text.contains("patchops_reconcile_last_success_timestamp "));
     assert!(text.contains("patchops_leader 1\n"), "{text}");
     // Retried (with backoff) and still refused: the state stays as it was.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let refused = reconciles(&server, "invalid").await;
+    wait_until(
+        Duration::from_secs(10),
+        "the invalid site retried",
+        &[&server],
+        || async { reconciles(&server, "invalid").await > refused },
+    )
+    .await;
     assert_eq!(history(&state, cwd).len(), 2);
     assert_eq!(office_comment(&state, cwd), "first edit");
 
@@ -307,8 +334,17 @@ async fn server_applies_edits_keeps_state_on_invalid_manifests_and_corrects_dp_d
         || async { cwd.join("dp/dp-branch").is_dir() },
     )
     .await;
-    // No file event and no change: quiet intervals apply nothing.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // No file event and no change: the next interval's reconcile applies
+    // nothing.
+    let quiet = reconciles(&server, "unchanged").await;
+    wait_until(
+        Duration::from_secs(10),
+        "a quiet interval reconciled",
+        &[&server],
+        // One whole reconcile after the one that repaired the DP.
+        || async { reconciles(&server, "unchanged").await > quiet + 1 },
+    )
+    .await;
     assert_eq!(
         history(&state, cwd).len(),
         3,
@@ -367,14 +403,42 @@ async fn failover_between_two_servers_on_postgres_without_double_apply() {
     })
     .await;
     let b = Server::start(&state, cwd, &args);
-    // Exactly one leads, for several lease periods.
-    for _ in 0..15 {
+    // Exactly one leads, for several lease periods: until the store shows
+    // A's lease renewed three lease lengths past where it was once B had
+    // asked for it, every look finds A leading and B following.
+    let mut db = {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&state)
+            .await
+            .expect("the store")
+    };
+    let mut first_expiry = None;
+    let start = Instant::now();
+    loop {
         let ((_, ha), (_, hb)) = tokio::join!(healthz(&a), healthz(&b));
         assert_eq!(ha["leader"], true, "{ha}");
         assert_eq!(hb["leader"], false, "{hb}");
-        assert_eq!(hb["reconcile"]["status"], "follower", "{hb}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // B has asked for the lease once it follows.
+        if hb["reconcile"]["status"] == "follower" {
+            let expiry: i64 =
+                sqlx::query_scalar("SELECT expires_ms FROM patchops_lock WHERE name = 'leader'")
+                    .fetch_one(&mut db)
+                    .await
+                    .expect("the leader lease");
+            let first = *first_expiry.get_or_insert(expiry);
+            if expiry - first >= 3 * LEASE_MS {
+                break;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "A's lease not renewed for three lease periods\n{}\n-----\n{}",
+            a.log(),
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    drop(db);
     assert_eq!(history(&state, cwd).len(), 1);
 
     // The leader dies; the follower leads within one interval.
@@ -399,9 +463,21 @@ async fn failover_between_two_servers_on_postgres_without_double_apply() {
         history(&state, cwd).len() == 2
     })
     .await;
-    // A restarted server follows; nothing is applied twice.
+    // A restarted server follows; nothing is applied twice, not while it
+    // starts nor in B's next reconciles.
     let a2 = Server::start(&state, cwd, &args);
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    wait_until(Duration::from_secs(10), "A2 follows", &[&a2], || async {
+        healthz(&a2).await.1["reconcile"]["status"] == "follower"
+    })
+    .await;
+    let reconciled = reconciles(&b, "unchanged").await;
+    wait_until(
+        Duration::from_secs(10),
+        "B reconciled with A2 up",
+        &[&b],
+        || async { reconciles(&b, "unchanged").await > reconciled },
+    )
+    .await;
     let records = history(&state, cwd);
     assert_eq!(records.len(), 2, "{records:?}");
     let (_, h2) = healthz(&a2).await;
@@ -451,8 +527,10 @@ async fn status_survives_sigkill_and_restart_exactly_once() {
     // again (to whichever server answers) until it is acknowledged.
     const BATCHES: usize = 120;
     const PER_BATCH: usize = 5;
+    let acknowledged = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let agent = {
         let base = base.clone();
+        let acknowledged = acknowledged.clone();
         tokio::spawn(async move {
             patchops::tls::install_default_provider();
             let client = reqwest::Client::builder()
@@ -477,6 +555,7 @@ async fn status_survives_sigkill_and_restart_exactly_once() {
                         .send()
                         .await;
                     if matches!(&sent, Ok(r) if r.status() == StatusCode::OK) {
+                        acknowledged.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         break;
                     }
                     resent += 1;
@@ -488,12 +567,20 @@ async fn status_survives_sigkill_and_restart_exactly_once() {
         })
     };
 
-    // Kill the server three times while the agent posts, and restart it.
+    // Kill the server three times while the agent posts (each time once
+    // it has stored 20 more batches), and restart it.
     let mut server = server;
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+    for kill in 1..=3 {
+        let stored = || acknowledged.load(std::sync::atomic::Ordering::SeqCst);
+        wait_until(
+            Duration::from_secs(60),
+            "the agent's batches stored",
+            &[&server],
+            || async { stored() >= 20 * kill },
+        )
+        .await;
+        assert!(stored() < BATCHES, "the agent finished before the kill");
         server.kill();
-        tokio::time::sleep(Duration::from_millis(200)).await;
         server = Server::start(&state, cwd, &args);
         *base.lock().expect("base") = server.base.clone();
     }
@@ -618,8 +705,30 @@ async fn sigterm_finishes_the_reconcile_in_flight() {
     let pid = libc::pid_t::try_from(server.child.id()).expect("pid");
     // SAFETY: signals our own child process.
     unsafe { libc::kill(pid, libc::SIGTERM) };
-    // The server waits for its step: still running, nothing applied yet.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The server waits for its step: once the signal is handled, it still
+    // renews its leader lease (so it runs), and nothing is applied yet.
+    wait_until(
+        Duration::from_secs(10),
+        "the signal handled",
+        &[&server],
+        || async { server.log().contains("shutting down") },
+    )
+    .await;
+    let at_signal = leader_lease_expiry(&mut conn)
+        .await
+        .expect("the server leads");
+    let start = Instant::now();
+    while leader_lease_expiry(&mut conn)
+        .await
+        .is_some_and(|e| e <= at_signal)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the lease not renewed after the signal:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(
         server.child.try_wait().expect("wait").is_none(),
         "exited with the reconcile in flight:\n{}",

@@ -897,7 +897,7 @@ fn the_leading_server_syncs_on_schedule_and_refreshes_the_dp() {
             .args(["--refresh", "1s", "--interval", "3s", "--manifests"])
             .arg(&dir)
             .env("TEST_ENROLL", "enroll-secret-for-sync-tests")
-            .env("PATCHOPS_LOG", "info")
+            .env("PATCHOPS_LOG", "info,patchops::server::reconcile=debug")
             .env(PW_ENV, PASSWORD)
             .env(KEY_ENV, KEY);
         let (child, base) = support::spawn_server(cmd, &log);
@@ -959,8 +959,22 @@ fn the_leading_server_syncs_on_schedule_and_refreshes_the_dp() {
     );
     let wait = s["nextAttemptMs"].as_i64().unwrap() - s["lastAttemptMs"].as_i64().unwrap();
     assert!(wait >= 60_000, "{s}");
+    // Two checks of the schedules later (each at most an interval apart),
+    // the origin has had no request.
     let requests = origin.requests.lock().unwrap().len();
-    std::thread::sleep(Duration::from_secs(5));
+    let checks = || {
+        std::fs::read_to_string(&leader_log)
+            .unwrap_or_default()
+            .matches("schedules checked")
+            .count()
+    };
+    let checked = checks();
+    wait_for(
+        Duration::from_secs(30),
+        "two schedule checks",
+        &logs,
+        || checks() >= checked + 2,
+    );
     assert_eq!(
         origin.requests.lock().unwrap().len(),
         requests,

@@ -110,11 +110,14 @@ async fn run_in(
             ))
         })?;
         let plan = SavedPlan::load(&text, key)?;
+        let held = acquire_lock(store, actor, args.lock_timeout).await?;
         let applied =
-            ops::apply::apply(store, &plan, actor, args.lock_timeout, false, &progress).await?;
-        return Ok(Some((plan, applied)));
+            ops::apply::apply(store, &plan, actor, args.lock_timeout, true, &progress).await;
+        // The outcome matters more than a failed unlock; the lease expires anyway.
+        let _ = held.release().await;
+        return Ok(Some((plan, applied?)));
     }
-    let held = ops::lock::acquire(store, actor, args.lock_timeout).await?;
+    let held = acquire_lock(store, actor, args.lock_timeout).await?;
     let result = async {
         let request = ops::plan::Request {
             dir: &args.source,
@@ -162,4 +165,23 @@ fn confirm(auto_approve: bool) -> Result<(), OpError> {
             "not approved; nothing was applied".into(),
         ))
     }
+}
+
+/// Takes the apply lock; says on stderr once that it waits, and for whom.
+async fn acquire_lock(
+    store: &Store,
+    actor: &Actor,
+    timeout: Duration,
+) -> Result<ops::lock::Held, OpError> {
+    ops::lock::acquire_reporting(store, actor, timeout, &|holder| {
+        eprintln!(
+            "waiting up to {} s for the state lock, held by {} on {} (pid {}) since {}",
+            timeout.as_secs(),
+            holder.holder,
+            holder.host,
+            holder.pid,
+            holder.acquired_at
+        );
+    })
+    .await
 }

@@ -227,10 +227,13 @@ impl Library {
         let _ = fs::remove_file(versions.join(format!("{}.superseded", manifest.version)));
         write_atomic(&dir.join("current"), manifest.version.as_bytes(), 0o444)?;
         if let Some(previous) = previous.filter(|p| p.version != manifest.version) {
-            // The grace period of the superseded version starts now.
+            // The grace period of the superseded version starts now. The
+            // time is written in the marker, read from this process's clock
+            // like the `now` that `gc` is given: the file's mtime is another
+            // clock (the file system's; copies and restores change it).
             write_atomic(
                 &versions.join(format!("{}.superseded", previous.version)),
-                b"",
+                jiff::Timestamp::now().to_string().as_bytes(),
                 0o444,
             )?;
         }
@@ -329,9 +332,7 @@ impl Library {
                     continue;
                 }
                 let manifest = read_manifest(&path)?;
-                let superseded = fs::metadata(path.with_extension("superseded"))
-                    .and_then(|m| m.modified())
-                    .ok();
+                let superseded = superseded_at(&path.with_extension("superseded"));
                 let is_current = manifest.version == current;
                 out.push(StoredVersion {
                     manifest,
@@ -490,6 +491,19 @@ fn read_manifest(path: &Path) -> Result<ContentManifest, DpError> {
 
 /// Write to a temporary file, fsync, rename over the target, fsync the
 /// directory: readers see the old content or the new, never a mix.
+/// When a version stopped being current: the time its marker holds, or
+/// (a marker written without one) the marker's mtime; `None` without a
+/// marker.
+fn superseded_at(marker: &Path) -> Option<SystemTime> {
+    let text = fs::read_to_string(marker).ok()?;
+    match text.trim().parse::<jiff::Timestamp>() {
+        Ok(at) => SystemTime::UNIX_EPOCH.checked_add(Duration::from_nanos(
+            u64::try_from(at.as_nanosecond()).ok()?,
+        )),
+        Err(_) => fs::metadata(marker).and_then(|m| m.modified()).ok(),
+    }
+}
+
 fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DpError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
@@ -611,6 +625,33 @@ mod tests {
             0,
             "no partial copy left"
         );
+    }
+
+    /// The grace period is counted from the time the marker holds, on the
+    /// clock `gc` is given: an old mtime (a copy, a restore, a file system
+    /// clock that disagrees) removes nothing early.
+    #[test]
+    fn the_superseded_time_is_the_markers_not_its_mtime() {
+        let dp = tempfile::tempdir().unwrap();
+        let lib = Library::create(dp.path()).unwrap();
+        let src = source(&[("tool.exe", b"v1")]);
+        let v1 = content("Tool", src.path());
+        lib.publish(src.path(), &v1, 4, &no_progress).unwrap();
+        fs::write(src.path().join("tool.exe"), b"v2").unwrap();
+        lib.publish(src.path(), &content("Tool", src.path()), 4, &no_progress)
+            .unwrap();
+        let marker = lib
+            .package_dir(&v1.package)
+            .join("versions")
+            .join(format!("{}.superseded", v1.version));
+        let year_ago = SystemTime::now() - Duration::from_secs(365 * 24 * 3600);
+        File::open(&marker).unwrap().set_modified(year_ago).unwrap();
+        let grace = Duration::from_secs(3600);
+        assert_eq!(
+            lib.gc(grace, SystemTime::now()).unwrap(),
+            GcStats::default()
+        );
+        assert!(lib.blob_path(&v1.files[0].sha256).exists());
     }
 
     #[test]

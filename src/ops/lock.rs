@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 use super::{Actor, OpError};
-use crate::store::{LockRequest, Store};
+use crate::store::{LockHolder, LockRequest, Store};
 
 /// How long a lock lives without renewal.
 pub const LEASE: Duration = Duration::from_secs(60);
@@ -37,6 +37,17 @@ impl Held {
 
 /// Takes the lock, waiting up to `timeout` for another holder.
 pub async fn acquire(store: &Store, actor: &Actor, timeout: Duration) -> Result<Held, OpError> {
+    acquire_reporting(store, actor, timeout, &|_| {}).await
+}
+
+/// [`acquire`], calling `waiting` once with the holder when it has to wait
+/// (so that a person sees why nothing happens).
+pub async fn acquire_reporting(
+    store: &Store,
+    actor: &Actor,
+    timeout: Duration,
+    waiting: &(dyn Fn(&LockHolder) + Sync),
+) -> Result<Held, OpError> {
     let request = LockRequest {
         id: uuid::Uuid::new_v4().to_string(),
         holder: actor.name.clone(),
@@ -46,6 +57,7 @@ pub async fn acquire(store: &Store, actor: &Actor, timeout: Duration) -> Result<
         lease: LEASE,
     };
     let start = Instant::now();
+    let mut told = false;
     loop {
         let holder = match store.try_lock(&request).await? {
             Ok(()) => break,
@@ -59,6 +71,10 @@ pub async fn acquire(store: &Store, actor: &Actor, timeout: Duration) -> Result<
         }
         if start.elapsed() >= timeout {
             return Err(OpError::Locked(Box::new(holder)));
+        }
+        if !told {
+            waiting(&holder);
+            told = true;
         }
         tokio::time::sleep(RETRY_EVERY).await;
     }

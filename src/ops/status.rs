@@ -287,10 +287,11 @@ pub async fn machine(store: &Store, name: &str) -> Result<MachineStatus, OpError
             crate::units::parse_duration(s.spec.client_policy.heartbeat_interval.as_str()).ok()
         })
         .map_or(86_400, |d| d.as_secs() as i64);
-    let now = jiff::Timestamp::now();
-    let stale = machine
-        .last_heartbeat
-        .is_none_or(|t| now.as_second() - t.as_second() > 2 * heartbeat_secs);
+    let stale = heartbeat_stale(
+        machine.last_heartbeat,
+        heartbeat_secs,
+        jiff::Timestamp::now(),
+    );
     let policy_version = store.policy(id).await?.map(|p| p.version);
     let messages = store
         .status_for_machine(&key, 20)
@@ -573,6 +574,22 @@ impl ReconcileView {
     }
 }
 
+/// Whether a machine's heartbeat is stale at `now`: none yet, or older than
+/// two heartbeat intervals. Pure (the caller reads the clock).
+pub fn heartbeat_stale(
+    last_heartbeat: Option<jiff::Timestamp>,
+    heartbeat_secs: i64,
+    now: jiff::Timestamp,
+) -> bool {
+    last_heartbeat.is_none_or(|t| now.as_second() - t.as_second() > 2 * heartbeat_secs)
+}
+
+/// Whether a lease that runs out at `expires_at` (RFC 3339) still runs at
+/// `now`; an unreadable time is not live. Pure.
+pub fn lease_live(expires_at: &str, now: jiff::Timestamp) -> bool {
+    expires_at.parse::<jiff::Timestamp>().is_ok_and(|t| t > now)
+}
+
 /// The applied state, the stored reconcile outcome and the leader.
 pub async fn site(store: &Store) -> Result<SiteStatus, OpError> {
     let info = store.info().await?;
@@ -581,10 +598,7 @@ pub async fn site(store: &Store) -> Result<SiteStatus, OpError> {
         .lease_holder(crate::store::LEADER_LEASE)
         .await?
         .map(|h| {
-            let live = h
-                .expires_at
-                .parse::<jiff::Timestamp>()
-                .is_ok_and(|t| t > jiff::Timestamp::now());
+            let live = lease_live(&h.expires_at, jiff::Timestamp::now());
             LeaderView {
                 host: h.host,
                 pid: h.pid,
@@ -633,6 +647,24 @@ mod tests {
     }
 
     const DAY: i64 = 86_400_000;
+
+    #[test]
+    fn a_heartbeat_is_stale_after_two_intervals() {
+        let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        let now = t("2031-01-01T12:00:00Z");
+        let hour = 3600;
+        assert!(heartbeat_stale(None, hour, now), "never seen");
+        assert!(!heartbeat_stale(Some(t("2031-01-01T10:00:00Z")), hour, now));
+        assert!(heartbeat_stale(Some(t("2031-01-01T09:59:59Z")), hour, now));
+    }
+
+    #[test]
+    fn a_lease_is_live_until_it_expires() {
+        let now = "2031-01-01T12:00:00Z".parse().unwrap();
+        assert!(lease_live("2031-01-01T12:00:01Z", now));
+        assert!(!lease_live("2031-01-01T12:00:00Z", now));
+        assert!(!lease_live("not a time", now));
+    }
 
     #[test]
     fn updates_show_scan_agents_and_scan_times() {

@@ -257,10 +257,7 @@ pub async fn run(
             next_due = Instant::now() + config.interval;
         } else {
             failures = failures.saturating_add(1);
-            let backoff = FIRST_BACKOFF
-                .saturating_mul(1 << (failures - 1).min(20))
-                .min(config.interval);
-            next_due = Instant::now() + backoff;
+            next_due = Instant::now() + backoff(failures, config.interval);
         }
     }
     drop(watcher);
@@ -271,6 +268,14 @@ pub async fn run(
     }
     let _ = lead_stop_tx.send(true);
     let _ = leader_task.await;
+}
+
+/// The wait before the next try after `failures` (≥ 1) failed reconciles
+/// in a row: [`FIRST_BACKOFF`], doubled per failure, at most `interval`.
+fn backoff(failures: u32, interval: Duration) -> Duration {
+    FIRST_BACKOFF
+        .saturating_mul(1 << failures.saturating_sub(1).min(20))
+        .min(interval)
 }
 
 /// Runs the due schedules (sync hosts, DP updates); returns whether a
@@ -333,6 +338,12 @@ async fn run_schedules(
                     "updateDistributionPoints: the source changed; refreshing the distribution points"
                 );
             }
+            // Tests wait for this line to know a check ran, instead of
+            // sleeping.
+            tracing::debug!(
+                next_in_ms = ran.next_in.as_millis() as u64,
+                "schedules checked"
+            );
             (ran.wants_reconcile(), ran.next_in)
         }
         Err(e) => {
@@ -685,6 +696,18 @@ async fn lead(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_reconciles_back_off_doubling_up_to_the_interval() {
+        let interval = Duration::from_secs(30);
+        let waits: Vec<u64> = (1..=7).map(|f| backoff(f, interval).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(backoff(u32::MAX, interval), interval);
+        assert_eq!(
+            backoff(1, Duration::from_millis(500)),
+            Duration::from_millis(500)
+        );
+    }
 
     #[test]
     fn hidden_and_backup_paths_are_ignored() {
