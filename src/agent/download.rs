@@ -407,7 +407,10 @@ mod tests {
         .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = crate::dp::serve::app(crate::dp::serve::ServeConfig { root });
+        let app = crate::dp::serve::app(crate::dp::serve::ServeConfig {
+            root,
+            connections: Default::default(),
+        });
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
