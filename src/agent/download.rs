@@ -92,6 +92,11 @@ async fn fetch_from(
     cache: &Path,
 ) -> Result<(ContentManifest, usize), String> {
     let base = dp.url.trim_end_matches('/');
+    // Content is fetched without credentials (it follows redirects, and is
+    // verified by its hash): a DP URL with `user:password@` is refused.
+    if reqwest::Url::parse(base).is_ok_and(|u| crate::tls::has_credentials(&u)) {
+        return Err("the DP URL carries credentials; content is fetched without them".into());
+    }
     if !is_hex(&content.version, 64) || !is_hex(&content.package_id, 16) {
         return Err("the policy's content reference is malformed".into());
     }
