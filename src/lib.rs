@@ -16,6 +16,7 @@ pub mod dp;
 pub mod eval;
 pub mod fixtures;
 pub mod git;
+pub mod http_server;
 pub mod inventory;
 pub mod load;
 pub mod manifest;

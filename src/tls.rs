@@ -106,9 +106,67 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Tls
     Ok(config)
 }
 
-/// A reqwest client builder with [`client_config`] as its TLS.
+/// A reqwest client builder with [`client_config`] as its TLS, following
+/// no redirect: a client of the site server or the admin API sends a
+/// bearer credential with every request, and a redirect must not carry it
+/// to another host (`docs/server.md`, "Redirects"). A client that fetches
+/// public content opts in with [`credential_free_redirects`].
 pub fn client_builder(ca_file: Option<&Path>) -> Result<reqwest::ClientBuilder, TlsError> {
-    Ok(reqwest::Client::builder().tls_backend_preconfigured(client_config(ca_file)?))
+    Ok(reqwest::Client::builder()
+        .tls_backend_preconfigured(client_config(ca_file)?)
+        .redirect(reqwest::redirect::Policy::none()))
+}
+
+/// Follows up to `max` redirects, to any origin: for content fetched
+/// without credentials (DP content, catalogs), which the caller verifies
+/// by its hash. Such requests never carry credentials: manifests refuse
+/// URLs with `user:password@`, the fetchers refuse them too, and a proxy's
+/// credentials go to the proxy alone.
+pub fn content_redirects(max: usize) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::limited(max)
+}
+
+/// Whether a URL carries credentials (`user:password@`).
+pub fn has_credentials(url: &reqwest::Url) -> bool {
+    !url.username().is_empty() || url.password().is_some()
+}
+
+/// Where a redirect answer points (`Location`, resolved against the URL
+/// asked), for a message: scheme, host, port and path, without user
+/// information or query. None for an answer that is not a redirect.
+pub fn redirect_target(response: &reqwest::Response) -> Option<String> {
+    use reqwest::StatusCode as S;
+    let status = response.status();
+    if !matches!(
+        status,
+        S::MOVED_PERMANENTLY
+            | S::FOUND
+            | S::SEE_OTHER
+            | S::TEMPORARY_REDIRECT
+            | S::PERMANENT_REDIRECT
+    ) {
+        return None;
+    }
+    let location = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok());
+    Some(match location.map(|l| response.url().join(l)) {
+        Some(Ok(url)) => shown_url(&url),
+        Some(Err(_)) => "an unreadable Location".to_string(),
+        None => "nowhere (no Location header)".to_string(),
+    })
+}
+
+/// A URL without user information, query or fragment (which may hold
+/// secrets); control characters are percent-encoded by the parser.
+fn shown_url(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.to_string()
 }
 
 /// What is wrong with a server's certificate (or the TLS handshake), told
@@ -327,6 +385,73 @@ mod tests {
             problem.to_string().contains("(it is for other.example)"),
             "{problem}"
         );
+    }
+
+    /// A loopback server answering every request with `answer(path,
+    /// Authorization)`.
+    async fn loopback(
+        answer: impl Fn(&str, Option<&str>) -> axum::response::Response + Clone + Send + Sync + 'static,
+    ) -> String {
+        let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+            let answer = answer.clone();
+            async move {
+                let auth = request
+                    .headers()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                answer(request.uri().path(), auth.as_deref())
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    fn redirect_to(location: String) -> axum::response::Response {
+        axum::response::Response::builder()
+            .status(307)
+            .header("location", location)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn only_content_clients_follow_redirects_and_a_refusal_names_the_target() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Option<String>>::new()));
+        let record = seen.clone();
+        let c = loopback(move |_, auth| {
+            record.lock().unwrap().push(auth.map(str::to_string));
+            axum::response::Response::new(axum::body::Body::from("content"))
+        })
+        .await;
+        let to_c = c.clone();
+        let b = loopback(move |path, _| redirect_to(format!("{to_c}{path}?secret=1"))).await;
+        let to_b = b.clone();
+        let a = loopback(move |path, _| redirect_to(format!("{to_b}{path}"))).await;
+        // The default client follows nothing and says where it pointed.
+        let plain = client_builder(None).unwrap().build().unwrap();
+        let response = plain
+            .get(format!("{a}/v1/policy"))
+            .bearer_auth("token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(redirect_target(&response), Some(format!("{b}/v1/policy")));
+        assert_eq!(*seen.lock().unwrap(), vec![]);
+        // A content client follows a two-hop redirect to another origin.
+        let content = client_builder(None)
+            .unwrap()
+            .redirect(content_redirects(5))
+            .build()
+            .unwrap();
+        let body = content.get(format!("{a}/files/x")).send().await.unwrap();
+        assert_eq!(body.text().await.unwrap(), "content");
+        assert_eq!(*seen.lock().unwrap(), vec![None]);
+        // The query (which may hold a secret) is not shown.
+        let response = plain.get(format!("{b}/x")).send().await.unwrap();
+        assert_eq!(redirect_target(&response), Some(format!("{c}/x")));
     }
 
     #[test]

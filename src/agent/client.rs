@@ -34,6 +34,11 @@ pub enum ClientError {
         status: u16,
         message: String,
     },
+    #[error(
+        "{what}: the server answered a redirect to {target}; patchops does not follow \
+         redirects for the site API (give --server the final URL if it is the site server)"
+    )]
+    Redirect { what: &'static str, target: String },
     #[error("{what}: the answer is larger than {limit} bytes")]
     TooLarge { what: &'static str, limit: u64 },
     #[error("{what}: malformed answer: {reason}")]
@@ -220,6 +225,7 @@ impl Client {
             request = request.header(IF_NONE_MATCH, tag);
         }
         let response = request.send().await.map_err(|e| self.error(WHAT, &e))?;
+        refuse_redirect(WHAT, &response)?;
         if response.status() == StatusCode::NOT_MODIFIED {
             return Ok(PolicyAnswer::NotModified);
         }
@@ -264,6 +270,7 @@ impl Client {
         response: reqwest::Response,
         limit: u64,
     ) -> Result<Vec<u8>, ClientError> {
+        refuse_redirect(what, &response)?;
         let status = response.status();
         if status == StatusCode::UNAUTHORIZED {
             return Err(ClientError::Unauthorized { what });
@@ -287,6 +294,15 @@ impl Client {
             status: status.as_u16(),
             message,
         })
+    }
+}
+
+/// A redirect answer is an error: the client follows none (its requests
+/// carry the enrollment secret or the token), and says where it pointed.
+fn refuse_redirect(what: &'static str, response: &reqwest::Response) -> Result<(), ClientError> {
+    match crate::tls::redirect_target(response) {
+        Some(target) => Err(ClientError::Redirect { what, target }),
+        None => Ok(()),
     }
 }
 

@@ -92,6 +92,11 @@ async fn fetch_from(
     cache: &Path,
 ) -> Result<(ContentManifest, usize), String> {
     let base = dp.url.trim_end_matches('/');
+    // Content is fetched without credentials (it follows redirects, and is
+    // verified by its hash): a DP URL with `user:password@` is refused.
+    if reqwest::Url::parse(base).is_ok_and(|u| crate::tls::has_credentials(&u)) {
+        return Err("the DP URL carries credentials; content is fetched without them".into());
+    }
     if !is_hex(&content.version, 64) || !is_hex(&content.package_id, 16) {
         return Err("the policy's content reference is malformed".into());
     }
@@ -407,7 +412,10 @@ mod tests {
         .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = crate::dp::serve::app(crate::dp::serve::ServeConfig { root });
+        let app = crate::dp::serve::app(crate::dp::serve::ServeConfig {
+            root,
+            connections: Default::default(),
+        });
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -477,5 +485,71 @@ mod tests {
         missing.version = "f".repeat(64);
         let err = fetch(&http, &missing, &[&good], &cache).await.unwrap_err();
         assert!(err.to_string().contains("404"), "{err}");
+    }
+
+    /// A loopback server redirecting every request to the same path on `to`.
+    async fn redirect_server(to: String) -> String {
+        let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+            let to = to.clone();
+            async move { axum::response::Redirect::temporary(&format!("{to}{}", uri.path())) }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    #[tokio::test]
+    async fn dp_downloads_follow_redirects_without_credentials_and_verify_every_hash() {
+        let data = b"the real content".to_vec();
+        let (dir, url, content, manifest) = served_dp(&[("setup.bin", &data)]).await;
+        let sha = manifest.files[0].sha256.clone();
+        // A second origin that serves the right manifest but forged bytes
+        // for the blob, behind a redirector on a third origin.
+        let real = url.clone();
+        let forged = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+            let real = real.clone();
+            async move {
+                if uri.path().starts_with("/files/") {
+                    axum::response::Response::new(axum::body::Body::from("THE REAL CONTENT"))
+                } else {
+                    use axum::response::IntoResponse;
+                    axum::response::Redirect::temporary(&format!("{real}{}", uri.path()))
+                        .into_response()
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let forged_url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, forged).await });
+        let via_forged = redirect_server(forged_url).await;
+        let via_real = redirect_server(redirect_server(url.clone()).await).await;
+        let http = crate::tls::client_builder(None)
+            .unwrap()
+            .redirect(crate::tls::content_redirects(5))
+            .build()
+            .unwrap();
+        let cache = dir.path().join("cache");
+        fs::create_dir_all(&cache).unwrap();
+        // Two hops to the real DP, on other origins: followed, verified.
+        let fetched = fetch(&http, &content, &[&dp("via", &via_real)], &cache)
+            .await
+            .unwrap();
+        assert_eq!(fs::read(cache.join(&sha)).unwrap(), data);
+        assert_eq!(fetched.cached, 0);
+        fs::remove_file(cache.join(&sha)).unwrap();
+        // Redirected to forged bytes: refused by their hash, nothing kept.
+        let err = fetch(&http, &content, &[&dp("forged", &via_forged)], &cache)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("hash mismatch"), "{err}");
+        assert!(!cache.join(&sha).exists());
+        // A DP URL with credentials is refused before any request.
+        let with_user = url.replace("http://", "http://user:secret@");
+        let err = fetch(&http, &content, &[&dp("creds", &with_user)], &cache)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("carries credentials"), "{err}");
+        assert!(!err.to_string().contains("secret"), "{err}");
     }
 }

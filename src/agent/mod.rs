@@ -294,6 +294,7 @@ impl Agent {
             .map_err(|e| format!("--ca-file: {e}"))?
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .timeout(config.download_timeout)
+            .redirect(crate::tls::content_redirects(5))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let state = StateDir::open(&config.state_dir)?;

@@ -32,6 +32,8 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
         #[command(flatten)]
+        connections: super::server::ConnectionArgs,
+        #[command(flatten)]
         state: StateArgs,
     },
 }
@@ -48,8 +50,9 @@ pub fn run(command: Command, style: Style) -> u8 {
             dp,
             path,
             listen,
+            connections,
             state,
-        } => serve(dp, path, listen, &state, style),
+        } => serve(dp, path, listen, connections.limits(), &state, style),
     }
 }
 
@@ -143,6 +146,7 @@ fn serve(
     dp: Option<String>,
     path: Option<PathBuf>,
     listen: std::net::SocketAddr,
+    limits: crate::http_server::ConnectionLimits,
     state: &StateArgs,
     style: Style,
 ) -> u8 {
@@ -174,7 +178,10 @@ fn serve(
             return exit::FAILED;
         }
     };
-    let config = crate::dp::serve::ServeConfig { root: root.clone() };
+    let config = crate::dp::serve::ServeConfig {
+        root: root.clone(),
+        connections: limits,
+    };
     let shutdown = super::shutdown_signal();
     let Some(runtime) = super::server_runtime(style) else {
         return exit::FAILED;

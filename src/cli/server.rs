@@ -52,9 +52,50 @@ pub struct Args {
     /// `correct`: apply what differs; `detect`: only report it.
     #[arg(long, value_enum, default_value_t = Drift::Correct)]
     drift: Drift,
+    #[command(flatten)]
+    connections: ConnectionArgs,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+/// The connection limits of a patchops HTTP server (`server`, `dp serve`).
+#[derive(Debug, clap::Args)]
+pub(super) struct ConnectionArgs {
+    /// How long a client may take to send a request's headers (at most
+    /// 30s); an idle keep-alive connection is closed after it too.
+    #[arg(long, default_value = "10s", value_parser = parse_header_timeout)]
+    header_timeout: Duration,
+    /// How long a client may take to send a request's body.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    body_timeout: Duration,
+    /// How many connections are served at once; more wait until one closes.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// After SIGTERM or Ctrl-C, how long requests in flight may take to
+    /// finish before their connections are dropped.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    shutdown_deadline: Duration,
+}
+
+impl ConnectionArgs {
+    pub(super) fn limits(&self) -> crate::http_server::ConnectionLimits {
+        crate::http_server::ConnectionLimits {
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            max_connections: self.max_connections as usize,
+            shutdown_deadline: self.shutdown_deadline,
+        }
+    }
+}
+
+/// A header timeout: a slow client must not hold a connection long.
+fn parse_header_timeout(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d > Duration::from_secs(30) {
+        return Err("at most 30s".into());
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -111,6 +152,7 @@ pub fn run(args: Args, style: Style) -> u8 {
         max_body: args.max_body,
         refresh: args.refresh,
         token_cache_ttl: args.token_cache_ttl,
+        connections: args.connections.limits(),
         reconcile: args.manifests.map(|manifests| ReconcileConfig {
             manifests,
             git_pull: args.git_pull,

@@ -63,6 +63,8 @@ const TEXT: &str = "text/plain; charset=utf-8";
 pub struct ServeConfig {
     /// The root of the DP content library (the directory holding `.patchops-dp`).
     pub root: PathBuf,
+    /// Timeouts, the connection cap and the shutdown deadline.
+    pub connections: crate::http_server::ConnectionLimits,
 }
 
 /// Errors of [`serve`].
@@ -122,13 +124,8 @@ pub async fn serve(
         .map_err(|e| ServeError::Io(e.to_string()))?;
     on_bound(bound);
 
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        // Small responses (304s, manifests) should not wait for Nagle.
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app(config))
-        .with_graceful_shutdown(shutdown)
+    let limits = config.connections;
+    crate::http_server::serve(listener, app(config), limits, "dp", shutdown)
         .await
         .map_err(|e| ServeError::Io(e.to_string()))
 }
@@ -714,6 +711,7 @@ mod tests {
             let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
             let config = ServeConfig {
                 root: root.to_path_buf(),
+                connections: Default::default(),
             };
             let task = tokio::spawn(serve(
                 config,
@@ -1647,6 +1645,7 @@ mod tests {
         let err = serve(
             ServeConfig {
                 root: dir.path().to_path_buf(),
+                connections: Default::default(),
             },
             "127.0.0.1:0".parse().unwrap(),
             |_| called = true,
@@ -1665,6 +1664,7 @@ mod tests {
         let err = serve(
             ServeConfig {
                 root: dir.path().join("missing"),
+                connections: Default::default(),
             },
             "127.0.0.1:0".parse().unwrap(),
             |_| {},
@@ -1677,6 +1677,7 @@ mod tests {
         let err = serve(
             ServeConfig {
                 root: dir.path().to_path_buf(),
+                connections: Default::default(),
             },
             "127.0.0.1:0".parse().unwrap(),
             |_| {},
@@ -1694,6 +1695,7 @@ mod tests {
         let err = serve(
             ServeConfig {
                 root: lib.root.clone(),
+                connections: Default::default(),
             },
             server.addr,
             |_| panic!("must not report a bound address"),
@@ -1743,6 +1745,7 @@ mod tests {
             "/dp",
             app(ServeConfig {
                 root: lib.root.clone(),
+                connections: Default::default(),
             }),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -11,6 +11,7 @@ mod admin;
 mod api;
 pub mod metrics;
 pub mod reconcile;
+mod refusals;
 pub mod schedules;
 mod site;
 mod tokens;
@@ -43,6 +44,8 @@ pub struct ServerConfig {
     /// How long a checked agent token is trusted before it is checked in
     /// the store again (so a revocation takes effect within this time).
     pub token_cache_ttl: Duration,
+    /// Timeouts, the connection cap and the shutdown deadline.
+    pub connections: crate::http_server::ConnectionLimits,
     /// `--manifests DIR`: reconcile continuously (when this server leads).
     pub reconcile: Option<reconcile::ReconcileConfig>,
 }
@@ -173,14 +176,15 @@ pub async fn serve(
         }
         _ => None,
     };
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let result = axum::serve(listener, router(state.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| ServerError::Io(e.to_string()));
+    let result = crate::http_server::serve(
+        listener,
+        router(state.clone()),
+        config.connections,
+        "site",
+        shutdown,
+    )
+    .await
+    .map_err(|e| ServerError::Io(e.to_string()));
     if let Some(reconciler) = reconciler {
         let _ = reconciler.await;
     }

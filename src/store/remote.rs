@@ -198,6 +198,12 @@ impl Remote {
             .send()
             .await
             .map_err(|e| unreachable(request_reason(&e)))?;
+        if let Some(target) = crate::tls::redirect_target(&response) {
+            return Err(unreachable(format!(
+                "the server answered a redirect to {target}; patchops does not follow \
+                 redirects for the site API (give --site the final URL if it is the site server)"
+            )));
+        }
         let status = response.status();
         let bytes = response
             .bytes()

@@ -135,7 +135,9 @@ impl Fetcher {
             .http1_only()
             .connect_timeout(options.connect_timeout)
             .timeout(options.timeout)
-            .redirect(reqwest::redirect::Policy::limited(5))
+            // Catalogs move to CDNs; no request carries credentials
+            // (`fetch` refuses URLs with them; the proxy's go to the proxy).
+            .redirect(crate::tls::content_redirects(5))
             .user_agent(concat!("patchops/", env!("CARGO_PKG_VERSION")))
             .no_proxy();
         let mut secrets = Vec::new();
@@ -241,6 +243,13 @@ impl Fetcher {
             url: url.to_string(),
             reason: e.to_string(),
         })?;
+        if crate::tls::has_credentials(&parsed) {
+            // Not repeated: the URL holds a secret.
+            return Err(SyncError::BadUrl {
+                url: "(a URL with credentials)".to_string(),
+                reason: "credentials in a URL are refused: they would follow redirects".into(),
+            });
+        }
         match parsed.scheme() {
             "http" | "https" => {}
             "file" => return self.read_file(url, &parsed),
