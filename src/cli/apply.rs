@@ -43,8 +43,7 @@ fn parse_wait(text: &str) -> Result<Duration, String> {
 }
 
 pub fn run(args: Args, style: Style) -> u8 {
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let actor = Actor::current(command);
+    let actor = Actor::current(std::env::args());
     let outcome = block_on(async {
         let key = args
             .sign_key_from

@@ -100,7 +100,7 @@ pub fn run(command: Command, style: Style) -> u8 {
             object: (kind, name),
             state: _,
         } => {
-            let actor = Actor::current(std::env::args().collect::<Vec<_>>().join(" "));
+            let actor = Actor::current(std::env::args());
             let held = ops::lock::acquire(store, &actor, std::time::Duration::ZERO).await?;
             let info = store.info().await;
             let result = async {

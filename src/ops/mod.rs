@@ -20,13 +20,17 @@ pub struct Actor {
     pub name: String,
     pub host: String,
     pub pid: u32,
-    /// The command line, for lock holders and the audit log.
+    /// The command line, for lock holders and the audit log, with every
+    /// password an argument carries replaced by `***`.
     pub command: String,
 }
 
 impl Actor {
-    /// `PATCHOPS_ACTOR`, else the user name; the host's name.
-    pub fn current(command: String) -> Actor {
+    /// `PATCHOPS_ACTOR`, else the user name; the host's name. `argv` is the
+    /// command line as given; it is redacted here, where it is recorded, so
+    /// no lock record or audit entry ever holds a password.
+    pub fn current(argv: impl IntoIterator<Item = String>) -> Actor {
+        let command = redacted_command_line(argv);
         let name = ["PATCHOPS_ACTOR", "USER", "LOGNAME"]
             .iter()
             .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
@@ -38,6 +42,22 @@ impl Actor {
             command,
         }
     }
+}
+
+/// `argv` joined by spaces, each argument that holds a URL (`--state
+/// postgres://user:PASS@host/db`, `--state=…`, a git remote) shown with its
+/// passwords masked as [`crate::store::display_url_of`] masks them.
+pub fn redacted_command_line(argv: impl IntoIterator<Item = String>) -> String {
+    argv.into_iter()
+        .map(|arg| {
+            if arg.contains("://") || arg.to_ascii_lowercase().contains("password=") {
+                crate::store::display_url_of(&arg)
+            } else {
+                arg
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 pub fn host_name() -> String {
@@ -94,5 +114,47 @@ impl OpError {
             }
             _ => return None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted_command_line;
+
+    fn redacted(args: &[&str]) -> String {
+        redacted_command_line(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn every_url_bearing_argument_is_redacted() {
+        assert_eq!(
+            redacted(&[
+                "patchops",
+                "apply",
+                "--state",
+                "postgres://ops:S3cret@db/site",
+                "--state=postgres://ops:S3cret@db/site",
+                "postgres://db/site?sslmode=require&password=S3cret",
+                "--manifests=https://git:tok3n@git.example/site.git",
+            ]),
+            "patchops apply --state postgres://ops:***@db/site \
+             --state=postgres://ops:***@db/site \
+             postgres://db/site?sslmode=require&password=*** \
+             --manifests=https://git:***@git.example/site.git"
+        );
+    }
+
+    #[test]
+    fn arguments_without_credentials_are_kept() {
+        let args = [
+            "patchops",
+            "apply",
+            "site",
+            "--state",
+            "sqlite://state.db",
+            "--message",
+            "ops@corp: weekly",
+        ];
+        assert_eq!(redacted(&args), args.join(" "));
     }
 }

@@ -350,7 +350,7 @@ mod tests {
             validate_content: false,
         };
         let plan = crate::ops::plan::make(store, &request).await.unwrap();
-        let actor = crate::ops::Actor::current("test".into());
+        let actor = crate::ops::Actor::current(["test".to_string()]);
         crate::ops::apply::apply(
             store,
             &plan,
