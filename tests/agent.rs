@@ -22,6 +22,7 @@ const ENROLL: &str = "enroll-secret-for-agent-tests";
 const RUN_SH: &str = r#"#!/bin/sh
 if [ -n "$AGENT_TEST_MARKER" ]; then echo "$PATCHOPS_ADVERTISEMENT" >> "$AGENT_TEST_MARKER"; fi
 if [ -n "$AGENT_TEST_SLEEP" ]; then sleep "$AGENT_TEST_SLEEP"; fi
+if [ -n "$AGENT_TEST_NUL" ]; then printf 'before\000after\033[2J\n'; fi
 code="${AGENT_TEST_EXIT:-0}"
 if [ "$code" -gt 255 ]; then echo "$code" > "$PATCHOPS_EXIT_CODE_FILE"; exit 0; fi
 exit "$code"
@@ -930,4 +931,96 @@ async fn an_https_server_is_trusted_only_with_its_ca_file() {
     assert!(stderr.contains("not-a-ca.pem"), "{stderr}");
     assert!(stderr.contains("holds no certificate"), "{stderr}");
     drop(site.dp);
+}
+
+/// Defect 3.6: a program that printed a NUL and failed made a status
+/// message PostgreSQL cannot store; the server answered 503 and the agent
+/// sent it again forever, blocking its queue. Now the agent makes the
+/// output storable, and drops a message the server refuses as invalid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_printing_a_nul_and_failing_is_stored_on_postgresql_and_the_queue_empties() {
+    let site = Site::new();
+    let (state, _db) = patchops::store::testing::fresh_postgres_url().await;
+    let out = patchops()
+        .current_dir(site.dir.path())
+        .args(["apply", "site", "--auto-approve", "--state", &state])
+        .output()
+        .expect("apply");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut cmd = patchops();
+    cmd.args(["server", "--state", &state, "--listen", "127.0.0.1:0"])
+        .args(["--enroll-secret-from", "env:TEST_ENROLL"])
+        .args(["--token-cache-ttl", "0s", "--refresh", "1s"])
+        .env("TEST_ENROLL", ENROLL);
+    let server = start(cmd, &site.path("server-pg.log"));
+
+    let env = [("AGENT_TEST_NUL", "1"), ("AGENT_TEST_EXIT", "1")];
+    let (_, report, stderr) = site.agent(&server.base, &[], &env);
+    assert!(!runs(&report).is_empty(), "{report}");
+    assert!(
+        states(&report)
+            .iter()
+            .all(|s| s == "failed" || s == "retrying"),
+        "{report}"
+    );
+    assert_eq!(report["queued"], 0, "{report}\n{stderr}");
+    assert!(report["delivered"].as_u64().unwrap() > 0, "{report}");
+    let store = patchops::store::Store::open(&state).await.expect("store");
+    let stored = store
+        .status_for_machine("wks-test-01", 1000)
+        .await
+        .expect("status");
+    let output: Vec<_> = stored
+        .iter()
+        .filter(|m| m.message.contains("before"))
+        .collect();
+    assert!(!output.is_empty(), "{stored:?}");
+    for m in &output {
+        assert_eq!(m.exit_code, Some(1));
+        assert!(
+            m.message.contains("before\u{FFFD}after\u{1b}[2J"),
+            "{:?}",
+            m.message
+        );
+    }
+
+    // A message the server refuses (queued by an agent without the
+    // sanitizing, here written into the queue) is dropped with a warning;
+    // the good one behind it is delivered.
+    let queue = site.path("agent/queue.jsonl");
+    let line = |key: &str, message: &str| {
+        json!({"key": key, "advertisement": PRE_PRODUCTION, "state": "failed",
+               "exitCode": 1, "message": message, "at": "2026-11-25T00:00:00Z"})
+        .to_string()
+    };
+    std::fs::write(
+        &queue,
+        format!(
+            "{}\n{}\n",
+            line("old/1-failed", "a\0b"),
+            line("old/2-failed", "fine")
+        ),
+    )
+    .expect("queue");
+    let (_, report, stderr) = site.agent(&server.base, &[], &[]);
+    assert_eq!(report["queued"], 0, "{report}\n{stderr}");
+    assert!(
+        stderr.contains("dropping a status message the server refused")
+            && stderr.contains("old/1-failed"),
+        "{stderr}"
+    );
+    let stored = store
+        .status_for_machine("wks-test-01", 1000)
+        .await
+        .expect("status");
+    let keys: Vec<&str> = stored.iter().map(|m| m.key.as_str()).collect();
+    assert!(
+        keys.contains(&"old/2-failed") && !keys.contains(&"old/1-failed"),
+        "{keys:?}"
+    );
+    drop(server);
 }

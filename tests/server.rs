@@ -142,6 +142,12 @@ async fn post(server: &Server, path: &str, token: &str, body: Vec<u8>) -> (Statu
 /// A state with the example site applied, and its inventory imported.
 fn applied_example(dir: &Path) -> String {
     let state = format!("sqlite://{}", dir.join("site.db").display());
+    apply_example(dir, &state);
+    state
+}
+
+/// The example site and inventory applied to `state`.
+fn apply_example(dir: &Path, state: &str) {
     let site = dir.join("site");
     support::copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
@@ -149,7 +155,7 @@ fn applied_example(dir: &Path) -> String {
     );
     let out = patchops()
         .current_dir(dir)
-        .args(["apply", "site", "--auto-approve", "--state", &state])
+        .args(["apply", "site", "--auto-approve", "--state", state])
         .output()
         .expect("apply");
     assert!(
@@ -161,7 +167,7 @@ fn applied_example(dir: &Path) -> String {
     let out = patchops()
         .args(["inventory", "import"])
         .arg(&inventory)
-        .args(["--state", &state])
+        .args(["--state", state])
         .output()
         .expect("import");
     assert!(
@@ -169,7 +175,6 @@ fn applied_example(dir: &Path) -> String {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    state
 }
 
 fn assignment_names(policy: &Value) -> Vec<String> {
@@ -961,4 +966,164 @@ async fn concurrent_writes_are_each_whole_and_once() {
             "{machine}"
         );
     }
+}
+
+fn status_body(key: &str, advertisement: &str, message: &str) -> Vec<u8> {
+    json!({"messages": [{"key": key, "advertisement": advertisement, "state": "failed",
+        "exitCode": 1, "message": message, "at": "2026-11-25T00:00:00Z"}]})
+    .to_string()
+    .into_bytes()
+}
+
+/// Defects 3.5 and 3.6: control characters in `key` and `advertisement`
+/// were stored (and printed raw), and a NUL in a message made PostgreSQL
+/// fail the write: 503 forever for that agent's queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_with_control_characters_or_nul_is_400_on_postgresql_not_503() {
+    let (state, _db) = patchops::store::testing::fresh_postgres_url().await;
+    let dir = TempDir::new().expect("tmp");
+    apply_example(dir.path(), &state);
+    let server = Server::start(&state, dir.path(), &[]);
+    let token = register(&server, "wks-test-01").await;
+    let cases = [
+        (
+            status_body("k-nul", "a", "before\0after"),
+            "`message` must not contain NUL",
+        ),
+        (
+            status_body("k\u{1b}[2J", "a", ""),
+            "messages[0]: `key` must not contain control",
+        ),
+        (
+            status_body("k\r", "a", ""),
+            "`key` must not contain control",
+        ),
+        (
+            status_body("k-adv", "a\u{7}", ""),
+            "`advertisement` must not contain control",
+        ),
+        (
+            status_body("k-adv0", "a\0", ""),
+            "`advertisement` must not contain control",
+        ),
+    ];
+    for (body, expected) in cases {
+        let (status, answer) = post(&server, "/v1/status", &token, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains(expected),
+            "{error:?} should say {expected:?}"
+        );
+    }
+    // Free text in a message is stored as sent (escaped when printed).
+    let body = status_body("k-esc", "a", "line 1\n\u{1b}[31mred\u{1b}[0m\r\tend");
+    let (status, answer) = post(&server, "/v1/status", &token, body).await;
+    assert_eq!(
+        (status, answer),
+        (StatusCode::OK, json!({"accepted": 1, "duplicates": 0}))
+    );
+    assert_eq!(health(&server).await, StatusCode::OK);
+}
+
+/// Defect 3.7: after a short disk-full the SQLite store kept failing
+/// writes (`attempted to call begin_with at non-zero transaction depth`)
+/// for up to a minute, while `/healthz` said it was up. A real full disk:
+/// a small tmpfs (the tests run as root; a failed mount fails the test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store_recovers_at_once_after_a_short_disk_full() {
+    let dir = TempDir::new().expect("tmp");
+    let disk = dir.path().join("disk");
+    std::fs::create_dir(&disk).expect("mount point");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
+        .arg(&disk)
+        .output()
+        .expect("mount runs");
+    assert!(
+        mounted.status.success(),
+        "this test needs to mount a small tmpfs (run as root): {}",
+        String::from_utf8_lossy(&mounted.stderr)
+    );
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(disk.clone());
+    let state = format!("sqlite://{}", disk.join("site.db").display());
+    apply_example(dir.path(), &state);
+    let server = Server::start(&state, dir.path(), &[]);
+    let token = register(&server, "wks-test-01").await;
+    let send = |key: String| {
+        let token = token.clone();
+        let server = &server;
+        async move {
+            let body = status_body(&key, "a", &"x".repeat(4000));
+            post(server, "/v1/status", &token, body).await
+        }
+    };
+    assert_eq!(send("before".into()).await.0, StatusCode::OK);
+
+    // The disk fills up.
+    let filler = disk.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        let block = vec![0u8; 64 << 10];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let mut refused = 0;
+    for i in 0..20 {
+        let (status, answer) = send(format!("full-{i}")).await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            refused += 1;
+        } else {
+            assert_eq!(status, StatusCode::OK, "{answer}");
+        }
+    }
+    assert!(
+        refused > 0,
+        "the full disk refused no write\n{}",
+        server.log()
+    );
+    assert_eq!(
+        health(&server).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a store that refuses writes is down"
+    );
+    let metrics = client()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("patchops_store_up 0\n"), "{metrics}");
+
+    // Space is back: the very next writes succeed, and health follows.
+    std::fs::remove_file(&filler).expect("free the disk");
+    for i in 0..10 {
+        let (status, answer) = send(format!("after-{i}")).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "write {i} after space was freed: {answer}\n{}",
+            server.log()
+        );
+    }
+    assert_eq!(health(&server).await, StatusCode::OK);
+    let metrics = client()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("patchops_store_up 1\n"), "{metrics}");
+    drop(server);
 }

@@ -363,19 +363,28 @@ impl Agent {
         &self,
         call: impl AsyncFn(&Client, &Token) -> Result<T, ClientError>,
     ) -> Result<T, String> {
+        self.authed_send(call).await.map_err(|e| e.text)
+    }
+
+    /// [`Agent::authed`], saying whether the server refused the request
+    /// itself ([`SendError::refused`]).
+    async fn authed_send<T>(
+        &self,
+        call: impl AsyncFn(&Client, &Token) -> Result<T, ClientError>,
+    ) -> Result<T, SendError> {
         let token = match self.state.token() {
             Ok(Some(t)) => t,
-            Ok(None) => self.register().await?,
-            Err(e) => return Err(format!("cannot read the token: {e}")),
+            Ok(None) => self.register().await.map_err(SendError::other)?,
+            Err(e) => return Err(SendError::other(format!("cannot read the token: {e}"))),
         };
         match call(&self.client, &token).await {
             Err(ClientError::Unauthorized { .. }) => {
                 tracing::warn!("the server refused the token; registering again");
                 let _ = self.state.clear_token();
-                let token = self.register().await?;
-                call(&self.client, &token).await.map_err(|e| e.to_string())
+                let token = self.register().await.map_err(SendError::other)?;
+                call(&self.client, &token).await.map_err(SendError::of)
             }
-            other => other.map_err(|e| e.to_string()),
+            other => other.map_err(SendError::of),
         }
     }
 
@@ -505,9 +514,13 @@ impl Agent {
         // Status.
         let delivered = self
             .queue
-            .deliver(async |batch: &[StatusMessage]| {
-                self.authed(async |c, t| c.status(t, batch).await).await
-            })
+            .deliver(
+                async |batch: &[StatusMessage]| {
+                    self.authed_send(async |c, t| c.status(t, batch).await)
+                        .await
+                },
+                |e: &SendError| e.refused,
+            )
             .await;
         match delivered {
             Ok(n) => report.delivered = n,
@@ -1176,4 +1189,42 @@ fn hostname() -> Option<String> {
     let name = String::from_utf8_lossy(&buf[..end]).to_string();
     let short = name.split('.').next().unwrap_or_default().to_string();
     (!short.is_empty()).then_some(short)
+}
+
+/// A request that failed, and whether the server refused it as invalid.
+#[derive(Debug)]
+struct SendError {
+    text: String,
+    /// The server answered 4xx other than 401 (a token problem, handled
+    /// by registering again), 404 and 405 (a wrong URL or proxy, not the
+    /// request), 408 and 429 (try later): the same request would be
+    /// refused again.
+    refused: bool,
+}
+
+impl SendError {
+    fn of(e: ClientError) -> SendError {
+        let refused = matches!(
+            e,
+            ClientError::Status { status, .. }
+                if (400..500).contains(&status) && ![401, 404, 405, 408, 429].contains(&status)
+        );
+        SendError {
+            text: e.to_string(),
+            refused,
+        }
+    }
+
+    fn other(text: String) -> SendError {
+        SendError {
+            text,
+            refused: false,
+        }
+    }
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
 }

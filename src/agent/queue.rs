@@ -88,10 +88,19 @@ impl StatusMessage {
             advertisement: advertisement.to_string(),
             state,
             exit_code,
-            message: truncate(message, MAX_MESSAGE_BYTES),
+            message: truncate(&storable(message), MAX_MESSAGE_BYTES),
             at: at.to_string(),
         }
     }
+}
+
+/// Program output made storable: NUL, which no store holds (PostgreSQL
+/// refuses it in text), becomes U+FFFD. Invalid UTF-8 is replaced when
+/// the output is read ([`super::run::output_tail`]); other control
+/// characters stay — the server stores them and every printer escapes
+/// them.
+pub fn storable(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary.
@@ -193,10 +202,15 @@ impl Queue {
     /// Posts every queued message in batches of at most [`MAX_BATCH`];
     /// a batch leaves the queue only after `post` succeeded. Returns how
     /// many were delivered. Stops at the first failure (the rest stays
-    /// queued for the next cycle).
-    pub async fn deliver<E>(
+    /// queued for the next cycle) — except a refusal (`refused` says
+    /// which errors are the server refusing the messages themselves,
+    /// which sending again cannot change): then the batch is sent one
+    /// message at a time, and a message refused alone is dropped with a
+    /// warning, so that one bad message never blocks the queue.
+    pub async fn deliver<E: std::fmt::Display>(
         &self,
         mut post: impl AsyncFnMut(&[StatusMessage]) -> Result<(), E>,
+        refused: impl Fn(&E) -> bool,
     ) -> Result<usize, DeliverError<E>> {
         let mut delivered = 0;
         loop {
@@ -205,11 +219,36 @@ impl Queue {
                 return Ok(delivered);
             }
             let batch = &pending[..pending.len().min(MAX_BATCH)];
-            post(batch).await.map_err(DeliverError::Send)?;
+            match post(batch).await {
+                Ok(()) => delivered += batch.len(),
+                Err(e) if refused(&e) && batch.len() == 1 => drop_refused(&batch[0], &e),
+                Err(e) if refused(&e) => {
+                    for (i, message) in batch.iter().enumerate() {
+                        match post(std::slice::from_ref(message)).await {
+                            Ok(()) => delivered += 1,
+                            Err(e) if refused(&e) => drop_refused(message, &e),
+                            Err(e) => {
+                                self.remove_first(i)?;
+                                return Err(DeliverError::Send(e));
+                            }
+                        }
+                    }
+                }
+                Err(e) => return Err(DeliverError::Send(e)),
+            }
             self.remove_first(batch.len())?;
-            delivered += batch.len();
         }
     }
+}
+
+/// The local record of a message the server refused as invalid.
+fn drop_refused(message: &StatusMessage, why: &dyn std::fmt::Display) {
+    tracing::warn!(
+        key = %message.key,
+        advertisement = %message.advertisement,
+        state = message.state.as_str(),
+        "dropping a status message the server refused (sending it again cannot help): {why}"
+    );
 }
 
 /// Cuts the file back to its last newline (a crash mid-append).
@@ -264,15 +303,18 @@ mod tests {
         let queue = Queue::new(&path);
         assert_eq!(queue.pending().unwrap(), vec![msg(1), msg(2)]);
         // The server is down: nothing leaves.
-        let err = block_on(queue.deliver(async |_| Err::<(), _>("connection refused")));
+        let err = block_on(queue.deliver(async |_| Err::<(), _>("connection refused"), |_| false));
         assert!(matches!(err, Err(DeliverError::Send("connection refused"))));
         assert_eq!(queue.pending().unwrap().len(), 2);
         // The server is back.
         let mut seen = Vec::new();
-        let n = block_on(queue.deliver(async |batch: &[StatusMessage]| {
-            seen.extend_from_slice(batch);
-            Ok::<(), ()>(())
-        }))
+        let n = block_on(queue.deliver(
+            async |batch: &[StatusMessage]| {
+                seen.extend_from_slice(batch);
+                Ok::<(), &str>(())
+            },
+            |_| false,
+        ))
         .unwrap();
         assert_eq!((n, seen), (2, vec![msg(1), msg(2)]));
         assert!(queue.pending().unwrap().is_empty());
@@ -307,19 +349,67 @@ mod tests {
         queue.push(&all).unwrap();
         let mut sizes = Vec::new();
         // The second batch fails: the first stays delivered, the rest queued.
-        let result = block_on(queue.deliver(async |batch: &[StatusMessage]| {
-            sizes.push(batch.len());
-            if sizes.len() == 2 {
-                Err("timeout")
-            } else {
-                Ok(())
-            }
-        }));
+        let result = block_on(queue.deliver(
+            async |batch: &[StatusMessage]| {
+                sizes.push(batch.len());
+                if sizes.len() == 2 {
+                    Err("timeout")
+                } else {
+                    Ok(())
+                }
+            },
+            |_| false,
+        ));
         assert!(result.is_err());
         assert_eq!(sizes, vec![1000, 1000]);
         let rest = queue.pending().unwrap();
         assert_eq!(rest.len(), 1500);
         assert_eq!(rest[0], msg(1000));
+    }
+
+    /// Defect: a message the server refused (a NUL on PostgreSQL) was
+    /// sent again forever and blocked every message behind it.
+    #[test]
+    fn a_message_the_server_refuses_is_dropped_and_the_rest_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::new(&dir.path().join("queue.jsonl"));
+        queue.push(&[msg(1), msg(2), msg(3)]).unwrap();
+        let bad = msg(2).key;
+        let mut stored = Vec::new();
+        let n = block_on(queue.deliver(
+            async |batch: &[StatusMessage]| {
+                if batch.iter().any(|m| m.key == bad) {
+                    return Err("400: invalid");
+                }
+                stored.extend(batch.iter().map(|m| m.key.clone()));
+                Ok(())
+            },
+            |e| e.starts_with("400"),
+        ))
+        .unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(stored, vec![msg(1).key, msg(3).key]);
+        assert!(queue.pending().unwrap().is_empty());
+
+        // A failure that is not a refusal keeps everything queued.
+        queue.push(&[msg(4)]).unwrap();
+        let err = block_on(queue.deliver(async |_| Err::<(), _>("503"), |e| e.starts_with("400")));
+        assert!(err.is_err());
+        assert_eq!(queue.pending().unwrap(), vec![msg(4)]);
+    }
+
+    #[test]
+    fn program_output_with_nul_becomes_a_storable_message() {
+        let m = StatusMessage::new(
+            "r",
+            1,
+            "A",
+            RunState::Failed,
+            Some(1),
+            "before\0after\u{1b}[2J",
+            jiff::Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(m.message, "before\u{FFFD}after\u{1b}[2J");
     }
 
     #[test]

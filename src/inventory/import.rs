@@ -1286,6 +1286,21 @@ fn check_name(name: &str, p: &mut Vec<FieldProblem>) {
         );
         return;
     }
+    // `.`, `..` and `-` (and names like them) read as paths or options
+    // wherever a machine name is used as one.
+    if name.starts_with(['.', '-']) {
+        p.push(
+            FieldProblem::new(
+                "name",
+                "a name that starts with a letter, digit or `_`",
+                Found::value(name),
+            )
+            .hint(Some(
+                "names such as `.`, `..` and `-` read as paths or options".into(),
+            )),
+        );
+        return;
+    }
     let chars = name.chars().count();
     if chars > MAX_NAME_CHARS {
         p.push(
@@ -1776,6 +1791,22 @@ bare,,,,,,,,,,,,,,
         src.push_str("machines: [{name: a}]\n");
         let err = yaml(&src).unwrap_err();
         assert!(err.to_string().contains("aliases expand"), "{err}");
+    }
+
+    #[test]
+    fn machine_names_dot_dotdot_and_dash_are_refused() {
+        for name in [".", "..", "-", "-rf", ".hidden"] {
+            let problems = validate_machine(&Machine::named(name)).unwrap_err();
+            assert_eq!(problems.len(), 1, "{name}");
+            let text = problems[0].to_string();
+            assert!(
+                text.starts_with("field `name`: expected a name that starts with a letter"),
+                "{name}: {text}"
+            );
+        }
+        for name in ["wks-01", "_x", "a.b", "9-a"] {
+            assert_eq!(validate_machine(&Machine::named(name)), Ok(()), "{name}");
+        }
     }
 
     #[test]

@@ -450,8 +450,20 @@ fn check_status(report: &StatusReport) -> Result<i64, String> {
     if report.key.is_empty() || report.key.len() > 128 {
         return Err("`key` must be 1 to 128 characters".into());
     }
+    if let Some(c) = report.key.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "`key` must not contain control characters (it contains {:?})",
+            c
+        ));
+    }
     if report.advertisement.is_empty() || report.advertisement.len() > 256 {
         return Err("`advertisement` must be 1 to 256 characters".into());
+    }
+    if let Some(c) = report.advertisement.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "`advertisement` must not contain control characters (it contains {:?})",
+            c
+        ));
     }
     if !STATUS_STATES.contains(&report.state.as_str()) {
         return Err(format!(
@@ -462,6 +474,11 @@ fn check_status(report: &StatusReport) -> Result<i64, String> {
     }
     if report.message.len() > 4096 {
         return Err("`message` is longer than 4096 bytes".into());
+    }
+    // Messages are program output: free text, control characters and all
+    // (every printer escapes them) — except NUL, which no store can hold.
+    if report.message.contains('\0') {
+        return Err("`message` must not contain NUL (U+0000)".into());
     }
     let at: jiff::Timestamp = report.at.parse().map_err(|_| {
         format!(
@@ -496,9 +513,9 @@ struct Health {
     reconcile: Option<super::reconcile::Health>,
 }
 
-/// 200 when the store answers; 503 while it does not.
+/// 200 when the store answers and takes writes; 503 while it does not.
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
-    let up = state.store.ping().await.is_ok();
+    let up = state.store.ping().await.is_ok() && !state.writes_failing.load(Ordering::Relaxed);
     state.store_up.store(up, Ordering::Relaxed);
     let (serial, machines) = state
         .index

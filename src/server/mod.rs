@@ -74,6 +74,9 @@ pub struct AppState {
     pub tokens: tokens::TokenCache,
     pub metrics: metrics::Metrics,
     pub store_up: AtomicBool,
+    /// The last write failed for the store's sake (a full disk, lost
+    /// connection): the store is down for health until a write succeeds.
+    pub writes_failing: AtomicBool,
     pub max_body: usize,
     /// The store's inventory version after this server's own last write:
     /// a different one means someone else changed the inventory.
@@ -130,6 +133,7 @@ pub async fn serve(
         tokens: tokens::TokenCache::new(config.token_cache_ttl),
         metrics: metrics::Metrics::default(),
         store_up: AtomicBool::new(true),
+        writes_failing: AtomicBool::new(false),
         max_body: config.max_body,
         known_inventory: std::sync::Mutex::new(None),
         reconcile: config
@@ -209,7 +213,7 @@ async fn refresh_loop(state: Arc<AppState>, every: Duration) {
     }
     loop {
         ticker.tick().await;
-        let up = state.store.ping().await.is_ok();
+        let up = state.store.ping().await.is_ok() && !state.writes_failing.load(Ordering::Relaxed);
         let was_up = state.store_up.swap(up, Ordering::Relaxed);
         if up != was_up {
             if up {

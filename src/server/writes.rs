@@ -102,7 +102,7 @@ async fn commit_group(state: &AppState, jobs: Vec<Job>) {
     if jobs.len() > 1 {
         let mut group = Group::of(jobs);
         let touches_index = group.touches_index();
-        match store_group(state, &mut group).await {
+        match stored(state, store_group(state, &mut group).await) {
             Ok(()) => group.answer(),
             Err(e) if matches!(e, StoreError::Unreachable { .. }) => {
                 if touches_index {
@@ -132,7 +132,7 @@ async fn commit_group(state: &AppState, jobs: Vec<Job>) {
 /// One write in a transaction of its own; a failure is the write's own.
 async fn commit_alone(state: &AppState, job: Job) {
     let mut group = Group::of(vec![job]);
-    match store_group(state, &mut group).await {
+    match stored(state, store_group(state, &mut group).await) {
         Ok(()) => group.answer(),
         Err(e) => {
             if group.touches_index() {
@@ -141,6 +141,30 @@ async fn commit_alone(state: &AppState, job: Job) {
             group.fail(e.into());
         }
     }
+}
+
+/// Health follows the writes: a store that answers pings but cannot take
+/// writes (a full disk) is down until a write succeeds again.
+fn stored(state: &AppState, outcome: Result<(), StoreError>) -> Result<(), StoreError> {
+    let failing = match &outcome {
+        Ok(()) => false,
+        Err(StoreError::Unreachable { .. }) => true,
+        Err(_) => return outcome,
+    };
+    let was = state.writes_failing.swap(failing, Ordering::Relaxed);
+    if failing {
+        state.store_up.store(false, Ordering::Relaxed);
+    } else if was {
+        state.store_up.store(true, Ordering::Relaxed);
+    }
+    if failing != was {
+        if failing {
+            tracing::warn!("the state store refuses writes; health is down until a write succeeds");
+        } else {
+            tracing::info!("the state store takes writes again");
+        }
+    }
+    outcome
 }
 
 /// A group's writes, sorted by kind, with their answers.
@@ -233,8 +257,38 @@ async fn store_group(state: &AppState, group: &mut Group) -> Result<(), StoreErr
     } else {
         None
     };
-    let now = now_ms();
     let mut tx = state.store.begin_writes().await?;
+    let written = write_group(state, &mut tx, group).await;
+    let stored = match written {
+        Ok(stored) => tx.commit().await.map(|()| stored),
+        Err(e) => {
+            // At once, not at the connection's next use: a connection left
+            // in a failed transaction would refuse the next group's BEGIN.
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!(error = %rollback, "cannot roll back a failed group of writes");
+            }
+            Err(e)
+        }
+    };
+    let (version, registered) = stored?;
+    if let Some(version) = version {
+        if let Ok(mut known) = state.known_inventory.lock() {
+            *known = Some(version);
+        }
+    }
+    state.tokens.forget_machines(&registered);
+    Ok(())
+}
+
+/// The writes of [`store_group`] inside its transaction: the inventory
+/// version they leave (when they change the index) and the machines
+/// registered.
+async fn write_group(
+    state: &AppState,
+    tx: &mut crate::store::WriteTx<'_>,
+    group: &mut Group,
+) -> Result<(Option<i64>, HashSet<String>), StoreError> {
+    let now = now_ms();
     if !group.statuses.is_empty() {
         let batches: Vec<&[StatusMessage]> =
             group.statuses.iter().map(|(m, _)| m.as_slice()).collect();
@@ -250,7 +304,7 @@ async fn store_group(state: &AppState, group: &mut Group) -> Result<(), StoreErr
             .map(|(machine, hash, _)| (machine.key(), hash.clone()))
             .collect();
         tx.issue_machine_tokens(&tokens, now).await?;
-        policies.extend(index_registered(state, &mut tx, group, &mut machines).await?);
+        policies.extend(index_registered(state, tx, group, &mut machines).await?);
         registered.extend(tokens.into_iter().map(|(key, _)| key));
     }
     machines.extend(group.inventories.iter().map(|(m, _)| m.clone()));
@@ -284,14 +338,7 @@ async fn store_group(state: &AppState, group: &mut Group) -> Result<(), StoreErr
             .policy_updates
             .fetch_add(policies.len() as u64, Ordering::Relaxed);
     }
-    tx.commit().await?;
-    if let Some(version) = version {
-        if let Ok(mut known) = state.known_inventory.lock() {
-            *known = Some(version);
-        }
-    }
-    state.tokens.forget_machines(&registered);
-    Ok(())
+    Ok((version, registered))
 }
 
 /// Registered machines the index does not know: one the store has
@@ -397,6 +444,7 @@ mod tests {
             tokens: tokens::TokenCache::new(Duration::from_secs(60)),
             metrics: metrics::Metrics::default(),
             store_up: AtomicBool::new(true),
+            writes_failing: AtomicBool::new(false),
             max_body: 1 << 20,
             known_inventory: std::sync::Mutex::new(None),
             reconcile: None,

@@ -1439,6 +1439,15 @@ pub(crate) fn classify(e: sqlx::Error, url: &str, backend: Backend) -> StoreErro
                                 reason: db.message().to_string(),
                             }
                         }
+                        // SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN: the
+                        // store cannot take writes (a full disk), whatever
+                        // is written — unavailable, not the write's fault.
+                        10 | 13 | 14 => {
+                            return StoreError::Unreachable {
+                                url: url_s,
+                                reason: db.message().to_string(),
+                            }
+                        }
                         // SQLITE_BUSY, SQLITE_LOCKED
                         5 | 6 => {
                             let secs = BUSY_TIMEOUT.as_secs();
@@ -1455,7 +1464,9 @@ pub(crate) fn classify(e: sqlx::Error, url: &str, backend: Backend) -> StoreErro
                     "25006" => return StoreError::ReadOnly { url: url_s },
                     // invalid_catalog_name (no such database), auth failures,
                     // too many connections, cannot connect now (starting up)
-                    "3D000" | "28000" | "28P01" | "53300" | "57P03" => {
+                    "3D000" | "28000" | "28P01" | "53300" | "57P03"
+                    // disk_full, out_of_memory, io_error: no write can succeed
+                    | "53100" | "53200" | "58030" => {
                         return StoreError::Unreachable {
                             url: url_s,
                             reason: db.message().to_string(),

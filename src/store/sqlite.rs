@@ -183,6 +183,17 @@ pub(super) async fn open(url: &str, display: &str) -> Result<Opened, StoreError>
         SqlitePoolOptions::new().max_connections(4)
     };
     let pool = pool_opts
+        // A write that fails with SQLITE_FULL or an I/O error may be rolled
+        // back by SQLite itself; sqlx's ROLLBACK then fails, and the
+        // connection would stay "in a transaction" for sqlx and refuse
+        // every BEGIN. Such a connection is closed rather than kept (the
+        // ping first runs any rollback still queued).
+        .after_release(|conn, _| {
+            Box::pin(async move {
+                sqlx::Connection::ping(&mut *conn).await?;
+                Ok(!sqlx::Connection::is_in_transaction(conn))
+            })
+        })
         .acquire_timeout(BUSY_TIMEOUT * 2)
         .connect_with(conn_opts)
         .await

@@ -4,7 +4,8 @@
 //! policies) commits on its own. The site server's group commit stores a
 //! whole group of agents' writes — of every kind — at one commit, so one
 //! wait for the disk: it opens a [`WriteTx`], makes the writes, and
-//! commits. Dropping a `WriteTx` without committing rolls it back.
+//! commits. Dropping a `WriteTx` without committing rolls it back lazily
+//! (at the connection's next use); [`WriteTx::rollback`] does it at once.
 //!
 //! The store's own batch methods are this, with one write in between.
 
@@ -143,6 +144,18 @@ impl WriteTx<'_> {
         }
         .await;
         r.map_err(|e| self.store.error(e))
+    }
+
+    /// Undoes every write of the transaction now (not lazily, as a drop
+    /// does), so that its connection goes back to the pool out of any
+    /// transaction. When the rollback fails (SQLite may have rolled back
+    /// already), the pool closes the connection instead of keeping it.
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        let r = match self.tx {
+            Tx::Sqlite(tx) => tx.rollback().await,
+            Tx::Postgres(tx) => tx.rollback().await,
+        };
+        r.map_err(|e| self.store.error(Fail::Sql(e)))
     }
 
     /// Makes every write of the transaction durable, or none of them.
