@@ -10,6 +10,7 @@
 mod admin;
 mod api;
 pub mod metrics;
+mod openapi;
 pub mod reconcile;
 pub mod schedules;
 mod site;
