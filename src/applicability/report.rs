@@ -15,7 +15,7 @@ pub const SCAN_AGENTS: &[&str] = &["patchops-mssecure", "patchops-office"];
 pub const MAX_STATES: usize = 20_000;
 
 /// One scan of one machine.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PatchStateReport {
     /// The machine's name; must be the reporting token's machine.
@@ -29,7 +29,7 @@ pub struct PatchStateReport {
 }
 
 /// One (bulletin, product) state of a report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ReportedState {
     pub bulletin: String,

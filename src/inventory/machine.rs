@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// A machine and its facts. Every fact but the name is optional: a machine
 /// that has not reported a fact simply does not match tests of it (`is
 /// null` matches).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Machine {
     /// The machine's NetBIOS name; unique in the site, compared without case.
@@ -36,6 +36,7 @@ pub struct Machine {
     /// When the machine last reported (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_heartbeat: Option<jiff::Timestamp>,
     /// Free-form facts, queried as `properties.<key>`; keys are letters,
     /// digits and `_`.
@@ -43,7 +44,9 @@ pub struct Machine {
     pub properties: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema,
+)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct OsFacts {
     /// e.g. `Microsoft Windows XP Professional`.
@@ -66,7 +69,9 @@ impl OsFacts {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema,
+)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Installed {
     /// Installed products by name, e.g. `Office 2003`.
@@ -80,7 +85,9 @@ impl Installed {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct Hardware {
     #[serde(default, rename = "memoryMB", skip_serializing_if = "Option::is_none")]
@@ -99,16 +106,20 @@ impl Hardware {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct IpFacts {
     /// The machine's IPv4 addresses, one per adapter.
     #[serde(default, rename = "address", skip_serializing_if = "Vec::is_empty")]
     #[schemars(with = "Vec<String>")]
+    #[schema(value_type = Vec<String>)]
     pub addresses: Vec<Ipv4Addr>,
     /// The subnets the machine is on, as network addresses (`10.1.0.0`).
     #[serde(default, rename = "subnet", skip_serializing_if = "Vec::is_empty")]
     #[schemars(with = "Vec<String>")]
+    #[schema(value_type = Vec<String>)]
     pub subnets: Vec<Ipv4Addr>,
 }
 

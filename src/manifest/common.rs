@@ -114,6 +114,7 @@ pub enum SecretRef {
     Serialize,
     Deserialize,
     JsonSchema,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "camelCase")]
 pub enum Priority {
@@ -124,7 +125,19 @@ pub enum Priority {
 }
 
 /// When a program may run, relative to user logons.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum CanRun {
     /// Only while a user is logged on (the SMS default).

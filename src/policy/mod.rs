@@ -72,7 +72,7 @@ pub const DEFAULT_MAX_RUN_TIME_SECS: u64 = 12 * 3600;
 // so the JSON of a policy is canonical and its hash stable.
 
 /// One machine's policy: the `patchops-policy/v1` document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MachinePolicy {
     /// Always [`POLICY_FORMAT`].
@@ -90,7 +90,7 @@ pub struct MachinePolicy {
 }
 
 /// The site's client settings, in seconds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientSettings {
     pub polling_interval_seconds: u64,
@@ -99,7 +99,7 @@ pub struct ClientSettings {
 }
 
 /// One advertisement as it applies to the machine.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyAssignment {
     pub advertisement: String,
@@ -123,7 +123,7 @@ pub struct PolicyAssignment {
 
 /// One mandatory assignment time: `start` (and `everySeconds` when it
 /// recurs) or `event`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicySchedule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,7 +136,7 @@ pub struct PolicySchedule {
 
 /// A program with every setting resolved, its content and its
 /// distribution points for this machine.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyProgram {
     pub package: String,
@@ -189,7 +189,7 @@ pub struct PolicyProgram {
 }
 
 /// A software update package's installation agent settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyInstallAgent {
     /// Send the inventory right after a successful install.
@@ -204,7 +204,7 @@ pub struct PolicyInstallAgent {
 }
 
 /// A software update package's user notification.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyNotification {
     pub prompt_user: bool,
@@ -226,7 +226,7 @@ pub struct UpdateInstall {
 
 /// The catalog a scan program evaluates: `catalog` is a path inside the
 /// program's content; `type` is `security` or `office`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyScan {
     pub catalog: String,
@@ -234,13 +234,13 @@ pub struct PolicyScan {
     pub catalog_type: crate::manifest::sync_host::CatalogType,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyRemoval {
     pub uninstall_key: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunFirst {
     /// Always given, also when it is the same package.
@@ -251,7 +251,7 @@ pub struct RunFirst {
 
 /// What to download: `<url>/packages/<packageId>/versions/<version>.json`,
 /// whose SHA-256 is `version`, then each file it lists by its hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyContent {
     pub package_id: String,
@@ -260,7 +260,7 @@ pub struct PolicyContent {
     pub bytes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyDistributionPoint {
     pub name: String,

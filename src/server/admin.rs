@@ -15,7 +15,7 @@ use axum::routing::post;
 use axum::Router;
 use serde::Serialize;
 
-use super::api::{bearer_of, ApiError};
+use super::api::{bearer_of, ApiError, ErrorBody};
 use super::{constant_time_eq, now_ms, AppState};
 use crate::inventory::validate_machine;
 use crate::store::remote::{Call, Reply, PATH};
@@ -25,6 +25,20 @@ pub fn routes() -> Router<Arc<AppState>> {
     Router::new().route(PATH, post(store_call))
 }
 
+/// One store operation (`Call`, by its `op`); the answer is the
+/// operation's result or the store's error, both with status 200.
+#[utoipa::path(post, path = "/v1/admin/store", tag = "admin",
+    security(("adminToken" = [])),
+    request_body = Call,
+    responses(
+        (status = 200, description = "The call's result (`ok`) or the store's error (`err`)",
+            body = super::openapi::AdminReply),
+        (status = 400, description = "Invalid call", body = ErrorBody),
+        (status = 401, description = "Missing or malformed Authorization header", body = ErrorBody),
+        (status = 403, description = "Wrong admin token", body = ErrorBody),
+        (status = 404, description = "The admin API is off", body = ErrorBody),
+        (status = 413, description = "Body larger than `--max-body`", body = ErrorBody),
+    ))]
 async fn store_call(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

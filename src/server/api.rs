@@ -24,15 +24,7 @@ use crate::store::{StatusMessage, StoreError};
 
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.max_body;
-    Router::new()
-        .route("/v1/register", post(register))
-        .route("/v1/policy", get(policy))
-        .route("/v1/inventory", post(inventory))
-        .route("/v1/status", post(status))
-        .route("/v1/patch-states", post(patch_states))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .merge(super::admin::routes())
+    routes()
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -41,6 +33,21 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(middleware::map_response(super::refusals::json_errors))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// Every route the server serves; each is in the OpenAPI document
+/// (`openapi`), which a test checks against this list.
+pub(super) fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/register", post(register))
+        .route("/v1/policy", get(policy))
+        .route("/v1/inventory", post(inventory))
+        .route("/v1/status", post(status))
+        .route("/v1/patch-states", post(patch_states))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(super::openapi::serve))
+        .merge(super::admin::routes())
 }
 
 /// A refusal: a status and a message for the caller.
@@ -82,16 +89,21 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The body of every refusal.
+#[derive(Serialize, utoipa::ToSchema)]
+// Only what `deny_unknown_fields` says to the schema: no other member.
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    /// What was wrong, for a person to read.
+    pub error: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            error: &'a str,
-        }
         let mut response = (
             self.status,
-            axum::Json(Body {
-                error: &self.message,
+            axum::Json(ErrorBody {
+                error: self.message,
             }),
         )
             .into_response();
@@ -120,6 +132,7 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
         Some("/v1/patch-states") => "/v1/patch-states",
         Some("/healthz") => "/healthz",
         Some("/metrics") => "/metrics",
+        Some("/openapi.json") => "/openapi.json",
         Some(p) if p.starts_with("/v1/admin") => "/v1/admin",
         _ => "other",
     };
@@ -174,13 +187,13 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid {what}: {e}")))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RegisterRequest {
     name: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct RegisterResponse {
     machine: String,
     token: String,
@@ -189,6 +202,16 @@ struct RegisterResponse {
 /// Enrollment: the site's enrollment secret and a machine name buy a
 /// token for that machine. Registering again issues a new token and
 /// revokes the old ones (an agent that lost its state directory).
+#[utoipa::path(post, path = "/v1/register", tag = "agents",
+    security(("enrollmentSecret" = [])),
+    request_body = RegisterRequest,
+    responses(
+        (status = 200, description = "Registered: the machine's token, shown once", body = RegisterResponse),
+        (status = 400, description = "Invalid body or machine name", body = ErrorBody),
+        (status = 401, description = "Missing or wrong enrollment secret", body = ErrorBody),
+        (status = 413, description = "Body larger than `--max-body`", body = ErrorBody),
+        (status = 503, description = "The state store is unavailable", body = ErrorBody),
+    ))]
 async fn register(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -221,6 +244,18 @@ async fn register(
 }
 
 /// The caller's own policy. `If-None-Match` with the current ETag → 304.
+#[utoipa::path(get, path = "/v1/policy", tag = "agents",
+    security(("agentToken" = [])),
+    params(("If-None-Match" = Option<String>, Header, description = "ETags the agent holds; `*` matches any")),
+    responses(
+        (status = 200, description = "The machine's policy", body = crate::policy::MachinePolicy,
+            headers(("ETag" = String, description = "`sha256:` of the body"))),
+        (status = 304, description = "Unchanged since the ETag given",
+            headers(("ETag" = String, description = "The current ETag"))),
+        (status = 401, description = "Missing, unknown or revoked token", body = ErrorBody),
+        (status = 404, description = "No policy for this machine yet: send inventory first", body = ErrorBody),
+        (status = 503, description = "The state store is unavailable", body = ErrorBody),
+    ))]
 async fn policy(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -266,7 +301,7 @@ async fn policy(
         .into_response())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct InventoryResponse {
     machine: String,
@@ -274,6 +309,17 @@ struct InventoryResponse {
 }
 
 /// A machine reports its own inventory.
+#[utoipa::path(post, path = "/v1/inventory", tag = "agents",
+    security(("agentToken" = [])),
+    request_body = Machine,
+    responses(
+        (status = 200, description = "Stored; the machine's policy version", body = InventoryResponse),
+        (status = 400, description = "Invalid inventory", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked token", body = ErrorBody),
+        (status = 403, description = "The inventory of another machine", body = ErrorBody),
+        (status = 413, description = "Body larger than `--max-body`", body = ErrorBody),
+        (status = 503, description = "The state store is unavailable", body = ErrorBody),
+    ))]
 async fn inventory(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -307,7 +353,7 @@ async fn inventory(
 }
 
 /// What an agent reports about one assignment.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct StatusReport {
     /// Unique per message: a message sent twice is stored once.
@@ -322,13 +368,13 @@ struct StatusReport {
     at: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct StatusBatch {
     messages: Vec<StatusReport>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct StatusResponse {
     accepted: usize,
     duplicates: usize,
@@ -349,6 +395,16 @@ const MAX_STATUS_BATCH: usize = 1000;
 
 /// A machine reports status messages; the batch is stored whole or not at
 /// all, and messages seen before (by key) are counted as duplicates.
+#[utoipa::path(post, path = "/v1/status", tag = "agents",
+    security(("agentToken" = [])),
+    request_body = StatusBatch,
+    responses(
+        (status = 200, description = "Stored (new) and duplicate messages", body = StatusResponse),
+        (status = 400, description = "An invalid message; none was stored", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked token", body = ErrorBody),
+        (status = 413, description = "Body larger than `--max-body`", body = ErrorBody),
+        (status = 503, description = "The state store is unavailable", body = ErrorBody),
+    ))]
 async fn status(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -396,7 +452,7 @@ async fn status(
     .into_response())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct PatchStatesResponse {
     machine: String,
     stored: usize,
@@ -404,6 +460,17 @@ struct PatchStatesResponse {
 
 /// A machine reports its patch states from one scan: they replace its
 /// previous states of the same scan agent, whole or not at all.
+#[utoipa::path(post, path = "/v1/patch-states", tag = "agents",
+    security(("agentToken" = [])),
+    request_body = crate::applicability::report::PatchStateReport,
+    responses(
+        (status = 200, description = "The states stored", body = PatchStatesResponse),
+        (status = 400, description = "An invalid report; nothing was stored", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked token", body = ErrorBody),
+        (status = 403, description = "The report of another machine", body = ErrorBody),
+        (status = 413, description = "Body larger than `--max-body`", body = ErrorBody),
+        (status = 503, description = "The state store is unavailable", body = ErrorBody),
+    ))]
 async fn patch_states(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -497,7 +564,7 @@ fn problems_text(problems: &[crate::inventory::FieldProblem]) -> String {
         .join("; ")
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Health {
     status: &'static str,
     store: &'static str,
@@ -514,6 +581,11 @@ struct Health {
 }
 
 /// 200 when the store answers and takes writes; 503 while it does not.
+#[utoipa::path(get, path = "/healthz", tag = "probes",
+    responses(
+        (status = 200, description = "The store answers and takes writes", body = Health),
+        (status = 503, description = "The store does not answer or refuses writes", body = Health),
+    ))]
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     let up = state.store.ping().await.is_ok() && !state.writes_failing.load(Ordering::Relaxed);
     state.store_up.store(up, Ordering::Relaxed);
@@ -541,6 +613,10 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     (code, axum::Json(health)).into_response()
 }
 
+/// The server's metrics, in the Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "probes",
+    responses((status = 200, description = "Prometheus text format", body = String,
+        content_type = "text/plain; version=0.0.4")))]
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let gauges = state
         .index

@@ -10,6 +10,7 @@
 mod admin;
 mod api;
 pub mod metrics;
+mod openapi;
 pub mod reconcile;
 mod refusals;
 pub mod schedules;

@@ -95,7 +95,7 @@ struct Outcome {
 }
 
 /// The `reconcile` member of `/healthz`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]

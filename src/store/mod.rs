@@ -92,7 +92,7 @@ impl fmt::Display for Backend {
 
 /// Who manages an object: patchops (it is reconciled) or nobody
 /// (`patchops state unmanage`: kept in state, never changed or destroyed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Owner {
     Patchops,
@@ -129,7 +129,7 @@ impl FromStr for Owner {
 }
 
 /// What [`Store::info`] reports about a store as a whole.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StateInfo {
     /// A random UUID made when the store was created; never changes.
     pub store_id: String,
@@ -142,7 +142,7 @@ pub struct StateInfo {
 }
 
 /// One object as the store holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StoredObject {
     pub kind: String,
     pub name: String,
@@ -160,7 +160,7 @@ pub struct StoredObject {
 
 /// An object to create or replace. An upsert sets the owner to
 /// [`Owner::Patchops`]; on replace, `created_serial` is kept.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewObject {
     pub kind: String,
     pub name: String,
@@ -174,7 +174,7 @@ pub struct NewObject {
 /// One change of a [`Store::commit`]. Changes apply in order: when one
 /// commit names the same object more than once, the result is as if each
 /// change had been applied in turn.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Change {
     Upsert(NewObject),
     /// Deleting an object that is not there is not an error.
@@ -185,7 +185,7 @@ pub enum Change {
 }
 
 /// One audit record: what an apply (or another state change) did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApplyRecord {
     /// Assigned by the store; ignored on write.
     pub id: Option<i64>,
@@ -220,7 +220,7 @@ pub struct LockRequest {
 }
 
 /// Who holds the apply lock. Times are RFC 3339 UTC, by the database's clock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LockHolder {
     pub id: String,
     pub holder: String,
@@ -232,7 +232,7 @@ pub struct LockHolder {
 }
 
 /// What [`Store::upsert_machines`] did with one machine (in the order given).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MachineRecord {
     /// Assigned by the store when the machine was first stored; never
     /// changes, never reused for another machine.
@@ -243,7 +243,7 @@ pub struct MachineRecord {
 }
 
 /// One machine's client policy as the store holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StoredPolicy {
     pub machine_id: u32,
     /// At most `i64::MAX` (the stored type); a larger one is refused.
@@ -254,7 +254,7 @@ pub struct StoredPolicy {
 
 /// One status message from an agent. `key` is its idempotency key: a
 /// message whose key the store already holds is ignored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatusMessage {
     pub key: String,
     /// The machine's key (lowercase name); stored lowercased.
@@ -271,7 +271,7 @@ pub struct StatusMessage {
 
 /// One stored patch state: a machine's state for one (bulletin,
 /// product), from the applicability engine.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StoredPatchState {
     /// Lowercase machine name.
     pub machine_key: String,
@@ -505,7 +505,7 @@ pub struct ReconcileAttempt {
 }
 
 /// One error of invalid manifests, where it is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReconcileProblem {
     pub code: String,
@@ -542,7 +542,7 @@ impl fmt::Display for ReconcileProblem {
 }
 
 /// The last reconcile of the site, as the leader recorded it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReconcileStatus {
     /// `ok`, `drift` or `error`.
@@ -572,7 +572,9 @@ pub struct ReconcileStatus {
 
 /// Everything that can go wrong with the store. URLs in it never carry a
 /// password (it is shown as `***`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum StoreError {
     /// The URL is malformed or of an unknown scheme.

@@ -19,76 +19,94 @@ use crate::secret::Secret;
 pub const PATH: &str = "/v1/admin/store";
 
 /// One store operation, as sent to the server.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "camelCase", rename_all_fields = "camelCase")]
+// Each variant's fields are camelCase by its own `rename_all` (not the
+// container's `rename_all_fields`, which the OpenAPI derive does not read).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "op", rename_all = "camelCase")]
 pub enum Call {
     Info,
     Objects,
+    #[serde(rename_all = "camelCase")]
     Object {
         kind: String,
         name: String,
     },
+    #[serde(rename_all = "camelCase")]
     Commit {
         expected_serial: i64,
         site: Option<String>,
         changes: Vec<Change>,
         record: ApplyRecord,
     },
+    #[serde(rename_all = "camelCase")]
     History {
         limit: u32,
     },
+    #[serde(rename_all = "camelCase")]
     SetOwner {
         kind: String,
         name: String,
         owner: Owner,
         record: ApplyRecord,
     },
+    #[serde(rename_all = "camelCase")]
     TryLock {
         request: WireLock,
     },
+    #[serde(rename_all = "camelCase")]
     TakeOverLock {
         previous_id: String,
         request: WireLock,
     },
+    #[serde(rename_all = "camelCase")]
     RenewLock {
         id: String,
         lease_ms: u64,
     },
+    #[serde(rename_all = "camelCase")]
     Unlock {
         id: String,
     },
     LockHolder,
     Machines,
+    #[serde(rename_all = "camelCase")]
     UpsertMachines {
         machines: Vec<Machine>,
     },
+    #[serde(rename_all = "camelCase")]
     RevokeMachine {
         key: String,
     },
     /// One machine's stored policy (version and hash), by machine id.
+    #[serde(rename_all = "camelCase")]
     Policy {
         machine_id: u32,
     },
     /// The newest status message of every (machine, advertisement).
+    #[serde(rename_all = "camelCase")]
     LatestStatus {
         advertisement: Option<String>,
     },
     /// One machine's newest status messages.
+    #[serde(rename_all = "camelCase")]
     StatusForMachine {
         key: String,
         limit: u32,
     },
     /// The stored patch states, of one machine (lowercase key) when given.
+    #[serde(rename_all = "camelCase")]
     PatchStates {
         machine: Option<String>,
     },
     /// Replaces the machines' patch states (of one scan agent when given).
+    #[serde(rename_all = "camelCase")]
     ReplacePatchStates {
         machines: Vec<String>,
         scan_agent: Option<String>,
         rows: Vec<super::StoredPatchState>,
     },
     /// Who holds a lease (the reconcile leader).
+    #[serde(rename_all = "camelCase")]
     LeaseHolder {
         name: String,
     },
@@ -102,7 +120,7 @@ pub enum Call {
 pub const MAX_PART_BODY: usize = 512 << 10;
 
 /// A [`LockRequest`] on the wire.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WireLock {
     pub id: String,
