@@ -9,6 +9,7 @@
 //! <root>/packages/<id>/versions/<version>.superseded   when it stopped being current
 //! <root>/packages/<id>/current                  the current version
 //! <root>/tmp/                                   copies in progress (never served)
+//! <root>/fingerprints.json                      each file's stat fingerprint when published
 //! ```
 //!
 //! Publishing copies what is missing into `tmp/`, hashing while it copies;
@@ -20,20 +21,31 @@
 //! or the new one, never half of one, even after a power cut. Superseded versions and
 //! unreferenced files stay for a grace period so that downloads in flight
 //! finish, then garbage collection removes them.
+//!
+//! Each file's stat fingerprint (size, mtime, ctime, mode, inode, device) is
+//! recorded in `fingerprints.json` once the file is in place (written
+//! atomically, before the version manifest), and the cheap check compares
+//! all of it (see [`super::fingerprint`]): any write to a file is drift. A
+//! file without a recorded fingerprint (a library published by an older
+//! patchops, or a lost index) is verified by hash once and then recorded.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::fingerprint::{self, Check, Fingerprint, Index, INDEX_FORMAT};
 use crate::content::ContentManifest;
 
 pub const MARKER: &str = ".patchops-dp";
+/// The library's index of fingerprints, beside `files/`.
+pub const INDEX: &str = "fingerprints.json";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DpError {
@@ -111,6 +123,16 @@ struct StoredVersion {
 #[derive(Debug)]
 pub struct Library {
     root: PathBuf,
+    fingerprints: Mutex<Fingerprints>,
+}
+
+/// The index as read from disk (loaded on first use), and what this
+/// process changed in it since it last saved.
+#[derive(Debug, Default)]
+struct Fingerprints {
+    loaded: Option<BTreeMap<String, Fingerprint>>,
+    /// `Some`: recorded (published, or verified by hash); `None`: removed.
+    changes: BTreeMap<String, Option<Fingerprint>>,
 }
 
 impl Library {
@@ -127,6 +149,7 @@ impl Library {
         }
         Ok(Library {
             root: root.to_path_buf(),
+            fingerprints: Mutex::default(),
         })
     }
 
@@ -139,6 +162,7 @@ impl Library {
         }
         Ok(Library {
             root: root.to_path_buf(),
+            fingerprints: Mutex::default(),
         })
     }
 
@@ -186,6 +210,7 @@ impl Library {
             .is_some_and(|p| p.version == manifest.version)
             && self.has_all(manifest)
         {
+            self.save_index()?;
             return Ok(PublishStats {
                 unchanged: true,
                 ..PublishStats::default()
@@ -203,16 +228,29 @@ impl Library {
             .collect();
         stats.files_present = needed.len() - missing.len();
         let copied = crate::load::par_map_with(missing, transfers.max(1), 2, |f| {
-            let bytes = self.copy_in(&source.join(&f.path), &f.sha256)?;
+            let (bytes, fingerprint) = self.copy_in(&source.join(&f.path), &f.sha256)?;
+            self.record(&f.sha256, Some(fingerprint));
             on_file(bytes);
             Ok::<u64, DpError>(bytes)
         });
+        let mut failed = None;
         for result in copied {
-            stats.bytes_copied += result?;
-            stats.files_copied += 1;
+            match result {
+                Ok(bytes) => {
+                    stats.bytes_copied += bytes;
+                    stats.files_copied += 1;
+                }
+                Err(e) => failed = failed.or(Some(e)),
+            }
         }
         if stats.files_copied > 0 {
             self.sync_files()?;
+        }
+        // The files that are in place are recorded even if another failed,
+        // so that the next publish trusts them without hashing.
+        self.save_index()?;
+        if let Some(e) = failed {
+            return Err(e);
         }
 
         let dir = self.package_dir(&manifest.package);
@@ -260,18 +298,108 @@ impl Library {
             .all(|f| self.blob_ok(&f.sha256, f.size))
     }
 
-    /// A file is in the library with the right size (the cheap check that
-    /// plans make; `validate(true)` re-hashes).
+    /// A file is in the library as it was published: its stat fingerprint
+    /// is the recorded one (the cheap check that plans make;
+    /// `validate(true)` re-hashes). Call [`Library::save_index`] afterwards
+    /// to keep what files without a fingerprint were verified to be.
     pub fn has_file(&self, sha256: &str, size: u64) -> bool {
         self.blob_ok(sha256, size)
     }
 
     fn blob_ok(&self, sha256: &str, size: u64) -> bool {
-        fs::symlink_metadata(self.blob_path(sha256)).is_ok_and(|m| m.is_file() && m.len() == size)
+        self.blob_check(sha256, size) == Check::Unchanged
+    }
+
+    /// The cheap check of one file: its fingerprint against the recorded
+    /// one. A file without a recorded fingerprint is hashed; if its bytes
+    /// are right its fingerprint is recorded (saved by [`Library::save_index`]),
+    /// so it is hashed once only.
+    fn blob_check(&self, sha256: &str, size: u64) -> Check {
+        let path = self.blob_path(sha256);
+        let stat = |p: &Path| {
+            fs::symlink_metadata(p)
+                .ok()
+                .filter(fs::Metadata::is_file)
+                .map(|m| Fingerprint::of(&m))
+        };
+        let actual = stat(&path);
+        let recorded = self.recorded(sha256);
+        match fingerprint::check(size, recorded.as_ref(), actual.as_ref()) {
+            Check::Unrecorded => {
+                match crate::content::hash_file(&path) {
+                    Ok(hash) if hash == sha256 => {
+                        // Recorded only if nothing changed the file while it
+                        // was hashed.
+                        if let Some(now) = stat(&path).filter(|now| Some(now) == actual.as_ref()) {
+                            self.record(sha256, Some(now));
+                        }
+                        Check::Unchanged
+                    }
+                    Ok(hash) => Check::Drifted(format!("its bytes hash to {hash}")),
+                    Err(e) => Check::Drifted(e.to_string()),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// The recorded fingerprint of a file (the index is read on first use;
+    /// an unreadable index counts as empty: every file is verified again).
+    fn recorded(&self, sha256: &str) -> Option<Fingerprint> {
+        let mut state = self.fingerprints.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(change) = state.changes.get(sha256) {
+            return *change;
+        }
+        if state.loaded.is_none() {
+            state.loaded = Some(self.read_index());
+        }
+        state.loaded.as_ref().and_then(|l| l.get(sha256).copied())
+    }
+
+    fn record(&self, sha256: &str, fingerprint: Option<Fingerprint>) {
+        let mut state = self.fingerprints.lock().unwrap_or_else(|e| e.into_inner());
+        state.changes.insert(sha256.to_string(), fingerprint);
+    }
+
+    fn read_index(&self) -> BTreeMap<String, Fingerprint> {
+        fs::read(self.root.join(INDEX))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Index>(&bytes).ok())
+            .filter(|index| index.format == INDEX_FORMAT)
+            .map(|index| index.files)
+            .unwrap_or_default()
+    }
+
+    /// Writes what this process recorded into the index (atomically: temp
+    /// file and rename). The index is read again first so that entries
+    /// another process recorded meanwhile stay; an entry lost to a race
+    /// only costs one more hash, never a missed change.
+    pub fn save_index(&self) -> Result<(), DpError> {
+        let mut state = self.fingerprints.lock().unwrap_or_else(|e| e.into_inner());
+        if state.changes.is_empty() {
+            return Ok(());
+        }
+        let mut files = self.read_index();
+        for (sha256, change) in &state.changes {
+            match change {
+                Some(f) => files.insert(sha256.clone(), *f),
+                None => files.remove(sha256),
+            };
+        }
+        let index = Index {
+            format: INDEX_FORMAT.to_string(),
+            files,
+        };
+        let text = serde_json::to_vec(&index).unwrap_or_default();
+        write_atomic(&self.root.join(INDEX), &text, 0o644)?;
+        state.loaded = Some(index.files);
+        state.changes.clear();
+        Ok(())
     }
 
     /// Copies one file into the library through `tmp/`, checking its hash.
-    fn copy_in(&self, from: &Path, sha256: &str) -> Result<u64, DpError> {
+    /// Returns the bytes copied and the fingerprint of the file in place.
+    fn copy_in(&self, from: &Path, sha256: &str) -> Result<(u64, Fingerprint), DpError> {
         let tmp = self
             .root
             .join("tmp")
@@ -302,7 +430,9 @@ impl Library {
                 fs::create_dir_all(parent).map_err(|e| io(parent, &e))?;
             }
             fs::rename(&tmp, &target).map_err(|e| io(&target, &e))?;
-            Ok(bytes)
+            // Taken after the rename, which changes the file's ctime.
+            let meta = fs::symlink_metadata(&target).map_err(|e| io(&target, &e))?;
+            Ok((bytes, Fingerprint::of(&meta)))
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
@@ -374,10 +504,12 @@ impl Library {
         for (name, path, meta) in self.blobs()? {
             if !keep.contains(&name) {
                 fs::remove_file(&path).map_err(|e| io(&path, &e))?;
+                self.record(&name, None);
                 stats.files_removed += 1;
                 stats.bytes_removed += meta.len();
             }
         }
+        self.save_index()?;
         if let Ok(entries) = fs::read_dir(self.root.join("tmp")) {
             for e in entries.flatten() {
                 if e.metadata().and_then(|m| m.modified()).is_ok_and(expired) {
@@ -444,7 +576,19 @@ impl Library {
                     reason: format!("size {} instead of {size}", meta.len()),
                 }),
                 Some(_) if deep => to_hash.push((name, path)),
-                Some(_) => {}
+                Some(size) => {
+                    // The cheap check: a file changed since it was published
+                    // (a file without a fingerprint is left to a deep check).
+                    let recorded = self.recorded(&name);
+                    if let Check::Drifted(reason) =
+                        fingerprint::check(*size, recorded.as_ref(), Some(&Fingerprint::of(&meta)))
+                    {
+                        findings.push(Finding::Corrupt {
+                            sha256: name,
+                            reason,
+                        });
+                    }
+                }
             }
         }
         for (name, actual) in crate::load::par_map(to_hash, |(name, path)| {
@@ -474,9 +618,11 @@ impl Library {
             if let Finding::Corrupt { sha256, .. } = f {
                 let path = self.blob_path(sha256);
                 fs::remove_file(&path).map_err(|e| io(&path, &e))?;
+                self.record(sha256, None);
                 removed += 1;
             }
         }
+        self.save_index()?;
         Ok(removed)
     }
 }
@@ -702,8 +848,9 @@ mod tests {
         let cheap = lib.validate(false).unwrap();
         assert_eq!(
             cheap.len(),
-            2,
-            "size checks see the missing and the extra file: {cheap:?}"
+            3,
+            "the cheap check sees the missing file, the extra one and, by its \
+             fingerprint, the same-size write: {cheap:?}"
         );
         let deep = lib.validate(true).unwrap();
         assert_eq!(

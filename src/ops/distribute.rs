@@ -129,6 +129,8 @@ pub fn plan_distribution(
 ) -> Result<Vec<Distribution>, OpError> {
     let mut out = Vec::new();
     let mut damaged: BTreeMap<String, Vec<Finding>> = BTreeMap::new();
+    // One library per DP path: its fingerprint index is read once.
+    let mut libraries: BTreeMap<String, Option<Library>> = BTreeMap::new();
     let mut items: Vec<Distributable<'_>> = Vec::new();
     for (name, package) in &desired.packages {
         if let (Some(manifest), Some(source)) = (content.get(name), &package.spec.source) {
@@ -164,7 +166,9 @@ pub fn plan_distribution(
             if !dp.spec.enabled {
                 continue;
             }
-            let library = Library::open(Path::new(&dp.spec.path)).ok();
+            let library = libraries
+                .entry(dp.spec.path.clone())
+                .or_insert_with(|| Library::open(Path::new(&dp.spec.path)).ok());
             let current = library
                 .as_ref()
                 .and_then(|l| l.current(name).ok().flatten());
@@ -219,6 +223,12 @@ pub fn plan_distribution(
                 update_package,
             });
         }
+    }
+    for library in libraries.values().flatten() {
+        // Files without a fingerprint that were verified by hash are
+        // recorded, so the next plan trusts them. A read-only DP only
+        // costs the hash again.
+        let _ = library.save_index();
     }
     // Sending priority: high before medium before low.
     out.sort_by(|a, b| {
