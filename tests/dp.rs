@@ -221,7 +221,8 @@ fn drift_is_reported_and_repaired() {
         .collect();
     assert_eq!(problems, vec!["missing", "corrupt", "extra"]);
 
-    // A cheap plan sees the missing file; a deep one the flipped byte too.
+    // A cheap plan sees the missing file and (by its fingerprint) the flipped
+    // byte; a deep one finds the flipped byte by hash.
     let cheap: Value =
         serde_json::from_str(&site.ok(&["plan", "site", "--format", "json"])).unwrap();
     assert_eq!(cheap["distribution"].as_array().unwrap().len(), 1);
