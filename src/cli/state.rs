@@ -2,6 +2,7 @@ use super::plan::parse_target;
 use super::{block_on, exit, report_error, with_store, Format, StateArgs};
 use crate::manifest::Kind;
 use crate::ops::{self, Actor, OpError};
+use crate::render::untrusted::shown;
 use crate::render::Style;
 use crate::store::{ApplyRecord, Owner};
 
@@ -214,19 +215,22 @@ pub fn history(limit: u32, format: Format, state: &StateArgs, style: Style) -> u
                 let commit = r
                     .commit
                     .as_deref()
-                    .map(|c| &c[..c.len().min(12)])
+                    .map(|c| c.get(..12).unwrap_or(c))
                     .unwrap_or("-");
                 let dirty = if r.dirty { " (dirty)" } else { "" };
+                // Actor, host and command line come from whoever applied:
+                // printed escaped, like every untrusted string.
                 println!(
-                    "serial {:>4}  {}  {}@{}  commit {commit}{dirty}  +{} ~{} -{}  {}",
+                    "serial {:>4}  {}  {}@{}  commit {}{dirty}  +{} ~{} -{}  {}",
                     r.serial,
-                    r.finished_at,
-                    r.actor,
-                    r.host,
+                    shown(&r.finished_at),
+                    shown(&r.actor),
+                    shown(&r.host),
+                    shown(commit),
                     r.added,
                     r.changed,
                     r.destroyed,
-                    r.command
+                    shown(&r.command)
                 );
             }
         }

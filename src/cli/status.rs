@@ -7,6 +7,7 @@ use super::{block_on, exit, report_error, with_store, Format, StateArgs};
 use crate::ops::status::{
     self, AdvertisementStatus, MachineStatus, ReconcileView, SiteStatus, UpdatesStatus,
 };
+use crate::render::untrusted::{line, shown};
 use crate::render::Style;
 
 #[derive(Debug, clap::Subcommand)]
@@ -131,20 +132,25 @@ fn banner_lines(r: &ReconcileView) -> String {
     let what = match r.status.as_str() {
         "error" => format!(
             "reconcile failing since {} ({} failed in a row)",
-            r.since, r.failures
+            shown(&r.since),
+            r.failures
         ),
-        _ => format!("drift detected since {} (not corrected)", r.since),
+        _ => format!("drift detected since {} (not corrected)", shown(&r.since)),
     };
     let detail = match r.problems.first() {
         Some(first) if r.problems.len() > 1 => {
-            format!("{first} (and {} more)", r.problems.len() - 1)
+            format!(
+                "{} (and {} more)",
+                line(&first.to_string()),
+                r.problems.len() - 1
+            )
         }
-        Some(first) => first.to_string(),
-        None => r.message.clone().unwrap_or_default(),
+        Some(first) => line(&first.to_string()).into_owned(),
+        None => line(r.message.as_deref().unwrap_or_default()).into_owned(),
     };
     let _ = writeln!(out, "! {what}: {detail}");
     let kept = r.last_apply.as_ref().map_or(String::new(), |a| {
-        format!(" (last apply: serial {} at {})", a.serial, a.at)
+        format!(" (last apply: serial {} at {})", a.serial, shown(&a.at))
     });
     let _ = writeln!(
         out,
@@ -162,7 +168,7 @@ fn print_site(s: &SiteStatus, format: Format) {
     let _ = writeln!(
         out,
         "site {}, applied state at serial {}",
-        s.site.as_deref().unwrap_or("(not applied yet)"),
+        shown(s.site.as_deref().unwrap_or("(not applied yet)")),
         s.serial
     );
     match &s.reconcile {
@@ -178,10 +184,15 @@ fn print_site(s: &SiteStatus, format: Format) {
             } else {
                 String::new()
             };
-            let _ = writeln!(out, "reconcile: {} since {}{failures}", r.status, r.since);
+            let _ = writeln!(
+                out,
+                "reconcile: {} since {}{failures}",
+                shown(&r.status),
+                shown(&r.since)
+            );
             if r.problems.is_empty() {
                 if let Some(message) = &r.message {
-                    let _ = writeln!(out, "  {message}");
+                    let _ = writeln!(out, "  {}", shown(message));
                 }
             } else {
                 let _ = writeln!(
@@ -189,33 +200,37 @@ fn print_site(s: &SiteStatus, format: Format) {
                     "  the manifests are invalid; the applied state is kept:"
                 );
                 for p in &r.problems {
-                    let _ = writeln!(out, "  {p}");
+                    let _ = writeln!(out, "  {}", shown(&p.to_string()));
                 }
             }
             let commit = r
                 .revision
                 .as_deref()
-                .map_or(String::new(), |c| format!(" (commit {})", short(c)));
+                .map_or(String::new(), |c| format!(" (commit {})", shown(short(c))));
             let _ = writeln!(
                 out,
                 "  last attempt:   {}, {}{commit}, by {} pid {}",
-                r.last_attempt, r.result, r.host, r.pid
+                shown(&r.last_attempt),
+                shown(&r.result),
+                shown(&r.host),
+                r.pid
             );
             let _ = writeln!(
                 out,
                 "  last success:   {}",
-                r.last_success.as_deref().unwrap_or("never")
+                shown(r.last_success.as_deref().unwrap_or("never"))
             );
             match &r.last_apply {
                 Some(a) => {
                     let commit = a
                         .revision
                         .as_deref()
-                        .map_or(String::new(), |c| format!(" (commit {})", short(c)));
+                        .map_or(String::new(), |c| format!(" (commit {})", shown(short(c))));
                     let _ = writeln!(
                         out,
                         "  last apply:     serial {} at {}{commit}",
-                        a.serial, a.at
+                        a.serial,
+                        shown(&a.at)
                     );
                 }
                 None => {
@@ -229,14 +244,19 @@ fn print_site(s: &SiteStatus, format: Format) {
             let _ = writeln!(
                 out,
                 "leader: {} pid {} (since {}, lease until {})",
-                l.host, l.pid, l.since, l.expires_at
+                shown(&l.host),
+                l.pid,
+                shown(&l.since),
+                shown(&l.expires_at)
             );
         }
         Some(l) => {
             let _ = writeln!(
                 out,
                 "leader: none (the lease of {} pid {} ran out at {})",
-                l.host, l.pid, l.expires_at
+                shown(&l.host),
+                l.pid,
+                shown(&l.expires_at)
             );
         }
         None => {
@@ -268,7 +288,12 @@ fn print_advertisements(
         return;
     }
     let mut out = banner.map(banner_lines).unwrap_or_default();
-    let width = list.iter().map(|a| a.name.len()).max().unwrap_or(0).max(13);
+    let width = list
+        .iter()
+        .map(|a| line(&a.name).chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(13);
     let _ = writeln!(
         out,
         "{:width$}  {:>8}  {:>8}  {:>11}  {:>9}  {:>6}  {:>7}",
@@ -278,7 +303,13 @@ fn print_advertisements(
         let _ = writeln!(
             out,
             "{:width$}  {:>8}  {:>8}  {:>11}  {:>9}  {:>6}  {:>7}",
-            a.name, a.targeted, a.received, a.in_progress, a.succeeded, a.failed, a.restart_pending
+            shown(&a.name),
+            a.targeted,
+            a.received,
+            a.in_progress,
+            a.succeeded,
+            a.failed,
+            a.restart_pending
         );
     }
     if one {
@@ -286,7 +317,10 @@ fn print_advertisements(
             let _ = writeln!(
                 out,
                 "\n{} → {} / {} on collection {}",
-                a.name, a.package, a.program, a.collection
+                shown(&a.name),
+                shown(&a.package),
+                shown(&a.program),
+                shown(&a.collection)
             );
             if a.machines.is_empty() {
                 let _ = writeln!(out, "  no machine has reported yet");
@@ -304,12 +338,14 @@ fn print_advertisements(
                 let text = if m.message.is_empty() {
                     String::new()
                 } else {
-                    format!(": {}", m.message)
+                    format!(": {}", shown(&m.message))
                 };
                 let _ = writeln!(
                     out,
                     "  {}  {}{exit}  {}{text}{gone}",
-                    m.machine, m.state, m.at
+                    shown(&m.machine),
+                    shown(&m.state),
+                    shown(&m.at)
                 );
             }
         }
@@ -323,18 +359,18 @@ fn print_machine(m: &MachineStatus, format: Format) {
         return;
     }
     let mut out = String::new();
-    let _ = writeln!(out, "{}", m.name);
+    let _ = writeln!(out, "{}", shown(&m.name));
     let _ = writeln!(
         out,
         "  os:             {}",
-        m.os.as_deref().unwrap_or("(unknown)")
+        shown(m.os.as_deref().unwrap_or("(unknown)"))
     );
-    let _ = writeln!(out, "  addresses:      {}", m.addresses.join(", "));
+    let _ = writeln!(out, "  addresses:      {}", line(&m.addresses.join(", ")));
     let stale = if m.stale { " (stale)" } else { "" };
     let _ = writeln!(
         out,
         "  last heartbeat: {}{stale}",
-        m.last_heartbeat.as_deref().unwrap_or("never")
+        shown(m.last_heartbeat.as_deref().unwrap_or("never"))
     );
     let _ = writeln!(
         out,
@@ -342,8 +378,8 @@ fn print_machine(m: &MachineStatus, format: Format) {
         m.policy_version
             .map_or("none yet".to_string(), |v| v.to_string())
     );
-    let _ = writeln!(out, "  collections:    {}", m.collections.join(", "));
-    let _ = writeln!(out, "  assignments:    {}", m.assignments.join(", "));
+    let _ = writeln!(out, "  collections:    {}", line(&m.collections.join(", ")));
+    let _ = writeln!(out, "  assignments:    {}", line(&m.assignments.join(", ")));
     if m.messages.is_empty() {
         let _ = writeln!(out, "  no status messages yet");
     } else {
@@ -356,7 +392,10 @@ fn print_machine(m: &MachineStatus, format: Format) {
             let _ = writeln!(
                 out,
                 "    {}  {}  {}{exit}  {}",
-                r.at, r.advertisement, r.state, r.message
+                shown(&r.at),
+                shown(&r.advertisement),
+                shown(&r.state),
+                shown(&r.message)
             );
         }
     }
@@ -367,7 +406,7 @@ fn print_machine(m: &MachineStatus, format: Format) {
         let scans: Vec<String> = p
             .scans
             .iter()
-            .map(|s| format!("{} at {}", s.scan_agent, s.scan_time))
+            .map(|s| format!("{} at {}", shown(&s.scan_agent), shown(&s.scan_time)))
             .collect();
         let c = &p.counts;
         let _ = writeln!(
@@ -387,10 +426,10 @@ fn print_machine(m: &MachineStatus, format: Format) {
             let _ = writeln!(
                 out,
                 "    {:10}  {:8}  {}: {}",
-                s.bulletin,
-                s.status,
-                s.product.as_deref().unwrap_or("-"),
-                s.reason
+                shown(&s.bulletin),
+                shown(&s.status),
+                shown(s.product.as_deref().unwrap_or("-")),
+                shown(&s.reason)
             );
         }
     }
@@ -406,18 +445,23 @@ fn print_updates(u: &UpdatesStatus, format: Format, all: bool) {
     let scope = u
         .collection
         .as_deref()
-        .map_or(String::new(), |c| format!(" in collection {c}"));
+        .map_or(String::new(), |c| format!(" in collection {}", shown(c)));
     let _ = writeln!(out, "{} scanned machines{scope}", u.machines);
     for s in &u.scans {
         let range = if s.oldest_scan == s.newest_scan {
-            format!("at {}", s.newest_scan)
+            format!("at {}", shown(&s.newest_scan))
         } else {
-            format!("from {} to {}", s.oldest_scan, s.newest_scan)
+            format!(
+                "from {} to {}",
+                shown(&s.oldest_scan),
+                shown(&s.newest_scan)
+            )
         };
         let _ = writeln!(
             out,
             "  {}: {} machines, scanned {range}",
-            s.scan_agent, s.machines
+            shown(&s.scan_agent),
+            s.machines
         );
     }
     let _ = writeln!(
@@ -440,13 +484,13 @@ fn print_updates(u: &UpdatesStatus, format: Format, all: bool) {
         let _ = writeln!(
             out,
             "{:10}  {:>9}  {:>7}  {:>14}  {:>7}  {:>9}  {}",
-            b.bulletin,
+            shown(&b.bulletin),
             c.installed,
             c.missing,
             c.not_applicable,
             c.unknown,
             pct,
-            b.title.as_deref().unwrap_or("")
+            shown(b.title.as_deref().unwrap_or(""))
         );
     }
     if hidden > 0 {

@@ -3,6 +3,7 @@
 
 pub mod plan;
 pub mod progress;
+pub mod untrusted;
 
 use std::sync::Arc;
 
@@ -28,12 +29,16 @@ pub enum Style {
 #[derive(Debug)]
 struct Shown<'a> {
     diagnostic: &'a Diagnostic,
+    /// The file's text with its control characters escaped, so a snippet
+    /// cannot carry a terminal escape.
     source: Option<NamedSource<Arc<str>>>,
+    /// The diagnostic's span in that escaped text.
+    span: Option<(usize, usize)>,
 }
 
 impl std::fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.diagnostic.message)
+        f.write_str(&untrusted::text(&self.diagnostic.message))
     }
 }
 
@@ -55,7 +60,7 @@ impl miette::Diagnostic for Shown<'_> {
         self.diagnostic
             .help
             .as_ref()
-            .map(|h| Box::new(h) as Box<dyn std::fmt::Display>)
+            .map(|h| Box::new(untrusted::text(h)) as Box<dyn std::fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
@@ -63,13 +68,13 @@ impl miette::Diagnostic for Shown<'_> {
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        let (offset, len) = self.diagnostic.span?;
+        let (offset, len) = self.span?;
         self.source.as_ref()?;
         let label = self
             .diagnostic
             .path
-            .clone()
-            .unwrap_or_else(|| "here".to_string());
+            .as_deref()
+            .map_or_else(|| "here".to_string(), |p| untrusted::line(p).into_owned());
         Some(Box::new(std::iter::once(LabeledSpan::new(
             Some(label),
             offset,
@@ -109,23 +114,45 @@ fn render_one(handler: &GraphicalReportHandler, d: &Diagnostic, files: &[SourceF
         .as_ref()
         .and_then(|f| files.iter().find(|s| &s.path == f))
         .filter(|s| !s.text.is_empty() && d.span.is_some());
+    let escaped = source.map(|s| escaped_source(&s.text, d.span));
     let shown = Shown {
         diagnostic: d,
-        source: source.map(|s| NamedSource::new(location_name(d), Arc::clone(&s.text))),
+        span: escaped.as_ref().and_then(|(_, span)| *span),
+        source: escaped.map(|(text, _)| NamedSource::new(location_name(d), text)),
     };
     let mut text = String::new();
     if handler.render_report(&mut text, &shown).is_err() || shown.source.is_none() {
         // Without a snippet, still say where.
-        text = format!("{d}\n");
+        text = format!("{}\n", untrusted::text(&d.to_string()));
     }
     text.push('\n');
     text
 }
 
+/// The file's text with its control characters escaped (line breaks
+/// kept), and `span` moved to the same characters in it.
+fn escaped_source(
+    text: &Arc<str>,
+    span: Option<(usize, usize)>,
+) -> (Arc<str>, Option<(usize, usize)>) {
+    let escaped = untrusted::text(text);
+    if matches!(escaped, std::borrow::Cow::Borrowed(_)) {
+        return (Arc::clone(text), span);
+    }
+    let moved = span.and_then(|(offset, len)| {
+        let before = text.get(..offset)?;
+        let inside = text.get(offset..offset + len)?;
+        let start = untrusted::text(before).len();
+        Some((start, untrusted::text(inside).len()))
+    });
+    (Arc::from(escaped.into_owned()), moved)
+}
+
 fn location_name(d: &Diagnostic) -> String {
+    let file = untrusted::line(d.file.as_deref().unwrap_or(""));
     match &d.object {
-        Some(object) => format!("{} ({object})", d.file.as_deref().unwrap_or("")),
-        None => d.file.clone().unwrap_or_default(),
+        Some(object) => format!("{file} ({})", untrusted::line(object)),
+        None => file.into_owned(),
     }
 }
 

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 use similar::{ChangeTag, TextDiff};
 
+use super::untrusted::{line, shown};
 use super::Style;
 use crate::plan::{Action, Change, FieldChange};
 use crate::planfile::SavedPlan;
@@ -54,8 +55,8 @@ pub fn human(plan: &SavedPlan, style: Style) -> String {
         "{}",
         p.bold(&format!(
             "Plan for site {} from {}{revision}",
-            plan.site.as_deref().unwrap_or("(none)"),
-            plan.source.dir
+            shown(plan.site.as_deref().unwrap_or("(none)")),
+            shown(&plan.source.dir)
         ))
     );
     let _ = writeln!(
@@ -63,7 +64,8 @@ pub fn human(plan: &SavedPlan, style: Style) -> String {
         "{}",
         p.dim(&format!(
             "State: {} (serial {})",
-            plan.state.url, plan.state.serial
+            shown(&plan.state.url),
+            plan.state.serial
         ))
     );
     if !plan.targets.is_empty() {
@@ -72,7 +74,7 @@ pub fn human(plan: &SavedPlan, style: Style) -> String {
             "{}",
             p.yellow(&format!(
                 "Targeted: {} (other changes are not shown)",
-                plan.targets.join(", ")
+                line(&plan.targets.join(", "))
             ))
         );
     }
@@ -87,12 +89,12 @@ pub fn human(plan: &SavedPlan, style: Style) -> String {
                 out,
                 "{} {} → {}: {} files, {} to copy ({}; version {})",
                 p.green("→"),
-                d.package,
-                d.dp,
+                shown(&d.package),
+                shown(&d.dp),
                 d.files_to_copy,
                 bytes(d.bytes_to_copy),
-                d.reason,
-                &d.content.version[..12.min(d.content.version.len())]
+                shown(&d.reason),
+                shown(d.content.version.get(..12).unwrap_or(&d.content.version))
             );
         }
         out.push('\n');
@@ -105,12 +107,12 @@ pub fn human(plan: &SavedPlan, style: Style) -> String {
                     out,
                     "{} {}: ready ({} files present and verified)",
                     p.green("✓"),
-                    u.package,
+                    shown(&u.package),
                     u.files
                 );
                 selections(&mut out, u);
                 for n in &u.notes {
-                    let _ = writeln!(out, "    note: {n}");
+                    let _ = writeln!(out, "    note: {}", shown(n));
                 }
                 continue;
             }
@@ -118,14 +120,14 @@ pub fn human(plan: &SavedPlan, style: Style) -> String {
                 out,
                 "{} {}: not ready: {} (not distributed)",
                 p.yellow("!"),
-                u.package,
-                u.why.as_deref().unwrap_or("unknown")
+                shown(&u.package),
+                shown(u.why.as_deref().unwrap_or("unknown"))
             );
             for m in &u.missing {
-                let _ = writeln!(out, "    missing: {m}");
+                let _ = writeln!(out, "    missing: {}", shown(m));
             }
             for v in &u.unverified {
-                let _ = writeln!(out, "    unverified: {}: {}", v.file, v.why);
+                let _ = writeln!(out, "    unverified: {}: {}", shown(&v.file), shown(&v.why));
             }
             selections(&mut out, u);
         }
@@ -144,8 +146,9 @@ pub fn human(plan: &SavedPlan, style: Style) -> String {
     for name in &plan.unmanaged {
         let _ = writeln!(
             out,
-            "{} {name} is not managed by patchops: left alone",
-            p.dim("·")
+            "{} {} is not managed by patchops: left alone",
+            p.dim("·"),
+            shown(name)
         );
     }
     if (!plan.changes.is_empty() || !plan.unmanaged.is_empty()) && !out.ends_with("\n\n") {
@@ -165,12 +168,13 @@ fn change_block(out: &mut String, change: &Change, p: &Paint) {
     let origin = change
         .origin
         .as_ref()
-        .map(|o| p.dim(&format!("  ({o})")))
+        .map(|o| p.dim(&format!("  ({})", line(&o.to_string()))))
         .unwrap_or_default();
     let _ = writeln!(
         out,
-        "{mark} {verb} {} {:?}{origin}",
-        change.kind, change.name
+        "{mark} {verb} {} \"{}\"{origin}",
+        change.kind,
+        shown(&change.name)
     );
     for field in &change.fields {
         field_lines(out, field, p);
@@ -181,7 +185,7 @@ fn change_block(out: &mut String, change: &Change, p: &Paint) {
             .dependents
             .iter()
             .take(MAX_DEPENDENTS_SHOWN)
-            .map(|d| format!("{} {:?} ({})", d.kind, d.name, d.reason))
+            .map(|d| format!("{} \"{}\" ({})", d.kind, shown(&d.name), shown(&d.reason)))
             .collect();
         let more = change.dependents.len().saturating_sub(MAX_DEPENDENTS_SHOWN);
         let _ = writeln!(out, "    {} {}", p.dim("touches:"), shown.join("; "));
@@ -199,14 +203,16 @@ fn change_block(out: &mut String, change: &Change, p: &Paint) {
 fn field_lines(out: &mut String, field: &FieldChange, p: &Paint) {
     let structured = |v: &Option<Value>| matches!(v, Some(Value::Array(_) | Value::Object(_)));
     let (mark, painted_path) = match (&field.before, &field.after) {
-        (None, _) => (p.green("+"), p.green(&field.path)),
-        (_, None) => (p.red("-"), p.red(&field.path)),
-        _ => (p.yellow("~"), p.yellow(&field.path)),
+        (None, _) => (p.green("+"), p.green(&line(&field.path))),
+        (_, None) => (p.red("-"), p.red(&line(&field.path))),
+        _ => (p.yellow("~"), p.yellow(&line(&field.path))),
     };
     if !structured(&field.before) && !structured(&field.after) {
         let show = |v: &Option<Value>| {
-            v.as_ref()
-                .map_or_else(|| "(none)".to_string(), Value::to_string)
+            v.as_ref().map_or_else(
+                || "(none)".to_string(),
+                |v| line(&v.to_string()).into_owned(),
+            )
         };
         let _ = writeln!(
             out,
@@ -247,7 +253,10 @@ pub fn diff_lines(before: Option<&Value>, after: Option<&Value>) -> Vec<String> 
                     ChangeTag::Insert => '+',
                     ChangeTag::Equal => ' ',
                 };
-                lines.push(format!("{sign} {}", change.value().trim_end_matches('\n')));
+                lines.push(format!(
+                    "{sign} {}",
+                    line(change.value().trim_end_matches('\n'))
+                ));
             }
         }
     }
@@ -269,7 +278,7 @@ fn impact_block(out: &mut String, impact: &crate::ops::impact::SiteImpact, p: &P
             out,
             "{} collection {}: {} → {} members (+{} −{}){}",
             p.yellow("~"),
-            m.collection,
+            shown(&m.collection),
             m.before,
             m.after,
             m.added,
@@ -302,10 +311,11 @@ fn impact_block(out: &mut String, impact: &crate::ops::impact::SiteImpact, p: &P
             };
             let _ = writeln!(
                 out,
-                "    {} {ad}: {verb} {} ({}{})",
+                "    {} {}: {verb} {} ({}{})",
                 paint(p, sign),
+                shown(ad),
                 machines(impact.machines as u64),
-                impact.sample.join(", "),
+                line(&impact.sample.join(", ")),
                 if impact.machines > impact.sample.len() {
                     ", …"
                 } else {
@@ -332,7 +342,7 @@ fn samples(added: &[String], n_added: u64, removed: &[String], n_removed: u64) -
         } else {
             ""
         };
-        format!("{}{more}", names.join(", "))
+        format!("{}{more}", line(&names.join(", ")))
     };
     match (added.is_empty(), removed.is_empty()) {
         (true, true) => String::new(),
@@ -403,14 +413,14 @@ fn selections(out: &mut String, u: &crate::supdate::readiness::UpdateReadiness) 
             out,
             "    updates[{}] {}: {} bulletin(s)",
             sel.selection,
-            sel.selected,
+            shown(&sel.selected),
             sel.updates.len()
         );
-        for line in &sel.updates {
-            let _ = writeln!(out, "      {line}");
+        for update in &sel.updates {
+            let _ = writeln!(out, "      {}", shown(update));
         }
         for note in &sel.notes {
-            let _ = writeln!(out, "      note: {note}");
+            let _ = writeln!(out, "      note: {}", shown(note));
         }
     }
 }
