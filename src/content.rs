@@ -5,8 +5,10 @@
 //!
 //! Reading refuses what a package-source ACL review would: sources that are
 //! group- or world-writable (anyone could plant a binary that thousands of
-//! machines then run), symbolic links that lead outside the source, device
-//! files, FIFOs and sockets. Each refusal names the path.
+//! machines then run), symbolic links that lead outside the source, hard
+//! links with a name outside it (whoever may write that name changes the
+//! content behind the review), device files, FIFOs and sockets. Each
+//! refusal names the path.
 //!
 //! Files are hashed on all cores; a [`HashCache`] keyed on path, size,
 //! modification time and inode skips files that did not change since the
@@ -74,6 +76,15 @@ pub enum ContentError {
     Writable { path: String },
     #[error("{path}: symbolic link leads outside the package source")]
     LinkEscapes { path: String },
+    #[error(
+        "{path}: hard link with {outside} of its {links} names outside the package source; \
+         copy the file instead"
+    )]
+    HardLinkEscapes {
+        path: String,
+        links: u64,
+        outside: u64,
+    },
     #[error("{path}: {kind} cannot be package content")]
     SpecialFile { path: String, kind: &'static str },
     #[error("{path}: symbolic link loop")]
@@ -110,6 +121,9 @@ pub fn scan(root: &Path) -> Result<Vec<SourceFile>, ContentError> {
     }
     let real_root = fs::canonicalize(root).map_err(|e| io_error(root, &e))?;
     let mut files = Vec::new();
+    // Files with more than one name, by (device, inode): their link count
+    // and how many of their names the walk met (not through a symlink).
+    let mut linked: BTreeMap<(u64, u64), HardLinks> = BTreeMap::new();
     for entry in walkdir::WalkDir::new(root)
         .follow_links(true)
         .sort_by_file_name()
@@ -170,6 +184,16 @@ pub fn scan(root: &Path) -> Result<Vec<SourceFile>, ContentError> {
                 kind,
             });
         }
+        if meta.nlink() > 1 && !entry.path_is_symlink() {
+            let seen = linked
+                .entry((meta.dev(), meta.ino()))
+                .or_insert_with(|| HardLinks {
+                    first: files.len(),
+                    links: meta.nlink(),
+                    inside: 0,
+                });
+            seen.inside += 1;
+        }
         let rel = path.strip_prefix(root).unwrap_or(path);
         let rel = rel
             .components()
@@ -185,7 +209,26 @@ pub fn scan(root: &Path) -> Result<Vec<SourceFile>, ContentError> {
             inode: meta.ino(),
         });
     }
+    // The first file (in walk order) with a name the walk did not meet.
+    let escaping = linked
+        .values()
+        .filter(|l| l.inside < l.links)
+        .min_by_key(|l| l.first);
+    if let Some(l) = escaping {
+        return Err(ContentError::HardLinkEscapes {
+            path: shown(&files[l.first].full),
+            links: l.links,
+            outside: l.links - l.inside,
+        });
+    }
     Ok(files)
+}
+
+struct HardLinks {
+    /// Index in the walk's files of the first name met.
+    first: usize,
+    links: u64,
+    inside: u64,
 }
 
 /// Hashes of files that did not change since they were last hashed.
@@ -390,6 +433,26 @@ mod tests {
         // A link inside the source is content like any file.
         std::os::unix::fs::symlink("readme.txt", dir.path().join("alias.txt")).unwrap();
         assert_eq!(scan(dir.path()).unwrap().len(), 3);
+
+        // A hard link whose other name is outside: its content can change
+        // through that name. Both names inside: content like any file.
+        let linked = dir.path().join("linked.txt");
+        fs::set_permissions(outside.path().join("secret"), fs::Permissions::from_mode(0o644))
+            .unwrap();
+        fs::hard_link(outside.path().join("secret"), &linked).unwrap();
+        assert_eq!(
+            scan(dir.path()).unwrap_err(),
+            ContentError::HardLinkEscapes {
+                path: linked.display().to_string(),
+                links: 2,
+                outside: 1
+            }
+        );
+        fs::remove_file(outside.path().join("secret")).unwrap();
+        fs::hard_link(&linked, dir.path().join("bin/linked-too.txt")).unwrap();
+        assert_eq!(scan(dir.path()).unwrap().len(), 5);
+        fs::remove_file(dir.path().join("bin/linked-too.txt")).unwrap();
+        fs::remove_file(&linked).unwrap();
 
         let fifo = dir.path().join("pipe");
         let c = std::ffi::CString::new(fifo.display().to_string()).unwrap();

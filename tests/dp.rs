@@ -285,3 +285,23 @@ fn unsafe_sources_are_refused_with_their_path() {
         "{out}"
     );
 }
+
+#[test]
+fn a_hard_linked_file_in_a_package_source_is_refused() {
+    let site = Site::new();
+    let source = site.path("site/packages/security-inventory-tool");
+    // Its other name is outside the package source (here the site's own
+    // manifest): whoever may write that name changes the content.
+    fs::hard_link(site.path("site/site.yaml"), source.join("x.exe")).unwrap();
+    let out = site.run(&["plan", "site", "--color", "never"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("x.exe: hard link with 1 of its 2 names outside the package source"),
+        "{err}"
+    );
+    // Both names inside the source: content like any other file.
+    fs::remove_file(source.join("x.exe")).unwrap();
+    fs::hard_link(source.join("scan.cmd"), source.join("scan-copy.cmd")).unwrap();
+    site.ok(&["plan", "site", "--color", "never"]);
+}

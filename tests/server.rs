@@ -879,12 +879,14 @@ async fn concurrent_writes_are_each_whole_and_once() {
     let server = std::sync::Arc::new(Server::start(&state, dir.path(), &[]));
     const N: usize = 40;
 
-    // One machine registers five times at once: one token survives.
+    // One machine registers five times at once: one is enrolled, four are
+    // refused (the re-registration rule).
     let mut twice = Vec::new();
     for _ in 0..5 {
         let server = server.clone();
         twice.push(tokio::spawn(async move {
-            register(&server, "wks-burst-dup").await
+            let body = json!({ "name": "wks-burst-dup" }).to_string().into_bytes();
+            post(&server, "/v1/register", ENROLL, body).await
         }));
     }
     let mut agents = Vec::new();
@@ -938,17 +940,19 @@ async fn concurrent_writes_are_each_whole_and_once() {
     for agent in agents {
         agent.await.expect("agent");
     }
-    let mut live = 0;
-    for token in twice {
-        let token = token.await.expect("register");
-        let (status, _, _) = get_policy(&server, &token, None).await;
-        match status {
-            StatusCode::OK => live += 1,
-            StatusCode::UNAUTHORIZED => {}
-            other => panic!("unexpected {other}"),
+    let mut tokens = Vec::new();
+    for registration in twice {
+        match registration.await.expect("register") {
+            (StatusCode::OK, body) => tokens.push(body["token"].as_str().unwrap().to_string()),
+            (StatusCode::CONFLICT, _) => {}
+            other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!(live, 1, "exactly one of the five tokens is live");
+    assert_eq!(tokens.len(), 1, "exactly one of the five is enrolled");
+    assert_eq!(
+        get_policy(&server, &tokens[0], None).await.0,
+        StatusCode::OK
+    );
 
     // Each machine's four keys once in the store.
     for name in ["wks-burst-00", "wks-burst-07"] {
@@ -1126,4 +1130,77 @@ async fn sqlite_store_recovers_at_once_after_a_short_disk_full() {
         .expect("text");
     assert!(metrics.contains("patchops_store_up 1\n"), "{metrics}");
     drop(server);
+}
+
+/// Registration with the enrollment secret took over an enrolled
+/// machine: the old agent's token was revoked without a word. Now a
+/// machine with a live token is refused (409) until an operator revokes it.
+async fn re_registration_needs_a_revoke(state: &str, dir: &Path) {
+    let server = Server::start(state, dir, &[]);
+    let first = register(&server, "wks-test-01").await;
+
+    for name in ["wks-test-01", "WKS-TEST-01"] {
+        let (status, body) = post(
+            &server,
+            "/v1/register",
+            ENROLL,
+            json!({ "name": name }).to_string().into_bytes(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{name}: {body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("enrolled already") && error.contains("patchops machine revoke"),
+            "{error}"
+        );
+    }
+    assert_eq!(
+        get_policy(&server, &first, None).await.0,
+        StatusCode::OK,
+        "the enrolled agent keeps its token"
+    );
+
+    // Two registrations of one new name at once: one token, one 409.
+    let attempt = || {
+        post(
+            &server,
+            "/v1/register",
+            ENROLL,
+            json!({ "name": "wks-race-01" }).to_string().into_bytes(),
+        )
+    };
+    let (a, b) = tokio::join!(attempt(), attempt());
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT], "{a:?} {b:?}");
+
+    // Revoked by an operator: the next registration is enrolled.
+    let out = patchops()
+        .args(["machine", "revoke", "wks-test-01", "--state", state])
+        .output()
+        .expect("revoke");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        get_policy(&server, &first, None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let second = register(&server, "wks-test-01").await;
+    assert_ne!(second, first);
+    assert_eq!(get_policy(&server, &second, None).await.0, StatusCode::OK);
+    assert_eq!(health(&server).await, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registering_an_enrolled_machine_is_refused_until_it_is_revoked() {
+    let dir = TempDir::new().expect("tmp");
+    let state = applied_example(dir.path());
+    re_registration_needs_a_revoke(&state, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registering_an_enrolled_machine_is_refused_until_it_is_revoked_on_postgresql() {
+    let (state, _db) = patchops::store::testing::fresh_postgres_url().await;
+    let dir = TempDir::new().expect("tmp");
+    apply_example(dir.path(), &state);
+    re_registration_needs_a_revoke(&state, dir.path()).await;
 }

@@ -200,8 +200,10 @@ struct RegisterResponse {
 }
 
 /// Enrollment: the site's enrollment secret and a machine name buy a
-/// token for that machine. Registering again issues a new token and
-/// revokes the old ones (an agent that lost its state directory).
+/// token for that machine. A machine with a live token is not enrolled
+/// again (409) until an operator revokes that token
+/// (`patchops machine revoke`): the secret alone never takes over an
+/// enrolled machine's identity.
 #[utoipa::path(post, path = "/v1/register", tag = "agents",
     security(("enrollmentSecret" = [])),
     request_body = RegisterRequest,
@@ -209,6 +211,7 @@ struct RegisterResponse {
         (status = 200, description = "Registered: the machine's token, shown once", body = RegisterResponse),
         (status = 400, description = "Invalid body or machine name", body = ErrorBody),
         (status = 401, description = "Missing or wrong enrollment secret", body = ErrorBody),
+        (status = 409, description = "The machine is enrolled already: revoke its token first", body = ErrorBody),
         (status = 413, description = "Body larger than `--max-body`", body = ErrorBody),
         (status = 503, description = "The state store is unavailable", body = ErrorBody),
     ))]

@@ -38,9 +38,10 @@ const QUEUE: usize = 4096;
 
 /// One caller's write.
 pub enum Write {
-    /// Revokes the machine's tokens and adds the new one; adds the machine
-    /// to the inventory (with its name alone) when neither the index nor
-    /// the store knows it.
+    /// Adds the machine's token; adds the machine to the inventory (with
+    /// its name alone) when neither the index nor the store knows it.
+    /// Refused (409) while the machine has a live token: see
+    /// [`refuse_enrolled`].
     Register {
         machine: Machine,
         token_hash: String,
@@ -171,6 +172,8 @@ fn stored(state: &AppState, outcome: Result<(), StoreError>) -> Result<(), Store
 struct Group {
     statuses: Vec<(Vec<StatusMessage>, Reply)>,
     registrations: Vec<(Machine, String, Reply)>,
+    /// Registrations refused because the machine is enrolled already.
+    refused: Vec<(Machine, String, Reply)>,
     inventories: Vec<(Machine, Reply)>,
     /// Per status batch, how many messages were newly stored.
     stored: Vec<usize>,
@@ -181,6 +184,7 @@ impl Group {
         let mut group = Group {
             statuses: Vec::new(),
             registrations: Vec::new(),
+            refused: Vec::new(),
             inventories: Vec::new(),
             stored: Vec::new(),
         };
@@ -198,7 +202,7 @@ impl Group {
     }
 
     fn len(&self) -> usize {
-        self.statuses.len() + self.registrations.len() + self.inventories.len()
+        self.statuses.len() + self.registrations.len() + self.refused.len() + self.inventories.len()
     }
 
     /// Whether storing the group changes the index (and needs `writer`).
@@ -210,6 +214,9 @@ impl Group {
         for ((_, reply), stored) in self.statuses.into_iter().zip(self.stored) {
             let _ = reply.send(Ok(stored));
         }
+        for (machine, _, reply) in self.refused {
+            let _ = reply.send(Err(enrolled_already(&machine)));
+        }
         let others = self.registrations.into_iter().map(|(_, _, r)| r);
         for reply in others.chain(self.inventories.into_iter().map(|(_, r)| r)) {
             let _ = reply.send(Ok(0));
@@ -219,6 +226,7 @@ impl Group {
     fn fail(self, error: ApiError) {
         let replies = self.statuses.into_iter().map(|(_, r)| r);
         let replies = replies.chain(self.registrations.into_iter().map(|(_, _, r)| r));
+        let replies = replies.chain(self.refused.into_iter().map(|(_, _, r)| r));
         fail_all(
             error,
             replies.chain(self.inventories.into_iter().map(|(_, r)| r)),
@@ -233,6 +241,7 @@ impl Group {
         let registrations = self
             .registrations
             .into_iter()
+            .chain(self.refused)
             .map(|(machine, token_hash, reply)| Job {
                 write: Write::Register {
                     machine,
@@ -297,6 +306,7 @@ async fn write_group(
     let mut machines: Vec<Machine> = Vec::new();
     let mut policies = Vec::new();
     let mut registered = HashSet::new();
+    refuse_enrolled(tx, group).await?;
     if !group.registrations.is_empty() {
         let tokens: Vec<(String, String)> = group
             .registrations
@@ -339,6 +349,43 @@ async fn write_group(
             .fetch_add(policies.len() as u64, Ordering::Relaxed);
     }
     Ok((version, registered))
+}
+
+/// Moves to `refused` every registration of a machine that has a live
+/// token — and every registration after the first of one machine in the
+/// group. Whoever holds the enrollment secret could otherwise take over an
+/// enrolled machine's identity, and its agent would lose its token
+/// without a word. An operator who means it (the agent lost its state
+/// directory, the machine was rebuilt) revokes the machine's token first
+/// (`patchops machine revoke`); the agent then registers again.
+async fn refuse_enrolled(
+    tx: &mut crate::store::WriteTx<'_>,
+    group: &mut Group,
+) -> Result<(), StoreError> {
+    let mut seen = HashSet::new();
+    let mut refuse = Vec::with_capacity(group.registrations.len());
+    for (machine, _, _) in &group.registrations {
+        let key = machine.key();
+        refuse.push(!seen.insert(key.clone()) || tx.has_live_token(&key).await?);
+    }
+    let (refused, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut group.registrations)
+        .into_iter()
+        .zip(refuse)
+        .partition(|(_, refused)| *refused);
+    group.registrations = kept.into_iter().map(|(r, _)| r).collect();
+    group.refused.extend(refused.into_iter().map(|(r, _)| r));
+    Ok(())
+}
+
+fn enrolled_already(machine: &Machine) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        format!(
+            "machine {} is enrolled already (it has a live agent token); to enroll it again, \
+             revoke that token first: patchops machine revoke {}",
+            machine.name, machine.name
+        ),
+    )
 }
 
 /// Registered machines the index does not know: one the store has

@@ -842,6 +842,16 @@ async fn insert_token(
     Ok(())
 }
 
+pub(super) async fn has_live_token(conn: &mut SqliteConnection, machine_key: &str) -> Result<bool, Fail> {
+    let found: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM machine_tokens WHERE machine_key = ?1 AND revoked_ms IS NULL LIMIT 1",
+    )
+    .bind(machine_key)
+    .fetch_optional(conn)
+    .await?;
+    Ok(found.is_some())
+}
+
 pub(super) async fn machine_for_token(
     pool: &SqlitePool,
     token_hash: &str,

@@ -120,6 +120,17 @@ impl WriteTx<'_> {
         r.map_err(|e| self.store.error(e))
     }
 
+    /// Whether the machine has a live (unrevoked) agent token, as this
+    /// transaction sees it.
+    pub async fn has_live_token(&mut self, key: &str) -> Result<bool, StoreError> {
+        let key = machine_key(key);
+        let r = match &mut self.tx {
+            Tx::Sqlite(tx) => sqlite::has_live_token(tx, &key).await,
+            Tx::Postgres(tx) => postgres::has_live_token(tx, &key).await,
+        };
+        r.map_err(|e| self.store.error(e))
+    }
+
     /// [`Store::inventory_version`] as this transaction sees it.
     pub async fn inventory_version(&mut self) -> Result<i64, StoreError> {
         let r = match &mut self.tx {
