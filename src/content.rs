@@ -437,8 +437,11 @@ mod tests {
         // A hard link whose other name is outside: its content can change
         // through that name. Both names inside: content like any file.
         let linked = dir.path().join("linked.txt");
-        fs::set_permissions(outside.path().join("secret"), fs::Permissions::from_mode(0o644))
-            .unwrap();
+        fs::set_permissions(
+            outside.path().join("secret"),
+            fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
         fs::hard_link(outside.path().join("secret"), &linked).unwrap();
         assert_eq!(
             scan(dir.path()).unwrap_err(),

@@ -10,6 +10,7 @@ pub mod applicability;
 pub mod authenticode;
 pub mod catalog;
 pub mod cli;
+pub mod command_line;
 pub mod content;
 pub mod diagnostic;
 pub mod dp;

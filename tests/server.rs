@@ -1172,14 +1172,22 @@ async fn re_registration_needs_a_revoke(state: &str, dir: &Path) {
     let (a, b) = tokio::join!(attempt(), attempt());
     let mut statuses = [a.0, b.0];
     statuses.sort();
-    assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT], "{a:?} {b:?}");
+    assert_eq!(
+        statuses,
+        [StatusCode::OK, StatusCode::CONFLICT],
+        "{a:?} {b:?}"
+    );
 
     // Revoked by an operator: the next registration is enrolled.
     let out = patchops()
         .args(["machine", "revoke", "wks-test-01", "--state", state])
         .output()
         .expect("revoke");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         get_policy(&server, &first, None).await.0,
         StatusCode::UNAUTHORIZED

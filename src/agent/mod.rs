@@ -285,7 +285,7 @@ impl Agent {
         let restart_hook = config
             .restart_hook
             .as_deref()
-            .map(run::parse_command_line)
+            .map(crate::command_line::parse)
             .transpose()
             .map_err(|e| format!("--restart-hook: {e}"))?;
         let client =
@@ -761,7 +761,7 @@ impl Agent {
                     enum_text(&p.after_running)
                 ),
             );
-            let argv = match run::parse_command_line(&p.command_line) {
+            let argv = match crate::command_line::parse(&p.command_line) {
                 Ok(a) => a,
                 Err(e) => return Ok(self.fail(assignment, history, run, None, &e)),
             };

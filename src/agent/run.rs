@@ -2,13 +2,10 @@
 //! (no shell), started in the package directory in its own process group,
 //! killed (the whole group) when it exceeds its maximum run time.
 //!
-//! Command lines: arguments are separated by spaces or tabs; a double-quoted
-//! part keeps its spaces (`"C:\Program Files\x.exe" /q` is two arguments);
-//! inside quotes `""` is one literal quote; there are no other escapes and
-//! no variables, globs, pipes or redirections. An unterminated quote or an
-//! empty command line is an error. The program is looked up in the package
-//! directory first (as Windows does), then on `PATH`; a program with a `/`
-//! is relative to the package directory.
+//! Command lines are split by [`crate::command_line`]. The program is
+//! looked up in the package directory first (as Windows does), then on
+//! `PATH`; a program with a `/` is relative to the package directory, and
+//! one that is absolute or climbs out with `..` does not start.
 //!
 //! Exit codes: 0 succeeded; 3010 succeeded, a restart is required (the
 //! restart hook runs; the agent never restarts the machine); anything else,
@@ -27,50 +24,6 @@ use crate::manifest::common::CanRun;
 
 /// The exit code that means "succeeded, restart required".
 pub const EXIT_RESTART_REQUIRED: i32 = 3010;
-
-/// Splits a command line into a program and its arguments.
-pub fn parse_command_line(line: &str) -> Result<Vec<String>, String> {
-    let mut args = Vec::new();
-    let mut current = String::new();
-    let mut in_arg = false;
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                chars.next();
-                current.push('"');
-            }
-            '"' => {
-                quoted = !quoted;
-                in_arg = true;
-            }
-            ' ' | '\t' if !quoted => {
-                if in_arg {
-                    args.push(std::mem::take(&mut current));
-                    in_arg = false;
-                }
-            }
-            '\n' | '\r' | '\0' => {
-                return Err("a command line cannot contain line breaks or NUL".into())
-            }
-            c => {
-                current.push(c);
-                in_arg = true;
-            }
-        }
-    }
-    if quoted {
-        return Err(format!("unterminated quote in the command line {line:?}"));
-    }
-    if in_arg {
-        args.push(current);
-    }
-    if args.first().is_none_or(String::is_empty) {
-        return Err("the command line is empty".into());
-    }
-    Ok(args)
-}
 
 /// Whether the program may run now. Linux test machines have no
 /// interactive logon this agent watches: whether a user is logged on is
@@ -98,16 +51,19 @@ pub enum Outcome {
 }
 
 /// The program to execute for `program` (the first word of the command
-/// line) in `dir`.
-fn resolve(program: &str, dir: &Path) -> PathBuf {
+/// line) in `dir`. The manifests' validation refuses a path that leaves
+/// the package directory; the agent refuses it again, for a policy from
+/// elsewhere.
+fn resolve(program: &str, dir: &Path) -> Result<PathBuf, String> {
+    crate::command_line::check_package_program(program)?;
     if program.contains('/') {
-        return dir.join(program);
+        return Ok(dir.join(program));
     }
     let local = dir.join(program);
     if local.is_file() {
-        return local;
+        return Ok(local);
     }
-    PathBuf::from(program)
+    Ok(PathBuf::from(program))
 }
 
 /// Runs `argv` in `dir` with at most `max` run time; output goes to `log`.
@@ -130,7 +86,11 @@ pub fn run_blocking(
         Ok(f) => f,
         Err(e) => return Outcome::NotStarted(e.to_string()),
     };
-    let mut command = Command::new(resolve(program, dir));
+    let resolved = match resolve(program, dir) {
+        Ok(p) => p,
+        Err(e) => return Outcome::NotStarted(e),
+    };
+    let mut command = Command::new(resolved);
     command
         .args(args)
         .current_dir(dir)
@@ -194,31 +154,10 @@ pub fn output_tail(log: &Path, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn argv(s: &str) -> Vec<String> {
-        parse_command_line(s).unwrap()
-    }
-
-    #[test]
-    fn command_lines_split_on_spaces_and_keep_quoted_parts() {
-        assert_eq!(
-            argv("scanwrapper.exe /cache"),
-            ["scanwrapper.exe", "/cache"]
-        );
-        assert_eq!(argv("  sh   run.sh\t3010 "), ["sh", "run.sh", "3010"]);
-        assert_eq!(
-            argv(r#""C:\Program Files\x.exe" /q "a b"c"#),
-            [r"C:\Program Files\x.exe", "/q", "a bc"]
-        );
-        assert_eq!(argv(r#"echo "say ""hi""" """#), ["echo", r#"say "hi""#, ""]);
-        assert_eq!(argv("echo $HOME;rm"), ["echo", "$HOME;rm"], "no shell");
-        assert!(parse_command_line("").is_err());
-        assert!(parse_command_line("   ").is_err());
-        assert!(parse_command_line("\"\" x").is_err());
-        assert!(parse_command_line("\"open")
-            .unwrap_err()
-            .contains("unterminated"));
-        assert!(parse_command_line("a\nb").is_err());
+        crate::command_line::parse(s).unwrap()
     }
 
     #[test]
@@ -257,5 +196,30 @@ mod tests {
             run("no-such-program-here", 10),
             Outcome::NotStarted(_)
         ));
+    }
+
+    #[test]
+    fn a_program_outside_the_package_directory_does_not_start() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("package");
+        fs::create_dir_all(dir.join("bin")).unwrap();
+        fs::write(dir.join("bin/run.sh"), "#!/bin/sh\nexit 0\n").unwrap();
+        fs::write(root.path().join("outside.sh"), "#!/bin/sh\nexit 0\n").unwrap();
+        for f in ["package/bin/run.sh", "outside.sh"] {
+            fs::set_permissions(root.path().join(f), fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let log = root.path().join("out.log");
+        let run = |line: &str| run_blocking(&argv(line), &dir, Duration::from_secs(10), &log, &[]);
+        assert_eq!(run("bin/run.sh"), Outcome::Exited(0));
+        let outside = root.path().join("outside.sh").display().to_string();
+        for (line, says) in [
+            (outside.as_str(), "absolute path"),
+            ("../outside.sh", "`..`"),
+        ] {
+            match run(line) {
+                Outcome::NotStarted(e) => assert!(e.contains(says), "{line}: {e}"),
+                other => panic!("{line} ran: {other:?}"),
+            }
+        }
     }
 }

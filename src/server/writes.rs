@@ -238,17 +238,15 @@ impl Group {
             write: Write::Status { messages },
             reply,
         });
-        let registrations = self
-            .registrations
-            .into_iter()
-            .chain(self.refused)
-            .map(|(machine, token_hash, reply)| Job {
+        let registrations = self.registrations.into_iter().chain(self.refused).map(
+            |(machine, token_hash, reply)| Job {
                 write: Write::Register {
                     machine,
                     token_hash,
                 },
                 reply,
-            });
+            },
+        );
         let inventories = self.inventories.into_iter().map(|(machine, reply)| Job {
             write: Write::Inventory { machine },
             reply,

@@ -842,7 +842,10 @@ async fn insert_token(
     Ok(())
 }
 
-pub(super) async fn has_live_token(conn: &mut SqliteConnection, machine_key: &str) -> Result<bool, Fail> {
+pub(super) async fn has_live_token(
+    conn: &mut SqliteConnection,
+    machine_key: &str,
+) -> Result<bool, Fail> {
     let found: Option<i32> = sqlx::query_scalar(
         "SELECT 1 FROM machine_tokens WHERE machine_key = ?1 AND revoked_ms IS NULL LIMIT 1",
     )

@@ -440,6 +440,8 @@ fn program_fields(cx: &mut Ctx<'_, '_>, path: &FieldPath, p: &Program) {
             &path.key("commandLine"),
             "the command line is empty",
         );
+    } else {
+        command_line(cx, &path.key("commandLine"), &p.command_line);
     }
     if let Some(size) = &p.estimated_disk_space {
         if let Err(e) = units::parse_size(size.as_str()) {
@@ -857,7 +859,19 @@ fn update_selection(cx: &mut Ctx<'_, '_>, path: &FieldPath, u: &UpdateSelection)
                 &path.key("commandLine"),
                 "the command line spans several lines",
             );
+        } else {
+            command_line(cx, &path.key("commandLine"), line);
         }
+    }
+}
+
+/// A command line the agent runs in the package directory: it splits, and
+/// its program does not leave that directory (`crate::command_line`).
+fn command_line(cx: &mut Ctx<'_, '_>, path: &FieldPath, line: &str) {
+    let checked = crate::command_line::parse(line)
+        .and_then(|argv| crate::command_line::check_package_program(&argv[0]));
+    if let Err(e) = checked {
+        cx.error("invalid-value", path, e);
     }
 }
 
