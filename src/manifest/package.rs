@@ -49,7 +49,11 @@ pub struct PackageSpec {
 pub struct Program {
     /// Unique within the package.
     pub name: String,
-    /// The command line, run in the package's content directory.
+    /// The command line, run in the package's content directory without a
+    /// shell (`docs/agent.md`). Its program is a file of the package or a
+    /// name on `PATH` (no `/`); a path with `/` is relative to the package
+    /// directory, so an absolute path or a `..` component is refused, as is
+    /// an unterminated quote.
     pub command_line: String,
     /// What the program does, shown to users.
     #[serde(default)]
