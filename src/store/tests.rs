@@ -161,6 +161,17 @@ async fn exec_raw(url: &str, sql: &str) {
     }
 }
 
+/// An hour passes for every stored lease: each expires an hour earlier.
+/// Leases run on the database's clock, so a test moves their expiry
+/// instead of waiting for it.
+async fn let_leases_expire(url: &str) {
+    exec_raw(
+        url,
+        "UPDATE patchops_lock SET expires_ms = expires_ms - 3600000",
+    )
+    .await;
+}
+
 fn sqlite_path(url: &str) -> std::path::PathBuf {
     let rest = url
         .trim_start_matches("sqlite://")
@@ -572,9 +583,9 @@ async fn lock_semantics(url: &str) {
     assert!(!store.take_over_lock("L2", &r1).await.expect("take over"));
 
     // An expired lease is taken over by the next try_lock.
-    let short = lock_request("S", Duration::from_millis(50));
+    let short = lock_request("S", minute);
     assert_eq!(store.try_lock(&short).await.expect("lock"), Ok(()));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let_leases_expire(url).await;
     assert_eq!(store.try_lock(&r1).await.expect("lock"), Ok(()));
     assert_eq!(
         store.lock_holder().await.expect("holder").map(|h| h.id),
@@ -585,7 +596,7 @@ async fn lock_semantics(url: &str) {
     // An expired lease not taken over can still be renewed by its holder.
     assert!(store.unlock("L1").await.expect("unlock"));
     assert_eq!(store.try_lock(&short).await.expect("lock"), Ok(()));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let_leases_expire(url).await;
     assert!(store.renew_lock("S", minute).await.expect("renew"));
     assert!(store.try_lock(&r1).await.expect("lock").is_err());
     assert!(store.unlock("S").await.expect("unlock"));
@@ -634,13 +645,13 @@ async fn leader_lease_is_apart_from_the_apply_lock(url: &str) {
         .expect("release"));
     assert!(store.try_lease(LEADER_LEASE, &b).await.expect("lease"));
     // An expired lease goes to the next candidate.
-    let short = lock_request("S", Duration::from_millis(50));
+    let short = lock_request("S", minute);
     assert!(store
         .release_lease(LEADER_LEASE, "B")
         .await
         .expect("release"));
     assert!(store.try_lease(LEADER_LEASE, &short).await.expect("lease"));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let_leases_expire(url).await;
     assert!(store.try_lease(LEADER_LEASE, &a).await.expect("lease"));
     assert!(!store
         .renew_lease(LEADER_LEASE, "S", minute)
@@ -2350,10 +2361,10 @@ async fn reconcile_status_only_from_the_leader(url: &str) {
         .await
         .expect("release"));
     assert!(store
-        .try_lease(LEADER_LEASE, &lock_request("S", Duration::from_millis(50)))
+        .try_lease(LEADER_LEASE, &lock_request("S", Duration::from_secs(60)))
         .await
         .expect("lease"));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let_leases_expire(url).await;
     assert!(!store
         .record_reconcile("S", &attempt("error", "failed", 7_000))
         .await
