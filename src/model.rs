@@ -19,9 +19,18 @@ pub struct Origin {
     pub line: u32,
 }
 
+/// `FILE:LINE`, the file name escaped: origins are written into messages
+/// ("first declared at …") that are printed as text, where a newline in a
+/// file name would start a forged line. (Escaping is idempotent, so a
+/// printer escaping the whole again changes nothing.)
 impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.file, self.line)
+        write!(
+            f,
+            "{}:{}",
+            crate::render::untrusted::shown(&self.file),
+            self.line
+        )
     }
 }
 

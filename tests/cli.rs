@@ -270,3 +270,96 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Human output holds no control or bidi character raw, and no line of it
+/// is one that a file name forged.
+fn assert_nothing_forged(what: &str, out: &str) {
+    for c in out.chars() {
+        assert!(
+            c == '\n' || !patchops::render::untrusted::is_unsafe(c),
+            "{what}: raw {c:?} in:\n{out}"
+        );
+    }
+    assert!(
+        !out.lines()
+            .any(|l| l.trim_start().starts_with("+ create Package \"forged\"")),
+        "{what}: a forged line in:\n{out}"
+    );
+}
+
+#[test]
+fn manifest_file_names_with_newlines_cannot_forge_plan_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    support::copy_dir(&repo().join("examples/site"), &dir.path().join("site"));
+    let state = format!("sqlite://{}", dir.path().join("state.db").display());
+    let forged = "\n+ create Package \"forged\"\r\x1b[2K\u{202e}";
+    let escaped = "\\n+ create Package \"forged\"\\r\\x1b[2K\\u{202e}";
+    let collection = "apiVersion: patchops/v1\nkind: Collection\nmetadata:\n  name: Evil\nspec:\n  limitingCollection: All Systems\n  membership:\n    - direct: [wks-test-01]\n";
+    let evil = dir.path().join(format!("site/evil{forged}.yaml"));
+    let twice = dir.path().join(format!("site/dup{forged}.yaml"));
+    let binary = dir.path().join(format!("site/bin{forged}.yaml"));
+    fs::write(&evil, collection).unwrap();
+    // Declared twice: the second's help names the first by file.
+    fs::write(&twice, collection).unwrap();
+    // A file without a snippet to show: its diagnostic is one line.
+    fs::write(&binary, "a: \0\n").unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = patchops();
+        cmd.current_dir(dir.path())
+            .env("PATCHOPS_STATE", &state)
+            .args(args)
+            .args(["--color", "never"]);
+        let out = run_with_limit(cmd, Duration::from_secs(60));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+
+    for args in [&["validate", "site"][..], &["plan", "site"][..]] {
+        let (code, out) = run(args);
+        assert_eq!(code, Some(1), "{args:?}:\n{out}");
+        assert_nothing_forged(&format!("{args:?}"), &out);
+        for expected in [
+            format!("error[binary-file] bin{escaped}.yaml:1:4: binary file"),
+            format!("evil{escaped}.yaml (Collection/Evil):4:9"),
+            format!("it is first declared at dup{escaped}.yaml:1"),
+        ] {
+            assert!(
+                out.contains(&expected),
+                "{args:?}: no {expected:?} in:\n{out}"
+            );
+        }
+    }
+    assert!(
+        !dir.path().join("state.db").exists() || run(&["history"]).1.contains("No applies"),
+        "an invalid plan changed the state"
+    );
+
+    fs::remove_file(&twice).unwrap();
+    fs::remove_file(&binary).unwrap();
+    let (code, out) = run(&["validate", "site"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = run(&["plan", "site"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_nothing_forged("plan", &out);
+    assert!(
+        out.contains(&format!(
+            "+ create Collection \"Evil\"  (evil{escaped}.yaml:1)"
+        )),
+        "{out}"
+    );
+    let (code, out) = run(&["apply", "site", "--auto-approve"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_nothing_forged("apply", &out);
+    // The state keeps the file name as it is; people see it escaped.
+    let (_, show) = run(&["state", "show", "Collection/Evil", "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&show).unwrap();
+    assert_eq!(
+        doc["state"]["file"],
+        format!("evil{forged}.yaml"),
+        "stored as it is"
+    );
+}

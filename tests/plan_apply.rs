@@ -142,6 +142,8 @@ on_both_backends!(
     history_and_state_record_the_applies,
     secrets_never_reach_plans_or_state,
     targets_limit_plan_and_apply,
+    a_stored_spec_changed_behind_its_hash_is_planned_as_drift,
+    a_stale_lock_taken_over_on_the_same_host_says_so_in_one_line,
 );
 
 fn plan_apply_plan_round_trip_is_no_changes(backend: Backend) {
@@ -717,4 +719,162 @@ fn a_read_only_sqlite_file_is_refused_and_kept() {
         text(&out.stderr)
     );
     assert_eq!(fs::read(&db).unwrap(), before, "nothing lost");
+}
+
+/// Runs one SQL statement on the store behind patchops' back.
+fn edit_store_behind_patchops(backend: Backend, state: &str, sql: &'static str) -> u64 {
+    use sqlx::Connection;
+    runtime().block_on(async {
+        match backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(state).await.unwrap();
+                sqlx::query(sql)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap()
+                    .rows_affected()
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(state).await.unwrap();
+                sqlx::query(sql)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap()
+                    .rows_affected()
+            }
+        }
+    })
+}
+
+fn a_stored_spec_changed_behind_its_hash_is_planned_as_drift(backend: Backend) {
+    let site = Site::new(backend);
+    site.ok(&["apply", "site", "--auto-approve"]);
+    // The spec is edited, its hash left as it was: the hash alone says
+    // "unchanged".
+    let edited = edit_store_behind_patchops(
+        backend,
+        &site.state,
+        "UPDATE patchops_objects SET spec = replace(spec, '\"maxRunTime\":\"30m\"', '\"maxRunTime\":\"5h\"') \
+         WHERE kind = 'Package' AND name = 'MS Security Updates'",
+    );
+    assert_eq!(edited, 1);
+    let plan = site.plan_json(&[]);
+    assert_eq!(changes(&plan), vec!["update Package/MS Security Updates"]);
+    let change = &plan["changes"][0];
+    assert_eq!(change["stored_object_corrupt"], true, "{change}");
+    assert_eq!(
+        change["fields"],
+        serde_json::json!([{"path": "spec.programs[\"Security Updates Tool Sync\"].maxRunTime", "before": "5h", "after": "30m"}])
+    );
+    let human = site.run(&["plan", "site", "--detailed-exitcode", "--color", "never"]);
+    assert_eq!(human.status.code(), Some(2), "drift is a change");
+    let shown = text(&human.stdout);
+    assert!(
+        shown.contains("~ update Package \"MS Security Updates\"")
+            && shown.contains(
+                "! the stored object does not match its hash: the state was changed outside patchops; apply rewrites it"
+            )
+            && shown.contains("Plan: 0 to add, 1 to change, 0 to destroy."),
+        "{shown}"
+    );
+    let out = site.ok(&["apply", "site", "--auto-approve", "--color", "never"]);
+    assert!(
+        out.contains("Apply complete: 0 added, 1 changed, 0 destroyed. State serial 2."),
+        "{out}"
+    );
+    let again = site.run(&["plan", "site", "--detailed-exitcode", "--color", "never"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
+    assert!(text(&again.stdout).contains("No changes."));
+    let show = site.ok(&["state", "show", "Package/MS Security Updates"]);
+    assert!(
+        show.contains("maxRunTime: 30m") && !show.contains("maxRunTime: 5h"),
+        "{show}"
+    );
+}
+
+/// The pid of a process of this host that has exited.
+fn a_dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+fn a_stale_lock_taken_over_on_the_same_host_says_so_in_one_line(backend: Backend) {
+    let site = Site::new(backend);
+    let rt = runtime();
+    let store = rt
+        .block_on(patchops::store::Store::open(&site.state))
+        .unwrap();
+    // An apply on this host that died holding the lock, its lease still
+    // long: the record as the store writes it.
+    let dead = lock_request(&patchops::ops::host_name(), a_dead_pid(), 600_000);
+    assert!(rt.block_on(store.try_lock(&dead)).unwrap().is_ok());
+    let holder = rt.block_on(store.lock_holder()).unwrap().unwrap();
+    assert_eq!(holder.id, dead.id);
+    let out = site.run(&["apply", "site", "--auto-approve", "--color", "never"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    let said: Vec<&str> = err.lines().filter(|l| l.contains("lock")).collect();
+    assert_eq!(
+        said,
+        vec![format!(
+            "took over the state lock {} of someone on this host (pid {}, no longer running), held since {}",
+            dead.id, dead.pid, holder.acquired_at
+        )],
+        "{err}"
+    );
+    assert!(text(&out.stdout).contains("Apply complete: 19 added"));
+    // The dead holder's lock is gone; the apply released its own.
+    assert_eq!(rt.block_on(store.lock_holder()).unwrap(), None);
+
+    // A live holder is not taken over, and nothing is said about a takeover.
+    let live = lock_request(&patchops::ops::host_name(), std::process::id(), 600_000);
+    assert!(rt.block_on(store.try_lock(&live)).unwrap().is_ok());
+    site.edit("site/site.yaml", "jitter: 5m", "jitter: 6m");
+    let blocked = site.run(&["apply", "site", "--auto-approve", "--color", "never"]);
+    assert_eq!(blocked.status.code(), Some(1));
+    assert!(
+        !text(&blocked.stderr).contains("took over"),
+        "{}",
+        text(&blocked.stderr)
+    );
+    assert!(rt.block_on(store.unlock(&live.id)).unwrap());
+}
+
+#[test]
+fn a_zero_byte_state_file_is_an_error_not_a_new_store() {
+    let site = Site::new(Backend::Sqlite);
+    let db = site.path("state.db");
+    fs::write(&db, b"").unwrap();
+    for args in [
+        &["plan", "site", "--color", "never"][..],
+        &["apply", "site", "--auto-approve", "--color", "never"][..],
+        &["state", "list", "--color", "never"][..],
+    ] {
+        let out = site.run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "sqlite://{} is not a patchops state store: it is an empty file (0 bytes)",
+                db.display()
+            )),
+            "{args:?}: {err}"
+        );
+        assert!(text(&out.stdout).is_empty(), "{args:?}: nothing planned");
+        assert_eq!(
+            fs::read(&db).unwrap(),
+            b"",
+            "{args:?}: the file is kept empty"
+        );
+        for side in ["state.db-wal", "state.db-shm", "state.db-journal"] {
+            assert!(!site.path(side).exists(), "{args:?}: {side} created");
+        }
+    }
+    // A missing file is still a new store.
+    fs::remove_file(&db).unwrap();
+    let out = site.ok(&["apply", "site", "--auto-approve", "--color", "never"]);
+    assert!(out.contains("Apply complete: 19 added"), "{out}");
+    assert!(fs::metadata(&db).unwrap().len() > 0);
 }

@@ -1211,4 +1211,79 @@ async fn registering_an_enrolled_machine_is_refused_until_it_is_revoked_on_postg
     let dir = TempDir::new().expect("tmp");
     apply_example(dir.path(), &state);
     re_registration_needs_a_revoke(&state, dir.path()).await;
+
+/// Status messages are program output and may hold ESC, BEL and CR (the
+/// server refuses only NUL in them): `status machine` and `status
+/// advertisement` print them escaped, locally and through `--site`, and
+/// `--format json` keeps them as they were sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminal_escapes_in_status_messages_are_printed_escaped() {
+    let dir = TempDir::new().expect("tmp");
+    let state = applied_example(dir.path());
+    let server = Server::start(&state, dir.path(), &[]);
+    let token = register(&server, "wks-test-01").await;
+    let hostile = "done\x1b]0;owned\x07\r\x1b[2K\n  MS Office Updates  succeeded\u{202e}";
+    let batch = json!({"messages": [
+        {"key": "esc1", "advertisement": "MS Security Updates (Pre-production)", "state": "failed", "exitCode": 1, "message": hostile, "at": "2026-11-25T02:00:00Z"}
+    ]});
+    let (status, body) = post(
+        &server,
+        "/v1/status",
+        &token,
+        batch.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"accepted": 1, "duplicates": 0}))
+    );
+    let escaped = "done\\x1b]0;owned\\x07\\r\\x1b[2K\\n  MS Office Updates  succeeded\\u{202e}";
+    let env = [("ADMIN_TOKEN", ADMIN)];
+    let local = ["--state", state.as_str()];
+    let remote = [
+        "--site",
+        server.base.as_str(),
+        "--token-from",
+        "env:ADMIN_TOKEN",
+    ];
+    for place in [&local[..], &remote[..]] {
+        for command in [
+            &["status", "machine", "wks-test-01"][..],
+            &[
+                "status",
+                "advertisement",
+                "MS Security Updates (Pre-production)",
+            ][..],
+        ] {
+            let args: Vec<&str> = command.iter().chain(place).copied().collect();
+            let out = run_ok(&args, dir.path(), &env);
+            for c in out.chars() {
+                assert!(
+                    c == '\n' || !patchops::render::untrusted::is_unsafe(c),
+                    "{args:?}: raw {c:?} in:\n{out}"
+                );
+            }
+            let lines: Vec<&str> = out.lines().filter(|l| l.contains("done")).collect();
+            assert_eq!(lines.len(), 1, "{args:?}: one line for the message:\n{out}");
+            assert!(
+                lines[0].contains("failed (exit 1)") && lines[0].ends_with(escaped),
+                "{args:?}: {out}"
+            );
+            assert!(
+                !out.lines()
+                    .any(|l| l.trim_start().starts_with("MS Office Updates  succeeded")),
+                "{args:?}: a forged line:\n{out}"
+            );
+        }
+        let args: Vec<&str> = ["status", "machine", "wks-test-01", "--format", "json"]
+            .iter()
+            .chain(place)
+            .copied()
+            .collect();
+        let machine: Value = serde_json::from_str(&run_ok(&args, dir.path(), &env)).expect("json");
+        assert_eq!(
+            machine["messages"][0]["message"], hostile,
+            "{args:?}: stored as sent"
+        );
+    }
 }

@@ -166,21 +166,32 @@ fn confirm(auto_approve: bool) -> Result<(), OpError> {
     }
 }
 
-/// Takes the apply lock; says on stderr once that it waits, and for whom.
+/// Takes the apply lock; says on stderr once that it waits, and for whom,
+/// or in one line that it took over a dead process's lock. The holder's
+/// fields come from the store: printed escaped.
 async fn acquire_lock(
     store: &Store,
     actor: &Actor,
     timeout: Duration,
 ) -> Result<ops::lock::Held, OpError> {
-    ops::lock::acquire_reporting(store, actor, timeout, &|holder| {
-        eprintln!(
+    use crate::render::untrusted::shown;
+    use ops::lock::LockEvent;
+    ops::lock::acquire_reporting(store, actor, timeout, &|event| match event {
+        LockEvent::Waiting(holder) => eprintln!(
             "waiting up to {} s for the state lock, held by {} on {} (pid {}) since {}",
             timeout.as_secs(),
-            holder.holder,
-            holder.host,
+            shown(&holder.holder),
+            shown(&holder.host),
             holder.pid,
-            holder.acquired_at
-        );
+            shown(&holder.acquired_at)
+        ),
+        LockEvent::TakenOver(holder) => eprintln!(
+            "took over the state lock {} of {} on this host (pid {}, no longer running), held since {}",
+            shown(&holder.id),
+            shown(&holder.holder),
+            holder.pid,
+            shown(&holder.acquired_at)
+        ),
     })
     .await
 }

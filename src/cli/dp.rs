@@ -3,6 +3,7 @@ use std::path::PathBuf;
 use super::{block_on, exit, report_error, with_store, Format, StateArgs};
 use crate::dp::library::{Finding, Library};
 use crate::ops::OpError;
+use crate::render::untrusted::shown;
 use crate::render::Style;
 
 #[derive(Debug, clap::Subcommand)]
@@ -121,11 +122,12 @@ fn validate(names: &[String], deep: bool, format: Format, state: &StateArgs, sty
                             package,
                             path,
                             sha256,
-                        } => format!("missing: {path} of {package:?} ({sha256})"),
+                        } => format!("missing: {} of {package:?} ({sha256})", shown(path)),
                         Finding::Corrupt { sha256, reason } => {
-                            format!("corrupt: {sha256}: {reason}")
+                            format!("corrupt: {}: {}", shown(sha256), shown(reason))
                         }
-                        Finding::Extra { file } => format!("extra: {file}"),
+                        // Whoever writes to the DP's share names these files.
+                        Finding::Extra { file } => format!("extra: {}", shown(file)),
                     };
                     println!("{name} ({path}): {line}");
                 }

@@ -67,7 +67,12 @@ pub fn run(command: Command, style: Style) -> u8 {
                         } else {
                             "  (unmanaged)"
                         };
-                        println!("{}/{}  serial {}{owner}", o.kind, o.name, o.updated_serial);
+                        println!(
+                            "{}/{}  serial {}{owner}",
+                            shown(&o.kind),
+                            shown(&o.name),
+                            o.updated_serial
+                        );
                     }
                     println!("{} objects", objects.len());
                 }

@@ -35,18 +35,29 @@ impl Held {
     }
 }
 
+/// What [`acquire_reporting`] tells its caller while it takes the lock.
+#[derive(Debug, Clone, Copy)]
+pub enum LockEvent<'a> {
+    /// Another holder has the lock; told once, before the first wait.
+    Waiting(&'a LockHolder),
+    /// The holder was a process of this host that is gone: its lock was
+    /// taken over at once, lease or not.
+    TakenOver(&'a LockHolder),
+}
+
 /// Takes the lock, waiting up to `timeout` for another holder.
 pub async fn acquire(store: &Store, actor: &Actor, timeout: Duration) -> Result<Held, OpError> {
     acquire_reporting(store, actor, timeout, &|_| {}).await
 }
 
-/// [`acquire`], calling `waiting` once with the holder when it has to wait
-/// (so that a person sees why nothing happens).
+/// [`acquire`], telling `report` when it has to wait and whom it took the
+/// lock from (so that a person sees why nothing happens, and that a dead
+/// apply's lock was not simply ignored).
 pub async fn acquire_reporting(
     store: &Store,
     actor: &Actor,
     timeout: Duration,
-    waiting: &(dyn Fn(&LockHolder) + Sync),
+    report: &(dyn Fn(LockEvent<'_>) + Sync),
 ) -> Result<Held, OpError> {
     let request = LockRequest {
         id: uuid::Uuid::new_v4().to_string(),
@@ -67,13 +78,14 @@ pub async fn acquire_reporting(
             && !process_alive(holder.pid)
             && store.take_over_lock(&holder.id, &request).await?
         {
+            report(LockEvent::TakenOver(&holder));
             break;
         }
         if start.elapsed() >= timeout {
             return Err(OpError::Locked(Box::new(holder)));
         }
         if !told {
-            waiting(&holder);
+            report(LockEvent::Waiting(&holder));
             told = true;
         }
         tokio::time::sleep(RETRY_EVERY).await;

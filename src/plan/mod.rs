@@ -44,6 +44,13 @@ impl ActualObject {
     fn side(&self) -> Side {
         Side::parse(&self.metadata, &self.spec, &self.hash)
     }
+
+    /// Whether the stored content still has the stored hash. Not so when
+    /// the store was edited behind patchops (or damaged): the hash, which
+    /// plans compare, then says "unchanged" while what is served differs.
+    fn matches_its_hash(&self) -> bool {
+        object_hash(&self.metadata, &self.spec) == self.hash
+    }
 }
 
 impl Side {
@@ -110,6 +117,10 @@ pub struct Change {
     pub after: Option<Side>,
     pub fields: Vec<FieldChange>,
     pub dependents: Vec<Dependent>,
+    /// The stored object's content does not match its stored hash (the
+    /// store was changed behind patchops): the update rewrites it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stored_object_corrupt: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,7 +238,14 @@ pub fn plan(
         }
         let (action, before) = match actual_by_key.get(&(d.kind, d.name.as_str())) {
             None => (Action::Create, None),
-            Some(a) if a.managed && a.hash == d.hash => {
+            // Equal text means an equal hash, so comparing the text (no
+            // hashing) also proves the stored hash true.
+            Some(a)
+                if a.managed
+                    && a.hash == d.hash
+                    && a.spec == d.spec
+                    && a.metadata == d.metadata =>
+            {
                 unchanged += 1;
                 continue;
             }
@@ -249,6 +267,9 @@ pub fn plan(
             Action::Create => Vec::new(),
             _ => dependents::of(model, d.kind, &d.name),
         };
+        let stored_object_corrupt = actual_by_key
+            .get(&(d.kind, d.name.as_str()))
+            .is_some_and(|a| !a.matches_its_hash());
         changes.push(Change {
             kind: d.kind,
             name: d.name.clone(),
@@ -258,6 +279,7 @@ pub fn plan(
             after: Some(after),
             fields,
             dependents,
+            stored_object_corrupt,
         });
     }
 
@@ -285,6 +307,7 @@ pub fn plan(
             after: None,
             fields: Vec::new(),
             dependents: dependents::of(model, a.kind, &a.name),
+            stored_object_corrupt: !a.matches_its_hash(),
         });
     }
     if !protected.is_empty() {

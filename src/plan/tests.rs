@@ -267,3 +267,46 @@ fn canonical_form_ignores_spelling() {
     let b = write("apiVersion: patchops/v1\nkind: Collection\nmetadata: {name: C}\nspec:\n  comment: ''\n  membership:\n    - query: os.name like 'Microsoft%'\n    - direct: [wks-1, wks-2]\n  evaluation: {every: 1h}\n  purpose: general\n");
     assert_eq!(a, b);
 }
+
+#[test]
+fn a_stored_object_that_does_not_match_its_hash_is_an_update() {
+    let d = vec![desired(Kind::Package, "p", json!({"priority": "high"}))];
+    let mut edited = actual(Kind::Package, "p", json!({"priority": "high"}), true);
+    // Edited behind its hash: the hash still says "high".
+    edited.spec = json!({"priority": "low"}).to_string();
+    let plan = plan_of(&d, &[edited.clone()]);
+    assert_eq!(actions(&plan), vec!["Update Package/p"]);
+    let change = &plan.changes[0];
+    assert!(change.stored_object_corrupt);
+    assert_eq!(
+        change
+            .fields
+            .iter()
+            .map(|f| (f.path.as_str(), f.before.clone(), f.after.clone()))
+            .collect::<Vec<_>>(),
+        vec![("spec.priority", Some(json!("low")), Some(json!("high")))]
+    );
+    // Intact objects are unchanged, and an ordinary update is not marked.
+    let intact = actual(Kind::Package, "p", json!({"priority": "high"}), true);
+    let plan = plan_of(&d, &[intact]);
+    assert!(plan.changes.is_empty() && plan.unchanged == 1);
+    let older = actual(Kind::Package, "p", json!({"priority": "low"}), true);
+    assert!(!plan_of(&d, &[older]).changes[0].stored_object_corrupt);
+    // Only the text differs (the same JSON written another way): still
+    // not what its hash says, still rewritten.
+    let mut respaced = actual(Kind::Package, "p", json!({"priority": "high"}), true);
+    respaced.spec = "{ \"priority\": \"high\" }".into();
+    let plan = plan_of(&d, &[respaced]);
+    assert!(plan.changes[0].stored_object_corrupt && plan.changes[0].fields.is_empty());
+    // A deletion of a damaged object says so too.
+    let plan = plan_of(&[], &[edited]);
+    assert!(plan.changes[0].action == Action::Delete && plan.changes[0].stored_object_corrupt);
+}
+
+fn plan_of(desired: &[CanonicalObject], actual: &[ActualObject]) -> Plan {
+    let options = PlanOptions {
+        allow_destroy: true,
+        ..Default::default()
+    };
+    plan(desired, &Desired::default(), actual, &options).unwrap()
+}

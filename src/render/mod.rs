@@ -123,10 +123,30 @@ fn render_one(handler: &GraphicalReportHandler, d: &Diagnostic, files: &[SourceF
     let mut text = String::new();
     if handler.render_report(&mut text, &shown).is_err() || shown.source.is_none() {
         // Without a snippet, still say where.
-        text = format!("{}\n", untrusted::text(&d.to_string()));
+        text = format!("{}\n", one_line(d));
     }
     text.push('\n');
     text
+}
+
+/// `error[code] file:line:col path: message (help: …)`, like the
+/// diagnostic's `Display`, with the file name and field path escaped as one
+/// line each: a file name holding a newline cannot start a line of its own.
+fn one_line(d: &Diagnostic) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!("{}[{}]", d.severity, d.code);
+    let location = d.location();
+    if !location.is_empty() {
+        let _ = write!(out, " {}", untrusted::line(&location));
+    }
+    if let Some(path) = &d.path {
+        let _ = write!(out, " {}", untrusted::line(path));
+    }
+    let _ = write!(out, ": {}", untrusted::text(&d.message));
+    if let Some(help) = &d.help {
+        let _ = write!(out, " (help: {})", untrusted::text(help));
+    }
+    out
 }
 
 /// The file's text with its control characters escaped (line breaks

@@ -176,10 +176,23 @@ fn change_block(out: &mut String, change: &Change, p: &Paint) {
         change.kind,
         shown(&change.name)
     );
+    if change.stored_object_corrupt {
+        let _ = writeln!(
+            out,
+            "    {} the stored object does not match its hash: the state was changed outside patchops{}",
+            p.red("!"),
+            if change.action == Action::Delete {
+                ""
+            } else {
+                "; apply rewrites it"
+            }
+        );
+    }
     for field in &change.fields {
         field_lines(out, field, p);
     }
-    let detailed = !change.fields.is_empty() || !change.dependents.is_empty();
+    let detailed =
+        change.stored_object_corrupt || !change.fields.is_empty() || !change.dependents.is_empty();
     if !change.dependents.is_empty() {
         let shown: Vec<String> = change
             .dependents

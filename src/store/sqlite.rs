@@ -97,10 +97,19 @@ pub(super) async fn open(url: &str, display: &str) -> Result<Opened, StoreError>
                 if meta.permissions().mode() & 0o222 == 0 || !may_write(&path) {
                     read_only = true;
                 }
-                if meta.len() > 0 {
-                    check_header(&path).map_err(not_ours)?;
-                    existing = true;
+                // A store is made only where no file is: an empty file is
+                // more likely a store lost to a truncating copy or a full
+                // disk than a wish for a new one, and a new store there
+                // would plan the whole site as new.
+                if meta.len() == 0 {
+                    return Err(not_ours(
+                        "it is an empty file (0 bytes); a new store is created only where no \
+                         file exists: restore the store, or remove the file to start anew"
+                            .into(),
+                    ));
                 }
+                check_header(&path).map_err(not_ours)?;
+                existing = true;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if read_only {

@@ -1614,12 +1614,20 @@ async fn sqlite_new_file_and_memory() {
     assert_eq!(mode, "wal");
     c.close().await.expect("close");
 
-    // An empty (0-byte) file is made a store.
+    // An empty (0-byte) file is not made a store: it is refused, by name,
+    // and left as it was.
     let empty = dir.path().join("empty.db");
     std::fs::write(&empty, b"").expect("write");
-    Store::open(&format!("sqlite://{}", empty.display()))
+    let err = Store::open(&format!("sqlite://{}", empty.display()))
         .await
-        .expect("open empty");
+        .expect_err("empty file");
+    assert!(
+        matches!(err, StoreError::NotAStateStore { .. })
+            && err.to_string().contains(&empty.display().to_string())
+            && err.to_string().contains("empty file (0 bytes)"),
+        "{err}"
+    );
+    assert_eq!(std::fs::metadata(&empty).expect("kept").len(), 0);
 
     // A missing directory is a clear error.
     let err = Store::open(&format!(
