@@ -142,39 +142,8 @@ async fn post(server: &Server, path: &str, token: &str, body: Vec<u8>) -> (Statu
 /// A state with the example site applied, and its inventory imported.
 fn applied_example(dir: &Path) -> String {
     let state = format!("sqlite://{}", dir.join("site.db").display());
-    apply_example(dir, &state);
+    support::apply_example(dir, &state);
     state
-}
-
-/// The example site and inventory applied to `state`.
-fn apply_example(dir: &Path, state: &str) {
-    let site = dir.join("site");
-    support::copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
-        &site,
-    );
-    let out = patchops()
-        .current_dir(dir)
-        .args(["apply", "site", "--auto-approve", "--state", state])
-        .output()
-        .expect("apply");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/inventory.csv");
-    let out = patchops()
-        .args(["inventory", "import"])
-        .arg(&inventory)
-        .args(["--state", state])
-        .output()
-        .expect("import");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn assignment_names(policy: &Value) -> Vec<String> {
@@ -986,7 +955,7 @@ fn status_body(key: &str, advertisement: &str, message: &str) -> Vec<u8> {
 async fn status_with_control_characters_or_nul_is_400_on_postgresql_not_503() {
     let (state, _db) = patchops::store::testing::fresh_postgres_url().await;
     let dir = TempDir::new().expect("tmp");
-    apply_example(dir.path(), &state);
+    support::apply_example(dir.path(), &state);
     let server = Server::start(&state, dir.path(), &[]);
     let token = register(&server, "wks-test-01").await;
     let cases = [
@@ -1057,7 +1026,7 @@ async fn sqlite_store_recovers_at_once_after_a_short_disk_full() {
     }
     let _unmount = Unmount(disk.clone());
     let state = format!("sqlite://{}", disk.join("site.db").display());
-    apply_example(dir.path(), &state);
+    support::apply_example(dir.path(), &state);
     let server = Server::start(&state, dir.path(), &[]);
     let token = register(&server, "wks-test-01").await;
     let send = |key: String| {

@@ -17,6 +17,21 @@ pub const MAX_STATES: usize = 20_000;
 /// One scan of one machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(examples(json!({
+    "machine": "wks-hq-001",
+    "scanAgent": "patchops-mssecure",
+    "scanTime": "2026-11-24T03:00:00Z",
+    "states": [
+        {
+            "bulletin": "MS08-067",
+            "product": "Windows XP",
+            "qNumbers": ["958644"],
+            "status": "missing",
+            "reboot": "required",
+            "reason": "file version lower than required"
+        }
+    ]
+})))]
 pub struct PatchStateReport {
     /// The machine's name; must be the reporting token's machine.
     pub machine: String,

@@ -14,6 +14,25 @@ use serde::{Deserialize, Serialize};
 /// null` matches).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+// A valid inventory (a unit test checks it): the OpenAPI document's
+// example, which the contract test sends as `wks-hq-001`.
+#[schema(examples(json!({
+    "name": "wks-hq-001",
+    "domain": "CORP",
+    "os": {
+        "name": "Microsoft Windows XP Professional",
+        "type": "workstation",
+        "version": "5.1.2600",
+        "servicePack": 2
+    },
+    "architecture": "x86",
+    "site": "LAB",
+    "installed": {"product": ["Adobe Reader 7.0", "Microsoft .NET Framework 1.1"]},
+    "hardware": {"memoryMB": 512, "diskFreeMB": 11776},
+    "ip": {"address": ["10.1.10.11"], "subnet": ["10.1.10.0"]},
+    "lastHeartbeat": "2026-11-22T06:59:23Z",
+    "properties": {"department": "HR"}
+})))]
 pub struct Machine {
     /// The machine's NetBIOS name; unique in the site, compared without case.
     pub name: String,

@@ -189,6 +189,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"name": "wks-hq-001"})))]
 struct RegisterRequest {
     name: String,
 }
@@ -373,6 +374,14 @@ struct StatusReport {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"messages": [{
+    "key": "wks-hq-001/MS Security Updates/2026-11-24T02:00:00Z/succeeded",
+    "advertisement": "MS Security Updates",
+    "state": "succeeded",
+    "exitCode": 0,
+    "message": "installed 3 updates",
+    "at": "2026-11-24T02:14:09Z"
+}]})))]
 struct StatusBatch {
     messages: Vec<StatusReport>,
 }
@@ -659,5 +668,59 @@ fn excerpt(text: &str) -> String {
     match text.char_indices().nth(MAX) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The examples of a schema of the OpenAPI document.
+    fn examples(schema: &str) -> Vec<serde_json::Value> {
+        let doc = serde_json::to_value(super::super::openapi::document()).expect("document");
+        let examples = doc["components"]["schemas"][schema]["examples"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{schema} has no examples"))
+            .clone();
+        assert!(!examples.is_empty(), "{schema}");
+        examples
+    }
+
+    /// Each request body's example in the document is one the server
+    /// accepts: the contract test sends them and expects them stored.
+    #[test]
+    fn the_documented_request_examples_are_valid_requests() {
+        for example in examples("RegisterRequest") {
+            let request: RegisterRequest = serde_json::from_value(example).expect("register");
+            validate_machine(&Machine::named(request.name.trim())).expect("a valid name");
+        }
+        for example in examples("Machine") {
+            let machine: Machine = serde_json::from_value(example).expect("inventory");
+            validate_machine(&machine).expect("a valid inventory");
+        }
+        for example in examples("StatusBatch") {
+            let batch: StatusBatch = serde_json::from_value(example).expect("status batch");
+            assert!(!batch.messages.is_empty());
+            for report in &batch.messages {
+                check_status(report).expect("a valid status message");
+            }
+        }
+        for example in examples("PatchStateReport") {
+            let report: crate::applicability::report::PatchStateReport =
+                serde_json::from_value(example).expect("patch-state report");
+            report.check().expect("a valid report");
+        }
+        for example in examples("Call") {
+            serde_json::from_value::<crate::store::remote::Call>(example).expect("an admin call");
+        }
+    }
+
+    /// The examples speak of one machine, so that one agent's token gets
+    /// each of them accepted.
+    #[test]
+    fn the_documented_examples_are_of_one_machine() {
+        let name = examples("RegisterRequest")[0]["name"].clone();
+        assert_eq!(examples("Machine")[0]["name"], name);
+        assert_eq!(examples("PatchStateReport")[0]["machine"], name);
     }
 }

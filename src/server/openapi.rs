@@ -42,7 +42,7 @@ use crate::store::{
         super::admin::store_call,
         serve,
     ),
-    modifiers(&SecuritySchemes, &AdminReplies),
+    modifiers(&SecuritySchemes, &AdminReplies, &IntegerBounds),
     tags(
         (name = "agents", description = "What agents call"),
         (name = "probes", description = "Health, metrics and this document; no credential"),
@@ -102,6 +102,78 @@ impl Modify for SecuritySchemes {
             "adminToken",
             bearer("The admin token (`--admin-token-from`); agent tokens do not open it."),
         );
+    }
+}
+
+/// Each integer's range, from the format its Rust type gives it
+/// (`uint32` for `u32`, …): a format alone does not bound a value for a
+/// validator, and a client that sends 2³¹ to a `u32` is within the wire
+/// type while one that sends 2³² is not. Runs last, over every schema the
+/// other modifiers added.
+struct IntegerBounds;
+
+impl IntegerBounds {
+    fn range(format: &str) -> Option<(serde_json::Value, serde_json::Value)> {
+        use serde_json::Value;
+        let signed = |min: i64, max: i64| Some((Value::from(min), Value::from(max)));
+        let unsigned = |max: u64| Some((Value::from(0u64), Value::from(max)));
+        match format {
+            "int8" => signed(i8::MIN.into(), i8::MAX.into()),
+            "int16" => signed(i16::MIN.into(), i16::MAX.into()),
+            "int32" => signed(i32::MIN.into(), i32::MAX.into()),
+            "int64" => signed(i64::MIN, i64::MAX),
+            "uint8" => unsigned(u8::MAX.into()),
+            "uint16" => unsigned(u16::MAX.into()),
+            "uint32" => unsigned(u32::MAX.into()),
+            "uint64" => unsigned(u64::MAX),
+            _ => None,
+        }
+    }
+
+    fn bound(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(schema) => {
+                let is_integer = match schema.get("type") {
+                    Some(serde_json::Value::String(t)) => t == "integer",
+                    Some(serde_json::Value::Array(types)) => {
+                        types.iter().any(|t| t.as_str() == Some("integer"))
+                    }
+                    _ => false,
+                };
+                // utoipa writes the unsigned formats `u-int8` … `u-int64`;
+                // their usual names are `uint8` … `uint64`.
+                if let Some(serde_json::Value::String(format)) = schema.get_mut("format") {
+                    if let Some(bits) = format.strip_prefix("u-int") {
+                        *format = format!("uint{bits}");
+                    }
+                }
+                let range = schema
+                    .get("format")
+                    .and_then(|f| f.as_str())
+                    .and_then(Self::range);
+                if let (true, Some((min, max))) = (is_integer, range) {
+                    // A bound the type's own annotation set is kept: it is
+                    // narrower than the type's.
+                    schema.entry("minimum").or_insert(min);
+                    schema.entry("maximum").or_insert(max);
+                }
+                schema.values_mut().for_each(Self::bound);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(Self::bound),
+            _ => {}
+        }
+    }
+}
+
+impl Modify for IntegerBounds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Ok(mut value) = serde_json::to_value(&*openapi) else {
+            return;
+        };
+        Self::bound(&mut value);
+        if let Ok(bounded) = serde_json::from_value(value) {
+            *openapi = bounded;
+        }
     }
 }
 
@@ -265,39 +337,70 @@ mod tests {
         serde_json::to_value(document()).expect("document serializes")
     }
 
-    /// The paths of a router, from its `Debug` text (axum lists each
-    /// route's path there; it has no other way to enumerate them).
-    fn router_paths() -> BTreeSet<String> {
+    /// The methods a route's handlers take, as `MethodRouter`'s `Debug`
+    /// names its fields; axum answers HEAD for GET by itself.
+    const METHODS: [&str; 8] = [
+        "get", "post", "put", "delete", "patch", "options", "trace", "connect",
+    ];
+
+    /// Every (method, path) the router serves, from its `Debug` text: axum
+    /// has no other way to enumerate routes. Its routes are listed by id
+    /// with their method routers (`RouteId(3): MethodRouter(MethodRouter {
+    /// get: None, post: BoxedHandler, … })`), then the ids' paths
+    /// (`RouteId(3): "/v1/inventory"`); the fallback router after them
+    /// holds axum's own catch-all paths, not routes.
+    fn served_routes() -> BTreeSet<(String, String)> {
         let text = format!("{:?}", super::super::api::routes());
-        // The fallback router (after the routes) holds axum's own
-        // catch-all paths, not routes.
         let routes = text.split("fallback_router").next().unwrap_or_default();
-        let mut paths = BTreeSet::new();
-        for quoted in routes.split('"').skip(1).step_by(2) {
-            if quoted.starts_with('/') {
-                paths.insert(quoted.to_string());
+        let (handlers, paths) = routes
+            .split_once("node: Node")
+            .expect("a router's Debug text lists its routes, then their paths");
+        let id_of =
+            |segment: &str| -> Option<u64> { segment.split(')').next()?.trim().parse().ok() };
+        let mut methods_of = std::collections::BTreeMap::new();
+        for segment in handlers.split("RouteId(").skip(1) {
+            let id = id_of(segment).expect("route id");
+            let methods: Vec<String> = METHODS
+                .iter()
+                .filter(|m| {
+                    segment.contains(&format!("{m}: ")) && !segment.contains(&format!("{m}: None"))
+                })
+                .map(|m| m.to_string())
+                .collect();
+            assert!(
+                !methods.is_empty(),
+                "route {id} takes no method that could be read: {segment}"
+            );
+            methods_of.insert(id, methods);
+        }
+        let mut served = BTreeSet::new();
+        for segment in paths.split("RouteId(").skip(1) {
+            let id = id_of(segment).expect("route id");
+            let path = segment.split('"').nth(1).expect("a quoted path");
+            for method in methods_of.get(&id).expect("the route of a path") {
+                served.insert((method.clone(), path.to_string()));
             }
         }
-        paths
+        served
     }
 
     #[test]
     fn the_document_lists_every_route_the_router_serves() {
         let doc = json();
-        let documented: BTreeSet<String> = doc["paths"]
-            .as_object()
-            .expect("paths")
-            .keys()
-            .cloned()
-            .collect();
-        let served = router_paths();
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for method in item.as_object().expect("path item").keys() {
+                documented.insert((method.clone(), path.clone()));
+            }
+        }
+        let served = served_routes();
         assert!(
-            served.len() >= 9,
-            "the router's paths could not be read: {served:?}"
+            served.len() >= 9 && served.contains(&("post".into(), "/v1/admin/store".into())),
+            "the router's routes could not be read: {served:?}"
         );
         assert_eq!(
             documented, served,
-            "every route has a #[utoipa::path] in the document, and nothing else is there"
+            "every (method, route) has a #[utoipa::path] in the document, and nothing else is there"
         );
     }
 
@@ -344,5 +447,60 @@ mod tests {
                 .map(|o| o.keys().cloned().collect::<Vec<_>>()),
             Some(vec!["agentToken".to_string()])
         );
+    }
+
+    #[test]
+    fn integers_carry_the_range_of_their_rust_type() {
+        let doc = json();
+        let schemas = &doc["components"]["schemas"];
+        let variant = |op: &str| {
+            schemas["Call"]["oneOf"]
+                .as_array()
+                .expect("Call is a oneOf")
+                .iter()
+                .find(|v| v["properties"]["op"]["enum"][0] == op)
+                .unwrap_or_else(|| panic!("no {op}"))
+                .clone()
+        };
+        // u32: 2³¹ is a valid limit, 2³² is not.
+        let limit = &variant("statusForMachine")["properties"]["limit"];
+        assert_eq!(limit["format"], "uint32", "{limit}");
+        assert_eq!(limit["minimum"], 0);
+        assert_eq!(limit["maximum"], u64::from(u32::MAX));
+        let lease = &schemas["WireLock"]["properties"]["leaseMs"];
+        assert_eq!(lease["format"], "uint64", "{lease}");
+        assert_eq!(lease["maximum"], u64::MAX);
+        let serial = &variant("commit")["properties"]["expectedSerial"];
+        assert_eq!(serial["format"], "int64", "{serial}");
+        assert_eq!(serial["minimum"], i64::MIN);
+        assert_eq!(serial["maximum"], i64::MAX);
+        // No integer is left with a format a validator does not bound.
+        let text = doc.to_string();
+        assert!(!text.contains("\"u-int"), "utoipa's spelling is renamed");
+    }
+
+    #[test]
+    fn the_healthz_body_and_its_reconcile_member_are_distinct_schemas() {
+        let doc = json();
+        let body = doc["paths"]["/healthz"]["get"]["responses"]["200"]["content"]
+            ["application/json"]["schema"]["$ref"]
+            .as_str()
+            .expect("a $ref")
+            .rsplit('/')
+            .next()
+            .expect("a name")
+            .to_string();
+        let health = &doc["components"]["schemas"][&body];
+        assert!(
+            health["properties"]["machines"].is_object(),
+            "{body} is the /healthz body: {health}"
+        );
+        assert!(
+            health["properties"]["reconcile"]
+                .to_string()
+                .contains("#/components/schemas/ReconcileHealth"),
+            "{health}"
+        );
+        assert!(doc["components"]["schemas"]["ReconcileHealth"]["properties"]["since"].is_object());
     }
 }

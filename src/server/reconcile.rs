@@ -95,7 +95,10 @@ struct Outcome {
 }
 
 /// The `reconcile` member of `/healthz`.
+// Named apart from the `/healthz` body (`api::Health`): two schemas of one
+// name would leave only one in the document.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ReconcileHealth)]
 pub struct Health {
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -23,6 +23,7 @@ pub const PATH: &str = "/v1/admin/store";
 // container's `rename_all_fields`, which the OpenAPI derive does not read).
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "op", rename_all = "camelCase")]
+#[schema(examples(json!({"op": "info"}), json!({"op": "history", "limit": 10})))]
 pub enum Call {
     Info,
     Objects,

@@ -407,3 +407,35 @@ pub fn apply_with_loopback_dp(dir: &Path) -> (String, Proc) {
     let dp = start(cmd, &dir.join("dp.log"));
     (state, dp)
 }
+
+/// The example site (copied to `dir/site`) and inventory applied to
+/// `state`.
+pub fn apply_example(dir: &Path, state: &str) {
+    let site = dir.join("site");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
+        &site,
+    );
+    let out = patchops()
+        .current_dir(dir)
+        .args(["apply", "site", "--auto-approve", "--state", state])
+        .output()
+        .expect("apply");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/inventory.csv");
+    let out = patchops()
+        .args(["inventory", "import"])
+        .arg(&inventory)
+        .args(["--state", state])
+        .output()
+        .expect("import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
