@@ -1178,8 +1178,9 @@ async fn registering_an_enrolled_machine_is_refused_until_it_is_revoked() {
 async fn registering_an_enrolled_machine_is_refused_until_it_is_revoked_on_postgresql() {
     let (state, _db) = patchops::store::testing::fresh_postgres_url().await;
     let dir = TempDir::new().expect("tmp");
-    apply_example(dir.path(), &state);
+    support::apply_example(dir.path(), &state);
     re_registration_needs_a_revoke(&state, dir.path()).await;
+}
 
 /// Status messages are program output and may hold ESC, BEL and CR (the
 /// server refuses only NUL in them): `status machine` and `status
