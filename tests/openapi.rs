@@ -158,8 +158,10 @@ async fn the_live_server_keeps_its_openapi_contract_under_schemathesis() {
             Some(other) => panic!("no credential for the security scheme {other:?}"),
         }
     };
-    // Registration last: it registers the test agent's name again (its
-    // example), which revokes the token the agents' operations use.
+    // Registration last: its example names the test agent's machine, which
+    // is enrolled already (409 by the re-registration rule); generated
+    // names enroll new machines, which must not change what the other
+    // groups see.
     let mut order: Vec<&Option<String>> = groups.keys().collect();
     order.sort_by_key(|scheme| scheme.as_deref() == Some("enrollmentSecret"));
 
