@@ -30,6 +30,12 @@ pub struct Args {
     /// Wait this long for another apply to finish (e.g. 30s, 5m).
     #[arg(long, default_value = "0s", value_parser = parse_wait)]
     lock_timeout: Duration,
+    /// Re-hash package content on the distribution points while planning
+    /// (with a directory; as `plan --validate`): files whose bytes are
+    /// damaged are copied again, even when their size and time stamps look
+    /// right.
+    #[arg(long)]
+    validate: bool,
     /// Require the saved plan to be signed with the key in `env:NAME` or `file:PATH`.
     #[arg(long, value_name = "REF")]
     sign_key_from: Option<SecretSource>,
@@ -102,6 +108,14 @@ async fn run_in(
     let progress = crate::render::progress::Reporter::new();
     let progress = |p: ops::distribute::Progress<'_>| progress.report(p);
     if args.source.is_file() {
+        if args.validate {
+            // A saved plan's distribution was decided when it was made.
+            return Err(OpError::Input(format!(
+                "--validate re-hashes the distribution points while planning; {} is a saved \
+                 plan: make it with `patchops plan --validate --out FILE`",
+                args.source.display()
+            )));
+        }
         let text = std::fs::read_to_string(&args.source).map_err(|e| {
             OpError::Input(format!(
                 "cannot read the plan {}: {e}",
@@ -125,7 +139,7 @@ async fn run_in(
                 allow_destroy: args.allow_destroy,
             },
             sign_key: None,
-            validate_content: false,
+            validate_content: args.validate,
         };
         let plan = ops::plan::make(store, &request).await?;
         print!("{}", render::plan::human(&plan, style));

@@ -1,11 +1,11 @@
-//! `patchops status site | advertisements | advertisement NAME |
+//! `patchops status site | dp [NAME] | advertisements | advertisement NAME |
 //! machine NAME | updates`.
 
 use std::fmt::Write as _;
 
 use super::{block_on, exit, report_error, with_store, Format, StateArgs};
 use crate::ops::status::{
-    self, AdvertisementStatus, MachineStatus, ReconcileView, SiteStatus, UpdatesStatus,
+    self, AdvertisementStatus, DpStatus, MachineStatus, ReconcileView, SiteStatus, UpdatesStatus,
 };
 use crate::render::untrusted::{line, shown};
 use crate::render::Style;
@@ -16,6 +16,16 @@ pub enum Command {
     /// (the error of invalid manifests with each file and line, since
     /// when), the last success and apply, and the leading server.
     Site {
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// The distribution points (or the one named) and their scheduled
+    /// deep content validation: the last one (when, outcome, files and
+    /// bytes checked, each problem file), and when the next is due.
+    Dp {
+        name: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
         #[command(flatten)]
@@ -70,6 +80,14 @@ pub fn run(command: Command, style: Style) -> u8 {
             block_on(with_store(&state, async |store| status::site(store).await))
                 .map(|s| print_site(&s, format))
         }
+        Command::Dp {
+            name,
+            format,
+            state,
+        } => block_on(with_store(&state, async |store| {
+            status::dps(store, name.as_deref()).await
+        }))
+        .map(|dps| print_dps(&dps, format, name.is_some())),
         Command::Advertisements { format, state } => block_on(with_store(&state, async |store| {
             let list = status::advertisements(store, None).await?;
             Ok((list, banner(store, format).await))
@@ -239,6 +257,12 @@ fn print_site(s: &SiteStatus, format: Format) {
             }
         }
     }
+    if !s.distribution_points.is_empty() {
+        let _ = writeln!(out, "content validation:");
+        for dp in &s.distribution_points {
+            let _ = writeln!(out, "  {}: {}", shown(&dp.name), validation_summary(dp));
+        }
+    }
     match &s.leader {
         Some(l) if l.live => {
             let _ = writeln!(
@@ -261,6 +285,89 @@ fn print_site(s: &SiteStatus, format: Format) {
         }
         None => {
             let _ = writeln!(out, "leader: none");
+        }
+    }
+    print!("{out}");
+}
+
+/// One DP's validation in a line: the last outcome, the problems, when the
+/// next is due.
+fn validation_summary(dp: &DpStatus) -> String {
+    let last = match &dp.last_validation {
+        None => "never validated".to_string(),
+        Some(v) => {
+            let what = match v.outcome.as_str() {
+                "ok" => "ok".to_string(),
+                "problems" if v.repaired > 0 => {
+                    format!(
+                        "{} problem(s), {} file(s) removed for repair",
+                        v.problems, v.repaired
+                    )
+                }
+                "problems" => format!("{} problem(s)", v.problems),
+                other => format!(
+                    "{}: {}",
+                    shown(other),
+                    line(v.message.as_deref().unwrap_or(""))
+                ),
+            };
+            format!(
+                "{what} at {} ({} files, {})",
+                shown(&v.finished),
+                v.files_checked,
+                crate::render::plan::bytes(v.bytes_checked)
+            )
+        }
+    };
+    let next = match (&dp.validation_every, &dp.next_validation) {
+        (None, _) if !dp.enabled => "off (the distribution point is disabled)".to_string(),
+        (None, _) => "off".to_string(),
+        (Some(_), _) if dp.validation_due => "due now".to_string(),
+        (Some(every), Some(next)) => format!("{} (every {})", shown(next), shown(every)),
+        (Some(every), None) => format!("every {}", shown(every)),
+    };
+    format!("{last}; next: {next}")
+}
+
+fn print_dps(dps: &[DpStatus], format: Format, one: bool) {
+    if format == Format::Json {
+        if one {
+            if let Some(dp) = dps.first() {
+                println!("{}", json(dp));
+            }
+        } else {
+            println!("{}", json(&dps));
+        }
+        return;
+    }
+    let mut out = String::new();
+    if dps.is_empty() {
+        let _ = writeln!(out, "no distribution points in the applied site");
+    }
+    for dp in dps {
+        let state = if dp.enabled { "" } else { " (disabled)" };
+        let _ = writeln!(out, "{}{state}  {}", shown(&dp.name), shown(&dp.path));
+        let _ = writeln!(out, "  validation: {}", validation_summary(dp));
+        if let Some(v) = &dp.last_validation {
+            let _ = writeln!(
+                out,
+                "  last: started {}, finished {}, by {} pid {}",
+                shown(&v.started),
+                shown(&v.finished),
+                shown(&v.host),
+                v.pid
+            );
+            for p in &v.problem_files {
+                let detail = p
+                    .detail
+                    .as_deref()
+                    .map_or(String::new(), |d| format!(": {}", line(d)));
+                let _ = writeln!(out, "    {} {}{detail}", shown(&p.problem), shown(&p.file));
+            }
+            let listed = v.problem_files.len() as u64;
+            if v.problems > listed {
+                let _ = writeln!(out, "    … and {} more", v.problems - listed);
+            }
         }
     }
     print!("{out}");

@@ -111,6 +111,16 @@ pub enum Finding {
     Extra { file: String },
 }
 
+/// What a validation found, and how much it checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Validation {
+    pub findings: Vec<Finding>,
+    /// Files a version refers to that were checked (hashed, when deep).
+    pub files_checked: u64,
+    pub bytes_checked: u64,
+}
+
 /// A version manifest in the library, whether it is current, and when it
 /// stopped being current.
 struct StoredVersion {
@@ -550,6 +560,12 @@ impl Library {
     /// Checks every version's files: missing, wrong size, and with `deep`
     /// wrong content (re-hashed on all cores); and files nothing refers to.
     pub fn validate(&self, deep: bool) -> Result<Vec<Finding>, DpError> {
+        self.validate_counted(deep).map(|v| v.findings)
+    }
+
+    /// [`Library::validate`], with how many files (and bytes) it checked.
+    pub fn validate_counted(&self, deep: bool) -> Result<Validation, DpError> {
+        let mut checked = Validation::default();
         let mut findings = Vec::new();
         let mut referenced: BTreeMap<String, u64> = BTreeMap::new();
         for StoredVersion { manifest, .. } in self.versions()? {
@@ -567,6 +583,10 @@ impl Library {
         let blobs = self.blobs()?;
         let mut to_hash = Vec::new();
         for (name, path, meta) in blobs {
+            if referenced.contains_key(&name) {
+                checked.files_checked += 1;
+                checked.bytes_checked += meta.len();
+            }
             match referenced.get(&name) {
                 None => findings.push(Finding::Extra {
                     file: format!("files/{}/{name}", &name[..2.min(name.len())]),
@@ -608,7 +628,60 @@ impl Library {
         }
         findings.sort();
         findings.dedup();
-        Ok(findings)
+        checked.findings = findings;
+        Ok(checked)
+    }
+
+    /// Which of `findings` (of an earlier [`Library::validate_counted`])
+    /// still hold: a missing file still referenced and still absent, a
+    /// corrupt one still referenced and still of the wrong size or bytes
+    /// (hashed again), an extra one still there and still unreferenced. Run
+    /// under the apply lock, it tells real problems from a publish or a
+    /// garbage collection that ran while the library was hashed.
+    pub fn recheck(&self, findings: &[Finding]) -> Result<Vec<Finding>, DpError> {
+        let mut referenced: BTreeMap<String, u64> = BTreeMap::new();
+        let mut needed: BTreeSet<(String, String, String)> = BTreeSet::new();
+        for StoredVersion { manifest, .. } in self.versions()? {
+            for f in &manifest.files {
+                referenced.insert(f.sha256.clone(), f.size);
+                needed.insert((manifest.package.clone(), f.path.clone(), f.sha256.clone()));
+            }
+        }
+        let mut out = Vec::new();
+        for finding in findings {
+            let holds = match finding {
+                Finding::Missing {
+                    package,
+                    path,
+                    sha256,
+                } => {
+                    needed.contains(&(package.clone(), path.clone(), sha256.clone()))
+                        && !self.blob_path(sha256).is_file()
+                }
+                Finding::Corrupt { sha256, .. } => {
+                    let path = self.blob_path(sha256);
+                    match (referenced.get(sha256), fs::symlink_metadata(&path)) {
+                        (Some(size), Ok(meta)) if meta.is_file() => {
+                            meta.len() != *size
+                                || crate::content::hash_file(&path)
+                                    .map_or(true, |actual| &actual != sha256)
+                        }
+                        _ => false,
+                    }
+                }
+                Finding::Extra { file } => {
+                    let name = Path::new(file)
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    self.root.join(file).is_file() && !referenced.contains_key(&name)
+                }
+            };
+            if holds {
+                out.push(finding.clone());
+            }
+        }
+        Ok(out)
     }
 
     /// Removes corrupt files so that the next publish copies them again.
@@ -879,6 +952,42 @@ mod tests {
                 file: "files/ff/ffff".into()
             }]
         );
+    }
+
+    #[test]
+    fn a_recheck_keeps_only_findings_that_still_hold() {
+        let dp = tempfile::tempdir().unwrap();
+        let lib = Library::create(dp.path()).unwrap();
+        let src = source(&[("a.exe", b"aaaa"), ("b.dll", b"bbbb")]);
+        let m = content("Tool", src.path());
+        lib.publish(src.path(), &m, 4, &no_progress).unwrap();
+        let sha = |p: &str| m.files.iter().find(|f| f.path == p).unwrap().sha256.clone();
+        let flipped = lib.blob_path(&sha("b.dll"));
+        fs::set_permissions(&flipped, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&flipped, b"bbbB").unwrap();
+        let corrupt = Finding::Corrupt {
+            sha256: sha("b.dll"),
+            reason: "r".into(),
+        };
+        // What a validation saw while a publish or GC ran: a file not yet
+        // there, a file not yet referenced, a file since put right.
+        let passing = vec![
+            Finding::Missing {
+                package: "Tool".into(),
+                path: "a.exe".into(),
+                sha256: sha("a.exe"),
+            },
+            Finding::Extra {
+                file: format!("files/{}/{}", &sha("a.exe")[..2], sha("a.exe")),
+            },
+            Finding::Corrupt {
+                sha256: sha("a.exe"),
+                reason: "r".into(),
+            },
+        ];
+        let mut all = passing.clone();
+        all.push(corrupt.clone());
+        assert_eq!(lib.recheck(&all).unwrap(), vec![corrupt]);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::common::DurationText;
+
 /// A distribution point: a content library that the site server writes and
 /// clients download from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -27,6 +29,37 @@ pub struct DistributionPointSpec {
     /// client.
     #[serde(default = "super::default_true")]
     pub enabled: bool,
+    /// Deep content validation on a schedule (as SMS/ConfigMgr's content
+    /// validation): the leading site server re-hashes every file of the
+    /// library and records what it found (`status dp`).
+    #[serde(default)]
+    pub validation: Validation,
+}
+
+/// The schedule of a distribution point's deep content validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Validation {
+    /// How long after the last validation the next one is due.
+    #[serde(default = "default_validation_every")]
+    pub every: DurationText,
+    /// `false`: never validated on a schedule (`dp validate --deep` and
+    /// `apply --validate` still check it).
+    #[serde(default = "super::default_true")]
+    pub enabled: bool,
+}
+
+impl Default for Validation {
+    fn default() -> Self {
+        Validation {
+            every: default_validation_every(),
+            enabled: true,
+        }
+    }
+}
+
+fn default_validation_every() -> DurationText {
+    DurationText("7d".into())
 }
 
 fn default_max_concurrent_transfers() -> u32 {

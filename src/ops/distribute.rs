@@ -198,6 +198,8 @@ pub fn plan_distribution(
                         .files
                         .iter()
                         .filter(|f| findings.iter().any(|d| matches!(d, Finding::Corrupt { sha256, .. } if sha256 == &f.sha256)))
+                        // Counted once: the cheap check may have seen it already.
+                        .filter(|f| !missing.iter().any(|m| m.sha256 == f.sha256))
                         .collect();
                     if !corrupt.is_empty() {
                         reason = "damaged files (deep validation)";

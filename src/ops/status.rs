@@ -502,6 +502,8 @@ pub struct SiteStatus {
     pub reconcile: Option<ReconcileView>,
     /// Who holds the leader lease (reconciles), as stored.
     pub leader: Option<LeaderView>,
+    /// Each applied distribution point and its content validation.
+    pub distribution_points: Vec<DpStatus>,
 }
 
 /// The stored reconcile outcome, times in RFC 3339.
@@ -590,6 +592,119 @@ pub fn lease_live(expires_at: &str, now: jiff::Timestamp) -> bool {
     expires_at.parse::<jiff::Timestamp>().is_ok_and(|t| t > now)
 }
 
+/// `patchops status dp`: one distribution point and its scheduled deep
+/// content validation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DpStatus {
+    pub name: String,
+    /// The content library's directory.
+    pub path: String,
+    pub enabled: bool,
+    /// The validation's period (`validation.every`); None when it is off
+    /// (`validation.enabled: false`, or the DP is disabled).
+    pub validation_every: Option<String>,
+    /// The last validation the leading server recorded.
+    pub last_validation: Option<DpValidationView>,
+    /// When the next one is due: one period after the last one started;
+    /// None when validation is off or the DP was never validated.
+    pub next_validation: Option<String>,
+    /// Whether one is due now (never validated counts): the leading
+    /// server runs it at its next schedule check.
+    pub validation_due: bool,
+}
+
+/// A stored validation, times in RFC 3339.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DpValidationView {
+    pub started: String,
+    pub finished: String,
+    /// `ok`, `problems` or `failed`.
+    pub outcome: String,
+    pub files_checked: u64,
+    pub bytes_checked: u64,
+    pub problems: u64,
+    /// The first problems (at most 20; `problems` counts them all).
+    pub problem_files: Vec<crate::store::DpProblem>,
+    pub message: Option<String>,
+    /// Damaged files removed for the reconcile to copy again.
+    pub repaired: u64,
+    /// The server that validated.
+    pub host: String,
+    pub pid: u32,
+}
+
+/// Each applied DP (by name) with its stored validation and next due
+/// time at `now_ms`. Pure.
+pub fn dp_statuses(
+    dps: &BTreeMap<String, crate::model::Object<crate::manifest::DistributionPointSpec>>,
+    validations: &[crate::store::DpValidation],
+    now_ms: i64,
+) -> Vec<DpStatus> {
+    dps.iter()
+        .map(|(name, dp)| {
+            let last = validations.iter().find(|v| &v.dp == name);
+            let every = (dp.spec.enabled && dp.spec.validation.enabled)
+                .then(|| crate::units::parse_duration(dp.spec.validation.every.as_str()).ok())
+                .flatten();
+            let next_ms = match (every, last) {
+                (Some(every), Some(last)) => Some(
+                    last.started_ms
+                        .saturating_add(i64::try_from(every.as_millis()).unwrap_or(i64::MAX / 2)),
+                ),
+                _ => None,
+            };
+            DpStatus {
+                name: name.clone(),
+                path: dp.spec.path.clone(),
+                enabled: dp.spec.enabled,
+                validation_every: every
+                    .map(|e| crate::plan::canonical::canonical_duration(e.as_secs())),
+                last_validation: last.map(|v| DpValidationView {
+                    started: time(v.started_ms),
+                    finished: time(v.finished_ms),
+                    outcome: v.outcome.clone(),
+                    files_checked: v.files_checked,
+                    bytes_checked: v.bytes_checked,
+                    problems: v.problems,
+                    problem_files: v.problem_files.clone(),
+                    message: v.message.clone(),
+                    repaired: v.repaired,
+                    host: v.host.clone(),
+                    pid: v.pid,
+                }),
+                next_validation: next_ms.map(time),
+                validation_due: every.is_some() && next_ms.is_none_or(|n| n <= now_ms),
+            }
+        })
+        .collect()
+}
+
+/// Every applied DP, or the one named, with its last validation.
+pub async fn dps(store: &Store, only: Option<&str>) -> Result<Vec<DpStatus>, OpError> {
+    let objects = store.objects().await?;
+    let applied = applied_site(&objects).map_err(|e| OpError::Input(e.to_string()))?;
+    let mut dps = applied.desired.distribution_points;
+    if let Some(name) = only {
+        if !dps.contains_key(name) {
+            let hint = crate::suggest::did_you_mean(name, dps.keys().map(String::as_str))
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            return Err(OpError::Input(format!(
+                "no distribution point `{name}` in the applied site{hint}"
+            )));
+        }
+        dps.retain(|n, _| n == name);
+    }
+    let validations = store.dp_validations().await?;
+    Ok(dp_statuses(
+        &dps,
+        &validations,
+        jiff::Timestamp::now().as_millisecond(),
+    ))
+}
+
 /// The applied state, the stored reconcile outcome and the leader.
 pub async fn site(store: &Store) -> Result<SiteStatus, OpError> {
     let info = store.info().await?;
@@ -607,11 +722,13 @@ pub async fn site(store: &Store) -> Result<SiteStatus, OpError> {
                 live,
             }
         });
+    let distribution_points = dps(store, None).await?;
     Ok(SiteStatus {
         site: info.site,
         serial: info.serial,
         reconcile: reconcile.as_ref().map(ReconcileView::of),
         leader,
+        distribution_points,
     })
 }
 
@@ -629,6 +746,75 @@ pub async fn reconcile_attention(store: &Store) -> Result<Option<ReconcileView>,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn dp(yaml_spec: &str) -> crate::model::Object<crate::manifest::DistributionPointSpec> {
+        crate::model::Object {
+            metadata: serde_json::from_str(r#"{"name":"x"}"#).unwrap(),
+            spec: serde_json::from_str(yaml_spec).unwrap(),
+            origin: crate::model::Origin {
+                file: "dp.yaml".into(),
+                line: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn a_dps_next_validation_is_one_period_after_the_last_start() {
+        let mut dps = BTreeMap::new();
+        dps.insert(
+            "A".to_string(),
+            dp(r#"{"path":"/a","url":"http://a/","validation":{"every":"1d"}}"#),
+        );
+        dps.insert("B".to_string(), dp(r#"{"path":"/b","url":"http://b/"}"#));
+        dps.insert(
+            "C".to_string(),
+            dp(r#"{"path":"/c","url":"http://c/","validation":{"enabled":false}}"#),
+        );
+        dps.insert(
+            "D".to_string(),
+            dp(r#"{"path":"/d","url":"http://d/","enabled":false}"#),
+        );
+        let day = 86_400_000;
+        let t0 = 1_800_000_000_000;
+        let validation = |name: &str| crate::store::DpValidation {
+            dp: name.into(),
+            path: "/".into(),
+            started_ms: t0,
+            finished_ms: t0 + 1_000,
+            outcome: "ok".into(),
+            files_checked: 1,
+            bytes_checked: 1,
+            problems: 0,
+            problem_files: vec![],
+            message: None,
+            repaired: 0,
+            host: "h".into(),
+            pid: 1,
+        };
+        let stored = [validation("A"), validation("C")];
+        let at = |now| dp_statuses(&dps, &stored, now);
+        let before = at(t0 + day - 1);
+        let [a, b, c, d] = &before[..] else {
+            panic!("{before:?}")
+        };
+        assert_eq!(a.validation_every.as_deref(), Some("1d"));
+        assert_eq!(a.next_validation, Some(time(t0 + day)));
+        assert!(!a.validation_due);
+        assert!(at(t0 + day)[0].validation_due);
+        // The default period; never validated: due, with no time.
+        assert_eq!(b.validation_every.as_deref(), Some("7d"));
+        assert_eq!(
+            (b.next_validation.as_deref(), b.validation_due),
+            (None, true)
+        );
+        // Off: the last result is still shown, nothing is due.
+        assert_eq!(
+            (c.validation_every.as_deref(), c.validation_due),
+            (None, false)
+        );
+        assert!(c.last_validation.is_some() && c.next_validation.is_none());
+        assert_eq!((d.enabled, d.validation_due), (false, false));
+    }
 
     fn row(machine: &str, bulletin: &str, status: &str, agent: &str, at: i64) -> StoredPatchState {
         StoredPatchState {

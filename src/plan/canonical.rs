@@ -89,6 +89,7 @@ pub fn canonical_objects(
         let mut spec = dp.spec.clone();
         spec.boundaries.sort();
         spec.boundaries.dedup();
+        duration(&mut spec.validation.every);
         out.push(object(Kind::DistributionPoint, dp, &spec));
     }
     for package in desired.packages.values() {

@@ -154,6 +154,7 @@ async fn store_call(
         }
         Call::LeaseHolder { name } => reply(store.lease_holder(&name).await),
         Call::ReconcileStatus => reply(store.reconcile_status().await),
+        Call::DpValidations => reply(store.dp_validations().await),
     };
     if changes_state && response.0 {
         if let Err(e) = super::rebuild(&state).await {

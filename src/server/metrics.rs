@@ -78,6 +78,50 @@ pub struct Metrics {
     /// Scheduled catalog syncs by outcome (unchanged, updated, refused,
     /// failed), one per catalog.
     syncs: Mutex<BTreeMap<&'static str, u64>>,
+    /// The last deep validation of each DP, by name, as the leader knows
+    /// it (a follower has none).
+    dp_validations: Mutex<BTreeMap<String, DpValidationGauge>>,
+}
+
+/// What the metrics show of one DP's last validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DpValidationGauge {
+    finished_ms: i64,
+    outcome: &'static str,
+    problems: u64,
+    files_checked: u64,
+    bytes_checked: u64,
+}
+
+impl From<&crate::store::DpValidation> for DpValidationGauge {
+    fn from(v: &crate::store::DpValidation) -> Self {
+        DpValidationGauge {
+            finished_ms: v.finished_ms,
+            outcome: crate::store::DP_VALIDATION_OUTCOMES
+                .iter()
+                .find(|o| **o == v.outcome)
+                .copied()
+                .unwrap_or("failed"),
+            problems: v.problems,
+            files_checked: v.files_checked,
+            bytes_checked: v.bytes_checked,
+        }
+    }
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped
+/// (a DP's name is the manifests' text).
+fn label_value(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 impl Metrics {
@@ -86,6 +130,18 @@ impl Metrics {
     pub fn count_sync(&self, outcome: &'static str) {
         if let Ok(mut m) = self.syncs.lock() {
             *m.entry(outcome).or_insert(0) += 1;
+        }
+    }
+
+    /// Shows the stored validations of the DPs that are validated on a
+    /// schedule (`dps`), replacing what was shown: called by the leader
+    /// at each schedule check.
+    pub fn set_dp_validations(&self, dps: &[String], stored: &[crate::store::DpValidation]) {
+        if let Ok(mut m) = self.dp_validations.lock() {
+            m.clear();
+            for v in stored.iter().filter(|v| dps.contains(&v.dp)) {
+                m.insert(v.dp.clone(), v.into());
+            }
         }
     }
 }
@@ -263,6 +319,58 @@ impl Metrics {
                 let _ = writeln!(out, "patchops_sync_total{{outcome=\"{outcome}\"}} {n}");
             }
         }
+        let validations = self
+            .dp_validations
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
+        if !validations.is_empty() {
+            let family = |out: &mut String,
+                          name: &str,
+                          help: &str,
+                          value: &dyn Fn(&DpValidationGauge) -> String| {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+                for (dp, v) in &validations {
+                    let _ = writeln!(out, "{name}{{dp=\"{}\"}} {}", label_value(dp), value(v));
+                }
+            };
+            family(
+                &mut out,
+                "patchops_dp_validation_last_timestamp_seconds",
+                "Unix time the last deep content validation of the distribution point ended.",
+                &|v| (v.finished_ms as f64 / 1000.0).to_string(),
+            );
+            family(
+                &mut out,
+                "patchops_dp_validation_problems",
+                "Files the last deep validation found missing, damaged or not referenced.",
+                &|v| v.problems.to_string(),
+            );
+            family(
+                &mut out,
+                "patchops_dp_validation_files_checked",
+                "Files the last deep validation hashed.",
+                &|v| v.files_checked.to_string(),
+            );
+            family(
+                &mut out,
+                "patchops_dp_validation_bytes_checked",
+                "Bytes the last deep validation hashed.",
+                &|v| v.bytes_checked.to_string(),
+            );
+            out.push_str("# HELP patchops_dp_validation_outcome The last deep validation's outcome (ok, problems, failed): 1 for the one it had.\n");
+            out.push_str("# TYPE patchops_dp_validation_outcome gauge\n");
+            for (dp, v) in &validations {
+                for outcome in crate::store::DP_VALIDATION_OUTCOMES {
+                    let _ = writeln!(
+                        out,
+                        "patchops_dp_validation_outcome{{dp=\"{}\",outcome=\"{outcome}\"}} {}",
+                        label_value(dp),
+                        u8::from(v.outcome == *outcome)
+                    );
+                }
+            }
+        }
         out
     }
 }
@@ -314,5 +422,64 @@ mod tests {
         assert!(text.contains("patchops_reconcile_total{result=\"invalid\"} 1\n"));
         assert!(text.contains("patchops_reconcile_last_success_timestamp 1.5\n"));
         assert!(text.contains("patchops_leader 1\n"));
+        assert!(
+            !text.contains("patchops_dp_validation"),
+            "no DP validated yet"
+        );
+    }
+
+    #[test]
+    fn dp_validations_are_shown_with_escaped_names() {
+        let m = Metrics::default();
+        let v = crate::store::DpValidation {
+            dp: "DP \"east\"\\1\nx".into(),
+            path: "/srv/dp".into(),
+            started_ms: 1_000,
+            finished_ms: 2_500,
+            outcome: "problems".into(),
+            files_checked: 3,
+            bytes_checked: 12,
+            problems: 1,
+            problem_files: Vec::new(),
+            message: None,
+            repaired: 0,
+            host: "h".into(),
+            pid: 1,
+        };
+        let mut other = v.clone();
+        other.dp = "DP-GONE".into();
+        m.set_dp_validations(&[v.dp.clone()], &[v, other]);
+        let text = m.render(&Gauges {
+            machines: 0,
+            policies: 0,
+            collections: 0,
+            serial: 0,
+            store_up: true,
+            reconcile: None,
+        });
+        let label = r#"dp="DP \"east\"\\1\nx""#;
+        assert!(
+            text.contains(&format!(
+                "patchops_dp_validation_last_timestamp_seconds{{{label}}} 2.5\n"
+            )),
+            "{text}"
+        );
+        assert!(text.contains(&format!("patchops_dp_validation_problems{{{label}}} 1\n")));
+        assert!(text.contains(&format!(
+            "patchops_dp_validation_outcome{{{label},outcome=\"problems\"}} 1\n"
+        )));
+        assert!(text.contains(&format!(
+            "patchops_dp_validation_outcome{{{label},outcome=\"ok\"}} 0\n"
+        )));
+        assert!(
+            !text.contains("DP-GONE"),
+            "a DP no longer scheduled is not shown"
+        );
+        // Every line is one sample: the newline in the name is escaped.
+        assert!(
+            text.lines()
+                .all(|l| l.starts_with('#') || l.starts_with("patchops_")),
+            "{text}"
+        );
     }
 }

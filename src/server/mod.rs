@@ -16,6 +16,7 @@ mod refusals;
 pub mod schedules;
 mod site;
 mod tokens;
+pub mod validation;
 mod writes;
 
 use std::net::SocketAddr;

@@ -19,8 +19,8 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 use crate::inventory::Machine;
 use crate::store::{
-    ApplyRecord, LockHolder, MachineRecord, ReconcileStatus, StateInfo, StatusMessage, StoreError,
-    StoredObject, StoredPatchState, StoredPolicy,
+    ApplyRecord, DpProblem, DpValidation, LockHolder, MachineRecord, ReconcileStatus, StateInfo,
+    StatusMessage, StoreError, StoredObject, StoredPatchState, StoredPolicy,
 };
 
 #[derive(OpenApi)]
@@ -221,6 +221,8 @@ impl ToSchema for AdminReply {
             StatusMessage,
             StoredPatchState,
             ReconcileStatus,
+            DpValidation,
+            DpProblem,
             StoreError
         );
     }
@@ -268,6 +270,7 @@ fn admin_replies() -> Vec<(&'static str, RefOr<Schema>)> {
         ("replacePatchStates", usize::schema()),
         ("leaseHolder", maybe::<LockHolder>()),
         ("reconcileStatus", maybe::<ReconcileStatus>()),
+        ("dpValidations", list::<DpValidation>()),
     ]
 }
 

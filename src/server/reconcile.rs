@@ -246,6 +246,10 @@ pub async fn run(
                 state.clone(),
                 config.clone(),
                 schedules.clone(),
+                super::schedules::Leading {
+                    lease_id: lease_id.clone(),
+                    repair: config.drift == Drift::Correct,
+                },
             )));
         }
         let now = Instant::now();
@@ -287,6 +291,7 @@ async fn run_schedules(
     state: Arc<AppState>,
     config: ReconcileConfig,
     schedules: Arc<tokio::sync::Mutex<super::schedules::Schedules>>,
+    leading: super::schedules::Leading,
 ) -> (bool, Duration) {
     let max_wait = config.interval;
     let result = schedules
@@ -296,6 +301,7 @@ async fn run_schedules(
             &state.store,
             &config.manifests,
             &config.fetch,
+            &leading,
             super::now_ms(),
             max_wait,
         )
@@ -334,6 +340,40 @@ async fn run_schedules(
                     };
                     state.metrics.count_sync(result);
                 }
+            }
+            state
+                .metrics
+                .set_dp_validations(&ran.validation_scheduled, &ran.validations);
+            for (v, stored) in &ran.validated {
+                if !stored {
+                    tracing::warn!(dp = %v.dp, "not recording the validation: this server no longer leads");
+                    continue;
+                }
+                let ms = v.finished_ms - v.started_ms;
+                match v.outcome.as_str() {
+                    "ok" => tracing::info!(
+                        dp = %v.dp, files = v.files_checked, bytes = v.bytes_checked, ms,
+                        "content validation: ok"
+                    ),
+                    "problems" => tracing::warn!(
+                        dp = %v.dp, files = v.files_checked, problems = v.problems,
+                        repaired = v.repaired, ms,
+                        "content validation found problems: {}",
+                        v.problem_files
+                            .iter()
+                            .map(|p| format!("{} {}", p.problem, p.file))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    _ => tracing::warn!(
+                        dp = %v.dp, ms,
+                        "content validation failed: {}",
+                        v.message.as_deref().unwrap_or("")
+                    ),
+                }
+            }
+            for (dp, why) in &ran.validation_later {
+                tracing::info!(dp = %dp, "content validation postponed: {why}");
             }
             for package in &ran.changed_packages {
                 tracing::info!(

@@ -9,7 +9,12 @@
 //! - the packages' `updateDistributionPoints`: when one is due, the
 //!   package's source is hashed again and, when its content version differs
 //!   from the applied one (e.g. a catalog the sync wrote), a reconcile is
-//!   asked for at once, which copies the new version to the package's DPs.
+//!   asked for at once, which copies the new version to the package's DPs;
+//! - the distribution points' deep content validation
+//!   (`DistributionPoint.spec.validation`, see [`super::validation`]): each
+//!   DP due is re-hashed and the result stored; with `--drift correct` its
+//!   damaged files are removed and a reconcile is asked for, which copies
+//!   them again.
 //!
 //! Only the leader runs them (the caller's loop sleeps while it follows).
 //! When a step wrote or found new content, the caller reconciles at once.
@@ -38,6 +43,17 @@ pub struct Schedules {
     /// When this server began leading, epoch ms (the DP schedules without
     /// a `start` count from it).
     anchor_ms: Option<i64>,
+    /// DPs whose validation could not run or be stored: not before then,
+    /// epoch ms (the validations' own times are in the store).
+    validation_retry_ms: BTreeMap<String, i64>,
+}
+
+/// Who runs the schedules: the lease the results are recorded under, and
+/// whether damaged DP content is repaired (`--drift correct`).
+#[derive(Debug, Clone)]
+pub struct Leading {
+    pub lease_id: String,
+    pub repair: bool,
 }
 
 /// What one step did.
@@ -47,6 +63,14 @@ pub struct Ran {
     pub synced: Vec<(String, Vec<CatalogOutcome>)>,
     /// Packages whose source no longer matches the applied content version.
     pub changed_packages: Vec<String>,
+    /// DPs validated, with their result and whether it was stored.
+    pub validated: Vec<(crate::store::DpValidation, bool)>,
+    /// DPs due whose validation must wait, and why.
+    pub validation_later: Vec<(String, String)>,
+    /// The DPs validated on a schedule, and the last stored validation of
+    /// each DP (for the metrics).
+    pub validation_scheduled: Vec<String>,
+    pub validations: Vec<crate::store::DpValidation>,
     /// How long until the next schedule is due.
     pub next_in: Duration,
 }
@@ -55,6 +79,7 @@ impl Ran {
     /// A reconcile should follow at once: new content was written or found.
     pub fn wants_reconcile(&self) -> bool {
         !self.changed_packages.is_empty()
+            || self.validated.iter().any(|(v, _)| v.repaired > 0)
             || self.synced.iter().any(|(_, outcomes)| {
                 outcomes.iter().any(|o| {
                     matches!(
@@ -71,6 +96,7 @@ impl Schedules {
     /// becomes the leader at `now_ms`.
     pub fn start_leading(&mut self, now_ms: i64) {
         self.dp_last_ms.clear();
+        self.validation_retry_ms.clear();
         self.anchor_ms = Some(now_ms);
     }
 
@@ -83,6 +109,7 @@ impl Schedules {
         store: &Store,
         dir: &Path,
         fetch: &FetchOptions,
+        leading: &Leading,
         now_ms: i64,
         max_wait: Duration,
     ) -> Result<Ran, String> {
@@ -155,6 +182,64 @@ impl Schedules {
         }
         if let Some(at) = dp_next_ms(desired, &self.dp_last_ms, anchor) {
             next_ms = next_ms.min(at);
+        }
+
+        // The distribution points' deep content validation.
+        let scheduled = super::validation::scheduled(desired);
+        if !scheduled.is_empty() {
+            let mut last: BTreeMap<String, crate::store::DpValidation> = store
+                .dp_validations()
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|v| (v.dp.clone(), v))
+                .collect();
+            let started = |last: &BTreeMap<String, crate::store::DpValidation>, dp: &str| {
+                last.get(dp).map(|v| v.started_ms)
+            };
+            let retry_ms = millis(super::validation::RETRY);
+            for dp in &scheduled {
+                let retry = self.validation_retry_ms.get(&dp.dp).copied();
+                let due =
+                    super::validation::next_due_ms(started(&last, &dp.dp), dp.every_ms, retry);
+                if due > now_ms {
+                    continue;
+                }
+                match super::validation::validate_dp(
+                    store,
+                    dp,
+                    &leading.lease_id,
+                    leading.repair,
+                    now_ms,
+                )
+                .await
+                {
+                    super::validation::Validated::Done { validation, stored } => {
+                        self.validation_retry_ms.remove(&dp.dp);
+                        if stored {
+                            last.insert(dp.dp.clone(), validation.clone());
+                        } else {
+                            // Another server leads now; it validates.
+                            self.validation_retry_ms
+                                .insert(dp.dp.clone(), now_ms + dp.every_ms);
+                        }
+                        ran.validated.push((validation, stored));
+                    }
+                    super::validation::Validated::Later(why) => {
+                        self.validation_retry_ms
+                            .insert(dp.dp.clone(), now_ms + dp.every_ms.min(retry_ms));
+                        ran.validation_later.push((dp.dp.clone(), why));
+                    }
+                }
+            }
+            for dp in &scheduled {
+                let retry = self.validation_retry_ms.get(&dp.dp).copied();
+                let due =
+                    super::validation::next_due_ms(started(&last, &dp.dp), dp.every_ms, retry);
+                next_ms = next_ms.min(due.max(now_ms));
+            }
+            ran.validation_scheduled = scheduled.iter().map(|d| d.dp.clone()).collect();
+            ran.validations = last.into_values().collect();
         }
         let wait = u64::try_from(next_ms.saturating_sub(now_ms)).unwrap_or(0);
         ran.next_in = Duration::from_millis(wait).clamp(MIN_WAIT, max_wait.max(MIN_WAIT));
@@ -380,9 +465,16 @@ mod tests {
         let t0 = 1_000_000;
         let mut s = Schedules::default();
         s.start_leading(t0);
+        let leading = Leading {
+            lease_id: "test".into(),
+            repair: false,
+        };
 
         // Nothing due yet; the next check is the schedule's 2 s.
-        let ran = s.run_due(&store, &dir, &fetch, t0, max).await.unwrap();
+        let ran = s
+            .run_due(&store, &dir, &fetch, &leading, t0, max)
+            .await
+            .unwrap();
         assert!(ran.changed_packages.is_empty() && !ran.wants_reconcile());
         assert_eq!(ran.next_in, Duration::from_secs(2));
 
@@ -390,7 +482,7 @@ mod tests {
         write(&dir, "src/scheduled/mssecure.xml", "<v2/>");
         write(&dir, "src/unscheduled/extra.txt", "x");
         let ran = s
-            .run_due(&store, &dir, &fetch, t0 + 1_000, max)
+            .run_due(&store, &dir, &fetch, &leading, t0 + 1_000, max)
             .await
             .unwrap();
         assert!(ran.changed_packages.is_empty());
@@ -398,7 +490,7 @@ mod tests {
 
         // Due: only the scheduled package is reported, and a reconcile asked.
         let ran = s
-            .run_due(&store, &dir, &fetch, t0 + 2_000, max)
+            .run_due(&store, &dir, &fetch, &leading, t0 + 2_000, max)
             .await
             .unwrap();
         assert_eq!(ran.changed_packages, vec!["Scheduled".to_string()]);
@@ -407,7 +499,7 @@ mod tests {
         // Once applied, the next run finds nothing to refresh.
         apply(&store, &dir).await;
         let ran = s
-            .run_due(&store, &dir, &fetch, t0 + 4_000, max)
+            .run_due(&store, &dir, &fetch, &leading, t0 + 4_000, max)
             .await
             .unwrap();
         assert!(
@@ -419,10 +511,183 @@ mod tests {
         // Invalid manifests run no schedule.
         write(&dir, "broken.yaml", "apiVersion: patchops/v1\nkind: Nope\n");
         let err = s
-            .run_due(&store, &dir, &fetch, t0 + 6_000, max)
+            .run_due(&store, &dir, &fetch, &leading, t0 + 6_000, max)
             .await
             .unwrap_err();
         assert!(err.contains("invalid"), "{err}");
+    }
+
+    /// A site with one DP (`validation: {every: 1h}`) holding one package,
+    /// applied (so distributed); the store's leader lease held by `lease`.
+    async fn validated_site(dir: &Path, lease: &str) -> Store {
+        use std::os::unix::fs::PermissionsExt;
+        let dp = dir.parent().unwrap().join("dp");
+        write(
+            dir,
+            "site.yaml",
+            "apiVersion: patchops/v1\nkind: Site\nmetadata: {name: LAB}\nspec: {siteCode: LAB, siteServer: sms01}\n",
+        );
+        write(
+            dir,
+            "dp.yaml",
+            &format!(
+                "apiVersion: patchops/v1\nkind: DistributionPoint\nmetadata: {{name: DP1}}\nspec:\n  path: {}\n  url: http://dp1.lab.example/content\n  validation: {{every: 1h}}\n",
+                dp.display()
+            ),
+        );
+        write(
+            dir,
+            "package.yaml",
+            "apiVersion: patchops/v1\nkind: Package\nmetadata: {name: Tool}\nspec:\n  source: src/tool\n  distributionPoints: [DP1]\n  programs:\n    - {name: Run, commandLine: run.cmd}\n",
+        );
+        for source in ["src", "src/tool"] {
+            std::fs::create_dir_all(dir.join(source)).unwrap();
+            std::fs::set_permissions(dir.join(source), std::fs::Permissions::from_mode(0o755))
+                .unwrap();
+        }
+        write(dir, "src/tool/run.cmd", "run\r\n");
+        write(dir, "src/tool/tool.dll", "tool bytes");
+        let store = Store::open(&format!("sqlite://{}", dir.join("state.db").display()))
+            .await
+            .unwrap();
+        apply(&store, dir).await;
+        let request = crate::store::LockRequest {
+            id: lease.to_string(),
+            holder: "test".into(),
+            host: "test".into(),
+            pid: std::process::id(),
+            command: "test".into(),
+            lease: Duration::from_secs(600),
+        };
+        assert!(store
+            .try_lease(crate::store::LEADER_LEASE, &request)
+            .await
+            .unwrap());
+        store
+    }
+
+    /// Changes a DP file's bytes (same size) and records its new stat as
+    /// the published one: what bit rot under an unchanged inode looks
+    /// like, which only a deep validation can see (a user cannot set a
+    /// file's ctime back).
+    fn rot(dp: &Path, content: &str) -> std::path::PathBuf {
+        use sha2::Digest;
+        use std::os::unix::fs::PermissionsExt;
+        let sha = hex::encode(sha2::Sha256::digest(content.as_bytes()));
+        let blob = dp.join("files").join(&sha[..2]).join(&sha);
+        std::fs::set_permissions(&blob, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut rotten = content.as_bytes().to_vec();
+        rotten[0] ^= 0x20;
+        std::fs::write(&blob, &rotten).unwrap();
+        let index_path = dp.join(crate::dp::library::INDEX);
+        let mut index: crate::dp::fingerprint::Index =
+            serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+        let meta = std::fs::symlink_metadata(&blob).unwrap();
+        index
+            .files
+            .insert(sha, crate::dp::fingerprint::Fingerprint::of(&meta));
+        std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+        blob
+    }
+
+    #[tokio::test]
+    async fn dp_validation_runs_when_due_stores_its_findings_and_repairs_only_when_asked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("site");
+        std::fs::create_dir_all(&dir).unwrap();
+        let dp = tmp.path().join("dp");
+        let store = validated_site(&dir, "me").await;
+        let fetch = FetchOptions::default();
+        let max = Duration::from_secs(24 * 3600);
+        let hour = 3_600_000;
+        let t0 = 1_000_000_000;
+        let detect = Leading {
+            lease_id: "me".into(),
+            repair: false,
+        };
+        let mut s = Schedules::default();
+        s.start_leading(t0);
+
+        // Never validated: due at once; clean; the next check in one hour.
+        let ran = s
+            .run_due(&store, &dir, &fetch, &detect, t0, max)
+            .await
+            .unwrap();
+        assert_eq!(ran.validated.len(), 1, "{:?}", ran.validation_later);
+        let (v, stored) = &ran.validated[0];
+        assert!(stored);
+        assert_eq!((v.dp.as_str(), v.outcome.as_str()), ("DP1", "ok"));
+        assert_eq!((v.files_checked, v.bytes_checked, v.problems), (2, 15, 0));
+        assert_eq!(v.started_ms, t0);
+        assert_eq!(ran.next_in, Duration::from_secs(3600));
+        assert!(!ran.wants_reconcile());
+
+        // Rot that the cheap check cannot see; before the hour, nothing runs.
+        let blob = rot(&dp, "tool bytes");
+        let lib = crate::dp::library::Library::open(&dp).unwrap();
+        assert_eq!(
+            lib.validate(false).unwrap(),
+            vec![],
+            "the cheap check is fooled"
+        );
+        let ran = s
+            .run_due(&store, &dir, &fetch, &detect, t0 + hour - 60_000, max)
+            .await
+            .unwrap();
+        assert!(ran.validated.is_empty());
+        assert_eq!(ran.next_in, Duration::from_secs(60));
+
+        // Due: found and stored; detect mode keeps the file.
+        let ran = s
+            .run_due(&store, &dir, &fetch, &detect, t0 + hour, max)
+            .await
+            .unwrap();
+        let (v, _) = &ran.validated[0];
+        assert_eq!(
+            (v.outcome.as_str(), v.problems, v.repaired),
+            ("problems", 1, 0)
+        );
+        assert_eq!(v.problem_files[0].problem, "corrupt");
+        assert!(v.problem_files[0]
+            .file
+            .ends_with(blob.file_name().unwrap().to_str().unwrap()));
+        assert!(blob.exists());
+        assert!(!ran.wants_reconcile());
+        let stored = store.dp_validations().await.unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(&stored[0], v);
+
+        // Another server's lease: the result is not stored.
+        let other = Leading {
+            lease_id: "not-the-leader".into(),
+            repair: false,
+        };
+        let ran = s
+            .run_due(&store, &dir, &fetch, &other, t0 + 2 * hour, max)
+            .await
+            .unwrap();
+        assert!(!ran.validated[0].1, "written only under the leader lease");
+        assert_eq!(
+            store.dp_validations().await.unwrap()[0].started_ms,
+            t0 + hour
+        );
+
+        // Correct mode: the damaged file goes, and a reconcile is asked for.
+        let correct = Leading {
+            lease_id: "me".into(),
+            repair: true,
+        };
+        let mut s = Schedules::default();
+        s.start_leading(t0 + 3 * hour);
+        let ran = s
+            .run_due(&store, &dir, &fetch, &correct, t0 + 3 * hour, max)
+            .await
+            .unwrap();
+        let (v, stored) = &ran.validated[0];
+        assert!(stored);
+        assert_eq!((v.problems, v.repaired), (1, 1));
+        assert!(!blob.exists());
+        assert!(ran.wants_reconcile());
     }
 
     #[test]

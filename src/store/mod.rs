@@ -570,6 +570,56 @@ pub struct ReconcileStatus {
     pub pid: u32,
 }
 
+/// One deep content validation of a distribution point by the leading
+/// site server, for [`Store::record_dp_validation`] and as read back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DpValidation {
+    /// The distribution point's name.
+    pub dp: String,
+    /// Its content library's directory.
+    pub path: String,
+    /// When the validation began and ended, epoch milliseconds.
+    pub started_ms: i64,
+    pub finished_ms: i64,
+    /// `ok`, `problems` or `failed` (see [`DP_VALIDATION_OUTCOMES`]).
+    pub outcome: String,
+    /// Files hashed and their bytes.
+    pub files_checked: u64,
+    pub bytes_checked: u64,
+    /// How many problems were found; `problem_files` lists the first
+    /// [`MAX_DP_PROBLEM_FILES`].
+    pub problems: u64,
+    pub problem_files: Vec<DpProblem>,
+    /// Why the validation failed (outcome `failed`).
+    pub message: Option<String>,
+    /// Damaged files removed so that the next reconcile copies them again.
+    pub repaired: u64,
+    /// The server that validated.
+    pub host: String,
+    pub pid: u32,
+}
+
+/// One problem a deep validation found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DpProblem {
+    /// `missing`, `corrupt` or `extra`.
+    pub problem: String,
+    /// The file: a package's path for a missing file, else the library's
+    /// `files/…` path.
+    pub file: String,
+    /// The package of a missing file, or why a file is corrupt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// What a deep validation can end with.
+pub const DP_VALIDATION_OUTCOMES: &[&str] = &["ok", "problems", "failed"];
+/// The most problem files kept per validation (the count says how many
+/// there were): a DP whose disk failed must not make a row of megabytes.
+pub const MAX_DP_PROBLEM_FILES: usize = 20;
+
 /// Everything that can go wrong with the store. URLs in it never carry a
 /// password (it is shown as `***`).
 #[derive(
@@ -1397,6 +1447,41 @@ impl Store {
         on_sql!(self, reconcile_status())
     }
 
+    /// Records a distribution point's deep validation, replacing the
+    /// previous one of that DP, if `lease_id` holds the [`LEADER_LEASE`]
+    /// (unexpired): only the leader writes it. Returns whether it was
+    /// written. The problem list is cut to [`MAX_DP_PROBLEM_FILES`]. One
+    /// statement.
+    pub async fn record_dp_validation(
+        &self,
+        lease_id: &str,
+        validation: &DpValidation,
+    ) -> Result<bool, StoreError> {
+        self.writable()?;
+        if !DP_VALIDATION_OUTCOMES.contains(&validation.outcome.as_str()) {
+            return Err(self.error(Fail::Invalid(format!(
+                "validation outcome `{}` (expected ok, problems or failed)",
+                validation.outcome
+            ))));
+        }
+        let kept =
+            &validation.problem_files[..validation.problem_files.len().min(MAX_DP_PROBLEM_FILES)];
+        let problem_files =
+            serde_json::to_string(kept).map_err(|e| self.error(Fail::Data(e.to_string())))?;
+        on_sql!(
+            self,
+            record_dp_validation(lease_id, validation, &problem_files)
+        )
+    }
+
+    /// The last deep validation of every distribution point, by name.
+    pub async fn dp_validations(&self) -> Result<Vec<DpValidation>, StoreError> {
+        if let Some(api) = self.remote_api() {
+            return api.call(&remote::Call::DpValidations).await;
+        }
+        on_sql!(self, dp_validations())
+    }
+
     fn writable(&self) -> Result<(), StoreError> {
         if self.inner.read_only {
             Err(StoreError::ReadOnly {
@@ -1923,6 +2008,11 @@ pub(crate) const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[
         description: "status keys per machine",
         sql: include_str!("../../migrations/sqlite/0007_status_keys_per_machine.sql"),
     },
+    EmbeddedMigration {
+        version: 8,
+        description: "dp validations",
+        sql: include_str!("../../migrations/sqlite/0008_dp_validations.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
@@ -1960,6 +2050,11 @@ pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
         version: 7,
         description: "status keys per machine",
         sql: include_str!("../../migrations/postgres/0007_status_keys_per_machine.sql"),
+    },
+    EmbeddedMigration {
+        version: 8,
+        description: "dp validations",
+        sql: include_str!("../../migrations/postgres/0008_dp_validations.sql"),
     },
 ];
 
@@ -2011,6 +2106,72 @@ pub(crate) fn check_applied(
     Ok(migrator
         .iter()
         .all(|m| applied.iter().any(|(v, _, _)| *v == m.version)))
+}
+
+/// The statements of the DP validations, written once for both backends:
+/// `?N` placeholders (PostgreSQL's `$N` by [`numbered_placeholders`]), every
+/// parameter cast so that both infer the same types, and the database's
+/// clock as `{now}` — the only part that differs, given by the backend.
+pub(crate) mod dp_validation_sql {
+    pub const COLUMNS: &str = "dp, path, started_ms, finished_ms, outcome, files_checked, \
+         bytes_checked, problems, problem_files, message, repaired, host, pid";
+
+    /// One upsert, written only while the caller's id holds the unexpired
+    /// leader lease: `?1`–`?13` the columns in [`COLUMNS`] order, `?14` the
+    /// lease's name, `?15` the caller's id.
+    pub fn record(now: &str) -> String {
+        format!(
+            "INSERT INTO dp_validations ({COLUMNS}) \
+             SELECT CAST(?1 AS TEXT), CAST(?2 AS TEXT), CAST(?3 AS BIGINT), CAST(?4 AS BIGINT), \
+                    CAST(?5 AS TEXT), CAST(?6 AS BIGINT), CAST(?7 AS BIGINT), CAST(?8 AS BIGINT), \
+                    CAST(?9 AS TEXT), CAST(?10 AS TEXT), CAST(?11 AS BIGINT), CAST(?12 AS TEXT), \
+                    CAST(?13 AS BIGINT) \
+             WHERE EXISTS (SELECT 1 FROM patchops_lock WHERE name = CAST(?14 AS TEXT) \
+                           AND id = CAST(?15 AS TEXT) AND expires_ms > {now}) \
+             ON CONFLICT (dp) DO UPDATE SET \
+               path = excluded.path, started_ms = excluded.started_ms, \
+               finished_ms = excluded.finished_ms, outcome = excluded.outcome, \
+               files_checked = excluded.files_checked, bytes_checked = excluded.bytes_checked, \
+               problems = excluded.problems, problem_files = excluded.problem_files, \
+               message = excluded.message, repaired = excluded.repaired, \
+               host = excluded.host, pid = excluded.pid"
+        )
+    }
+
+    /// Every row, by DP name in byte order.
+    pub fn all(order_by_dp: &str) -> String {
+        format!("SELECT {COLUMNS} FROM dp_validations ORDER BY {order_by_dp}")
+    }
+
+    /// Binds one validation to [`record`]'s statement, on either backend.
+    macro_rules! bind_dp_validation {
+        ($query:expr, $v:expr, $problem_files:expr, $lease:expr, $lease_id:expr) => {
+            $query
+                .bind($v.dp.as_str())
+                .bind($v.path.as_str())
+                .bind($v.started_ms)
+                .bind($v.finished_ms)
+                .bind($v.outcome.as_str())
+                .bind(i64::try_from($v.files_checked).unwrap_or(i64::MAX))
+                .bind(i64::try_from($v.bytes_checked).unwrap_or(i64::MAX))
+                .bind(i64::try_from($v.problems).unwrap_or(i64::MAX))
+                .bind($problem_files)
+                .bind($v.message.as_deref())
+                .bind(i64::try_from($v.repaired).unwrap_or(i64::MAX))
+                .bind($v.host.as_str())
+                .bind(i64::from($v.pid))
+                .bind($lease)
+                .bind($lease_id)
+        };
+    }
+    pub(crate) use bind_dp_validation;
+}
+
+/// `?N` placeholders as PostgreSQL's `$N`, for SQL written once for both
+/// backends. Only placeholders are rewritten: the shared statements hold
+/// no `?` inside a literal.
+pub(crate) fn numbered_placeholders(sql: &str) -> String {
+    sql.replace('?', "$")
 }
 
 /// Decoding helpers shared by both backends.
@@ -2071,6 +2232,40 @@ pub(crate) mod rows {
             last_error: row.try_get("last_error")?,
             consecutive_failures: u32::try_from(failures).unwrap_or(u32::MAX),
             next_attempt_ms: row.try_get("next_attempt_ms")?,
+        })
+    }
+
+    /// A `dp_validations` row.
+    pub(crate) fn dp_validation<R>(row: &R) -> Result<super::DpValidation, Fail>
+    where
+        R: Row,
+        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+        for<'a> &'a str: ColumnIndex<R>,
+    {
+        let problem_files: String = row.try_get("problem_files")?;
+        let problem_files = serde_json::from_str(&problem_files)
+            .map_err(|e| Fail::Data(format!("validation problems: {e}")))?;
+        let count = |name: &str| -> Result<u64, Fail> {
+            let n: i64 = row.try_get(name)?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        };
+        let pid: i64 = row.try_get("pid")?;
+        Ok(super::DpValidation {
+            dp: row.try_get("dp")?,
+            path: row.try_get("path")?,
+            started_ms: row.try_get("started_ms")?,
+            finished_ms: row.try_get("finished_ms")?,
+            outcome: row.try_get("outcome")?,
+            files_checked: count("files_checked")?,
+            bytes_checked: count("bytes_checked")?,
+            problems: count("problems")?,
+            problem_files,
+            message: row.try_get("message")?,
+            repaired: count("repaired")?,
+            host: row.try_get("host")?,
+            pid: u32::try_from(pid).unwrap_or(0),
         })
     }
 

@@ -1087,3 +1087,32 @@ pub(super) async fn reconcile_status(pool: &PgPool) -> Result<Option<ReconcileSt
     .await?;
     row.as_ref().map(rows::reconcile_status).transpose()
 }
+
+pub(super) async fn record_dp_validation(
+    pool: &PgPool,
+    lease_id: &str,
+    v: &super::DpValidation,
+    problem_files: &str,
+) -> Result<bool, Fail> {
+    use super::dp_validation_sql::{bind_dp_validation, record};
+    let sql = super::numbered_placeholders(&record(now_ms!()));
+    let done = bind_dp_validation!(
+        sqlx::query(AssertSqlSafe(sql)),
+        v,
+        problem_files,
+        LEADER_LEASE,
+        lease_id
+    )
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn dp_validations(pool: &PgPool) -> Result<Vec<super::DpValidation>, Fail> {
+    let rows: Vec<PgRow> = sqlx::query(AssertSqlSafe(super::dp_validation_sql::all(
+        "dp COLLATE \"C\"",
+    )))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(rows::dp_validation).collect()
+}

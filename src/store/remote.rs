@@ -113,6 +113,8 @@ pub enum Call {
     },
     /// The recorded reconcile outcome.
     ReconcileStatus,
+    /// The last deep validation of every distribution point.
+    DpValidations,
 }
 
 /// The largest body of machines or patch states one call sends (half the

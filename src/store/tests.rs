@@ -60,6 +60,7 @@ both_backends!(
     patch_states_replace_per_machine,
     patch_states_replace_per_scan_agent,
     reconcile_status_only_from_the_leader,
+    dp_validations_only_from_the_leader,
     inventory_serial_moves_with_machines_only,
     write_tx_is_all_or_nothing,
     version_6_status_messages_are_kept,
@@ -2388,6 +2389,81 @@ async fn reconcile_status_only_from_the_leader(url: &str) {
     );
     let r = store.reconcile_status().await.expect("read").expect("row");
     assert_eq!(r.attempt_ms, 6_000);
+}
+
+async fn dp_validations_only_from_the_leader(url: &str) {
+    let store = Store::open(url).await.expect("open");
+    assert_eq!(store.dp_validations().await.expect("read"), vec![]);
+    let validation = |dp: &str, outcome: &str, started_ms: i64, problems: usize| DpValidation {
+        dp: dp.into(),
+        path: format!("/srv/{dp}"),
+        started_ms,
+        finished_ms: started_ms + 1_500,
+        outcome: outcome.into(),
+        files_checked: 7,
+        bytes_checked: 5_000_000_000,
+        problems: problems as u64,
+        problem_files: (0..problems)
+            .map(|i| DpProblem {
+                problem: "corrupt".into(),
+                file: format!("files/ab/{i:064}"),
+                detail: Some(format!("its bytes hash to {i}")),
+            })
+            .collect(),
+        message: (outcome == "failed").then(|| "permission denied".into()),
+        repaired: 0,
+        host: "sms01".into(),
+        pid: 4242,
+    };
+    // Without the leader lease nothing is written.
+    assert!(!store
+        .record_dp_validation("A", &validation("dp-hq", "ok", 1_000, 0))
+        .await
+        .expect("record"));
+    assert!(store
+        .try_lease(LEADER_LEASE, &lock_request("A", Duration::from_secs(60)))
+        .await
+        .expect("lease"));
+    let hq = validation("dp-hq", "ok", 1_000, 0);
+    assert!(store.record_dp_validation("A", &hq).await.expect("record"));
+    // Many problems: all counted, the first 20 kept.
+    let branch = validation("dp-branch", "problems", 2_000, 25);
+    assert!(store
+        .record_dp_validation("A", &branch)
+        .await
+        .expect("record"));
+    let rows = store.dp_validations().await.expect("read");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].dp, "dp-branch", "by name");
+    assert_eq!(rows[0].problems, 25);
+    assert_eq!(
+        rows[0].problem_files,
+        branch.problem_files[..MAX_DP_PROBLEM_FILES]
+    );
+    assert_eq!(rows[0].bytes_checked, 5_000_000_000);
+    assert_eq!(rows[1], hq);
+    // The next validation of a DP replaces its row.
+    let failed = validation("dp-hq", "failed", 3_000, 0);
+    store
+        .record_dp_validation("A", &failed)
+        .await
+        .expect("record");
+    let rows = store.dp_validations().await.expect("read");
+    assert_eq!((rows.len(), &rows[1]), (2, &failed));
+    // Another server writes nothing; an unknown outcome is refused.
+    assert!(!store
+        .record_dp_validation("B", &validation("dp-hq", "ok", 4_000, 0))
+        .await
+        .expect("record"));
+    let err = store
+        .record_dp_validation("A", &validation("dp-hq", "fine", 5_000, 0))
+        .await
+        .expect_err("refused");
+    assert!(
+        err.to_string().contains("expected ok, problems or failed"),
+        "{err}"
+    );
+    assert_eq!(store.dp_validations().await.expect("read")[1], failed);
 }
 
 /// The inventory serial moves when a machine is added, changed or removed,

@@ -292,6 +292,15 @@ fn distribution_point(cx: &mut Ctx<'_, '_>, spec: &FieldPath, s: &DistributionPo
             "expected at least 1",
         );
     }
+    let every = s.validation.every.as_str();
+    if let Err(e) = units::parse_duration(every) {
+        cx.error(
+            "invalid-duration",
+            &spec.key("validation").key("every"),
+            format!("invalid duration `{every}`: {e}"),
+        )
+        .help = Some("e.g. `7d`; to validate on no schedule, write `enabled: false`".into());
+    }
 }
 
 fn collection(cx: &mut Ctx<'_, '_>, spec: &FieldPath, s: &CollectionSpec) {
