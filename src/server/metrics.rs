@@ -448,7 +448,8 @@ mod tests {
         };
         let mut other = v.clone();
         other.dp = "DP-GONE".into();
-        m.set_dp_validations(&[v.dp.clone()], &[v, other]);
+        let dp = v.dp.clone();
+        m.set_dp_validations(std::slice::from_ref(&dp), &[v, other]);
         let text = m.render(&Gauges {
             machines: 0,
             policies: 0,
