@@ -222,22 +222,23 @@ fn drift_is_reported_and_repaired() {
     assert_eq!(problems, vec!["missing", "corrupt", "extra"]);
 
     // A cheap plan sees the missing file and (by its fingerprint) the flipped
-    // byte; a deep one finds the flipped byte by hash.
+    // byte; a deep one finds the flipped byte by hash too, and counts each
+    // file once.
     let cheap: Value =
         serde_json::from_str(&site.ok(&["plan", "site", "--format", "json"])).unwrap();
-    assert_eq!(cheap["distribution"].as_array().unwrap().len(), 1);
+    let cheap = cheap["distribution"].as_array().unwrap().clone();
+    assert_eq!(cheap.len(), 1);
+    assert_eq!(cheap[0]["reason"], "missing or damaged files");
+    assert_eq!(cheap[0]["files_to_copy"], 2, "{cheap:?}");
     site.ok(&["plan", "site", "--validate", "--out", "repair.json"]);
     let deep: Value =
         serde_json::from_str(&fs::read_to_string(site.path("repair.json")).unwrap()).unwrap();
-    let reasons: Vec<&str> = deep["distribution"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["reason"].as_str().unwrap())
-        .collect();
-    assert!(
-        reasons.contains(&"damaged files (deep validation)"),
-        "{reasons:?}"
+    let deep = deep["distribution"].as_array().unwrap();
+    assert_eq!(deep.len(), 1);
+    assert_eq!(
+        (&deep[0]["reason"], &deep[0]["files_to_copy"]),
+        (&cheap[0]["reason"], &cheap[0]["files_to_copy"]),
+        "{deep:?}"
     );
     site.ok(&["apply", "repair.json"]);
     assert!(site
