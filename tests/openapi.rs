@@ -38,7 +38,7 @@ fn schemathesis() -> Command {
         Ok(out) if out.status.success() => {}
         _ => panic!(
             "schemathesis is not installed (`{program} --version` did not run): \
-             install it with `pip install schemathesis` (.ci/run does), or set \
+             install it with `pip install 'schemathesis>=4.32,<5'` (.ci/run does), or set \
              SCHEMATHESIS to its path"
         ),
     }
