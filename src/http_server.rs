@@ -26,6 +26,9 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+/// The least time between two warnings that the connection cap is reached.
+const CAP_WARNING_EVERY: Duration = Duration::from_secs(60);
+
 /// The limits of one server's connections (`docs/server.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
@@ -66,19 +69,16 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
-    // Whether the cap was reached and no connection was taken at once
-    // since: one warning per burst.
-    let mut at_cap = false;
+    // When the cap was last reported: at most one warning a minute, however
+    // the connections come and go while the server is at its cap.
+    let mut warned: Option<tokio::time::Instant> = None;
     loop {
         while connections.try_join_next().is_some() {}
         let permit = match permits.clone().try_acquire_owned() {
-            Ok(permit) => {
-                at_cap = false;
-                permit
-            }
+            Ok(permit) => permit,
             Err(_) => {
-                if !at_cap {
-                    at_cap = true;
+                if warned.is_none_or(|at| at.elapsed() >= CAP_WARNING_EVERY) {
+                    warned = Some(tokio::time::Instant::now());
                     tracing::warn!(
                         server = what,
                         max_connections = limits.max_connections,

@@ -174,7 +174,7 @@ fn connections_over_the_cap_wait_and_the_cap_is_logged_once() {
     assert_eq!(
         log.matches("the connection limit is reached").count(),
         1,
-        "one line per burst: {log}"
+        "one line, not one per wait: {log}"
     );
 }
 
