@@ -80,6 +80,15 @@ impl SecretSource {
     }
 }
 
+/// Compares secrets (or a pinned hash) in time independent of where they
+/// differ, so a caller cannot find a secret one byte at a time.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +112,13 @@ mod tests {
             .unwrap();
         assert_eq!(secret.expose(), b"s3cret");
         assert_eq!(format!("{secret:?}"), "Secret(***)");
+    }
+
+    #[test]
+    fn constant_time_eq_is_equality() {
+        assert!(super::constant_time_eq(b"secret", b"secret"));
+        assert!(!super::constant_time_eq(b"secret", b"secreT"));
+        assert!(!super::constant_time_eq(b"secret", b"secret2"));
+        assert!(super::constant_time_eq(b"", b""));
     }
 }

@@ -16,8 +16,9 @@ use axum::Router;
 use serde::Serialize;
 
 use super::api::{bearer_of, ApiError, ErrorBody};
-use super::{constant_time_eq, now_ms, AppState};
+use super::{now_ms, AppState};
 use crate::inventory::validate_machine;
+use crate::secret::constant_time_eq;
 use crate::store::remote::{Call, Reply, PATH};
 use crate::store::{LockRequest, StoreError};
 

@@ -18,8 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use super::tokens::{new_token, token_hash};
 use super::writes::Write;
-use super::{constant_time_eq, now_ms, AppState};
+use super::{now_ms, AppState};
 use crate::inventory::{machine_key, validate_machine, Machine};
+use crate::secret::constant_time_eq;
 use crate::store::{StatusMessage, StoreError};
 
 pub fn router(state: Arc<AppState>) -> Router {

@@ -315,11 +315,3 @@ pub async fn rebuild(state: &AppState) -> Result<(), ServerError> {
 pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
-
-/// Compares secrets in time independent of where they differ.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}

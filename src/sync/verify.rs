@@ -58,7 +58,7 @@ pub fn check(
     match verification {
         Verification::Sha256(pin) => {
             let pin = pin.to_ascii_lowercase();
-            if constant_time_eq(pin.as_bytes(), sha256.as_bytes()) {
+            if crate::secret::constant_time_eq(pin.as_bytes(), sha256.as_bytes()) {
                 Ok(())
             } else {
                 Err(SyncError::HashMismatch {
@@ -105,14 +105,6 @@ pub fn hmac_sha256_hex(key: &[u8], bytes: &[u8]) -> String {
         }
         Err(_) => String::new(),
     }
-}
-
-/// Compares in time independent of where the inputs differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
