@@ -13,7 +13,6 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -162,14 +161,6 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 /// Commits everything in `repo`; returns the new commit.
 fn commit(repo: &Path, message: &str) -> String {
     git(repo, &["add", "-A"]);
@@ -213,7 +204,7 @@ impl World {
         World {
             state: format!("sqlite://{}", db.display()),
             db,
-            server_port: free_port(),
+            server_port: support::free_port(),
             dir,
         }
     }
@@ -441,7 +432,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 #[test]
 fn a_committed_advertisement_reaches_three_agents_across_a_server_kill_and_tampering_is_refused() {
     let started = Instant::now();
-    let dp_port = free_port();
+    let dp_port = support::free_port();
     let world = World::new(dp_port);
 
     // The server clones the repository and applies it by itself.
@@ -707,7 +698,7 @@ fn a_committed_advertisement_reaches_three_agents_across_a_server_kill_and_tampe
 
 #[test]
 fn an_invalid_commit_shows_in_status_with_its_file_and_line_and_changes_nothing() {
-    let world = World::new(free_port());
+    let world = World::new(support::free_port());
     let server = world.server("server");
     wait_until(
         Duration::from_secs(30),

@@ -543,7 +543,7 @@ impl PrivatePostgres {
             .find(|p| p.join("initdb").exists())
             .expect("initdb");
         let dir = TempDir::new().expect("tmp");
-        let port = free_port();
+        let port = support::free_port();
         let pg = PrivatePostgres { dir, port, bin };
         let data = pg.data();
         std::fs::create_dir(&data).expect("data dir");
@@ -633,13 +633,6 @@ impl Drop for PrivatePostgres {
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 async fn health(server: &Server) -> StatusCode {
