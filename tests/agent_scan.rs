@@ -352,8 +352,13 @@ async fn a_scan_made_while_the_server_is_down_is_delivered_later() {
     let site = Site::new();
     site.machine("wks-b", Some("2000.11.19.0"));
     let server = site.server(&[]);
-    let first = "2026-11-25T03:00:00Z";
-    let (code, report, stderr) = site.scanning_agent(&server.base, "wks-b", &["--now", first]);
+    // The test's one clock: the site's `now`, and a week after it (the scan
+    // advertisement recurs weekly: a week always holds one recurrence).
+    let first: jiff::Timestamp = site.now.parse().unwrap();
+    let first = first.round(jiff::Unit::Second).unwrap();
+    let later = (first + jiff::SignedDuration::from_hours(7 * 24)).to_string();
+    let first = first.to_string();
+    let (code, report, stderr) = site.scanning_agent(&server.base, "wks-b", &["--now", &first]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(report["scansDelivered"], 1, "{report}");
     assert_eq!(
@@ -366,9 +371,8 @@ async fn a_scan_made_while_the_server_is_down_is_delivered_later() {
     // runs (the package comes from the cache, the DP is still up) and its
     // report waits in the state directory.
     site.machine("wks-b", Some("2000.11.20.0"));
-    let later = "2026-12-01T03:00:00Z";
     let dead = format!("http://127.0.0.1:{}", free_port());
-    let (code, report, _) = site.scanning_agent(&dead, "wks-b", &["--now", later]);
+    let (code, report, _) = site.scanning_agent(&dead, "wks-b", &["--now", &later]);
     assert_eq!(code, 0);
     assert_eq!(
         run_of(&report, PRODUCTION)["state"],
@@ -390,7 +394,7 @@ async fn a_scan_made_while_the_server_is_down_is_delivered_later() {
 
     // The server is back: the next cycle delivers the kept report once.
     let server = site.server(&[]);
-    let (code, report, _) = site.scanning_agent(&server.base, "wks-b", &["--now", later]);
+    let (code, report, _) = site.scanning_agent(&server.base, "wks-b", &["--now", &later]);
     assert_eq!(code, 0);
     assert_eq!(report["runs"], json!([]), "nothing is due again: {report}");
     assert_eq!(report["scansDelivered"], 1, "{report}");
@@ -403,8 +407,8 @@ async fn a_scan_made_while_the_server_is_down_is_delivered_later() {
     assert!(all["scans"][0]["newestScan"]
         .as_str()
         .unwrap()
-        .starts_with("2026-12-01T03:00:00"));
-    let (_, report, _) = site.scanning_agent(&server.base, "wks-b", &["--now", later]);
+        .starts_with(later.trim_end_matches('Z')));
+    let (_, report, _) = site.scanning_agent(&server.base, "wks-b", &["--now", &later]);
     assert_eq!(report["scansDelivered"], 0, "{report}");
     assert_eq!(
         metric(&server.base, "patchops_patch_state_reports_total").await,
