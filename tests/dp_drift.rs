@@ -10,7 +10,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use support::{copy_dir, patchops};
@@ -169,20 +169,13 @@ impl Server {
 
     /// Polls `check` every 100 ms until it holds; panics with the log after
     /// `within`.
-    async fn wait_until<F, Fut>(&self, within: Duration, what: &str, mut check: F)
+    async fn wait_until<F, Fut>(&self, within: Duration, what: &str, check: F)
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let start = Instant::now();
-        while !check().await {
-            assert!(
-                start.elapsed() < within,
-                "not within {within:?}: {what}\n{}",
-                fs::read_to_string(&self.log).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let logs = || fs::read_to_string(&self.log).unwrap_or_default();
+        support::wait_until(within, what, logs, check).await;
     }
 }
 

@@ -13,7 +13,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::{copy_dir, patchops};
@@ -205,24 +205,19 @@ impl Drop for Server {
 
 /// Polls `check` until it holds; panics with the servers' logs after
 /// `within`.
-async fn wait_until<F, Fut>(within: Duration, what: &str, servers: &[&Server], mut check: F)
+async fn wait_until<F, Fut>(within: Duration, what: &str, servers: &[&Server], check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let start = Instant::now();
-    while !check().await {
-        assert!(
-            start.elapsed() < within,
-            "not within {within:?}: {what}\n{}",
-            servers
-                .iter()
-                .map(|s| s.log())
-                .collect::<Vec<_>>()
-                .join("\n-----\n")
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let logs = || {
+        servers
+            .iter()
+            .map(|s| s.log())
+            .collect::<Vec<_>>()
+            .join("\n-----\n")
+    };
+    support::wait_until(within, what, logs, check).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,11 +46,7 @@ fn schemathesis() -> Command {
 }
 
 fn client() -> reqwest::Client {
-    patchops::tls::install_default_provider();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client")
+    support::http_client(Duration::from_secs(30))
 }
 
 /// The operations of one credential.

@@ -87,11 +87,7 @@ impl Drop for Server {
 }
 
 fn client() -> reqwest::Client {
-    patchops::tls::install_default_provider();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client")
+    support::http_client(Duration::from_secs(10))
 }
 
 async fn healthz(server: &Server) -> (StatusCode, Value) {
@@ -156,22 +152,19 @@ fn history(state: &str, cwd: &Path) -> Vec<Value> {
 
 /// Waits (polling every 100 ms) until `check` holds; panics with `what`
 /// and the servers' logs after `within`.
-async fn wait_until<F, Fut>(within: Duration, what: &str, logs: &[&Server], mut check: F)
+async fn wait_until<F, Fut>(within: Duration, what: &str, servers: &[&Server], check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let start = Instant::now();
-    loop {
-        if check().await {
-            return;
-        }
-        if start.elapsed() > within {
-            let logs: Vec<String> = logs.iter().map(|s| s.log()).collect();
-            panic!("not within {within:?}: {what}\n{}", logs.join("\n-----\n"));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let logs = || {
+        servers
+            .iter()
+            .map(|s| s.log())
+            .collect::<Vec<_>>()
+            .join("\n-----\n")
+    };
+    support::wait_until(within, what, logs, check).await;
 }
 
 /// Writes `text` to `path` the way editors save: a temporary file in the

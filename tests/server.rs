@@ -66,11 +66,7 @@ fn uuid_like() -> u64 {
 }
 
 fn client() -> reqwest::Client {
-    patchops::tls::install_default_provider();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client")
+    support::http_client(Duration::from_secs(30))
 }
 
 /// The server's `/healthz` answer, as JSON.

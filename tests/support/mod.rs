@@ -439,3 +439,34 @@ pub fn apply_example(dir: &Path, state: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Polls `check` every 100 ms until it holds; after `within`, panics with
+/// `what` and what `logs` returns (the servers' logs).
+pub async fn wait_until<F, Fut>(
+    within: Duration,
+    what: &str,
+    logs: impl Fn() -> String,
+    mut check: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < within,
+            "not within {within:?}: {what}\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// An HTTP client for the servers under test, with a request timeout.
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    patchops::tls::install_default_provider();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .expect("client")
+}
