@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod applicability;
+pub mod atomic_file;
 pub mod authenticode;
 pub mod catalog;
 pub mod cli;
@@ -15,8 +16,10 @@ pub mod content;
 pub mod diagnostic;
 pub mod dp;
 pub mod eval;
+pub mod excerpt;
 pub mod fixtures;
 pub mod git;
+pub mod host;
 pub mod http_server;
 pub mod inventory;
 pub mod load;

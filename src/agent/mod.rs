@@ -272,7 +272,9 @@ impl Agent {
                     serde_yaml::from_str(&text).map_err(|e| format!("--facts: {e}"))?;
                 m.name
             }
-            (None, None) => hostname().ok_or("cannot read the host name; give --name")?,
+            (None, None) => {
+                crate::host::short_name().ok_or("cannot read the host name; give --name")?
+            }
         };
         if name.is_empty() {
             return Err("the machine name is empty; give --name".into());
@@ -1174,21 +1176,6 @@ fn enum_text<T: Serialize>(value: &T) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default()
-}
-
-/// The host name, up to the first dot.
-fn hostname() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-    // within it or truncates.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return None;
-    }
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    let name = String::from_utf8_lossy(&buf[..end]).to_string();
-    let short = name.split('.').next().unwrap_or_default().to_string();
-    (!short.is_empty()).then_some(short)
 }
 
 /// A request that failed, and whether the server refused it as invalid.

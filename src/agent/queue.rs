@@ -196,7 +196,7 @@ impl Queue {
             serde_json::to_writer(&mut text, m).map_err(io::Error::other)?;
             text.push(b'\n');
         }
-        super::state::write_atomic(&self.path, &text, 0o600)
+        crate::atomic_file::write(&self.path, &text, 0o600)
     }
 
     /// Posts every queued message in batches of at most [`MAX_BATCH`];

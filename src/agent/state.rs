@@ -21,13 +21,14 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::schedule::RunRecord;
+use crate::atomic_file;
 
 /// The bearer token. Its `Debug` does not show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -134,7 +135,7 @@ impl StateDir {
 
     /// Saves the token with mode 0600 (set at creation, never wider).
     pub fn save_token(&self, token: &Token) -> io::Result<()> {
-        write_atomic(&self.root.join("token"), token.0.as_bytes(), 0o600)
+        atomic_file::write(&self.root.join("token"), token.0.as_bytes(), 0o600)
     }
 
     pub fn clear_token(&self) -> io::Result<()> {
@@ -153,7 +154,7 @@ impl StateDir {
 
     pub fn save_policy(&self, policy: &StoredPolicy) -> io::Result<()> {
         let bytes = serde_json::to_vec_pretty(policy).map_err(io::Error::other)?;
-        write_atomic(&self.root.join("policy.json"), &bytes, 0o600)
+        atomic_file::write(&self.root.join("policy.json"), &bytes, 0o600)
     }
 
     /// The run history; empty when there is none. A history that cannot be
@@ -170,7 +171,7 @@ impl StateDir {
 
     pub fn save_history(&self, history: &History) -> io::Result<()> {
         let bytes = serde_json::to_vec_pretty(history).map_err(io::Error::other)?;
-        write_atomic(&self.root.join("history.json"), &bytes, 0o600)
+        atomic_file::write(&self.root.join("history.json"), &bytes, 0o600)
     }
 
     fn scan_path(&self, scan_agent: &str) -> PathBuf {
@@ -181,7 +182,7 @@ impl StateDir {
     /// replaces an undelivered older one, which the server would replace
     /// anyway).
     pub fn save_scan_report(&self, scan_agent: &str, body: &[u8]) -> io::Result<()> {
-        write_atomic(&self.scan_path(scan_agent), body, 0o600)
+        atomic_file::write(&self.scan_path(scan_agent), body, 0o600)
     }
 
     /// The reports waiting for the server: (scan agent, body), by name.
@@ -219,39 +220,8 @@ impl StateDir {
             _ => {}
         }
         fs::remove_file(&path)?;
-        sync_dir(&self.root.join("scans"))
+        atomic_file::sync_dir(&self.root.join("scans"))
     }
-}
-
-/// Writes `bytes` to `path` atomically: temp file (created with `mode`),
-/// fsync, rename, fsync of the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
-    let result = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, path)?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -31,7 +31,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -724,30 +723,7 @@ fn superseded_at(marker: &Path) -> Option<SystemTime> {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DpError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        uuid::Uuid::new_v4().simple()
-    ));
-    let result = (|| {
-        let mut f = File::create(&tmp).map_err(|e| io(&tmp, &e))?;
-        f.write_all(bytes).map_err(|e| io(&tmp, &e))?;
-        f.sync_all().map_err(|e| io(&tmp, &e))?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).map_err(|e| io(&tmp, &e))?;
-        fs::rename(&tmp, path).map_err(|e| io(path, &e))?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-fn sync_dir(dir: &Path) -> Result<(), DpError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io(dir, &e))
+    crate::atomic_file::write(path, bytes, mode).map_err(|e| io(path, &e))
 }
 
 #[cfg(test)]

@@ -38,6 +38,7 @@ use std::net::Ipv4Addr;
 
 use jiff::Timestamp;
 
+use crate::inventory::property::{free_form_key, Fact};
 use crate::inventory::Machine;
 use crate::query::{
     compare_versions, CompareOp, Condition, Expr, Ipv4Net, LikePattern, Literal, PropertyKind,
@@ -141,20 +142,7 @@ impl CompiledExpr {
 /// Inventory properties, resolved from their canonical names.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum PropId {
-    Name,
-    Domain,
-    OsName,
-    OsType,
-    OsVersion,
-    ServicePack,
-    Architecture,
-    Site,
-    Product,
-    MemoryMb,
-    DiskFreeMb,
-    Address,
-    Subnet,
-    LastHeartbeat,
+    Fact(Fact),
     /// `properties.<key>`, the key in ASCII lower case.
     Free(Box<str>),
     /// A name no machine has (only in hand-built trees): always missing.
@@ -163,31 +151,11 @@ pub(crate) enum PropId {
 
 impl PropId {
     fn resolve(name: &str) -> PropId {
-        const FIXED: &[(&str, PropId)] = &[
-            ("name", PropId::Name),
-            ("domain", PropId::Domain),
-            ("os.name", PropId::OsName),
-            ("os.type", PropId::OsType),
-            ("os.version", PropId::OsVersion),
-            ("os.servicePack", PropId::ServicePack),
-            ("architecture", PropId::Architecture),
-            ("site", PropId::Site),
-            ("installed.product", PropId::Product),
-            ("hardware.memoryMB", PropId::MemoryMb),
-            ("hardware.diskFreeMB", PropId::DiskFreeMb),
-            ("ip.address", PropId::Address),
-            ("ip.subnet", PropId::Subnet),
-            ("lastHeartbeat", PropId::LastHeartbeat),
-        ];
-        if let Some((_, id)) = FIXED.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
-            return id.clone();
+        if let Some(def) = Fact::lookup(name) {
+            return PropId::Fact(def.fact);
         }
-        match name.split_at_checked("properties.".len()) {
-            Some((prefix, key))
-                if prefix.eq_ignore_ascii_case("properties.") && !key.is_empty() =>
-            {
-                PropId::Free(key.to_ascii_lowercase().into())
-            }
+        match free_form_key(name) {
+            Some(key) if !key.is_empty() => PropId::Free(key.to_ascii_lowercase().into()),
             _ => PropId::Unknown,
         }
     }
@@ -198,13 +166,13 @@ impl PropId {
     fn folds_case(&self) -> bool {
         !matches!(
             self,
-            PropId::OsVersion
-                | PropId::ServicePack
-                | PropId::MemoryMb
-                | PropId::DiskFreeMb
-                | PropId::Address
-                | PropId::Subnet
-                | PropId::LastHeartbeat
+            PropId::Fact(Fact::OsVersion)
+                | PropId::Fact(Fact::OsServicePack)
+                | PropId::Fact(Fact::MemoryMb)
+                | PropId::Fact(Fact::DiskFreeMb)
+                | PropId::Fact(Fact::Address)
+                | PropId::Fact(Fact::Subnet)
+                | PropId::Fact(Fact::LastHeartbeat)
         )
     }
 }
@@ -269,21 +237,29 @@ pub(crate) fn presence(
 ) -> Presence {
     let t = &mut test;
     match prop {
-        PropId::Name => one(Some(Val::Text(&machine.name)), t),
-        PropId::Domain => one(text(&machine.domain), t),
-        PropId::OsName => one(text(&machine.os.name), t),
-        PropId::OsType => one(text(&machine.os.os_type), t),
-        PropId::OsVersion => one(text(&machine.os.version), t),
-        PropId::ServicePack => one(machine.os.service_pack.map(|n| Val::Num(f64::from(n))), t),
-        PropId::Architecture => one(text(&machine.architecture), t),
-        PropId::Site => one(text(&machine.site), t),
-        PropId::Product => many(machine.installed.products.iter().map(|p| Val::Text(p)), t),
+        PropId::Fact(Fact::Name) => one(Some(Val::Text(&machine.name)), t),
+        PropId::Fact(Fact::Domain) => one(text(&machine.domain), t),
+        PropId::Fact(Fact::OsName) => one(text(&machine.os.name), t),
+        PropId::Fact(Fact::OsType) => one(text(&machine.os.os_type), t),
+        PropId::Fact(Fact::OsVersion) => one(text(&machine.os.version), t),
+        PropId::Fact(Fact::OsServicePack) => {
+            one(machine.os.service_pack.map(|n| Val::Num(f64::from(n))), t)
+        }
+        PropId::Fact(Fact::Architecture) => one(text(&machine.architecture), t),
+        PropId::Fact(Fact::Site) => one(text(&machine.site), t),
+        PropId::Fact(Fact::Product) => {
+            many(machine.installed.products.iter().map(|p| Val::Text(p)), t)
+        }
         // u64 → f64 rounds above 2^53, which no memory or disk size reaches.
-        PropId::MemoryMb => one(machine.hardware.memory_mb.map(|n| Val::Num(n as f64)), t),
-        PropId::DiskFreeMb => one(machine.hardware.disk_free_mb.map(|n| Val::Num(n as f64)), t),
-        PropId::Address => many(machine.ip.addresses.iter().map(|a| Val::Addr(*a)), t),
-        PropId::Subnet => many(machine.ip.subnets.iter().map(|a| Val::Addr(*a)), t),
-        PropId::LastHeartbeat => one(machine.last_heartbeat.map(Val::Time), t),
+        PropId::Fact(Fact::MemoryMb) => {
+            one(machine.hardware.memory_mb.map(|n| Val::Num(n as f64)), t)
+        }
+        PropId::Fact(Fact::DiskFreeMb) => {
+            one(machine.hardware.disk_free_mb.map(|n| Val::Num(n as f64)), t)
+        }
+        PropId::Fact(Fact::Address) => many(machine.ip.addresses.iter().map(|a| Val::Addr(*a)), t),
+        PropId::Fact(Fact::Subnet) => many(machine.ip.subnets.iter().map(|a| Val::Addr(*a)), t),
+        PropId::Fact(Fact::LastHeartbeat) => one(machine.last_heartbeat.map(Val::Time), t),
         PropId::Free(key) => many(
             machine
                 .properties
@@ -333,20 +309,20 @@ impl Key {
 /// Every (property, value) of a machine, for the inventory index.
 pub(crate) fn facts(machine: &Machine, mut each: impl FnMut(PropId, Key)) {
     const ALL: &[PropId] = &[
-        PropId::Name,
-        PropId::Domain,
-        PropId::OsName,
-        PropId::OsType,
-        PropId::OsVersion,
-        PropId::ServicePack,
-        PropId::Architecture,
-        PropId::Site,
-        PropId::Product,
-        PropId::MemoryMb,
-        PropId::DiskFreeMb,
-        PropId::Address,
-        PropId::Subnet,
-        PropId::LastHeartbeat,
+        PropId::Fact(Fact::Name),
+        PropId::Fact(Fact::Domain),
+        PropId::Fact(Fact::OsName),
+        PropId::Fact(Fact::OsType),
+        PropId::Fact(Fact::OsVersion),
+        PropId::Fact(Fact::OsServicePack),
+        PropId::Fact(Fact::Architecture),
+        PropId::Fact(Fact::Site),
+        PropId::Fact(Fact::Product),
+        PropId::Fact(Fact::MemoryMb),
+        PropId::Fact(Fact::DiskFreeMb),
+        PropId::Fact(Fact::Address),
+        PropId::Fact(Fact::Subnet),
+        PropId::Fact(Fact::LastHeartbeat),
     ];
     for prop in ALL {
         let mut keys = Vec::new();

@@ -2,12 +2,17 @@
 
 mod import;
 mod machine;
+mod problem;
+pub mod property;
 #[doc(hidden)]
 pub mod synthetic;
+mod validation;
 
 pub use import::{
-    canonicalize_machine, parse_inventory, parse_inventory_bytes, validate_machine, FieldProblem,
-    Found, ImportError, InventoryFormat, Location, Problem, ARCHITECTURES, MAX_INVENTORY_BYTES,
-    MAX_MACHINES, MAX_PROBLEMS, OS_TYPES,
+    parse_inventory, parse_inventory_bytes, InventoryFormat, MAX_INVENTORY_BYTES, MAX_MACHINES,
+    MAX_PROBLEMS,
 };
 pub use machine::{machine_key, Hardware, Installed, IpFacts, Machine, OsFacts};
+pub use problem::{FieldProblem, Found, ImportError, Location, Problem};
+pub use property::{ARCHITECTURES, OS_TYPES};
+pub use validation::{canonicalize_machine, validate_machine};

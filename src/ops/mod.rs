@@ -60,13 +60,9 @@ pub fn redacted_command_line(argv: impl IntoIterator<Item = String>) -> String {
         .join(" ")
 }
 
+/// The host an audit record names (`localhost` when it has no name).
 pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".to_string())
+    crate::host::name().unwrap_or_else(|| "localhost".to_string())
 }
 
 /// Why an operation did not complete. Every variant leaves the state as it

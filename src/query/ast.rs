@@ -77,26 +77,7 @@ pub struct Property {
     pub multi_valued: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PropertyKind {
-    Text,
-    Version,
-    Number,
-    Address,
-    Time,
-}
-
-impl fmt::Display for PropertyKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PropertyKind::Text => "text",
-            PropertyKind::Version => "version",
-            PropertyKind::Number => "number",
-            PropertyKind::Address => "address",
-            PropertyKind::Time => "time",
-        })
-    }
-}
+pub use crate::inventory::property::PropertyKind;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Test {

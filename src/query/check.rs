@@ -3,13 +3,14 @@
 use std::ops::Range;
 
 use super::ast::{CompareOp, Literal, PropertyKind};
-use super::error::{excerpt, LiteralError, QueryError};
+use super::error::{LiteralError, QueryError};
 use super::lexer::{LiteralToken, RawValue};
 use super::like::LikePattern;
 use super::net::{parse_cidr, parse_ipv4, Ipv4Net};
 use super::properties::{known_properties, Resolved};
 use super::time::check_timestamp;
 use super::version::check_version;
+use crate::excerpt::of as excerpt;
 use crate::suggest::did_you_mean as closest;
 
 /// Rejects ordering operators on properties whose values have no order.

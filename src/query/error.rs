@@ -79,25 +79,3 @@ pub(super) fn char_range(s: &str, at: usize) -> Range<usize> {
         .map_or(0, char::len_utf8);
     at..at + len
 }
-
-/// Shortens long source excerpts quoted in messages, so a huge literal does
-/// not turn an error into a wall of text.
-pub(super) fn excerpt(text: &str) -> String {
-    const MAX_CHARS: usize = 40;
-    match text.char_indices().nth(MAX_CHARS) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn excerpt_truncates_on_char_boundaries() {
-        assert_eq!(excerpt("short"), "short");
-        let long = "é".repeat(50);
-        assert_eq!(excerpt(&long), format!("{}…", "é".repeat(40)));
-    }
-}

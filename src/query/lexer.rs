@@ -9,7 +9,8 @@ use winnow::prelude::*;
 use winnow::stream::{LocatingSlice, Location};
 use winnow::token::{any, one_of, take_while};
 
-use super::error::{char_range, excerpt, QueryError};
+use super::error::{char_range, QueryError};
+use crate::excerpt::of as excerpt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum TokenKind {

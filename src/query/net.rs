@@ -4,7 +4,8 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::ops::Range;
 
-use super::error::{excerpt, LiteralError};
+use super::error::LiteralError;
+use crate::excerpt::of as excerpt;
 
 /// An IPv4 network in CIDR form. Networks built by the parser have no host
 /// bits set.

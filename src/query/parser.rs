@@ -3,9 +3,10 @@
 
 use super::ast::{CompareOp, Condition, Expr, Literal, Query, Test};
 use super::check;
-use super::error::{excerpt, QueryError};
+use super::error::QueryError;
 use super::lexer::{tokenize, LiteralToken, Token, TokenKind};
 use super::properties::{resolve, Resolved};
+use crate::excerpt::of as excerpt;
 use crate::suggest::did_you_mean as closest;
 
 /// How many parentheses and `not`s may enclose a condition. Bounds the

@@ -1,69 +1,23 @@
-//! The registry of inventory properties a query may test. This table is the
-//! single source for type checking and for the user documentation.
+//! Resolving the inventory properties a query names, against the one list
+//! of them (`inventory::property`), for type checking and the user
+//! documentation.
 
 use std::ops::Range;
 
 use super::ast::{Property, PropertyKind};
-use super::error::{excerpt, QueryError};
+use super::error::QueryError;
+use crate::excerpt::of as excerpt;
 use crate::suggest::did_you_mean as closest;
 
-use PropertyKind::{Address, Number, Text, Time, Version};
+use crate::inventory::property::{free_form_key, Fact, FACTS, FREE_FORM_PREFIX};
+use PropertyKind::Text;
 
-const PROPERTIES: &[PropertyDef] = &[
-    PropertyDef::new("name", Text),
-    PropertyDef::new("domain", Text),
-    PropertyDef::new("os.name", Text),
-    PropertyDef::new("os.type", Text).values(&["workstation", "server", "domainController"]),
-    PropertyDef::new("os.version", Version),
-    PropertyDef::new("os.servicePack", Number),
-    PropertyDef::new("architecture", Text).values(&["x86", "x64", "ia64"]),
-    PropertyDef::new("site", Text),
-    PropertyDef::new("installed.product", Text).multi_valued(),
-    PropertyDef::new("hardware.memoryMB", Number),
-    PropertyDef::new("hardware.diskFreeMB", Number),
-    PropertyDef::new("ip.address", Address).multi_valued(),
-    PropertyDef::new("ip.subnet", Address).multi_valued(),
-    PropertyDef::new("lastHeartbeat", Time),
-];
-
-/// Free-form text properties from a machine's inventory, e.g. `properties.owner`.
-const FREE_FORM_PREFIX: &str = "properties.";
 const FREE_FORM_PLACEHOLDER: &str = "properties.<key>";
-
-struct PropertyDef {
-    name: &'static str,
-    kind: PropertyKind,
-    multi_valued: bool,
-    /// The only values `=`, `!=` and `in` accept; empty when any value goes.
-    values: &'static [&'static str],
-}
-
-impl PropertyDef {
-    const fn new(name: &'static str, kind: PropertyKind) -> Self {
-        Self {
-            name,
-            kind,
-            multi_valued: false,
-            values: &[],
-        }
-    }
-
-    const fn values(self, values: &'static [&'static str]) -> Self {
-        Self { values, ..self }
-    }
-
-    const fn multi_valued(self) -> Self {
-        Self {
-            multi_valued: true,
-            ..self
-        }
-    }
-}
 
 /// Every known property and its type, for documentation. Free-form
 /// properties appear once, as `properties.<key>`.
 pub fn known_properties() -> impl Iterator<Item = (&'static str, PropertyKind)> {
-    PROPERTIES
+    FACTS
         .iter()
         .map(|def| (def.name, def.kind))
         .chain(std::iter::once((FREE_FORM_PLACEHOLDER, Text)))
@@ -78,10 +32,7 @@ pub(super) struct Resolved {
 /// Looks `name` up, ignoring case as WQL does, and returns the canonical
 /// spelling. `span` is where `name` appears in the query, for errors.
 pub(super) fn resolve(name: &str, span: Range<usize>) -> Result<Resolved, QueryError> {
-    if let Some(def) = PROPERTIES
-        .iter()
-        .find(|def| def.name.eq_ignore_ascii_case(name))
-    {
+    if let Some(def) = Fact::lookup(name) {
         return Ok(Resolved {
             property: Property {
                 name: def.name.to_owned(),
@@ -95,11 +46,6 @@ pub(super) fn resolve(name: &str, span: Range<usize>) -> Result<Resolved, QueryE
         Some(key) => resolve_free_form(key, span),
         None => Err(unknown(name, span)),
     }
-}
-
-fn free_form_key(name: &str) -> Option<&str> {
-    let (prefix, key) = name.split_at_checked(FREE_FORM_PREFIX.len())?;
-    prefix.eq_ignore_ascii_case(FREE_FORM_PREFIX).then_some(key)
 }
 
 fn resolve_free_form(key: &str, span: Range<usize>) -> Result<Resolved, QueryError> {
@@ -138,7 +84,7 @@ fn unknown(name: &str, span: Range<usize>) -> QueryError {
 }
 
 fn suggestion(name: &str) -> Option<String> {
-    if let Some(known) = closest(name, PROPERTIES.iter().map(|def| def.name)) {
+    if let Some(known) = closest(name, FACTS.iter().map(|def| def.name)) {
         return Some(known.to_owned());
     }
     // A misspelt free-form namespace, e.g. `property.owner`.

@@ -2,7 +2,8 @@
 
 use std::cmp::Ordering;
 
-use super::error::{excerpt, LiteralError};
+use super::error::LiteralError;
+use crate::excerpt::of as excerpt;
 
 /// Compares two versions component by component, numerically: `5.1.2600` is
 /// newer than `5.1.999`, and missing components count as `0`, so `5.1` equals

@@ -18,7 +18,6 @@
 pub mod fetch;
 pub mod verify;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -615,34 +614,13 @@ fn ensure_file(path: &Path, bytes: &[u8]) -> Result<bool, SyncError> {
     Ok(true)
 }
 
-/// Temp file beside the target (hidden), written, mode 0644 (package
-/// sources refuse group- or world-writable files), flushed, renamed over
-/// the target; then the directory is flushed.
+/// Replaces `path` whole (see [`crate::atomic_file::write`]), mode 0644:
+/// package sources refuse group- or world-writable files.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SyncError> {
-    use std::os::unix::fs::PermissionsExt;
-    let fail = |e: std::io::Error| SyncError::Write {
+    crate::atomic_file::write(path, bytes, 0o644).map_err(|e| SyncError::Write {
         path: path.display().to_string(),
         reason: e.to_string(),
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.patchops-tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(fail)
+    })
 }
 
 /// The lines that changed between two summaries: `+ line` (new or
