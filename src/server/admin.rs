@@ -15,7 +15,7 @@ use axum::routing::post;
 use axum::Router;
 use serde::Serialize;
 
-use super::api::{bearer_of, ApiError, ErrorBody};
+use super::http_error::{bearer_of, ApiError, ErrorBody};
 use super::{now_ms, AppState};
 use crate::inventory::validate_machine;
 use crate::secret::constant_time_eq;

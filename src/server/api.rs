@@ -16,12 +16,13 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
+use super::http_error::{bearer_of, ApiError, ErrorBody};
 use super::tokens::{new_token, token_hash};
 use super::writes::Write;
 use super::{now_ms, AppState};
 use crate::inventory::{machine_key, validate_machine, Machine};
 use crate::secret::constant_time_eq;
-use crate::store::{StatusMessage, StoreError};
+use crate::store::StatusMessage;
 
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.max_body;
@@ -51,72 +52,6 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .merge(super::admin::routes())
 }
 
-/// A refusal: a status and a message for the caller.
-#[derive(Debug, Clone)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            message: message.into(),
-        }
-    }
-
-    pub fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, message)
-    }
-
-    fn unauthorized(message: &str) -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, message)
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> ApiError {
-        match e {
-            StoreError::Unreachable { .. } | StoreError::Backend(_) => {
-                tracing::warn!(error = %e, "state store error");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the state store is unavailable; try again later",
-                )
-            }
-            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
-        }
-    }
-}
-
-/// The body of every refusal.
-#[derive(Serialize, utoipa::ToSchema)]
-// Only what `deny_unknown_fields` says to the schema: no other member.
-#[serde(deny_unknown_fields)]
-pub struct ErrorBody {
-    /// What was wrong, for a person to read.
-    pub error: String,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut response = (
-            self.status,
-            axum::Json(ErrorBody {
-                error: self.message,
-            }),
-        )
-            .into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        response
-    }
-}
-
 /// Counts and times every request by its route (never by its raw path,
 /// which a caller controls).
 async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
@@ -144,26 +79,6 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
     state.metrics.request(route, status, elapsed);
     tracing::debug!(%method, route, status, micros = elapsed.as_micros() as u64, "request");
     response
-}
-
-/// The bearer credential of a request.
-pub(super) fn bearer_of(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer header"))?;
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
-    match value.split_once(' ') {
-        Some((scheme, credential))
-            if scheme.eq_ignore_ascii_case("bearer") && !credential.trim().is_empty() =>
-        {
-            Ok(credential.trim())
-        }
-        _ => Err(ApiError::unauthorized(
-            "expected Authorization: Bearer <token>",
-        )),
-    }
 }
 
 /// The machine a request's token belongs to.
@@ -549,7 +464,7 @@ fn check_status(report: &StatusReport) -> Result<i64, String> {
         return Err(format!(
             "`state` must be one of {}, not {:?}",
             STATUS_STATES.join(", "),
-            excerpt(&report.state)
+            crate::excerpt::of(&report.state)
         ));
     }
     if report.message.len() > 4096 {
@@ -563,7 +478,7 @@ fn check_status(report: &StatusReport) -> Result<i64, String> {
     let at: jiff::Timestamp = report.at.parse().map_err(|_| {
         format!(
             "`at` must be an RFC 3339 time, not {:?}",
-            excerpt(&report.at)
+            crate::excerpt::of(&report.at)
         )
     })?;
     Ok(at.as_millisecond())
@@ -661,15 +576,6 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         state.metrics.render(&gauges),
     )
         .into_response()
-}
-
-/// A caller's value, cut short for an error message.
-fn excerpt(text: &str) -> String {
-    const MAX: usize = 40;
-    match text.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
-    }
 }
 
 #[cfg(test)]

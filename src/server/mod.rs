@@ -9,6 +9,7 @@
 
 mod admin;
 mod api;
+mod http_error;
 pub mod metrics;
 mod openapi;
 pub mod reconcile;

@@ -12,7 +12,7 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::api::ApiError;
+use super::http_error::ApiError;
 use super::AppState;
 
 /// The largest plain-text refusal carried over into the JSON body.

@@ -26,7 +26,7 @@ use std::time::Instant;
 use axum::http::StatusCode;
 use tokio::sync::{mpsc, oneshot};
 
-use super::api::ApiError;
+use super::http_error::ApiError;
 use super::{now_ms, AppState};
 use crate::inventory::Machine;
 use crate::store::{MachineRecord, StatusMessage, StoreError};
