@@ -43,3 +43,6 @@ pub mod tls;
 pub mod units;
 pub mod validate;
 pub mod yaml;
+
+#[cfg(test)]
+mod layering;
