@@ -8,7 +8,7 @@
 //!
 //! The bench applies the example site (plus two collections and two
 //! advertisements of its own, so that policies carry several assignments)
-//! and imports 10,000 synthetic machines (`inventory::synthetic`). Then
+//! and imports 10,000 synthetic machines (`fixtures::synthetic`). Then
 //! every agent, as a task of its own:
 //!
 //! 1. registers (`POST /v1/register`, the enrollment secret → a token);
@@ -50,7 +50,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use patchops::inventory::synthetic::synthetic_machines;
+use patchops::fixtures::synthetic::synthetic_machines;
 use patchops::inventory::Machine;
 use patchops::store::Store;
 use support::{copy_dir, patchops, run_with_limit, spawn_server};

@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use patchops::eval::{Evaluator, MachineTable, Matcher};
-use patchops::inventory::synthetic::{synthetic_collections, synthetic_machines};
+use patchops::fixtures::synthetic::{synthetic_collections, synthetic_machines};
 use patchops::manifest::collection::MembershipRule;
 
 const MACHINES: usize = 100_000;

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use patchops::inventory::synthetic::{synthetic_collections, synthetic_machines};
+use patchops::fixtures::synthetic::{synthetic_collections, synthetic_machines};
 use patchops::manifest::{AdvertisementSpec, DistributionPointSpec, Metadata, PackageSpec};
 use patchops::model::{Desired, Object, Origin};
 use patchops::plan::{AppliedSite, ContentSummary};

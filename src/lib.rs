@@ -41,6 +41,7 @@ pub mod supdate;
 pub mod sync;
 pub mod tls;
 pub mod units;
+pub mod untrusted;
 pub mod validate;
 pub mod yaml;
 

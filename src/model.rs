@@ -25,12 +25,7 @@ pub struct Origin {
 /// printer escaping the whole again changes nothing.)
 impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}:{}",
-            crate::render::untrusted::shown(&self.file),
-            self.line
-        )
+        write!(f, "{}:{}", crate::untrusted::shown(&self.file), self.line)
     }
 }
 

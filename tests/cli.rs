@@ -276,7 +276,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 fn assert_nothing_forged(what: &str, out: &str) {
     for c in out.chars() {
         assert!(
-            c == '\n' || !patchops::render::untrusted::is_unsafe(c),
+            c == '\n' || !patchops::untrusted::is_unsafe(c),
             "{what}: raw {c:?} in:\n{out}"
         );
     }

@@ -470,7 +470,7 @@ async fn remote_plan_and_apply_equal_local() {
     // An inventory bigger than the server's request limit (1 MiB) is sent
     // in parts, and every machine lands.
     let big = dir.path().join("big-inventory.json");
-    let machines = patchops::inventory::synthetic::synthetic_machines(6_000, 7);
+    let machines = patchops::fixtures::synthetic::synthetic_machines(6_000, 7);
     std::fs::write(&big, serde_json::to_vec(&machines).expect("json")).expect("write");
     assert!(std::fs::metadata(&big).expect("size").len() > 2 << 20);
     let mut import = vec!["inventory", "import", big.to_str().expect("path")];
@@ -1218,7 +1218,7 @@ async fn terminal_escapes_in_status_messages_are_printed_escaped() {
             let out = run_ok(&args, dir.path(), &env);
             for c in out.chars() {
                 assert!(
-                    c == '\n' || !patchops::render::untrusted::is_unsafe(c),
+                    c == '\n' || !patchops::untrusted::is_unsafe(c),
                     "{args:?}: raw {c:?} in:\n{out}"
                 );
             }

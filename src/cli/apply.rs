@@ -188,7 +188,7 @@ async fn acquire_lock(
     actor: &Actor,
     timeout: Duration,
 ) -> Result<ops::lock::Held, OpError> {
-    use crate::render::untrusted::shown;
+    use crate::untrusted::shown;
     use ops::lock::LockEvent;
     ops::lock::acquire_reporting(store, actor, timeout, &|event| match event {
         LockEvent::Waiting(holder) => eprintln!(

@@ -3,8 +3,8 @@ use std::path::PathBuf;
 use super::{block_on, exit, report_error, with_store, Format, StateArgs};
 use crate::dp::library::{Finding, Library};
 use crate::ops::OpError;
-use crate::render::untrusted::shown;
 use crate::render::Style;
+use crate::untrusted::shown;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {

@@ -2,9 +2,9 @@ use super::plan::parse_target;
 use super::{block_on, exit, report_error, with_store, Format, StateArgs};
 use crate::manifest::Kind;
 use crate::ops::{self, Actor, OpError};
-use crate::render::untrusted::shown;
 use crate::render::Style;
 use crate::store::{ApplyRecord, Owner};
+use crate::untrusted::shown;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {

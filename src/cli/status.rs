@@ -7,8 +7,8 @@ use super::{block_on, exit, report_error, with_store, Format, StateArgs};
 use crate::ops::status::{
     self, AdvertisementStatus, DpStatus, MachineStatus, ReconcileView, SiteStatus, UpdatesStatus,
 };
-use crate::render::untrusted::{line, shown};
 use crate::render::Style;
+use crate::untrusted::{line, shown};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {

@@ -5,7 +5,6 @@ mod machine;
 mod problem;
 pub mod property;
 #[doc(hidden)]
-pub mod synthetic;
 mod validation;
 
 pub use import::{

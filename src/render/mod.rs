@@ -3,7 +3,7 @@
 
 pub mod plan;
 pub mod progress;
-pub mod untrusted;
+use crate::untrusted;
 
 use std::sync::Arc;
 

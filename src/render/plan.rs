@@ -8,10 +8,10 @@ use std::fmt::Write as _;
 use serde_json::Value;
 use similar::{ChangeTag, TextDiff};
 
-use super::untrusted::{line, shown};
 use super::Style;
 use crate::plan::{Action, Change, FieldChange};
 use crate::planfile::SavedPlan;
+use crate::untrusted::{line, shown};
 
 /// Dependents listed per change before "and N more".
 const MAX_DEPENDENTS_SHOWN: usize = 5;
