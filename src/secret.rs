@@ -89,9 +89,31 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// `text` with every occurrence of each of `secrets` replaced by `***`: the
+/// last line of defence before a message that may quote a credential (a
+/// proxy's reply, a database driver's error) is logged or shown.
+pub fn scrub(mut text: String, secrets: &[String]) -> String {
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), "***");
+        }
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scrub_replaces_every_occurrence_and_ignores_empty_secrets() {
+        let secrets = ["hunter2".to_owned(), String::new()];
+        assert_eq!(
+            scrub("pw hunter2, again hunter2".into(), &secrets),
+            "pw ***, again ***"
+        );
+        assert_eq!(scrub("nothing here".into(), &secrets), "nothing here");
+    }
 
     #[test]
     fn parses_references_and_hides_values() {

@@ -10,6 +10,8 @@
 //! makes passes through a scrubber that replaces the password and the
 //! header's value with `***`.
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
@@ -175,7 +177,7 @@ impl Fetcher {
                     let password = std::str::from_utf8(password.expose()).map_err(|_| {
                         SyncError::ProxySecret("the proxy password is not valid UTF-8".into())
                     })?;
-                    let token = base64(format!("{user}:{password}").as_bytes());
+                    let token = BASE64.encode(format!("{user}:{password}"));
                     let mut value =
                         reqwest::header::HeaderValue::from_str(&format!("Basic {token}"))
                             .map_err(|_| {
@@ -208,7 +210,7 @@ impl Fetcher {
         secrets.retain(|s| !s.is_empty());
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         let client = builder.build().map_err(|e| SyncError::Client {
-            reason: scrub(error_chain(&e), &secrets),
+            reason: crate::secret::scrub(error_chain(&e), &secrets),
         })?;
         Ok(Fetcher {
             client,
@@ -231,7 +233,7 @@ impl Fetcher {
 
     /// Replaces every secret in `text` with `***`.
     pub fn scrub(&self, text: String) -> String {
-        scrub(text, &self.secrets)
+        crate::secret::scrub(text, &self.secrets)
     }
 
     /// GETs `url` (conditionally when `previous` has validators), trying
@@ -495,55 +497,9 @@ fn io_reason(e: &reqwest::Error) -> Option<String> {
     None
 }
 
-fn scrub(mut text: String, secrets: &[String]) -> String {
-    for s in secrets {
-        if text.contains(s.as_str()) {
-            text = text.replace(s.as_str(), "***");
-        }
-    }
-    text
-}
-
-/// Standard base64 with padding (RFC 4648), for the Basic credentials.
-pub(crate) fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_rfc_4648_vectors() {
-        for (input, expected) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(input.as_bytes()), expected);
-        }
-    }
 
     #[test]
     fn backoff_doubles_is_capped_and_jittered() {

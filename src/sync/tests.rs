@@ -7,9 +7,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use super::fetch::base64;
 use super::*;
 use crate::secret::Secret;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 
 const PASSWORD: &str = "Pr0xy-P4ss-w0rd!";
 
@@ -107,7 +108,7 @@ fn recording() -> (Sleep, Arc<Mutex<Vec<Duration>>>) {
 use super::fetch::Sleep;
 
 fn assert_no_secret(what: &str, e: &SyncError) {
-    let token = base64(format!("svc-sync:{PASSWORD}").as_bytes());
+    let token = BASE64.encode(format!("svc-sync:{PASSWORD}"));
     for text in [e.to_string(), format!("{e:?}")] {
         assert!(!text.contains(PASSWORD), "{what}: password in {text}");
         assert!(!text.contains(&token), "{what}: header in {text}");
@@ -149,7 +150,7 @@ async fn fetches_through_the_proxy_with_credentials_and_conditionally() {
         head.starts_with("GET http://catalog.invalid/mssecure.xml HTTP/1.1\r\n"),
         "{head}"
     );
-    let token = base64(format!("svc-sync:{PASSWORD}").as_bytes());
+    let token = BASE64.encode(format!("svc-sync:{PASSWORD}"));
     assert!(
         head.to_ascii_lowercase().contains(&format!(
             "proxy-authorization: basic {}",
