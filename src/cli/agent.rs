@@ -3,10 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{exit, report_error, Format};
+use super::{exit, input_failure, Format, Outcome};
 use crate::agent::{Agent, AgentConfig, CycleReport};
-use crate::ops::OpError;
-use crate::render::Style;
 use crate::secret::SecretSource;
 
 #[derive(Debug, clap::Args)]
@@ -68,7 +66,7 @@ pub struct Args {
     format: Format,
 }
 
-pub fn run(args: Args, style: Style) -> u8 {
+pub fn run(args: Args) -> Outcome {
     init_logging();
     let format = args.format;
     let once = args.once;
@@ -88,25 +86,17 @@ pub fn run(args: Args, style: Style) -> u8 {
         now: args.now,
         ca_file: args.ca_file,
     };
-    let agent = match Agent::new(config) {
-        Ok(a) => a,
-        Err(e) => {
-            report_error(&OpError::Input(e), style);
-            return exit::FAILED;
-        }
-    };
+    let agent = Agent::new(config).map_err(input_failure)?;
     let emit = move |report: &CycleReport| print_report(report, format);
     if once {
         let mut agent = agent;
         let report = super::block_on(agent.cycle());
         emit(&report);
-        return exit::OK;
+        return Ok(exit::OK);
     }
-    let Some(runtime) = super::server_runtime(style) else {
-        return exit::FAILED;
-    };
+    let runtime = super::server_runtime()?;
     runtime.block_on(agent.run_until(super::shutdown_signal(), emit));
-    exit::OK
+    Ok(exit::OK)
 }
 
 fn print_report(report: &CycleReport, format: Format) {

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::plan::parse_target;
-use super::{block_on, exit, report_error, with_store, StateArgs};
+use super::{block_on, exit, with_store, Outcome, StateArgs};
 use crate::manifest::Kind;
 use crate::ops::{self, Actor, OpError};
 use crate::plan::PlanOptions;
@@ -48,7 +48,7 @@ fn parse_wait(text: &str) -> Result<Duration, String> {
     crate::units::parse_duration(text)
 }
 
-pub fn run(args: Args, style: Style) -> u8 {
+pub fn run(args: Args, style: Style) -> Outcome {
     let actor = Actor::current(std::env::args());
     let outcome = block_on(async {
         let key = args
@@ -62,38 +62,31 @@ pub fn run(args: Args, style: Style) -> u8 {
         })
         .await
     });
-    match outcome {
-        Ok(Some((plan, applied))) => {
-            let plan_updates = &plan.updates;
-            let s = applied.summary;
+    if let Some((plan, applied)) = outcome? {
+        let plan_updates = &plan.updates;
+        let s = applied.summary;
+        println!(
+            "Apply complete: {} added, {} changed, {} destroyed. State serial {}.",
+            s.add, s.change, s.destroy, applied.serial
+        );
+        for u in plan_updates.iter().filter(|u| !u.ready) {
             println!(
-                "Apply complete: {} added, {} changed, {} destroyed. State serial {}.",
-                s.add, s.change, s.destroy, applied.serial
+                "Not distributed: software update package {:?} is not ready: {}.",
+                u.package,
+                u.why.as_deref().unwrap_or("unknown")
             );
-            for u in plan_updates.iter().filter(|u| !u.ready) {
-                println!(
-                    "Not distributed: software update package {:?} is not ready: {}.",
-                    u.package,
-                    u.why.as_deref().unwrap_or("unknown")
-                );
-            }
-            for d in &applied.distributed {
-                println!(
-                    "Distributed {:?} to {}: {} files, {} copied.",
-                    d.package,
-                    d.dp,
-                    d.files_copied,
-                    crate::render::plan::bytes(d.bytes_copied)
-                );
-            }
-            exit::OK
         }
-        Ok(None) => exit::OK,
-        Err(e) => {
-            report_error(&e, style);
-            exit::FAILED
+        for d in &applied.distributed {
+            println!(
+                "Distributed {:?} to {}: {} files, {} copied.",
+                d.package,
+                d.dp,
+                d.files_copied,
+                crate::render::plan::bytes(d.bytes_copied)
+            );
         }
     }
+    Ok(exit::OK)
 }
 
 /// Applies a saved plan, or plans a directory under the lock, shows the plan,

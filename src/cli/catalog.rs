@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::{exit, Format};
+use super::{exit, line_failure, Format, Outcome};
 use crate::applicability::{self, Counts, PatchState, ScanFacts};
 use crate::catalog::{self, Catalog, CatalogDiff, Loaded, Problem, MAX_CATALOG_BYTES};
 
@@ -41,29 +41,20 @@ pub enum Command {
     },
 }
 
-pub fn run(command: Command) -> u8 {
+pub fn run(command: Command) -> Outcome {
     match command {
-        Command::Inspect { file, format } => match load(&file) {
-            Ok(loaded) => {
-                match format {
-                    Format::Json => println!("{}", inspect_json(&file, &loaded)),
-                    Format::Human => print!("{}", inspect_human(&file, &loaded)),
-                }
-                exit::OK
+        Command::Inspect { file, format } => {
+            let loaded = load(&file).map_err(line_failure)?;
+            match format {
+                Format::Json => println!("{}", inspect_json(&file, &loaded)),
+                Format::Human => print!("{}", inspect_human(&file, &loaded)),
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                exit::FAILED
-            }
-        },
+        }
         Command::Diff { old, new, format } => {
-            let (o, n) = match (load(&old), load(&new)) {
-                (Ok(o), Ok(n)) => (o, n),
-                (Err(e), _) | (_, Err(e)) => {
-                    eprintln!("error: {e}");
-                    return exit::FAILED;
-                }
-            };
+            let (o, n) = (
+                load(&old).map_err(line_failure)?,
+                load(&new).map_err(line_failure)?,
+            );
             for (file, l) in [(&old, &o), (&new, &n)] {
                 for p in &l.problems {
                     if p.severity == catalog::ProblemSeverity::Error {
@@ -79,20 +70,14 @@ pub fn run(command: Command) -> u8 {
                 ),
                 Format::Human => print!("{}", diff_human(&d)),
             }
-            exit::OK
         }
         Command::Scan {
             catalog,
             facts,
             format,
         } => {
-            let (loaded, facts) = match (load(&catalog), read_facts(&facts)) {
-                (Ok(l), Ok(f)) => (l, f),
-                (Err(e), _) | (_, Err(e)) => {
-                    eprintln!("error: {e}");
-                    return exit::FAILED;
-                }
-            };
+            let loaded = load(&catalog).map_err(line_failure)?;
+            let facts = read_facts(&facts).map_err(line_failure)?;
             report_bad_bulletins(&catalog, &loaded);
             let now = jiff::Timestamp::now();
             let states = applicability::evaluate(&loaded.catalog, &facts, now);
@@ -100,9 +85,9 @@ pub fn run(command: Command) -> u8 {
                 Format::Json => println!("{}", scan_json(&loaded.catalog, &facts, now, &states)),
                 Format::Human => print!("{}", scan_human(&facts, &states)),
             }
-            exit::OK
         }
     }
+    Ok(exit::OK)
 }
 
 /// Prints the bulletins left out of a catalog (they are not evaluated).

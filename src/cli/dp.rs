@@ -1,9 +1,8 @@
 use std::path::PathBuf;
 
-use super::{block_on, exit, report_error, with_store, Format, StateArgs};
+use super::{block_on, exit, input_failure, with_store, Format, Outcome, StateArgs};
 use crate::dp::library::{Finding, Library};
 use crate::ops::OpError;
-use crate::render::Style;
 use crate::untrusted::shown;
 
 #[derive(Debug, clap::Subcommand)]
@@ -39,21 +38,21 @@ pub enum Command {
     },
 }
 
-pub fn run(command: Command, style: Style) -> u8 {
+pub fn run(command: Command) -> Outcome {
     match command {
         Command::Validate {
             names,
             quick,
             format,
             state,
-        } => validate(&names, !quick, format, &state, style),
+        } => validate(&names, !quick, format, &state),
         Command::Serve {
             dp,
             path,
             listen,
             connections,
             state,
-        } => serve(dp, path, listen, connections.limits(), &state, style),
+        } => serve(dp, path, listen, connections.limits(), &state),
     }
 }
 
@@ -72,22 +71,13 @@ async fn dp_paths(store: &crate::store::Store) -> Result<Vec<(String, String)>, 
     Ok(out)
 }
 
-fn validate(names: &[String], deep: bool, format: Format, state: &StateArgs, style: Style) -> u8 {
-    let dps = match block_on(with_store(state, async |store| dp_paths(store).await)) {
-        Ok(dps) => dps,
-        Err(e) => {
-            report_error(&e, style);
-            return exit::FAILED;
-        }
-    };
-    for name in names {
-        if !dps.iter().any(|(n, _)| n == name) {
-            report_error(
-                &OpError::Input(format!("no distribution point `{name}` in the state")),
-                style,
-            );
-            return exit::FAILED;
-        }
+fn validate(names: &[String], deep: bool, format: Format, state: &StateArgs) -> Outcome {
+    let dps = block_on(with_store(state, async |store| dp_paths(store).await))?;
+    if let Some(name) = names
+        .iter()
+        .find(|name| !dps.iter().any(|(n, _)| n == *name))
+    {
+        return Err(no_such_dp(name));
     }
     let mut report = Vec::new();
     let mut problems = 0;
@@ -95,14 +85,9 @@ fn validate(names: &[String], deep: bool, format: Format, state: &StateArgs, sty
         .iter()
         .filter(|(n, _)| names.is_empty() || names.contains(n))
     {
-        let findings =
-            match Library::open(std::path::Path::new(path)).and_then(|lib| lib.validate(deep)) {
-                Ok(f) => f,
-                Err(e) => {
-                    report_error(&OpError::Input(format!("{name}: {e}")), style);
-                    return exit::FAILED;
-                }
-            };
+        let findings = Library::open(std::path::Path::new(path))
+            .and_then(|lib| lib.validate(deep))
+            .map_err(|e| input_failure(format!("{name}: {e}")))?;
         problems += findings.len();
         report.push((name.clone(), path.clone(), findings));
     }
@@ -114,7 +99,7 @@ fn validate(names: &[String], deep: bool, format: Format, state: &StateArgs, sty
         Format::Human => {
             for (name, path, findings) in &report {
                 if findings.is_empty() {
-                    println!("{name} ({path}): ok");
+                    println!("{} ({}): ok", shown(name), shown(path));
                 }
                 for f in findings {
                     let line = match f {
@@ -129,7 +114,7 @@ fn validate(names: &[String], deep: bool, format: Format, state: &StateArgs, sty
                         // Whoever writes to the DP's share names these files.
                         Finding::Extra { file } => format!("extra: {}", shown(file)),
                     };
-                    println!("{name} ({path}): {line}");
+                    println!("{} ({}): {line}", shown(name), shown(path));
                 }
             }
             if problems > 0 {
@@ -137,11 +122,18 @@ fn validate(names: &[String], deep: bool, format: Format, state: &StateArgs, sty
             }
         }
     }
-    if problems == 0 {
+    Ok(if problems == 0 {
         exit::OK
     } else {
         exit::FAILED
-    }
+    })
+}
+
+fn no_such_dp(name: &str) -> super::Failure {
+    input_failure(format!(
+        "no distribution point `{}` in the state",
+        shown(name)
+    ))
 }
 
 fn serve(
@@ -150,55 +142,31 @@ fn serve(
     listen: std::net::SocketAddr,
     limits: crate::http_server::ConnectionLimits,
     state: &StateArgs,
-    style: Style,
-) -> u8 {
+) -> Outcome {
     let root = match (dp, path) {
         (_, Some(path)) => path,
         (Some(name), None) => {
-            match block_on(with_store(state, async |store| dp_paths(store).await)) {
-                Ok(dps) => match dps.into_iter().find(|(n, _)| *n == name) {
-                    Some((_, p)) => PathBuf::from(p),
-                    None => {
-                        report_error(
-                            &OpError::Input(format!("no distribution point `{name}` in the state")),
-                            style,
-                        );
-                        return exit::FAILED;
-                    }
-                },
-                Err(e) => {
-                    report_error(&e, style);
-                    return exit::FAILED;
-                }
+            let dps = block_on(with_store(state, async |store| dp_paths(store).await))?;
+            match dps.into_iter().find(|(n, _)| *n == name) {
+                Some((_, p)) => PathBuf::from(p),
+                None => return Err(no_such_dp(&name)),
             }
         }
-        (None, None) => {
-            report_error(
-                &OpError::Input("give --dp NAME or --path DIR".into()),
-                style,
-            );
-            return exit::FAILED;
-        }
+        (None, None) => return Err(input_failure("give --dp NAME or --path DIR")),
     };
     let config = crate::dp::serve::ServeConfig {
         root: root.clone(),
         connections: limits,
     };
     let shutdown = super::shutdown_signal();
-    let Some(runtime) = super::server_runtime(style) else {
-        return exit::FAILED;
-    };
-    let result = runtime.block_on(crate::dp::serve::serve(
-        config,
-        listen,
-        |addr| println!("serving {} on http://{addr}", root.display()),
-        shutdown,
-    ));
-    match result {
-        Ok(()) => exit::OK,
-        Err(e) => {
-            report_error(&OpError::Input(e.to_string()), style);
-            exit::FAILED
-        }
-    }
+    let runtime = super::server_runtime()?;
+    runtime
+        .block_on(crate::dp::serve::serve(
+            config,
+            listen,
+            |addr| println!("serving {} on http://{addr}", root.display()),
+            shutdown,
+        ))
+        .map_err(input_failure)?;
+    Ok(exit::OK)
 }

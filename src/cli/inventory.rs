@@ -3,10 +3,10 @@
 
 use std::path::PathBuf;
 
-use super::{block_on, exit, report_error, with_store, Format, StateArgs};
+use super::{block_on, exit, input_failure, with_store, Format, Outcome, StateArgs};
 use crate::inventory::{machine_key, parse_inventory, InventoryFormat};
 use crate::ops::OpError;
-use crate::render::Style;
+use crate::untrusted::shown;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum InventoryCommand {
@@ -50,7 +50,7 @@ pub enum MachineCommand {
     },
 }
 
-pub fn run_inventory(command: InventoryCommand, style: Style) -> u8 {
+pub fn run_inventory(command: InventoryCommand) -> Outcome {
     let (file, format, state) = match command {
         InventoryCommand::Import {
             file,
@@ -63,46 +63,32 @@ pub fn run_inventory(command: InventoryCommand, style: Style) -> u8 {
             batch,
             format,
             state,
-        } => return scan_import(&catalog, &facts, batch as usize, format, &state, style),
+        } => return scan_import(&catalog, &facts, batch as usize, format, &state),
     };
-    let machines = match read(&file) {
-        Ok(m) => m,
-        Err(e) => {
-            report_error(&e, style);
-            return exit::FAILED;
-        }
-    };
-    let result = block_on(with_store(&state, async |store| {
+    let machines = read(&file)?;
+    let records = block_on(with_store(&state, async |store| {
         let now = jiff::Timestamp::now().as_millisecond();
         Ok(store.upsert_machines(&machines, now).await?)
-    }));
-    match result {
-        Ok(records) => {
-            let changed = records.iter().filter(|r| r.changed).count();
-            match format {
-                Format::Json => println!(
-                    "{}",
-                    serde_json::json!({
-                        "file": file.display().to_string(),
-                        "machines": records.len(),
-                        "changed": changed,
-                        "unchanged": records.len() - changed,
-                    })
-                ),
-                Format::Human => println!(
-                    "Imported {} machines from {}: {changed} added or changed, {} unchanged.",
-                    records.len(),
-                    file.display(),
-                    records.len() - changed
-                ),
-            }
-            exit::OK
-        }
-        Err(e) => {
-            report_error(&e, style);
-            exit::FAILED
-        }
+    }))?;
+    let changed = records.iter().filter(|r| r.changed).count();
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({
+                "file": file.display().to_string(),
+                "machines": records.len(),
+                "changed": changed,
+                "unchanged": records.len() - changed,
+            })
+        ),
+        Format::Human => println!(
+            "Imported {} machines from {}: {changed} added or changed, {} unchanged.",
+            records.len(),
+            file.display(),
+            records.len() - changed
+        ),
     }
+    Ok(exit::OK)
 }
 
 fn read(file: &std::path::Path) -> Result<Vec<crate::inventory::Machine>, OpError> {
@@ -118,30 +104,24 @@ fn read(file: &std::path::Path) -> Result<Vec<crate::inventory::Machine>, OpErro
         .map_err(|e| OpError::Input(format!("{}: nothing was imported:\n{e}", file.display())))
 }
 
-pub fn run_machine(command: MachineCommand, style: Style) -> u8 {
+pub fn run_machine(command: MachineCommand) -> Outcome {
     let MachineCommand::Revoke { name, state } = command;
     let key = machine_key(&name);
-    let result = block_on(with_store(&state, async |store| {
+    let revoked = block_on(with_store(&state, async |store| {
         let now = jiff::Timestamp::now().as_millisecond();
         Ok(store.revoke_machine_tokens(&key, now).await?)
-    }));
-    match result {
-        Ok(0) => {
-            report_error(
-                &OpError::Input(format!("{name} has no active token")),
-                style,
-            );
-            exit::FAILED
-        }
-        Ok(n) => {
-            println!("Revoked {n} token(s) of {name}; it must register again.");
-            exit::OK
-        }
-        Err(e) => {
-            report_error(&e, style);
-            exit::FAILED
-        }
+    }))?;
+    if revoked == 0 {
+        return Err(input_failure(format!(
+            "{} has no active token",
+            shown(&name)
+        )));
     }
+    println!(
+        "Revoked {revoked} token(s) of {}; it must register again.",
+        shown(&name)
+    );
+    Ok(exit::OK)
 }
 
 /// The scan-facts files: the file itself, or a directory's `.json`,
@@ -176,89 +156,45 @@ fn scan_import(
     batch: usize,
     format: Format,
     state: &StateArgs,
-    style: Style,
-) -> u8 {
-    use crate::applicability::{Counts, Engine};
-    use crate::store::StoredPatchState;
+) -> Outcome {
+    use crate::ops::scan_import;
 
-    // Everything is read and evaluated before the store is touched: a bad
+    // Everything is read and checked before the store is touched: a bad
     // file imports nothing.
-    let prepared = (|| -> Result<_, OpError> {
-        let loaded = super::catalog::load(catalog).map_err(OpError::Input)?;
-        let mut all = Vec::new();
-        for f in facts_files(facts)? {
-            all.push(super::catalog::read_facts(&f).map_err(OpError::Input)?);
-        }
-        let mut seen = std::collections::HashSet::new();
-        for f in &all {
-            if !seen.insert(machine_key(&f.machine)) {
-                return Err(OpError::Input(format!(
-                    "machine `{}` has more than one scan-facts file",
-                    f.machine
-                )));
-            }
-        }
-        Ok((loaded, all))
-    })();
-    let (loaded, all) = match prepared {
-        Ok(p) => p,
-        Err(e) => {
-            report_error(&e, style);
-            return exit::FAILED;
-        }
-    };
-    super::catalog::report_bad_bulletins(catalog, &loaded);
-    let engine = Engine::new(&loaded.catalog);
-    // Each machine's states of this catalog's scan agent are replaced; a
-    // scan with the other catalog type keeps its own.
-    let agent = crate::applicability::scan_agent(loaded.catalog.kind);
-    let now = jiff::Timestamp::now();
-    let mut counts = Counts::default();
-    let result = block_on(with_store(state, async |store| {
-        let mut written = 0;
-        for chunk in all.chunks(batch) {
-            let mut rows = Vec::new();
-            let mut machines = Vec::with_capacity(chunk.len());
-            for f in chunk {
-                let states = engine.evaluate(f, now);
-                for s in &states {
-                    counts.add(s.status);
-                }
-                rows.extend(states.iter().map(|s| StoredPatchState::of(&f.machine, s)));
-                machines.push(machine_key(&f.machine));
-            }
-            written += store.replace_scan_states(&machines, agent, &rows).await?;
-        }
-        Ok(written)
-    }));
-    match result {
-        Ok(written) => {
-            match format {
-                Format::Json => println!(
-                    "{}",
-                    serde_json::json!({
-                        "catalog": catalog.display().to_string(),
-                        "machines": all.len(),
-                        "states": written,
-                        "counts": counts,
-                    })
-                ),
-                Format::Human => println!(
-                    "Scanned {} machines against {}: {written} patch states stored \
-                     ({} installed, {} missing, {} not applicable, {} unknown).",
-                    all.len(),
-                    catalog.display(),
-                    counts.installed,
-                    counts.missing,
-                    counts.not_applicable,
-                    counts.unknown
-                ),
-            }
-            exit::OK
-        }
-        Err(e) => {
-            report_error(&e, style);
-            exit::FAILED
-        }
+    let loaded = super::catalog::load(catalog).map_err(input_failure)?;
+    let mut all = Vec::new();
+    for f in facts_files(facts)? {
+        all.push(super::catalog::read_facts(&f).map_err(input_failure)?);
     }
+    scan_import::check_distinct(&all)?;
+    super::catalog::report_bad_bulletins(catalog, &loaded);
+    let now = jiff::Timestamp::now();
+    let scan_import::Imported {
+        states: written,
+        counts,
+    } = block_on(with_store(state, async |store| {
+        scan_import::import(store, &loaded.catalog, &all, batch, now).await
+    }))?;
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({
+                "catalog": catalog.display().to_string(),
+                "machines": all.len(),
+                "states": written,
+                "counts": counts,
+            })
+        ),
+        Format::Human => println!(
+            "Scanned {} machines against {}: {written} patch states stored \
+                     ({} installed, {} missing, {} not applicable, {} unknown).",
+            all.len(),
+            catalog.display(),
+            counts.installed,
+            counts.missing,
+            counts.not_applicable,
+            counts.unknown
+        ),
+    }
+    Ok(exit::OK)
 }

@@ -1,6 +1,8 @@
 //! The command line: argument parsing and one thin function per command.
-//! Commands call into the library and map results to exit codes; all
-//! printing happens here and in [`crate::render`].
+//! Each command calls into the library and returns an [`Outcome`]: the exit
+//! code of a command that ran to its end, or the [`Failure`] that stopped
+//! it, which [`main`] reports (once, in one format) and maps to its exit
+//! code.
 
 mod agent;
 mod apply;
@@ -32,6 +34,8 @@ pub mod exit {
     pub const FAILED: u8 = 1;
     /// Wrong usage (clap's own exit code).
     pub const USAGE: u8 = 2;
+    /// `plan --detailed-exitcode`: the plan has changes.
+    pub const CHANGES: u8 = 2;
 }
 
 #[derive(Debug, Parser)]
@@ -205,21 +209,12 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
 }
 
 /// The runtime of a long-running server: every core, unlike the
-/// short-lived commands. None (the error reported) if it cannot start.
-fn server_runtime(style: Style) -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_multi_thread()
+/// short-lived commands.
+fn server_runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(r) => Some(r),
-        Err(e) => {
-            report_error(
-                &crate::ops::OpError::Input(format!("cannot start the async runtime: {e}")),
-                style,
-            );
-            None
-        }
-    }
+        .map_err(|e| input_failure(format!("cannot start the async runtime: {e}")))
 }
 
 /// SIGTERM (service managers) or Ctrl-C.
@@ -254,15 +249,65 @@ async fn with_store<T>(
     result
 }
 
-/// Prints an operation's failure for people, with its help.
-fn report_error(error: &crate::ops::OpError, style: Style) {
-    use crate::diagnostic::Diagnostic;
-    if let crate::ops::OpError::Invalid(report) = error {
-        print!("{}", crate::render::human(report, style));
-        return;
+/// What a command returns: `Ok` with the exit code of a command that ran
+/// to its end ([`exit::OK`]; [`exit::FAILED`] when what it printed is a
+/// failing verdict, such as invalid manifests or a distribution point that
+/// fails validation; 2 for `plan --detailed-exitcode` with changes), or the
+/// [`Failure`] that stopped it.
+type Outcome = Result<u8, Failure>;
+
+/// Why a command could not do its work; [`main`] reports it.
+#[derive(Debug)]
+enum Failure {
+    /// An operation failed (exit code 1).
+    Op(crate::ops::OpError),
+    /// A failure already phrased as a diagnostic (exit code 1).
+    Diagnostic(crate::diagnostic::Diagnostic),
+    /// A failure of the catalog and update tools, printed as one line
+    /// `error: MESSAGE` (their documented form; exit code 1).
+    Line(String),
+    /// Arguments that cannot work together (exit code 2, as clap's own).
+    Usage(String),
+}
+
+impl From<crate::ops::OpError> for Failure {
+    fn from(error: crate::ops::OpError) -> Failure {
+        Failure::Op(error)
     }
-    let d = Diagnostic::error("failed", error.to_string()).with_help_opt(error.help());
-    eprint!("{}", crate::render::one(&d, style));
+}
+
+/// A failure of the command's input (a file it cannot read, a value it
+/// cannot use), described by `message`.
+fn input_failure(message: impl std::fmt::Display) -> Failure {
+    Failure::Op(crate::ops::OpError::Input(message.to_string()))
+}
+
+/// See [`Failure::Line`].
+fn line_failure(message: impl std::fmt::Display) -> Failure {
+    Failure::Line(message.to_string())
+}
+
+/// Prints a failure for people, with its help, and gives its exit code.
+fn report(failure: Failure, style: Style) -> u8 {
+    use crate::diagnostic::Diagnostic;
+    let (diagnostic, code) = match failure {
+        Failure::Op(crate::ops::OpError::Invalid(report)) => {
+            print!("{}", crate::render::human(&report, style));
+            return exit::FAILED;
+        }
+        Failure::Op(error) => (
+            Diagnostic::error("failed", error.to_string()).with_help_opt(error.help()),
+            exit::FAILED,
+        ),
+        Failure::Diagnostic(diagnostic) => (diagnostic, exit::FAILED),
+        Failure::Line(message) => {
+            eprintln!("error: {}", crate::untrusted::text(&message));
+            return exit::FAILED;
+        }
+        Failure::Usage(message) => (Diagnostic::error("usage", message), exit::USAGE),
+    };
+    eprint!("{}", crate::render::one(&diagnostic, style));
+    code
 }
 
 pub fn main() -> ExitCode {
@@ -279,7 +324,7 @@ pub fn main() -> ExitCode {
         }
         Color::Auto => Style::Plain,
     };
-    let code = match cli.command {
+    let outcome = match cli.command {
         Command::Validate {
             dir,
             strict,
@@ -287,23 +332,23 @@ pub fn main() -> ExitCode {
         } => validate::run(&dir, strict, format, style),
         Command::Plan(args) => plan::run(args, style),
         Command::Apply(args) => apply::run(args, style),
-        Command::ForceUnlock { id, state } => state::force_unlock(&id, &state, style),
+        Command::ForceUnlock { id, state } => state::force_unlock(&id, &state),
         Command::History {
             limit,
             format,
             state,
-        } => state::history(limit, format, &state, style),
-        Command::State(command) => state::run(command, style),
-        Command::Dp(command) => dp::run(command, style),
+        } => state::history(limit, format, &state),
+        Command::State(command) => state::run(command),
+        Command::Dp(command) => dp::run(command),
         Command::Catalog(command) => catalog::run(command),
-        Command::Inventory(command) => inventory::run_inventory(command, style),
-        Command::Machine(command) => inventory::run_machine(command, style),
-        Command::Server(args) => server::run(args, style),
-        Command::Status(command) => status::run(command, style),
+        Command::Inventory(command) => inventory::run_inventory(command),
+        Command::Machine(command) => inventory::run_machine(command),
+        Command::Server(args) => server::run(args),
+        Command::Status(command) => status::run(command),
         Command::Sync(args) => sync::run(args, style),
         Command::Updates(command) => updates::run(command),
-        Command::Agent(args) => agent::run(args, style),
-        Command::Schema { out, docs, check } => schema::run(&out, docs.as_deref(), check, style),
+        Command::Agent(args) => agent::run(args),
+        Command::Schema { out, docs, check } => schema::run(&out, docs.as_deref(), check),
     };
-    ExitCode::from(code)
+    ExitCode::from(outcome.unwrap_or_else(|failure| report(failure, style)))
 }

@@ -1,8 +1,8 @@
 use std::path::PathBuf;
 
-use super::{block_on, exit, report_error, with_store, Format, StateArgs};
+use super::{block_on, exit, input_failure, with_store, Format, Outcome, StateArgs};
 use crate::manifest::Kind;
-use crate::ops::{self, OpError};
+use crate::ops;
 use crate::plan::PlanOptions;
 use crate::render::{self, Style};
 use crate::secret::SecretSource;
@@ -49,19 +49,13 @@ pub fn parse_target(text: &str) -> Result<(Kind, String), String> {
     Ok((kind, name.to_string()))
 }
 
-pub fn run(args: Args, style: Style) -> u8 {
-    let key = match args
+pub fn run(args: Args, style: Style) -> Outcome {
+    let key = args
         .sign_key_from
         .as_ref()
         .map(SecretSource::read)
         .transpose()
-    {
-        Ok(key) => key,
-        Err(e) => {
-            report_error(&OpError::Input(e), style);
-            return exit::FAILED;
-        }
-    };
+        .map_err(input_failure)?;
     let request = ops::plan::Request {
         dir: &args.dir,
         options: PlanOptions {
@@ -71,24 +65,13 @@ pub fn run(args: Args, style: Style) -> u8 {
         sign_key: key.as_ref(),
         validate_content: args.validate,
     };
-    let result = block_on(with_store(&args.state, async |store| {
+    let plan = block_on(with_store(&args.state, async |store| {
         ops::plan::make(store, &request).await
-    }));
-    let plan = match result {
-        Ok(plan) => plan,
-        Err(e) => {
-            report_error(&e, style);
-            return exit::FAILED;
-        }
-    };
+    }))?;
     if let Some(out) = &args.out {
-        if let Err(e) = std::fs::write(out, plan.to_json()) {
-            report_error(
-                &OpError::Input(format!("cannot write the plan to {}: {e}", out.display())),
-                style,
-            );
-            return exit::FAILED;
-        }
+        std::fs::write(out, plan.to_json()).map_err(|e| {
+            input_failure(format!("cannot write the plan to {}: {e}", out.display()))
+        })?;
     }
     match args.format {
         Format::Human => {
@@ -103,9 +86,9 @@ pub fn run(args: Args, style: Style) -> u8 {
         }
         Format::Json => print!("{}", plan.to_json()),
     }
-    if args.detailed_exitcode && !plan.is_empty() {
-        2
+    Ok(if args.detailed_exitcode && !plan.is_empty() {
+        exit::CHANGES
     } else {
         exit::OK
-    }
+    })
 }

@@ -1,12 +1,11 @@
 use std::fs;
 use std::path::Path;
 
-use super::exit;
+use super::{exit, Failure, Outcome};
 use crate::diagnostic::Diagnostic;
-use crate::render::{self, Style};
 use crate::schemas;
 
-pub fn run(out: &Path, docs: Option<&Path>, check: bool, style: Style) -> u8 {
+pub fn run(out: &Path, docs: Option<&Path>, check: bool) -> Outcome {
     let files = schemas::files();
     if check {
         let mut stale: Vec<String> = schemas::stale(out, &files)
@@ -26,7 +25,7 @@ pub fn run(out: &Path, docs: Option<&Path>, check: bool, style: Style) -> u8 {
                 out.display(),
                 files.len()
             );
-            return exit::OK;
+            return Ok(exit::OK);
         }
         for name in &stale {
             eprintln!("stale or missing: {}", out.join(name).display());
@@ -35,53 +34,27 @@ pub fn run(out: &Path, docs: Option<&Path>, check: bool, style: Style) -> u8 {
             "run `patchops schema --out {}` and commit the result",
             out.display()
         );
-        return exit::FAILED;
+        return Ok(exit::FAILED);
     }
     if let Err(e) = fs::create_dir_all(out) {
-        eprint!(
-            "{}",
-            render::one(
-                &Diagnostic::error(
-                    "unwritable",
-                    format!("cannot create {}: {e}", out.display())
-                ),
-                style
-            )
-        );
-        return exit::FAILED;
+        return Err(unwritable(format!("cannot create {}: {e}", out.display())));
     }
     for (name, text) in &files {
         let path = out.join(name);
         if let Err(e) = fs::write(&path, text) {
-            eprint!(
-                "{}",
-                render::one(
-                    &Diagnostic::error(
-                        "unwritable",
-                        format!("cannot write {}: {e}", path.display())
-                    ),
-                    style
-                )
-            );
-            return exit::FAILED;
+            return Err(unwritable(format!("cannot write {}: {e}", path.display())));
         }
     }
     if let Some(docs) = docs {
         if let Err(e) = fs::write(docs, schemas::reference_markdown()) {
-            eprint!(
-                "{}",
-                render::one(
-                    &Diagnostic::error(
-                        "unwritable",
-                        format!("cannot write {}: {e}", docs.display())
-                    ),
-                    style
-                )
-            );
-            return exit::FAILED;
+            return Err(unwritable(format!("cannot write {}: {e}", docs.display())));
         }
         println!("wrote the field reference to {}", docs.display());
     }
     println!("wrote {} schemas to {}", files.len(), out.display());
-    exit::OK
+    Ok(exit::OK)
+}
+
+fn unwritable(message: String) -> Failure {
+    Failure::Diagnostic(Diagnostic::error("unwritable", message))
 }

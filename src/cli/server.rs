@@ -4,9 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{exit, report_error, StateArgs};
+use super::{exit, input_failure, Failure, Outcome, StateArgs};
 use crate::ops::OpError;
-use crate::render::Style;
 use crate::secret::SecretSource;
 use crate::server::reconcile::{Drift, ReconcileConfig};
 use crate::server::{serve, ServerConfig};
@@ -116,34 +115,22 @@ fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
     parse_duration(text)
 }
 
-pub fn run(args: Args, style: Style) -> u8 {
+pub fn run(args: Args) -> Outcome {
     init_logging(args.log_format);
-    let secrets = (|| -> Result<_, OpError> {
-        let enroll = args
-            .enroll_secret_from
-            .read()
-            .map_err(|e| OpError::Input(format!("--enroll-secret-from: {e}")))?;
-        let admin = args
-            .admin_token_from
-            .as_ref()
-            .map(|s| s.read())
-            .transpose()
-            .map_err(|e| OpError::Input(format!("--admin-token-from: {e}")))?;
-        Ok((enroll, admin))
-    })();
-    let (enroll_secret, admin_token) = match secrets {
-        Ok(s) => s,
-        Err(e) => {
-            report_error(&e, style);
-            return exit::FAILED;
-        }
-    };
+    let enroll_secret = args
+        .enroll_secret_from
+        .read()
+        .map_err(|e| input_failure(format!("--enroll-secret-from: {e}")))?;
+    let admin_token = args
+        .admin_token_from
+        .as_ref()
+        .map(|s| s.read())
+        .transpose()
+        .map_err(|e| input_failure(format!("--admin-token-from: {e}")))?;
     if args.state.site.is_some() {
-        report_error(
-            &OpError::Input("a server needs its own store: give --state, not --site".into()),
-            style,
-        );
-        return exit::USAGE;
+        return Err(Failure::Usage(
+            "a server needs its own store: give --state, not --site".into(),
+        ));
     }
     let config = ServerConfig {
         listen: args.listen,
@@ -161,10 +148,8 @@ pub fn run(args: Args, style: Style) -> u8 {
             fetch: crate::sync::FetchOptions::default(),
         }),
     };
-    let Some(runtime) = super::server_runtime(style) else {
-        return exit::FAILED;
-    };
-    let result = runtime.block_on(async {
+    let runtime = super::server_runtime()?;
+    runtime.block_on(async {
         let store = args.state.open().await?;
         serve(
             store,
@@ -179,14 +164,8 @@ pub fn run(args: Args, style: Style) -> u8 {
         )
         .await
         .map_err(|e| OpError::Input(e.to_string()))
-    });
-    match result {
-        Ok(()) => exit::OK,
-        Err(e) => {
-            report_error(&e, style);
-            exit::FAILED
-        }
-    }
+    })?;
+    Ok(exit::OK)
 }
 
 fn init_logging(format: LogFormat) {

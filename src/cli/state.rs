@@ -1,8 +1,7 @@
 use super::plan::parse_target;
-use super::{block_on, exit, report_error, with_store, Format, StateArgs};
+use super::{block_on, exit, input_failure, with_store, Format, Outcome, StateArgs};
 use crate::manifest::Kind;
 use crate::ops::{self, Actor, OpError};
-use crate::render::Style;
 use crate::store::{ApplyRecord, Owner};
 use crate::untrusted::shown;
 
@@ -34,13 +33,13 @@ pub enum Command {
     },
 }
 
-pub fn run(command: Command, style: Style) -> u8 {
+pub fn run(command: Command) -> Outcome {
     let url = match &command {
         Command::List { state, .. }
         | Command::Show { state, .. }
         | Command::Unmanage { state, .. } => state.clone(),
     };
-    let result = block_on(with_store(&url, async |store| match command {
+    block_on(with_store(&url, async |store| match command {
         Command::List { format, .. } => {
             let objects = store.objects().await?;
             match format {
@@ -130,14 +129,8 @@ pub fn run(command: Command, style: Style) -> u8 {
             let _ = held.release().await;
             result
         }
-    }));
-    match result {
-        Ok(()) => exit::OK,
-        Err(e) => {
-            report_error(&e, style);
-            exit::FAILED
-        }
-    }
+    }))?;
+    Ok(exit::OK)
 }
 
 fn audit_record(actor: &Actor, serial: i64, what: &str) -> ApplyRecord {
@@ -160,40 +153,24 @@ fn audit_record(actor: &Actor, serial: i64, what: &str) -> ApplyRecord {
     }
 }
 
-pub fn force_unlock(id: &str, state: &StateArgs, style: Style) -> u8 {
-    let result = block_on(with_store(state, async |store| {
+pub fn force_unlock(id: &str, state: &StateArgs) -> Outcome {
+    let released = block_on(with_store(state, async |store| {
         Ok(store.unlock(id).await?)
-    }));
-    match result {
-        Ok(true) => {
-            println!("Released lock {id}.");
-            exit::OK
-        }
-        Ok(false) => {
-            report_error(
-                &OpError::Input(format!("no lock with ID {id} is held")),
-                style,
-            );
-            exit::FAILED
-        }
-        Err(e) => {
-            report_error(&e, style);
-            exit::FAILED
-        }
+    }))?;
+    if !released {
+        return Err(input_failure(format!(
+            "no lock with ID {} is held",
+            shown(id)
+        )));
     }
+    println!("Released lock {}.", shown(id));
+    Ok(exit::OK)
 }
 
-pub fn history(limit: u32, format: Format, state: &StateArgs, style: Style) -> u8 {
-    let result = block_on(with_store(state, async |store| {
+pub fn history(limit: u32, format: Format, state: &StateArgs) -> Outcome {
+    let records = block_on(with_store(state, async |store| {
         Ok(store.history(limit).await?)
-    }));
-    let records = match result {
-        Ok(r) => r,
-        Err(e) => {
-            report_error(&e, style);
-            return exit::FAILED;
-        }
-    };
+    }))?;
     match format {
         Format::Json => {
             let rows: Vec<_> = records
@@ -240,5 +217,5 @@ pub fn history(limit: u32, format: Format, state: &StateArgs, style: Style) -> u
             }
         }
     }
-    exit::OK
+    Ok(exit::OK)
 }

@@ -3,11 +3,10 @@
 
 use std::fmt::Write as _;
 
-use super::{block_on, exit, report_error, with_store, Format, StateArgs};
+use super::{block_on, exit, with_store, Format, Outcome, StateArgs};
 use crate::ops::status::{
     self, AdvertisementStatus, DpStatus, MachineStatus, ReconcileView, SiteStatus, UpdatesStatus,
 };
-use crate::render::Style;
 use crate::untrusted::{line, shown};
 
 #[derive(Debug, clap::Subcommand)]
@@ -74,8 +73,8 @@ pub enum Command {
     },
 }
 
-pub fn run(command: Command, style: Style) -> u8 {
-    let result = match command {
+pub fn run(command: Command) -> Outcome {
+    match command {
         Command::Site { format, state } => {
             block_on(with_store(&state, async |store| status::site(store).await))
                 .map(|s| print_site(&s, format))
@@ -119,14 +118,8 @@ pub fn run(command: Command, style: Style) -> u8 {
             status::updates(store, collection.as_deref()).await
         }))
         .map(|u| print_updates(&u, format, all)),
-    };
-    match result {
-        Ok(()) => exit::OK,
-        Err(e) => {
-            report_error(&e, style);
-            exit::FAILED
-        }
-    }
+    }?;
+    Ok(exit::OK)
 }
 
 fn json<T: serde::Serialize>(value: &T) -> String {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{block_on, exit, report_error, with_store, Format, StateArgs};
+use super::{block_on, exit, with_store, Failure, Format, StateArgs};
 use crate::diagnostic::Diagnostic;
 use crate::ops::OpError;
 use crate::render::{self, Style};
@@ -69,24 +69,20 @@ fn parse_delay(text: &str) -> Result<Duration, String> {
     crate::units::parse_duration(text)
 }
 
-pub fn run(args: Args, style: Style) -> u8 {
+pub fn run(args: Args, style: Style) -> super::Outcome {
     if let Some(Command::Status { format, state }) = args.command {
-        return status(format, &state, style);
+        return status(format, &state);
     }
     let Some(dir) = args.dir.clone() else {
-        eprintln!("error: give the manifests directory: patchops sync DIR");
-        return exit::USAGE;
+        return Err(Failure::Usage(
+            "give the manifests directory: patchops sync DIR".into(),
+        ));
     };
-    let report = match validate_dir(&dir, Options::default()) {
-        Ok(report) => report,
-        Err(d) => {
-            eprint!("{}", render::one(&d, style));
-            return exit::FAILED;
-        }
-    };
+    let report = validate_dir(&dir, Options::default()).map_err(Failure::Diagnostic)?;
     if !report.is_valid() {
+        // The findings go to stderr: stdout is the sync report.
         eprint!("{}", render::human(&report, style));
-        return exit::FAILED;
+        return Ok(exit::FAILED);
     }
     let desired = &report.desired;
     let hosts: Vec<_> = desired
@@ -103,11 +99,11 @@ pub fn run(args: Args, style: Style) -> u8 {
             Some(h) => format!("there is no SyncHost `{h}` in {}", dir.display()),
             None => format!("there is no SyncHost in {}", dir.display()),
         };
-        let d = Diagnostic::error("failed", what).with_help_opt(Some(
-            "declare one (kind: SyncHost) with its catalogs".into(),
+        return Err(Failure::Diagnostic(
+            Diagnostic::error("failed", what).with_help_opt(Some(
+                "declare one (kind: SyncHost) with its catalogs".into(),
+            )),
         ));
-        eprint!("{}", render::one(&d, style));
-        return exit::FAILED;
     }
     let options = FetchOptions {
         connect_timeout: args.connect_timeout,
@@ -116,7 +112,7 @@ pub fn run(args: Args, style: Style) -> u8 {
         base_delay: args.retry_delay,
         ..FetchOptions::default()
     };
-    let result = block_on(with_store(&args.state, async |store| {
+    let all = block_on(with_store(&args.state, async |store| {
         let mut all = Vec::new();
         for host in &hosts {
             // A proxy that cannot be set up fails every catalog of the host.
@@ -138,14 +134,7 @@ pub fn run(args: Args, style: Style) -> u8 {
             all.push((host.name().to_string(), outcomes));
         }
         Ok(all)
-    }));
-    let all = match result {
-        Ok(all) => all,
-        Err(e) => {
-            report_error(&e, style);
-            return exit::FAILED;
-        }
-    };
+    }))?;
     let ok = all.iter().all(|(_, o)| o.iter().all(CatalogOutcome::is_ok));
     match args.format {
         Format::Json => {
@@ -165,11 +154,7 @@ pub fn run(args: Args, style: Style) -> u8 {
             }
         }
     }
-    if ok {
-        exit::OK
-    } else {
-        exit::FAILED
-    }
+    Ok(if ok { exit::OK } else { exit::FAILED })
 }
 
 fn short(sha: &str) -> &str {
@@ -230,8 +215,8 @@ fn human(o: &CatalogOutcome) -> String {
     out
 }
 
-fn status(format: Format, state: &StateArgs, style: Style) -> u8 {
-    let result = block_on(with_store(state, async |store| {
+fn status(format: Format, state: &StateArgs) -> super::Outcome {
+    let rows = block_on(with_store(state, async |store| {
         let statuses = store.sync_status().await?;
         let mut rows = Vec::with_capacity(statuses.len());
         for s in statuses {
@@ -239,14 +224,7 @@ fn status(format: Format, state: &StateArgs, style: Style) -> u8 {
             rows.push((s, latest));
         }
         Ok(rows)
-    }));
-    let rows = match result {
-        Ok(rows) => rows,
-        Err(e) => {
-            report_error(&e, style);
-            return exit::FAILED;
-        }
-    };
+    }))?;
     match format {
         Format::Json => {
             let doc: Vec<_> = rows
@@ -310,5 +288,5 @@ fn status(format: Format, state: &StateArgs, style: Style) -> u8 {
             }
         }
     }
-    exit::OK
+    Ok(exit::OK)
 }

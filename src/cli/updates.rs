@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use super::{block_on, exit, with_store, Format, StateArgs};
+use super::{block_on, exit, line_failure, with_store, Format, Outcome, StateArgs};
 use crate::supdate::download::{self, DownloadOptions, Event, MIRROR_ENV};
 use crate::validate::{validate_dir, Options};
 
@@ -44,7 +44,7 @@ pub enum Command {
     },
 }
 
-pub fn run(command: Command) -> u8 {
+pub fn run(command: Command) -> Outcome {
     match command {
         Command::Download {
             dir,
@@ -61,7 +61,7 @@ pub fn run(command: Command) -> u8 {
     }
 }
 
-fn verify(file: &std::path::Path, trusted: &std::path::Path, format: Format) -> u8 {
+fn verify(file: &std::path::Path, trusted: &std::path::Path, format: Format) -> Outcome {
     use crate::supdate::readiness::read_file;
     let trust = std::fs::read(trusted)
         .map_err(|e| format!("{}: {e}", trusted.display()))
@@ -69,20 +69,9 @@ fn verify(file: &std::path::Path, trusted: &std::path::Path, format: Format) -> 
             crate::authenticode::TrustStore::from_pem(&b)
                 .map_err(|e| format!("{}: {e}", trusted.display()))
         });
-    let trust = match trust {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: --trusted {e}");
-            return exit::FAILED;
-        }
-    };
-    let bytes = match read_file(file) {
-        Ok((_, _, b)) => b,
-        Err(e) => {
-            eprintln!("error: {}: {e}", file.display());
-            return exit::FAILED;
-        }
-    };
+    let trust = trust.map_err(|e| line_failure(format!("--trusted {e}")))?;
+    let (_, _, bytes) =
+        read_file(file).map_err(|e| line_failure(format!("{}: {e}", file.display())))?;
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -121,11 +110,11 @@ fn verify(file: &std::path::Path, trusted: &std::path::Path, format: Format) -> 
             Err(why) => println!("{}: not accepted: {why}", file.display()),
         },
     }
-    if outcome.is_ok() {
+    Ok(if outcome.is_ok() {
         exit::OK
     } else {
         exit::FAILED
-    }
+    })
 }
 
 fn download(
@@ -134,21 +123,14 @@ fn download(
     mirror: Option<String>,
     format: Format,
     state: StateArgs,
-) -> u8 {
-    let report = match validate_dir(&dir, Options::default()) {
-        Ok(r) => r,
-        Err(d) => {
-            eprintln!("error: {}", d.message);
-            return exit::FAILED;
-        }
-    };
+) -> Outcome {
+    let report = validate_dir(&dir, Options::default()).map_err(|d| line_failure(d.message))?;
     if !report.is_valid() {
-        eprintln!(
-            "error: the manifests in {} are not valid ({} errors): run `patchops validate` first",
+        return Err(line_failure(format!(
+            "the manifests in {} are not valid ({} errors): run `patchops validate` first",
             dir.display(),
             report.errors()
-        );
-        return exit::FAILED;
+        )));
     }
     let terminal = std::io::stderr().is_terminal();
     let progress = |e: Event<'_>| match e {
@@ -184,13 +166,7 @@ fn download(
         };
         download::download(&dir, desired, &options, &missing, &progress).await
     });
-    let readiness = match outcome {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::FAILED;
-        }
-    };
+    let readiness = outcome.map_err(line_failure)?;
     match format {
         Format::Json => println!(
             "{}",
@@ -222,9 +198,9 @@ fn download(
             }
         }
     }
-    if readiness.iter().all(|r| r.ready) {
+    Ok(if readiness.iter().all(|r| r.ready) {
         exit::OK
     } else {
         exit::FAILED
-    }
+    })
 }

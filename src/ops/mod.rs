@@ -7,6 +7,7 @@ pub mod distribute;
 pub mod impact;
 pub mod lock;
 pub mod plan;
+pub mod scan_import;
 pub mod status;
 
 use crate::plan::Refusal;
