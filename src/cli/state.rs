@@ -197,7 +197,7 @@ pub fn history(limit: u32, format: Format, state: &StateArgs) -> Outcome {
                 let commit = r
                     .commit
                     .as_deref()
-                    .map(|c| c.get(..12).unwrap_or(c))
+                    .map(crate::render::short_hash)
                     .unwrap_or("-");
                 let dirty = if r.dirty { " (dirty)" } else { "" };
                 // Actor, host and command line come from whoever applied:

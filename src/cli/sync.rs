@@ -8,7 +8,7 @@ use crate::diagnostic::Diagnostic;
 use crate::ops::OpError;
 use crate::render::{self, Style};
 use crate::store::rfc3339_from_epoch_ms;
-use crate::sync::{self, CatalogOutcome, FetchOptions, Outcome, SyncOptions};
+use crate::sync::{self, CatalogOutcome, FetchOptions, SyncOptions};
 use crate::validate::{validate_dir, Options};
 
 #[derive(Debug, clap::Args)]
@@ -149,70 +149,12 @@ pub fn run(args: Args, style: Style) -> super::Outcome {
             for (name, outcomes) in &all {
                 println!("sync host {name}: {} catalog(s)", outcomes.len());
                 for o in outcomes {
-                    print!("{}", human(o));
+                    print!("{}", render::sync::catalog_outcome(o));
                 }
             }
         }
     }
     Ok(if ok { exit::OK } else { exit::FAILED })
-}
-
-fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(12)]
-}
-
-fn human(o: &CatalogOutcome) -> String {
-    let mut out = format!("  {} {} (package {}): ", o.kind, o.url, o.package);
-    let next = rfc3339_from_epoch_ms(o.next_attempt_ms);
-    match &o.outcome {
-        Outcome::Unchanged { sha256, restored } => {
-            out.push_str(&format!("unchanged (sha256 {})", short(sha256)));
-            if *restored {
-                out.push_str("; the file in the package source was written again");
-            }
-            out.push('\n');
-        }
-        Outcome::Updated {
-            version_id,
-            sha256,
-            size,
-            path,
-            summary,
-            diff,
-        } => {
-            out.push_str(&format!(
-                "new version {version_id} (sha256 {}, {size} bytes) written to {path}\n",
-                short(sha256)
-            ));
-            let lines: Vec<&str> = if diff.trim().is_empty() {
-                summary.lines().collect()
-            } else {
-                diff.lines().collect()
-            };
-            for line in lines.iter().take(20) {
-                out.push_str(&format!("      {line}\n"));
-            }
-            if lines.len() > 20 {
-                out.push_str(&format!("      … and {} more lines\n", lines.len() - 20));
-            }
-        }
-        Outcome::Refused { error, help } => {
-            out.push_str(&format!("refused: {error}\n"));
-            if let Some(h) = help {
-                out.push_str(&format!("      help: {h}\n"));
-            }
-        }
-        Outcome::Failed { error, help } => {
-            out.push_str(&format!(
-                "failed: {error}\n      {} failure(s) in a row; next attempt at {next}\n",
-                o.consecutive_failures
-            ));
-            if let Some(h) = help {
-                out.push_str(&format!("      help: {h}\n"));
-            }
-        }
-    }
-    out
 }
 
 fn status(format: Format, state: &StateArgs) -> super::Outcome {
@@ -280,7 +222,7 @@ fn status(format: Format, state: &StateArgs) -> super::Outcome {
                     println!(
                         "  version      {} (sha256 {}, {} bytes, fetched {})",
                         v.id.unwrap_or_default(),
-                        short(&v.sha256),
+                        render::short_hash(&v.sha256),
                         v.size,
                         rfc3339_from_epoch_ms(v.fetched_ms)
                     );

@@ -1,8 +1,11 @@
 //! Output for people and for tools, over the same results: diagnostics
 //! with source snippets (miette) or as JSON with a stable shape.
 
+pub mod catalog;
 pub mod plan;
 pub mod progress;
+pub mod status;
+pub mod sync;
 use crate::untrusted;
 
 use std::sync::Arc;
@@ -15,6 +18,14 @@ use serde::Serialize;
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::load::SourceFile;
 use crate::validate::Report;
+
+/// The first 12 characters of a commit or a content hash: enough to tell
+/// versions apart in a report.
+pub fn short_hash(hash: &str) -> &str {
+    hash.char_indices()
+        .nth(12)
+        .map_or(hash, |(end, _)| &hash[..end])
+}
 
 /// How diagnostics are drawn for people.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,4 +240,14 @@ pub fn json(report: &Report) -> String {
 /// A single diagnostic for the CLI's own failures (no report).
 pub fn one(d: &Diagnostic, style: Style) -> String {
     render_one(&handler(style), d, &[])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn short_hash_keeps_twelve_characters_and_never_splits_one() {
+        assert_eq!(super::short_hash("0123456789abcdef"), "0123456789ab");
+        assert_eq!(super::short_hash("abc"), "abc");
+        assert_eq!(super::short_hash(&"é".repeat(20)), "é".repeat(12));
+    }
 }

@@ -46,8 +46,8 @@ pub fn human(plan: &SavedPlan, style: Style) -> String {
     let p = Paint(style);
     let mut out = String::new();
     let revision = match (&plan.source.revision.commit, plan.source.revision.dirty) {
-        (Some(c), Some(true)) => format!(" @ {} (uncommitted changes)", &c[..c.len().min(12)]),
-        (Some(c), _) => format!(" @ {}", &c[..c.len().min(12)]),
+        (Some(c), Some(true)) => format!(" @ {} (uncommitted changes)", super::short_hash(c)),
+        (Some(c), _) => format!(" @ {}", super::short_hash(c)),
         (None, _) => " (not in git)".to_string(),
     };
     let _ = writeln!(
@@ -94,7 +94,7 @@ pub fn human(plan: &SavedPlan, style: Style) -> String {
                 d.files_to_copy,
                 bytes(d.bytes_to_copy),
                 shown(&d.reason),
-                shown(d.content.version.get(..12).unwrap_or(&d.content.version))
+                shown(super::short_hash(&d.content.version))
             );
         }
         out.push('\n');
