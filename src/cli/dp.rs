@@ -2,7 +2,6 @@ use std::path::PathBuf;
 
 use super::{block_on, exit, input_failure, with_store, Format, Outcome, StateArgs};
 use crate::dp::library::{Finding, Library};
-use crate::ops::OpError;
 use crate::untrusted::shown;
 
 #[derive(Debug, clap::Subcommand)]
@@ -56,23 +55,10 @@ pub fn run(command: Command) -> Outcome {
     }
 }
 
-/// Name → library path of every distribution point in the state.
-async fn dp_paths(store: &crate::store::Store) -> Result<Vec<(String, String)>, OpError> {
-    let mut out = Vec::new();
-    for o in store.objects().await? {
-        if o.kind != "DistributionPoint" {
-            continue;
-        }
-        let spec: serde_json::Value = serde_json::from_str(&o.spec).unwrap_or_default();
-        if let Some(path) = spec["path"].as_str() {
-            out.push((o.name.clone(), path.to_string()));
-        }
-    }
-    Ok(out)
-}
-
 fn validate(names: &[String], deep: bool, format: Format, state: &StateArgs) -> Outcome {
-    let dps = block_on(with_store(state, async |store| dp_paths(store).await))?;
+    let dps = block_on(with_store(state, async |store| {
+        crate::ops::state::dp_library_paths(store).await
+    }))?;
     if let Some(name) = names
         .iter()
         .find(|name| !dps.iter().any(|(n, _)| n == *name))
@@ -146,7 +132,9 @@ fn serve(
     let root = match (dp, path) {
         (_, Some(path)) => path,
         (Some(name), None) => {
-            let dps = block_on(with_store(state, async |store| dp_paths(store).await))?;
+            let dps = block_on(with_store(state, async |store| {
+                crate::ops::state::dp_library_paths(store).await
+            }))?;
             match dps.into_iter().find(|(n, _)| *n == name) {
                 Some((_, p)) => PathBuf::from(p),
                 None => return Err(no_such_dp(&name)),

@@ -2,7 +2,7 @@ use super::plan::parse_target;
 use super::{block_on, exit, input_failure, with_store, Format, Outcome, StateArgs};
 use crate::manifest::Kind;
 use crate::ops::{self, Actor, OpError};
-use crate::store::{ApplyRecord, Owner};
+use crate::store::Owner;
 use crate::untrusted::shown;
 
 #[derive(Debug, clap::Subcommand)]
@@ -106,51 +106,16 @@ pub fn run(command: Command) -> Outcome {
             state: _,
         } => {
             let actor = Actor::current(std::env::args());
-            let held = ops::lock::acquire(store, &actor, std::time::Duration::ZERO).await?;
-            let info = store.info().await;
-            let result = async {
-                let info = info?;
-                let record = audit_record(
-                    &actor,
-                    info.serial + 1,
-                    &format!("state unmanage {kind}/{name}"),
-                );
-                if store
-                    .set_owner(kind.as_str(), &name, Owner::Unmanaged, &record)
-                    .await?
-                {
-                    println!("{kind}/{name} is no longer managed by patchops.");
-                    Ok(())
-                } else {
-                    Err(OpError::Input(format!("no {kind}/{name} in the state")))
-                }
-            }
-            .await;
-            let _ = held.release().await;
-            result
+            ops::state::unmanage(store, &actor, kind, &name).await?;
+            println!(
+                "{}/{} is no longer managed by patchops.",
+                kind,
+                shown(&name)
+            );
+            Ok(())
         }
     }))?;
     Ok(exit::OK)
-}
-
-fn audit_record(actor: &Actor, serial: i64, what: &str) -> ApplyRecord {
-    let now = ops::apply::now();
-    ApplyRecord {
-        id: None,
-        serial,
-        started_at: now.clone(),
-        finished_at: now,
-        actor: actor.name.clone(),
-        host: actor.host.clone(),
-        command: what.to_string(),
-        commit: None,
-        dirty: false,
-        plan_hash: String::new(),
-        added: 0,
-        changed: 1,
-        destroyed: 0,
-        changes: "[]".into(),
-    }
 }
 
 pub fn force_unlock(id: &str, state: &StateArgs) -> Outcome {

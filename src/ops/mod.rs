@@ -8,6 +8,7 @@ pub mod impact;
 pub mod lock;
 pub mod plan;
 pub mod scan_import;
+pub mod state;
 pub mod status;
 
 use crate::plan::Refusal;
