@@ -72,7 +72,7 @@ async fn store_call(
             changes,
             record,
         } => {
-            let _writer = state.writer.lock().await;
+            let _writer = state.index.writer().await;
             reply(
                 store
                     .commit(expected_serial, site.as_deref(), &changes, &record)
@@ -85,7 +85,10 @@ async fn store_call(
             name,
             owner,
             record,
-        } => reply(store.set_owner(&kind, &name, owner, &record).await),
+        } => {
+            let _writer = state.index.writer().await;
+            reply(store.set_owner(&kind, &name, owner, &record).await)
+        }
         Call::TryLock { request } => reply(store.try_lock(&LockRequest::from(request)).await),
         Call::TakeOverLock {
             previous_id,
@@ -114,7 +117,7 @@ async fn store_call(
                     )));
                 }
             }
-            let _writer = state.writer.lock().await;
+            let _writer = state.index.writer().await;
             reply(store.upsert_machines(&machines, now_ms()).await)
         }
         Call::Policy { machine_id } => reply(store.policy(machine_id).await),
@@ -135,7 +138,7 @@ async fn store_call(
                     return Err(ApiError::bad_request(format!("rows[{i}]: {e}")));
                 }
             }
-            let _writer = state.writer.lock().await;
+            let _writer = state.index.writer().await;
             let written = match scan_agent.as_deref() {
                 Some(agent) => store.replace_scan_states(&machines, agent, &rows).await,
                 None => store.replace_patch_states(&machines, &rows).await,

@@ -418,7 +418,7 @@ async fn patch_states(
     }
     let rows = report.rows(&caller, scan_time);
     let stored = {
-        let _writer = state.writer.lock().await;
+        let _writer = state.index.writer().await;
         state
             .store
             .replace_scan_states(std::slice::from_ref(&caller), &report.scan_agent, &rows)

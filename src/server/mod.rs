@@ -10,6 +10,7 @@
 mod admin;
 mod api;
 mod http_error;
+mod index_lock;
 pub mod metrics;
 mod openapi;
 pub mod reconcile;
@@ -20,9 +21,10 @@ mod tokens;
 pub mod validation;
 mod writes;
 
+use index_lock::IndexLock;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::plan::applied_site;
@@ -68,10 +70,8 @@ pub enum ServerError {
 /// Everything the handlers share.
 pub struct AppState {
     pub store: Store,
-    pub index: RwLock<SiteIndex>,
-    /// Serializes changes to the index with rebuilds, so that no inventory
-    /// update is applied to an index that is about to be replaced.
-    pub writer: tokio::sync::Mutex<()>,
+    /// The index, changed only through its writer guard (`index_lock`).
+    pub index: IndexLock,
     pub enroll_secret: Secret,
     pub admin_token: Option<Secret>,
     pub tokens: tokens::TokenCache,
@@ -129,8 +129,7 @@ pub async fn serve(
     let (writes, queued) = writes::queue();
     let state = Arc::new(AppState {
         store,
-        index: RwLock::new(index),
-        writer: tokio::sync::Mutex::new(()),
+        index: IndexLock::new(index),
         enroll_secret: config.enroll_secret,
         admin_token: config.admin_token,
         tokens: tokens::TokenCache::new(config.token_cache_ttl),
@@ -145,7 +144,7 @@ pub async fn serve(
             .map(|_| Arc::new(reconcile::Status::default())),
         writes,
     });
-    let writer = tokio::spawn(writes::run(state.clone(), queued));
+    let group_writes = tokio::spawn(writes::run(state.clone(), queued));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| ServerError::Bind {
@@ -197,7 +196,7 @@ pub async fn serve(
     }
     refresher.abort();
     // Every request has been answered: no write is waiting.
-    writer.abort();
+    group_writes.abort();
     state.store.close().await;
     tracing::info!("stopped");
     result
@@ -236,7 +235,7 @@ async fn refresh_loop(state: Arc<AppState>, every: Duration) {
         // record their version after their commit, holding it, so a write
         // in between cannot pass for someone else's (and cost a reload).
         let (inventory, known) = {
-            let _writer = state.writer.lock().await;
+            let _writer = state.index.writer().await;
             let inventory = state.store.inventory_version().await.ok();
             let known = state.known_inventory.lock().map(|k| *k).unwrap_or(None);
             (inventory, known)
@@ -253,11 +252,10 @@ async fn refresh_loop(state: Arc<AppState>, every: Duration) {
 
 /// Runs the collections' evaluation schedules that are due.
 async fn evaluate_scheduled(state: &AppState) {
-    let _writer = state.writer.lock().await;
+    let writer = state.index.writer().await;
     let started = std::time::Instant::now();
-    let result = state
-        .index
-        .write()
+    let result = writer
+        .index()
         .map(|mut index| index.evaluate_due(started))
         .ok();
     let Some((evaluated, changed)) = result else {
@@ -285,7 +283,7 @@ async fn evaluate_scheduled(state: &AppState) {
 
 /// Rebuilds the index from the store and swaps it in.
 pub async fn rebuild(state: &AppState) -> Result<(), ServerError> {
-    let _writer = state.writer.lock().await;
+    let writer = state.index.writer().await;
     let started = std::time::Instant::now();
     let inventory = state.store.inventory_version().await?;
     let (index, changed) = load_index(&state.store).await?;
@@ -307,7 +305,7 @@ pub async fn rebuild(state: &AppState) -> Result<(), ServerError> {
         ms = started.elapsed().as_millis() as u64,
         "site reloaded"
     );
-    if let Ok(mut current) = state.index.write() {
+    if let Ok(mut current) = writer.index() {
         *current = index;
     }
     Ok(())

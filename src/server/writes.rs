@@ -18,6 +18,7 @@
 //! in one group (two reports in flight for one machine) is written in two
 //! steps, in the order received.
 
+use super::index_lock::IndexWriter;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -259,13 +260,13 @@ impl Group {
 /// index as it goes.
 async fn store_group(state: &AppState, group: &mut Group) -> Result<(), StoreError> {
     // Changes to the index are serialized with rebuilds.
-    let _writer = if group.touches_index() {
-        Some(state.writer.lock().await)
+    let writer = if group.touches_index() {
+        Some(state.index.writer().await)
     } else {
         None
     };
     let mut tx = state.store.begin_writes().await?;
-    let written = write_group(state, &mut tx, group).await;
+    let written = write_group(state, &mut tx, group, writer.as_ref()).await;
     let stored = match written {
         Ok(stored) => tx.commit().await.map(|()| stored),
         Err(e) => {
@@ -288,12 +289,13 @@ async fn store_group(state: &AppState, group: &mut Group) -> Result<(), StoreErr
 }
 
 /// The writes of [`store_group`] inside its transaction: the inventory
-/// version they leave (when they change the index) and the machines
-/// registered.
+/// version they leave (when they change the index, which they do only
+/// holding `writer`) and the machines registered.
 async fn write_group(
     state: &AppState,
     tx: &mut crate::store::WriteTx<'_>,
     group: &mut Group,
+    writer: Option<&IndexWriter<'_>>,
 ) -> Result<(Option<i64>, HashSet<String>), StoreError> {
     let now = now_ms();
     if !group.statuses.is_empty() {
@@ -301,9 +303,12 @@ async fn write_group(
             group.statuses.iter().map(|(m, _)| m.as_slice()).collect();
         group.stored = tx.insert_status_batches(&batches).await?;
     }
-    let mut machines: Vec<Machine> = Vec::new();
     let mut policies = Vec::new();
     let mut registered = HashSet::new();
+    let Some(writer) = writer else {
+        return Ok((None, registered));
+    };
+    let mut machines: Vec<Machine> = Vec::new();
     refuse_enrolled(tx, group).await?;
     if !group.registrations.is_empty() {
         let tokens: Vec<(String, String)> = group
@@ -312,7 +317,7 @@ async fn write_group(
             .map(|(machine, hash, _)| (machine.key(), hash.clone()))
             .collect();
         tx.issue_machine_tokens(&tokens, now).await?;
-        policies.extend(index_registered(state, tx, group, &mut machines).await?);
+        policies.extend(index_registered(state, writer, tx, group, &mut machines).await?);
         registered.extend(tokens.into_iter().map(|(key, _)| key));
     }
     machines.extend(group.inventories.iter().map(|(m, _)| m.clone()));
@@ -324,13 +329,9 @@ async fn write_group(
             .partition(|machine| seen.insert(machine.key()));
         machines = later;
         let records = tx.upsert_machines(&step, now).await?;
-        policies.extend(index_machines(state, &records, step)?);
+        policies.extend(index_machines(state, writer, &records, step)?);
     }
-    let version = if group.touches_index() {
-        Some(tx.inventory_version().await?)
-    } else {
-        None
-    };
+    let version = Some(tx.inventory_version().await?);
     if !policies.is_empty() {
         // A machine changed in two steps has its last policy stored.
         let mut last = std::collections::HashMap::with_capacity(policies.len());
@@ -392,6 +393,7 @@ fn enrolled_already(machine: &Machine) -> ApiError {
 /// name alone. The policies that changed.
 async fn index_registered(
     state: &AppState,
+    writer: &IndexWriter<'_>,
     tx: &mut crate::store::WriteTx<'_>,
     group: &Group,
     new: &mut Vec<Machine>,
@@ -420,7 +422,7 @@ async fn index_registered(
             None => new.push(machine),
         }
     }
-    index_machines(state, &records, stored)
+    index_machines(state, writer, &records, stored)
 }
 
 /// Updates the machines' memberships and policies in the index, one
@@ -428,6 +430,7 @@ async fn index_registered(
 /// that changed.
 fn index_machines(
     state: &AppState,
+    writer: &IndexWriter<'_>,
     records: &[MachineRecord],
     machines: Vec<Machine>,
 ) -> Result<Vec<crate::store::StoredPolicy>, StoreError> {
@@ -441,9 +444,8 @@ fn index_machines(
     let mut policies = Vec::new();
     for (record, machine) in records.iter().zip(machines) {
         let started = Instant::now();
-        let changed = state
-            .index
-            .write()
+        let changed = writer
+            .index()
             .ok()
             .and_then(|mut index| index.machine_changed(record.id, machine));
         state.metrics.machine_evaluation.observe(started.elapsed());
@@ -469,11 +471,12 @@ fn fail_all(error: ApiError, replies: impl Iterator<Item = Reply>) {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicBool;
-    use std::sync::{Arc, RwLock};
+    use std::sync::Arc;
     use std::time::Duration;
 
     use super::*;
     use crate::secret::Secret;
+    use crate::server::index_lock::IndexLock;
     use crate::server::{load_index, metrics, tokens};
     use crate::store::Store;
 
@@ -482,8 +485,7 @@ mod tests {
         let (index, _) = load_index(&store).await.expect("index");
         Arc::new(AppState {
             store,
-            index: RwLock::new(index),
-            writer: tokio::sync::Mutex::new(()),
+            index: IndexLock::new(index),
             enroll_secret: Secret::new(b"enroll".to_vec()),
             admin_token: None,
             tokens: tokens::TokenCache::new(Duration::from_secs(60)),
