@@ -26,7 +26,7 @@
 //! symlink anywhere below the root), it is a regular file, and (on Linux) the
 //! opened descriptor still resolves to that path.
 //!
-//! File bodies are streamed from disk in 256 KiB chunks; single byte ranges,
+//! File bodies are streamed from disk in 1 MiB chunks (`CHUNK`); single byte ranges,
 //! `If-None-Match` and `If-Range` are supported.
 
 use std::future::Future;
