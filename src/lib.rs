@@ -17,6 +17,7 @@ pub mod diagnostic;
 pub mod dp;
 pub mod eval;
 pub mod excerpt;
+#[cfg(any(test, feature = "testing"))]
 pub mod fixtures;
 pub mod git;
 pub mod host;

@@ -4,7 +4,7 @@ mod import;
 mod machine;
 mod problem;
 pub mod property;
-#[doc(hidden)]
+#[cfg(any(test, feature = "testing"))]
 pub mod synthetic;
 mod validation;
 

@@ -28,7 +28,7 @@
 mod postgres;
 pub mod remote;
 mod sqlite;
-#[doc(hidden)]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 #[cfg(test)]
 mod tests;
