@@ -426,7 +426,7 @@ async fn step(
     // A git remote's password never reaches a log, /healthz or the store.
     let outcome = match (outcome, &config.git_pull) {
         (Err(Failure::Failed(m)), Some(url)) => {
-            Err(Failure::Failed(crate::store::scrub_url_secrets(m, url)))
+            Err(Failure::Failed(crate::secret::scrub_url_password(m, url)))
         }
         (outcome, _) => outcome,
     };
@@ -769,7 +769,7 @@ mod tests {
         let message =
             "git clone: fatal: unable to access 'https://bob:s3cr%40t@git.example/site.git/': \
                        could not resolve host; s3cr@t";
-        let scrubbed = crate::store::scrub_url_secrets(message.to_string(), url);
+        let scrubbed = crate::secret::scrub_url_password(message.to_string(), url);
         assert!(!scrubbed.contains("s3cr"), "{scrubbed}");
         assert!(scrubbed.contains("bob:***@git.example"), "{scrubbed}");
     }

@@ -43,6 +43,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::{machine_key, Machine};
+use crate::secret;
 pub(crate) use transaction::TokenIssue;
 pub use transaction::WriteTx;
 
@@ -738,9 +739,9 @@ impl Store {
     /// - `postgres://…` / `postgresql://…`: the database must exist; the tables
     ///   are made in its current schema.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        let display_url = display_url_of(url);
-        let secrets = secrets_of(url);
-        let scrub = |s: String| scrub_secrets(s, &secrets);
+        let display_url = secret::display_url(url);
+        let secrets = secret::url_passwords(url);
+        let scrub = |s: String| secret::scrub(s, &secrets);
         let lower = url.to_ascii_lowercase();
         // Exactly `sqlite:`, as sqlx reads it; PostgreSQL schemes in any case.
         let opened = if url.starts_with("sqlite:") {
@@ -1503,7 +1504,7 @@ impl Store {
                 "{url}: `{op}` is not available through a site server; use --state"
             )),
         };
-        scrub_error(e, &|s| scrub_secrets(s, &self.inner.secrets))
+        scrub_error(e, &|s| secret::scrub(s, &self.inner.secrets))
     }
 }
 
@@ -1807,145 +1808,16 @@ pub(crate) fn version_i64(v: u64) -> i64 {
 }
 
 /// Epoch milliseconds as RFC 3339 UTC text, to the second
-/// (`2026-03-21T09:30:00Z`).
+/// (`2026-03-21T09:30:00Z`); instants beyond what a calendar date can say
+/// are clamped to the first or last one.
 pub fn rfc3339_from_epoch_ms(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
-}
-
-/// Howard Hinnant's days-from-civil inverse: days since 1970-01-01 to
-/// (year, month, day) in the proleptic Gregorian calendar.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days.saturating_add(719_468);
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe.saturating_add(era.saturating_mul(400));
-    (if m <= 2 { y.saturating_add(1) } else { y }, m, d)
-}
-
-/// Whether a URL may carry credentials: anything but SQLite (whose paths
-/// are shown as given, even when they hold `:` or `@`).
-fn may_hold_credentials(url: &str) -> bool {
-    !url.trim_start().to_ascii_lowercase().starts_with("sqlite:")
-}
-
-/// Splits `scheme://userinfo@host/path?query` into (`scheme://`, userinfo,
-/// host-and-rest). Userinfo runs to the last `@` so that an unencoded `@`,
-/// `/` or `?` in a password is still taken as part of it (when in doubt,
-/// more is hidden, never less).
-fn split_userinfo(url: &str) -> Option<(&str, &str, &str)> {
-    let start = url.find("://")? + 3;
-    let rest = &url[start..];
-    let at = rest.rfind('@')?;
-    Some((&url[..start], &rest[..at], &rest[at + 1..]))
-}
-
-/// The URL with any password (in the userinfo or a `password=` parameter)
-/// replaced by `***`. SQLite URLs are shown as given.
-pub fn display_url_of(url: &str) -> String {
-    if !may_hold_credentials(url) {
-        return url.to_string();
-    }
-    let masked = match split_userinfo(url) {
-        Some((scheme, userinfo, rest)) => match userinfo.find(':') {
-            Some(c) => format!("{scheme}{}:***@{rest}", &userinfo[..c]),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    };
-    mask_password_param(&masked)
-}
-
-fn mask_password_param(url: &str) -> String {
-    let Some(q) = url.find('?') else {
-        return url.to_string();
-    };
-    let (head, query) = url.split_at(q + 1);
-    let params: Vec<String> = query
-        .split('&')
-        .map(|p| match p.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-            _ => p.to_string(),
-        })
-        .collect();
-    format!("{head}{}", params.join("&"))
-}
-
-/// The password(s) in a URL, raw and percent-decoded, to scrub from messages.
-fn secrets_of(url: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    if !may_hold_credentials(url) {
-        return out;
-    }
-    if let Some((_, userinfo, _)) = split_userinfo(url) {
-        if let Some((_, pw)) = userinfo.split_once(':') {
-            out.push(pw.to_string());
-        }
-    }
-    if let Some((_, query)) = url.split_once('?') {
-        for p in query.split('&') {
-            if let Some((k, v)) = p.split_once('=') {
-                if k.eq_ignore_ascii_case("password") {
-                    out.push(v.to_string());
-                }
-            }
-        }
-    }
-    let decoded: Vec<String> = out.iter().map(|s| percent_decode(s)).collect();
-    out.extend(decoded);
-    out.retain(|s| !s.is_empty() && s != "***");
-    out.sort();
-    out.dedup();
-    // Longest first, so a password that contains another is replaced whole.
-    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    out
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// `text` with the password of `url` (any scheme: a database, a git
-/// remote) replaced by `***`, raw or percent-decoded.
-pub fn scrub_url_secrets(text: String, url: &str) -> String {
-    scrub_secrets(text, &secrets_of(url))
-}
-
-fn scrub_secrets(mut s: String, secrets: &[String]) -> String {
-    for secret in secrets {
-        if s.contains(secret.as_str()) {
-            s = s.replace(secret.as_str(), "***");
-        }
-    }
-    s
+    use jiff::Timestamp;
+    let second = ms
+        .div_euclid(1000)
+        .clamp(Timestamp::MIN.as_second(), Timestamp::MAX.as_second());
+    Timestamp::from_second(second)
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+        .to_string()
 }
 
 fn scrub_error(e: StoreError, scrub: &dyn Fn(String) -> String) -> StoreError {
