@@ -179,7 +179,6 @@ fn scan_import(
     style: Style,
 ) -> u8 {
     use crate::applicability::{Counts, Engine};
-    use crate::store::StoredPatchState;
 
     // Everything is read and evaluated before the store is touched: a bad
     // file imports nothing.
@@ -224,7 +223,7 @@ fn scan_import(
                 for s in &states {
                     counts.add(s.status);
                 }
-                rows.extend(states.iter().map(|s| StoredPatchState::of(&f.machine, s)));
+                rows.extend(states.iter().map(|s| s.stored(&f.machine)));
                 machines.push(machine_key(&f.machine));
             }
             written += store.replace_scan_states(&machines, agent, &rows).await?;

@@ -271,7 +271,7 @@ pub struct StatusMessage {
 }
 
 /// One stored patch state: a machine's state for one (bulletin,
-/// product), from the applicability engine.
+/// product), as an applicability scan found it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StoredPatchState {
     /// Lowercase machine name.
@@ -289,25 +289,6 @@ pub struct StoredPatchState {
     pub scan_time_ms: i64,
     pub patch: Option<String>,
     pub reason: String,
-}
-
-impl StoredPatchState {
-    /// The row of one engine state of a machine.
-    pub fn of(machine: &str, s: &crate::applicability::PatchState<'_>) -> StoredPatchState {
-        StoredPatchState {
-            machine_key: machine_key(machine),
-            bulletin: s.bulletin.to_string(),
-            product: s.product.map(str::to_string),
-            q_numbers: s.q_numbers.to_vec(),
-            title: s.title.map(str::to_string),
-            status: s.status.as_str().to_string(),
-            reboot: s.reboot.as_str().to_string(),
-            scan_agent: s.scan_agent.to_string(),
-            scan_time_ms: s.scan_time.as_millisecond(),
-            patch: s.patch.map(str::to_string),
-            reason: s.reason.to_string(),
-        }
-    }
 }
 
 /// Machines through a site server: sent in parts whose JSON stays under
@@ -1286,21 +1267,6 @@ impl Store {
                 .await;
         }
         on_sql!(self, status_for_machine(&key, i64::from(limit)))
-    }
-
-    /// Replaces one machine's patch states (all of them, in one
-    /// transaction). Returns how many rows were written.
-    pub async fn put_patch_states(
-        &self,
-        machine: &str,
-        states: &[crate::applicability::PatchState<'_>],
-    ) -> Result<usize, StoreError> {
-        let rows: Vec<StoredPatchState> = states
-            .iter()
-            .map(|s| StoredPatchState::of(machine, s))
-            .collect();
-        self.replace_patch_states(&[machine_key(machine)], &rows)
-            .await
     }
 
     /// Replaces the patch states of every machine in `machines` with
