@@ -27,6 +27,8 @@
 
 mod postgres;
 pub mod remote;
+mod rows;
+mod sql;
 mod sqlite;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -116,6 +118,13 @@ impl fmt::Display for Owner {
     }
 }
 
+impl TryFrom<String> for Owner {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
 impl FromStr for Owner {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -130,7 +139,7 @@ impl FromStr for Owner {
 }
 
 /// What [`Store::info`] reports about a store as a whole.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct StateInfo {
     /// A random UUID made when the store was created; never changes.
     pub store_id: String,
@@ -143,7 +152,7 @@ pub struct StateInfo {
 }
 
 /// One object as the store holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct StoredObject {
     pub kind: String,
     pub name: String,
@@ -152,8 +161,10 @@ pub struct StoredObject {
     pub spec_hash: String,
     /// JSON text.
     pub metadata: String,
+    #[sqlx(try_from = "String")]
     pub owner: Owner,
     pub file: Option<String>,
+    #[sqlx(rename = "commit_id")]
     pub commit: Option<String>,
     pub created_serial: i64,
     pub updated_serial: i64,
@@ -186,7 +197,7 @@ pub enum Change {
 }
 
 /// One audit record: what an apply (or another state change) did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct ApplyRecord {
     /// Assigned by the store; ignored on write.
     pub id: Option<i64>,
@@ -197,6 +208,7 @@ pub struct ApplyRecord {
     pub actor: String,
     pub host: String,
     pub command: String,
+    #[sqlx(rename = "commit_id")]
     pub commit: Option<String>,
     pub dirty: bool,
     pub plan_hash: String,
@@ -244,10 +256,12 @@ pub struct MachineRecord {
 }
 
 /// One machine's client policy as the store holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct StoredPolicy {
+    #[sqlx(try_from = "i64")]
     pub machine_id: u32,
     /// At most `i64::MAX` (the stored type); a larger one is refused.
+    #[sqlx(try_from = "i64")]
     pub version: u64,
     pub hash: String,
     pub body: String,
@@ -255,7 +269,7 @@ pub struct StoredPolicy {
 
 /// One status message from an agent. `key` is its idempotency key: a
 /// message whose key the store already holds is ignored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct StatusMessage {
     pub key: String,
     /// The machine's key (lowercase name); stored lowercased.
@@ -409,7 +423,7 @@ async fn send_states(
 }
 
 /// One verified version of a catalog (the sync host's download).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct CatalogVersion {
     /// Assigned by the store (increasing); ignored on write.
     pub id: Option<i64>,
@@ -423,9 +437,11 @@ pub struct CatalogVersion {
     /// When it was fetched, epoch milliseconds.
     pub fetched_ms: i64,
     /// The content's length in bytes.
+    #[sqlx(try_from = "i64")]
     pub size: u64,
     /// The content. Empty in the listings of [`Store::catalog_versions`].
     #[serde(skip)]
+    #[sqlx(default)]
     pub bytes: Vec<u8>,
     /// A readable summary of this version.
     pub summary: String,
@@ -448,7 +464,7 @@ pub struct SyncAttempt {
 }
 
 /// The synchronization status of one catalog URL.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncStatus {
     pub url: String,
@@ -458,6 +474,7 @@ pub struct SyncStatus {
     /// The error of the last attempt; None when it succeeded.
     pub last_error: Option<String>,
     /// Failed attempts since the last success.
+    #[sqlx(try_from = "i64")]
     pub consecutive_failures: u32,
     pub next_attempt_ms: i64,
 }
@@ -1694,23 +1711,6 @@ pub(crate) fn machine_id(id: i64) -> Result<u32, Fail> {
     u32::try_from(id).map_err(|_| Fail::Data(format!("machine id {id} out of range")))
 }
 
-/// A machine as read: its facts, with the later of the two heartbeats.
-pub(crate) fn decode_machine(
-    id: i64,
-    facts: &str,
-    heartbeat_ms: Option<i64>,
-) -> Result<(u32, Machine), Fail> {
-    let id = machine_id(id)?;
-    let mut m: Machine = serde_json::from_str(facts)
-        .map_err(|e| Fail::Data(format!("machine {id}: unreadable facts: {e}")))?;
-    if let Some(ts) = heartbeat_ms.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()) {
-        if m.last_heartbeat.is_none_or(|t| t < ts) {
-            m.last_heartbeat = Some(ts);
-        }
-    }
-    Ok((id, m))
-}
-
 /// A token hash that is already stored may be added again only for the
 /// same machine, and only while it is not revoked. (The hash is never put
 /// in the message.)
@@ -1944,341 +1944,4 @@ pub(crate) fn check_applied(
     Ok(migrator
         .iter()
         .all(|m| applied.iter().any(|(v, _, _)| *v == m.version)))
-}
-
-/// The statements of the DP validations, written once for both backends:
-/// `?N` placeholders (PostgreSQL's `$N` by [`numbered_placeholders`]), every
-/// parameter cast so that both infer the same types, and the database's
-/// clock as `{now}` — the only part that differs, given by the backend.
-pub(crate) mod dp_validation_sql {
-    pub const COLUMNS: &str = "dp, path, started_ms, finished_ms, outcome, files_checked, \
-         bytes_checked, problems, problem_files, message, repaired, host, pid";
-
-    /// One upsert, written only while the caller's id holds the unexpired
-    /// leader lease: `?1`–`?13` the columns in [`COLUMNS`] order, `?14` the
-    /// lease's name, `?15` the caller's id.
-    pub fn record(now: &str) -> String {
-        format!(
-            "INSERT INTO dp_validations ({COLUMNS}) \
-             SELECT CAST(?1 AS TEXT), CAST(?2 AS TEXT), CAST(?3 AS BIGINT), CAST(?4 AS BIGINT), \
-                    CAST(?5 AS TEXT), CAST(?6 AS BIGINT), CAST(?7 AS BIGINT), CAST(?8 AS BIGINT), \
-                    CAST(?9 AS TEXT), CAST(?10 AS TEXT), CAST(?11 AS BIGINT), CAST(?12 AS TEXT), \
-                    CAST(?13 AS BIGINT) \
-             WHERE EXISTS (SELECT 1 FROM patchops_lock WHERE name = CAST(?14 AS TEXT) \
-                           AND id = CAST(?15 AS TEXT) AND expires_ms > {now}) \
-             ON CONFLICT (dp) DO UPDATE SET \
-               path = excluded.path, started_ms = excluded.started_ms, \
-               finished_ms = excluded.finished_ms, outcome = excluded.outcome, \
-               files_checked = excluded.files_checked, bytes_checked = excluded.bytes_checked, \
-               problems = excluded.problems, problem_files = excluded.problem_files, \
-               message = excluded.message, repaired = excluded.repaired, \
-               host = excluded.host, pid = excluded.pid"
-        )
-    }
-
-    /// Every row, by DP name in byte order.
-    pub fn all(order_by_dp: &str) -> String {
-        format!("SELECT {COLUMNS} FROM dp_validations ORDER BY {order_by_dp}")
-    }
-
-    /// Binds one validation to [`record`]'s statement, on either backend.
-    macro_rules! bind_dp_validation {
-        ($query:expr, $v:expr, $problem_files:expr, $lease:expr, $lease_id:expr) => {
-            $query
-                .bind($v.dp.as_str())
-                .bind($v.path.as_str())
-                .bind($v.started_ms)
-                .bind($v.finished_ms)
-                .bind($v.outcome.as_str())
-                .bind(i64::try_from($v.files_checked).unwrap_or(i64::MAX))
-                .bind(i64::try_from($v.bytes_checked).unwrap_or(i64::MAX))
-                .bind(i64::try_from($v.problems).unwrap_or(i64::MAX))
-                .bind($problem_files)
-                .bind($v.message.as_deref())
-                .bind(i64::try_from($v.repaired).unwrap_or(i64::MAX))
-                .bind($v.host.as_str())
-                .bind(i64::from($v.pid))
-                .bind($lease)
-                .bind($lease_id)
-        };
-    }
-    pub(crate) use bind_dp_validation;
-}
-
-/// `?N` placeholders as PostgreSQL's `$N`, for SQL written once for both
-/// backends. Only placeholders are rewritten: the shared statements hold
-/// no `?` inside a literal.
-pub(crate) fn numbered_placeholders(sql: &str) -> String {
-    sql.replace('?', "$")
-}
-
-/// Decoding helpers shared by both backends.
-pub(crate) mod rows {
-    use super::{
-        ApplyRecord, CatalogVersion, Fail, LockHolder, Owner, ReconcileStatus, StatusMessage,
-        StoredObject, StoredPatchState, StoredPolicy, SyncStatus,
-    };
-    use sqlx::{ColumnIndex, Decode, Row, Type};
-
-    /// A `catalog_versions` row; `bytes` is read only when selected.
-    pub(crate) fn catalog_version<R>(row: &R, with_bytes: bool) -> Result<CatalogVersion, Fail>
-    where
-        R: Row,
-        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
-        for<'a> &'a str: ColumnIndex<R>,
-    {
-        let size: i64 = row.try_get("size")?;
-        Ok(CatalogVersion {
-            id: Some(row.try_get("id")?),
-            url: row.try_get("url")?,
-            kind: row.try_get("kind")?,
-            sha256: row.try_get("sha256")?,
-            etag: row.try_get("etag")?,
-            last_modified: row.try_get("last_modified")?,
-            fetched_ms: row.try_get("fetched_ms")?,
-            size: u64::try_from(size)
-                .map_err(|_| Fail::Data(format!("catalog size {size} out of range")))?,
-            bytes: if with_bytes {
-                row.try_get("bytes")?
-            } else {
-                Vec::new()
-            },
-            summary: row.try_get("summary")?,
-            diff: row.try_get("diff")?,
-        })
-    }
-
-    /// A `catalog_sync_status` row.
-    pub(crate) fn sync_status<R>(row: &R) -> Result<SyncStatus, Fail>
-    where
-        R: Row,
-        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
-        for<'a> &'a str: ColumnIndex<R>,
-    {
-        let failures: i64 = row.try_get("consecutive_failures")?;
-        Ok(SyncStatus {
-            url: row.try_get("url")?,
-            kind: row.try_get("kind")?,
-            last_attempt_ms: row.try_get("last_attempt_ms")?,
-            last_success_ms: row.try_get("last_success_ms")?,
-            last_error: row.try_get("last_error")?,
-            consecutive_failures: u32::try_from(failures).unwrap_or(u32::MAX),
-            next_attempt_ms: row.try_get("next_attempt_ms")?,
-        })
-    }
-
-    /// A `dp_validations` row.
-    pub(crate) fn dp_validation<R>(row: &R) -> Result<super::DpValidation, Fail>
-    where
-        R: Row,
-        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-        for<'a> &'a str: ColumnIndex<R>,
-    {
-        let problem_files: String = row.try_get("problem_files")?;
-        let problem_files = serde_json::from_str(&problem_files)
-            .map_err(|e| Fail::Data(format!("validation problems: {e}")))?;
-        let count = |name: &str| -> Result<u64, Fail> {
-            let n: i64 = row.try_get(name)?;
-            Ok(u64::try_from(n).unwrap_or(0))
-        };
-        let pid: i64 = row.try_get("pid")?;
-        Ok(super::DpValidation {
-            dp: row.try_get("dp")?,
-            path: row.try_get("path")?,
-            started_ms: row.try_get("started_ms")?,
-            finished_ms: row.try_get("finished_ms")?,
-            outcome: row.try_get("outcome")?,
-            files_checked: count("files_checked")?,
-            bytes_checked: count("bytes_checked")?,
-            problems: count("problems")?,
-            problem_files,
-            message: row.try_get("message")?,
-            repaired: count("repaired")?,
-            host: row.try_get("host")?,
-            pid: u32::try_from(pid).unwrap_or(0),
-        })
-    }
-
-    /// The `reconcile_status` row.
-    pub(crate) fn reconcile_status<R>(row: &R) -> Result<ReconcileStatus, Fail>
-    where
-        R: Row,
-        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
-        for<'a> &'a str: ColumnIndex<R>,
-    {
-        let problems: String = row.try_get("problems")?;
-        let problems = serde_json::from_str(&problems)
-            .map_err(|e| Fail::Data(format!("reconcile problems: {e}")))?;
-        let failures: i64 = row.try_get("failures")?;
-        let pid: i64 = row.try_get("pid")?;
-        Ok(ReconcileStatus {
-            status: row.try_get("status")?,
-            result: row.try_get("result")?,
-            message: row.try_get("message")?,
-            problems,
-            revision: row.try_get("revision")?,
-            attempt_ms: row.try_get("attempt_ms")?,
-            since_ms: row.try_get("since_ms")?,
-            failures: u32::try_from(failures).unwrap_or(u32::MAX),
-            last_success_ms: row.try_get("last_success_ms")?,
-            last_apply_ms: row.try_get("last_apply_ms")?,
-            last_apply_serial: row.try_get("last_apply_serial")?,
-            last_apply_revision: row.try_get("last_apply_revision")?,
-            host: row.try_get("host")?,
-            pid: u32::try_from(pid).unwrap_or(0),
-        })
-    }
-
-    pub(crate) fn object<R>(row: &R) -> Result<StoredObject, Fail>
-    where
-        R: Row,
-        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-        for<'a> &'a str: ColumnIndex<R>,
-    {
-        let owner: String = row.try_get("owner")?;
-        Ok(StoredObject {
-            kind: row.try_get("kind")?,
-            name: row.try_get("name")?,
-            spec: row.try_get("spec")?,
-            spec_hash: row.try_get("spec_hash")?,
-            metadata: row.try_get("metadata")?,
-            owner: owner.parse::<Owner>().map_err(Fail::Data)?,
-            file: row.try_get("file")?,
-            commit: row.try_get("commit_id")?,
-            created_serial: row.try_get("created_serial")?,
-            updated_serial: row.try_get("updated_serial")?,
-        })
-    }
-
-    pub(crate) fn record<R>(row: &R) -> Result<ApplyRecord, Fail>
-    where
-        R: Row,
-        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
-        for<'a> &'a str: ColumnIndex<R>,
-    {
-        Ok(ApplyRecord {
-            id: Some(row.try_get("id")?),
-            serial: row.try_get("serial")?,
-            started_at: row.try_get("started_at")?,
-            finished_at: row.try_get("finished_at")?,
-            actor: row.try_get("actor")?,
-            host: row.try_get("host")?,
-            command: row.try_get("command")?,
-            commit: row.try_get("commit_id")?,
-            dirty: row.try_get("dirty")?,
-            plan_hash: row.try_get("plan_hash")?,
-            added: row.try_get("added")?,
-            changed: row.try_get("changed")?,
-            destroyed: row.try_get("destroyed")?,
-            changes: row.try_get("changes")?,
-        })
-    }
-
-    /// A `policies` row.
-    pub(crate) fn policy<R>(row: &R) -> Result<StoredPolicy, Fail>
-    where
-        R: Row,
-        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-        for<'a> &'a str: ColumnIndex<R>,
-    {
-        let id: i64 = row.try_get("machine_id")?;
-        let version: i64 = row.try_get("version")?;
-        Ok(StoredPolicy {
-            machine_id: super::machine_id(id)?,
-            version: u64::try_from(version)
-                .map_err(|_| Fail::Data(format!("policy version {version} out of range")))?,
-            hash: row.try_get("hash")?,
-            body: row.try_get("body")?,
-        })
-    }
-
-    /// A `patch_states` row.
-    pub(crate) fn patch_state<R>(row: &R) -> Result<StoredPatchState, Fail>
-    where
-        R: Row,
-        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-        for<'a> &'a str: ColumnIndex<R>,
-    {
-        let product: String = row.try_get("product")?;
-        let q: String = row.try_get("q_numbers")?;
-        Ok(StoredPatchState {
-            machine_key: row.try_get("machine_key")?,
-            bulletin: row.try_get("bulletin")?,
-            product: (!product.is_empty()).then_some(product),
-            q_numbers: q
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect(),
-            title: row.try_get("title")?,
-            status: row.try_get("status")?,
-            reboot: row.try_get("reboot")?,
-            scan_agent: row.try_get("scan_agent")?,
-            scan_time_ms: row.try_get("scan_time_ms")?,
-            patch: row.try_get("patch")?,
-            reason: row.try_get("reason")?,
-        })
-    }
-
-    /// A `status_messages` row.
-    pub(crate) fn status<R>(row: &R) -> Result<StatusMessage, Fail>
-    where
-        R: Row,
-        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> Option<i32>: Decode<'r, R::Database> + Type<R::Database>,
-        for<'a> &'a str: ColumnIndex<R>,
-    {
-        Ok(StatusMessage {
-            key: row.try_get("key")?,
-            machine_key: row.try_get("machine_key")?,
-            advertisement: row.try_get("advertisement")?,
-            state: row.try_get("state")?,
-            exit_code: row.try_get("exit_code")?,
-            message: row.try_get("message")?,
-            at_ms: row.try_get("at_ms")?,
-            received_ms: row.try_get("received_ms")?,
-        })
-    }
-
-    pub(crate) fn lock_holder<R>(row: &R) -> Result<LockHolder, Fail>
-    where
-        R: Row,
-        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-        for<'a> &'a str: ColumnIndex<R>,
-    {
-        let pid: i64 = row.try_get("pid")?;
-        let acquired: i64 = row.try_get("acquired_ms")?;
-        let expires: i64 = row.try_get("expires_ms")?;
-        Ok(LockHolder {
-            id: row.try_get("id")?,
-            holder: row.try_get("holder")?,
-            host: row.try_get("host")?,
-            pid: u32::try_from(pid)
-                .map_err(|_| Fail::Data(format!("lock pid {pid} out of range")))?,
-            command: row.try_get("command")?,
-            acquired_at: super::rfc3339_from_epoch_ms(acquired),
-            expires_at: super::rfc3339_from_epoch_ms(expires),
-        })
-    }
 }
