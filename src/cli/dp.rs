@@ -58,7 +58,7 @@ pub fn run(command: Command, style: Style) -> u8 {
 }
 
 /// Name → library path of every distribution point in the state.
-async fn dp_paths(store: &crate::store::Store) -> Result<Vec<(String, String)>, OpError> {
+async fn dp_paths(store: &crate::site::Site) -> Result<Vec<(String, String)>, OpError> {
     let mut out = Vec::new();
     for o in store.objects().await? {
         if o.kind != "DistributionPoint" {

@@ -165,7 +165,8 @@ pub fn run(args: Args, style: Style) -> u8 {
         return exit::FAILED;
     };
     let result = runtime.block_on(async {
-        let store = args.state.open().await?;
+        // The server holds the site's store itself.
+        let store = args.state.open().await?.local("server")?.clone();
         serve(
             store,
             config,

@@ -116,7 +116,8 @@ pub fn run(args: Args, style: Style) -> u8 {
         base_delay: args.retry_delay,
         ..FetchOptions::default()
     };
-    let result = block_on(with_store(&args.state, async |store| {
+    let result = block_on(with_store(&args.state, async |site| {
+        let store = site.local("sync")?;
         let mut all = Vec::new();
         for host in &hosts {
             // A proxy that cannot be set up fails every catalog of the host.
@@ -231,7 +232,8 @@ fn human(o: &CatalogOutcome) -> String {
 }
 
 fn status(format: Format, state: &StateArgs, style: Style) -> u8 {
-    let result = block_on(with_store(state, async |store| {
+    let result = block_on(with_store(state, async |site| {
+        let store = site.local("sync status")?;
         let statuses = store.sync_status().await?;
         let mut rows = Vec::with_capacity(statuses.len());
         for s in statuses {

@@ -500,13 +500,14 @@ enum Failure {
 }
 
 async fn reconcile_once(store: &Store, config: &ReconcileConfig) -> Result<Done, Failure> {
+    let site = crate::site::Site::Local(store.clone());
     let request = ops::plan::Request {
         dir: &config.manifests,
         options: PlanOptions::default(),
         sign_key: None,
         validate_content: false,
     };
-    let plan = ops::plan::make(store, &request)
+    let plan = ops::plan::make(&site, &request)
         .await
         .map_err(|e| match e {
             OpError::Invalid(report) => {
@@ -534,7 +535,7 @@ async fn reconcile_once(store: &Store, config: &ReconcileConfig) -> Result<Done,
         command: format!("patchops server --manifests {}", config.manifests.display()),
     };
     let applied = ops::apply::apply(
-        store,
+        &site,
         &plan,
         &actor,
         config.interval.min(Duration::from_secs(60)),

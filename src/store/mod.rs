@@ -26,7 +26,6 @@
 //! the middle leaves the previous state whole.
 
 mod postgres;
-pub mod remote;
 mod rows;
 mod sql;
 mod sqlite;
@@ -36,7 +35,7 @@ pub mod testing;
 mod tests;
 mod transaction;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -73,8 +72,6 @@ const CHUNK: usize = 2000;
 pub enum Backend {
     Sqlite,
     Postgres,
-    /// A site server's admin API (`--site URL`).
-    Remote,
 }
 
 impl Backend {
@@ -82,7 +79,6 @@ impl Backend {
         match self {
             Backend::Sqlite => "sqlite",
             Backend::Postgres => "postgres",
-            Backend::Remote => "remote",
         }
     }
 }
@@ -303,123 +299,6 @@ pub struct StoredPatchState {
     pub scan_time_ms: i64,
     pub patch: Option<String>,
     pub reason: String,
-}
-
-/// Machines through a site server: sent in parts whose JSON stays under
-/// [`remote::MAX_PART_BODY`] bytes, each part one transaction on the
-/// server; a machine over the limit is sent alone. A part that fails stops
-/// the import, and its error says how many machines the parts before it
-/// stored (importing again is safe: an unchanged machine is not written).
-async fn remote_upsert_machines(
-    api: &remote::Remote,
-    machines: &[Machine],
-) -> Result<Vec<MachineRecord>, StoreError> {
-    let mut records = Vec::with_capacity(machines.len());
-    let mut start = 0;
-    let mut size = 0usize;
-    for (i, machine) in machines.iter().enumerate() {
-        let bytes = serde_json::to_vec(machine).map_or(0, |v| v.len() + 1);
-        if i > start && size + bytes > remote::MAX_PART_BODY {
-            records.extend(
-                send_machines(api, &machines[start..i], records.len(), machines.len()).await?,
-            );
-            start = i;
-            size = 0;
-        }
-        size += bytes;
-    }
-    if start < machines.len() {
-        records
-            .extend(send_machines(api, &machines[start..], records.len(), machines.len()).await?);
-    }
-    Ok(records)
-}
-
-async fn send_machines(
-    api: &remote::Remote,
-    part: &[Machine],
-    stored: usize,
-    total: usize,
-) -> Result<Vec<MachineRecord>, StoreError> {
-    let call = remote::Call::UpsertMachines {
-        machines: part.to_vec(),
-    };
-    api.call(&call).await.map_err(|e| {
-        if stored == 0 {
-            return e;
-        }
-        let note = format!(
-            "{stored} of {total} machines were stored before this part failed; \
-             importing again is safe"
-        );
-        match e {
-            StoreError::Unreachable { url, reason } => StoreError::Unreachable {
-                url,
-                reason: format!("{reason} ({note})"),
-            },
-            StoreError::Backend(message) => StoreError::Backend(format!("{message} ({note})")),
-            other => other,
-        }
-    })
-}
-
-/// Patch states through a site server: the machines are sent in groups
-/// whose rows stay under [`remote::MAX_PART_BODY`] bytes (the server's
-/// request limit), each group one transaction on the server. A single
-/// machine over the limit is sent alone.
-async fn remote_replace_states(
-    api: &remote::Remote,
-    keys: &[String],
-    scan_agent: Option<&str>,
-    rows: &[&StoredPatchState],
-) -> Result<usize, StoreError> {
-    let mut by_machine: BTreeMap<&str, Vec<StoredPatchState>> = BTreeMap::new();
-    for k in keys {
-        by_machine.entry(k.as_str()).or_default();
-    }
-    for r in rows {
-        by_machine
-            .entry(r.machine_key.as_str())
-            .or_default()
-            .push((*r).clone());
-    }
-    let mut written = 0;
-    let mut machines: Vec<String> = Vec::new();
-    let mut group: Vec<StoredPatchState> = Vec::new();
-    let mut size = 0usize;
-    for (machine, states) in by_machine {
-        let bytes: usize = 64
-            + machine.len()
-            + states
-                .iter()
-                .map(|s| serde_json::to_vec(s).map_or(0, |v| v.len() + 1))
-                .sum::<usize>();
-        if !machines.is_empty() && size + bytes > remote::MAX_PART_BODY {
-            written += send_states(api, &mut machines, scan_agent, &mut group).await?;
-            size = 0;
-        }
-        size += bytes;
-        machines.push(machine.to_string());
-        group.extend(states);
-    }
-    if !machines.is_empty() {
-        written += send_states(api, &mut machines, scan_agent, &mut group).await?;
-    }
-    Ok(written)
-}
-
-async fn send_states(
-    api: &remote::Remote,
-    machines: &mut Vec<String>,
-    scan_agent: Option<&str>,
-    rows: &mut Vec<StoredPatchState>,
-) -> Result<usize, StoreError> {
-    let call = remote::Call::ReplacePatchStates {
-        machines: std::mem::take(machines),
-        scan_agent: scan_agent.map(str::to_string),
-        rows: std::mem::take(rows),
-    };
-    api.call(&call).await
 }
 
 /// One verified version of a catalog (the sync host's download).
@@ -667,7 +546,6 @@ struct Inner {
 enum Db {
     Sqlite(sqlx::SqlitePool),
     Postgres(sqlx::PgPool),
-    Remote(remote::Remote),
 }
 
 impl fmt::Debug for Store {
@@ -691,8 +569,6 @@ pub(crate) enum Fail {
     },
     /// Data in the store that patchops cannot read (a damaged store).
     Data(String),
-    /// An operation a site server does not offer through its admin API.
-    Remote(&'static str),
     /// A request the store refuses (e.g. a batch naming one key twice);
     /// nothing was written.
     Invalid(String),
@@ -711,17 +587,12 @@ pub(crate) struct Opened {
 }
 
 /// Runs the SQL backend's `$f` (given the pool first, then the arguments)
-/// and maps its failure to a [`StoreError`]; through a site server, the
-/// operation (named `$f`, or `remote`) is refused.
+/// and maps its failure to a [`StoreError`].
 macro_rules! on_sql {
-    ($store:ident, $f:ident($($arg:expr),*)) => {
-        on_sql!($store, $f($($arg),*), remote = stringify!($f))
-    };
-    ($store:ident, $f:ident($($arg:expr),*), remote = $op:expr) => {{
+    ($store:ident, $f:ident($($arg:expr),*)) => {{
         let r = match &$store.inner.db {
             Db::Sqlite(p) => sqlite::$f(p, $($arg),*).await,
             Db::Postgres(p) => postgres::$f(p, $($arg),*).await,
-            Db::Remote(_) => Err(Fail::Remote($op)),
         };
         r.map_err(|e| $store.error(e))
     }};
@@ -767,33 +638,10 @@ impl Store {
         })
     }
 
-    /// A store behind a running site server's admin API: `url` is the
-    /// server (`http://HOST:PORT`), `token` its admin token.
-    pub fn remote(url: &str, token: crate::secret::Secret) -> Result<Store, StoreError> {
-        let remote = remote::Remote::new(url, token)?;
-        Ok(Store {
-            inner: Arc::new(Inner {
-                display_url: remote.url().to_string(),
-                db: Db::Remote(remote),
-                secrets: Vec::new(),
-                read_only: false,
-            }),
-        })
-    }
-
-    /// The site server behind a remote store, if this is one.
-    fn remote_api(&self) -> Option<&remote::Remote> {
-        match &self.inner.db {
-            Db::Remote(r) => Some(r),
-            _ => None,
-        }
-    }
-
     pub fn backend(&self) -> Backend {
         match self.inner.db {
             Db::Sqlite(_) => Backend::Sqlite,
             Db::Postgres(_) => Backend::Postgres,
-            Db::Remote(_) => Backend::Remote,
         }
     }
 
@@ -814,34 +662,19 @@ impl Store {
         match &self.inner.db {
             Db::Sqlite(p) => p.close().await,
             Db::Postgres(p) => p.close().await,
-            Db::Remote(_) => {}
         }
     }
 
     pub async fn info(&self) -> Result<StateInfo, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::Info).await;
-        }
         on_sql!(self, info())
     }
 
     /// Every object, ordered by kind then name (byte order on both backends).
     pub async fn objects(&self) -> Result<Vec<StoredObject>, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::Objects).await;
-        }
         on_sql!(self, objects())
     }
 
     pub async fn object(&self, kind: &str, name: &str) -> Result<Option<StoredObject>, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api
-                .call(&remote::Call::Object {
-                    kind: kind.to_string(),
-                    name: name.to_string(),
-                })
-                .await;
-        }
         on_sql!(self, object(kind, name))
     }
 
@@ -857,16 +690,6 @@ impl Store {
         changes: &[Change],
         record: &ApplyRecord,
     ) -> Result<i64, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api
-                .call(&remote::Call::Commit {
-                    expected_serial,
-                    site: site.map(str::to_string),
-                    changes: changes.to_vec(),
-                    record: record.clone(),
-                })
-                .await;
-        }
         self.writable()?;
         let plan = Normalized::of(changes);
         on_sql!(self, commit(expected_serial, site, &plan, record))
@@ -874,9 +697,6 @@ impl Store {
 
     /// The newest `limit` audit records, newest first.
     pub async fn history(&self, limit: u32) -> Result<Vec<ApplyRecord>, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::History { limit }).await;
-        }
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -897,16 +717,6 @@ impl Store {
         owner: Owner,
         record: &ApplyRecord,
     ) -> Result<bool, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api
-                .call(&remote::Call::SetOwner {
-                    kind: kind.to_string(),
-                    name: name.to_string(),
-                    owner,
-                    record: record.clone(),
-                })
-                .await;
-        }
         self.writable()?;
         on_sql!(self, set_owner(kind, name, owner, record))
     }
@@ -916,13 +726,6 @@ impl Store {
     /// someone else holds it and their lease has not expired. An expired lease
     /// is taken over atomically.
     pub async fn try_lock(&self, req: &LockRequest) -> Result<Result<(), LockHolder>, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api
-                .call(&remote::Call::TryLock {
-                    request: req.into(),
-                })
-                .await;
-        }
         self.writable()?;
         // The holder may unlock between our failed take and our look at who
         // holds it; then take again.
@@ -930,7 +733,6 @@ impl Store {
             let r = match &self.inner.db {
                 Db::Sqlite(p) => sqlite::try_lock(p, APPLY_LOCK, req).await,
                 Db::Postgres(p) => postgres::try_lock(p, APPLY_LOCK, req).await,
-                Db::Remote(_) => Err(Fail::Remote("try_lock")),
             };
             if r.map_err(|e| self.error(e))? {
                 return Ok(Ok(()));
@@ -953,14 +755,6 @@ impl Store {
         previous_id: &str,
         req: &LockRequest,
     ) -> Result<bool, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api
-                .call(&remote::Call::TakeOverLock {
-                    previous_id: previous_id.to_string(),
-                    request: req.into(),
-                })
-                .await;
-        }
         self.writable()?;
         on_sql!(self, take_over_lock(APPLY_LOCK, previous_id, req))
     }
@@ -969,23 +763,12 @@ impl Store {
     /// the lock (it was unlocked or taken over). A lease that expired but was
     /// not taken over can still be renewed.
     pub async fn renew_lock(&self, id: &str, lease: Duration) -> Result<bool, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api
-                .call(&remote::Call::RenewLock {
-                    id: id.to_string(),
-                    lease_ms: lease.as_millis() as u64,
-                })
-                .await;
-        }
         self.writable()?;
         on_sql!(self, renew_lock(APPLY_LOCK, id, lease_ms(lease)))
     }
 
     /// Releases the lock if `id` holds it (also `patchops force-unlock ID`).
     pub async fn unlock(&self, id: &str) -> Result<bool, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::Unlock { id: id.to_string() }).await;
-        }
         self.writable()?;
         on_sql!(self, unlock(APPLY_LOCK, id))
     }
@@ -993,19 +776,16 @@ impl Store {
     /// Who holds the lock, if anyone: the row as stored, even when its lease
     /// has expired (compare `expires_at`).
     pub async fn lock_holder(&self) -> Result<Option<LockHolder>, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::LockHolder).await;
-        }
         on_sql!(self, lock_holder(APPLY_LOCK))
     }
 
     /// Takes the named lease (the table of the apply lock, under another
     /// name: e.g. [`LEADER_LEASE`]): true when taken or already held by
     /// `req.id` (then renewed); false while another holder's lease runs. An
-    /// expired lease is taken over atomically. Not offered by a remote store.
+    /// expired lease is taken over atomically.
     pub async fn try_lease(&self, name: &str, req: &LockRequest) -> Result<bool, StoreError> {
         self.writable()?;
-        on_sql!(self, try_lock(name, req), remote = "try_lease")
+        on_sql!(self, try_lock(name, req))
     }
 
     /// Extends the named lease to `lease` from now; false if `id` no longer
@@ -1017,29 +797,18 @@ impl Store {
         lease: Duration,
     ) -> Result<bool, StoreError> {
         self.writable()?;
-        on_sql!(
-            self,
-            renew_lock(name, id, lease_ms(lease)),
-            remote = "renew_lease"
-        )
+        on_sql!(self, renew_lock(name, id, lease_ms(lease)))
     }
 
     /// Gives the named lease up if `id` holds it.
     pub async fn release_lease(&self, name: &str, id: &str) -> Result<bool, StoreError> {
         self.writable()?;
-        on_sql!(self, unlock(name, id), remote = "release_lease")
+        on_sql!(self, unlock(name, id))
     }
 
     /// Who holds the named lease, as stored (compare `expires_at`).
     pub async fn lease_holder(&self, name: &str) -> Result<Option<LockHolder>, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api
-                .call(&remote::Call::LeaseHolder {
-                    name: name.to_string(),
-                })
-                .await;
-        }
-        on_sql!(self, lock_holder(name), remote = "lease_holder")
+        on_sql!(self, lock_holder(name))
     }
 
     /// A cheap readiness probe (`SELECT 1` on a pooled connection). A pooled
@@ -1047,9 +816,6 @@ impl Store {
     /// a database that cannot be reached is an error within
     /// [`CONNECT_TIMEOUT`] (PostgreSQL) or [`BUSY_TIMEOUT`] × 2 (SQLite).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api.call::<StateInfo>(&remote::Call::Info).await.map(|_| ());
-        }
         on_sql!(self, ping())
     }
 
@@ -1063,12 +829,6 @@ impl Store {
         machines: &[Machine],
         now_ms: i64,
     ) -> Result<Vec<MachineRecord>, StoreError> {
-        if let Some(api) = self.remote_api() {
-            let _ = now_ms; // the server stamps its own time
-                            // Refused whole here, as a store refuses it: parts could not.
-            machine_rows(machines).map_err(|e| self.error(e))?;
-            return remote_upsert_machines(api, machines).await;
-        }
         let mut tx = self.begin_writes().await?;
         let records = tx.upsert_machines(machines, now_ms).await?;
         tx.commit().await?;
@@ -1088,7 +848,6 @@ impl Store {
                 Ok(mut conn) => postgres::inventory_version(&mut conn).await,
                 Err(e) => Err(Fail::Sql(e)),
             },
-            Db::Remote(_) => Err(Fail::Remote("inventory_version")),
         };
         r.map_err(|e| self.error(e))
     }
@@ -1096,9 +855,6 @@ impl Store {
     /// Every machine, by id. A machine's `last_heartbeat` is the later of
     /// its facts' and the one [`Store::touch_heartbeat`] recorded.
     pub async fn machines(&self) -> Result<Vec<(u32, Machine)>, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::Machines).await;
-        }
         on_sql!(self, machines())
     }
 
@@ -1114,7 +870,6 @@ impl Store {
                 Ok(mut conn) => postgres::machine(&mut conn, &key).await,
                 Err(e) => Err(Fail::Sql(e)),
             },
-            Db::Remote(_) => Err(Fail::Remote("machine")),
         };
         r.map_err(|e| self.error(e))
     }
@@ -1178,13 +933,6 @@ impl Store {
         machine_key: &str,
         now_ms: i64,
     ) -> Result<usize, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api
-                .call(&remote::Call::RevokeMachine {
-                    key: machine_key.to_string(),
-                })
-                .await;
-        }
         self.writable()?;
         let key = self::machine_key(machine_key);
         on_sql!(self, revoke_machine_tokens(&key, now_ms))
@@ -1196,9 +944,6 @@ impl Store {
     }
 
     pub async fn policy(&self, machine_id: u32) -> Result<Option<StoredPolicy>, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::Policy { machine_id }).await;
-        }
         on_sql!(self, policy(machine_id))
     }
 
@@ -1258,13 +1003,6 @@ impl Store {
         &self,
         advertisement: Option<&str>,
     ) -> Result<Vec<StatusMessage>, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api
-                .call(&remote::Call::LatestStatus {
-                    advertisement: advertisement.map(str::to_string),
-                })
-                .await;
-        }
         on_sql!(self, latest_status(advertisement))
     }
 
@@ -1278,11 +1016,6 @@ impl Store {
             return Ok(Vec::new());
         }
         let key = self::machine_key(machine_key);
-        if let Some(api) = self.remote_api() {
-            return api
-                .call(&remote::Call::StatusForMachine { key, limit })
-                .await;
-        }
         on_sql!(self, status_for_machine(&key, i64::from(limit)))
     }
 
@@ -1308,12 +1041,6 @@ impl Store {
         scan_agent: &str,
         rows: &[StoredPatchState],
     ) -> Result<usize, StoreError> {
-        if let Some(r) = rows.iter().find(|r| r.scan_agent != scan_agent) {
-            return Err(self.error(Fail::Invalid(format!(
-                "a patch state of scan agent `{}` in a report of `{scan_agent}`",
-                r.scan_agent
-            ))));
-        }
         self.replace_states(machines, Some(scan_agent), rows).await
     }
 
@@ -1324,25 +1051,8 @@ impl Store {
         rows: &[StoredPatchState],
     ) -> Result<usize, StoreError> {
         self.writable()?;
-        let mut keys: Vec<String> = machines.iter().map(|m| machine_key(m)).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        let mut seen = std::collections::HashSet::new();
-        let mut unique: Vec<&StoredPatchState> = Vec::with_capacity(rows.len());
-        for r in rows {
-            if keys.binary_search(&r.machine_key).is_err() {
-                return Err(self.error(Fail::Invalid(format!(
-                    "a patch state of machine `{}`, which is not in the batch",
-                    r.machine_key
-                ))));
-            }
-            if seen.insert((&r.machine_key, &r.bulletin, &r.product)) {
-                unique.push(r);
-            }
-        }
-        if let Some(api) = self.remote_api() {
-            return remote_replace_states(api, &keys, scan_agent, &unique).await;
-        }
+        let (keys, unique) =
+            patch_state_batch(machines, scan_agent, rows).map_err(|e| self.error(e))?;
         on_sql!(self, replace_patch_states(&keys, scan_agent, &unique))
     }
 
@@ -1353,9 +1063,6 @@ impl Store {
         machine: Option<&str>,
     ) -> Result<Vec<StoredPatchState>, StoreError> {
         let key = machine.map(machine_key);
-        if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::PatchStates { machine: key }).await;
-        }
         on_sql!(self, patch_states(key.as_deref()))
     }
 
@@ -1425,9 +1132,6 @@ impl Store {
 
     /// The last recorded reconcile, if a server ever reconciled this store.
     pub async fn reconcile_status(&self) -> Result<Option<ReconcileStatus>, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::ReconcileStatus).await;
-        }
         on_sql!(self, reconcile_status())
     }
 
@@ -1460,9 +1164,6 @@ impl Store {
 
     /// The last deep validation of every distribution point, by name.
     pub async fn dp_validations(&self) -> Result<Vec<DpValidation>, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::DpValidations).await;
-        }
         on_sql!(self, dp_validations())
     }
 
@@ -1483,9 +1184,6 @@ impl Store {
             Fail::Data(msg) => StoreError::Backend(format!("{url}: damaged state store: {msg}")),
             Fail::Invalid(msg) => StoreError::Backend(format!("{url}: {msg}")),
             Fail::Sql(e) => classify(e, url, self.backend()),
-            Fail::Remote(op) => StoreError::Backend(format!(
-                "{url}: `{op}` is not available through a site server; use --state"
-            )),
         };
         scrub_error(e, &|s| secret::scrub(s, &self.inner.secrets))
     }
@@ -1545,7 +1243,6 @@ pub(crate) fn classify(e: sqlx::Error, url: &str, backend: Backend) -> StoreErro
                     }
                     _ => {}
                 },
-                Backend::Remote => {}
             }
             StoreError::Backend(format!("{url}: {}", db.message()))
         }
@@ -1635,7 +1332,7 @@ pub(crate) struct MachineRow {
 }
 
 /// The rows for a batch of machines; refuses a batch naming one key twice.
-fn machine_rows(machines: &[Machine]) -> Result<Vec<MachineRow>, Fail> {
+pub(crate) fn machine_rows(machines: &[Machine]) -> Result<Vec<MachineRow>, Fail> {
     let mut seen = std::collections::HashSet::with_capacity(machines.len());
     machines
         .iter()
@@ -1735,6 +1432,40 @@ pub(crate) fn check_token_again(
 /// A row count as usize.
 pub(crate) fn count(rows: u64) -> usize {
     usize::try_from(rows).unwrap_or(usize::MAX)
+}
+
+/// A batch of patch states checked as a replace refuses it whole: the
+/// machines' keys (sorted, each once), and the rows, each (machine,
+/// bulletin, product) once (the first row kept). Every row must be of a
+/// machine in the batch, and of `scan_agent` when given.
+pub(crate) fn patch_state_batch<'a>(
+    machines: &[String],
+    scan_agent: Option<&str>,
+    rows: &'a [StoredPatchState],
+) -> Result<(Vec<String>, Vec<&'a StoredPatchState>), Fail> {
+    if let Some(agent) = scan_agent {
+        if let Some(r) = rows.iter().find(|r| r.scan_agent != agent) {
+            return Err(Fail::Invalid(format!(
+                "a patch state of scan agent `{}` in a report of `{agent}`",
+                r.scan_agent
+            )));
+        }
+    }
+    let keys = dedup_keys(machines.iter().map(|m| machine_key(m)));
+    let mut seen = std::collections::HashSet::new();
+    let mut unique: Vec<&StoredPatchState> = Vec::with_capacity(rows.len());
+    for r in rows {
+        if keys.binary_search(&r.machine_key).is_err() {
+            return Err(Fail::Invalid(format!(
+                "a patch state of machine `{}`, which is not in the batch",
+                r.machine_key
+            )));
+        }
+        if seen.insert((&r.machine_key, &r.bulletin, &r.product)) {
+            unique.push(r);
+        }
+    }
+    Ok((keys, unique))
 }
 
 /// Keys, each once, in a stable order.

@@ -32,13 +32,12 @@ enum Tx {
 impl Store {
     /// Opens a write transaction (SQLite: `BEGIN IMMEDIATE`, so that it
     /// holds the write lock from the start and never fails to upgrade).
-    /// Refused on a read-only store and through a site server.
+    /// Refused on a read-only store.
     pub async fn begin_writes(&self) -> Result<WriteTx<'_>, StoreError> {
         self.writable()?;
         let tx = match &self.inner.db {
             Db::Sqlite(p) => p.begin_with("BEGIN IMMEDIATE").await.map(Tx::Sqlite),
             Db::Postgres(p) => p.begin().await.map(Tx::Postgres),
-            Db::Remote(_) => return Err(self.error(Fail::Remote("begin_writes"))),
         };
         let tx = tx.map_err(|e| self.error(Fail::Sql(e)))?;
         Ok(WriteTx { store: self, tx })
