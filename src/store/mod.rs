@@ -596,6 +596,20 @@ macro_rules! on_sql {
         };
         r.map_err(|e| $store.error(e))
     }};
+    // A function that takes a connection (it also runs in a transaction).
+    ($store:ident, conn $f:ident($($arg:expr),*)) => {{
+        let r = match &$store.inner.db {
+            Db::Sqlite(p) => match p.acquire().await {
+                Ok(mut conn) => sqlite::$f(&mut conn, $($arg),*).await,
+                Err(e) => Err(Fail::Sql(e)),
+            },
+            Db::Postgres(p) => match p.acquire().await {
+                Ok(mut conn) => postgres::$f(&mut conn, $($arg),*).await,
+                Err(e) => Err(Fail::Sql(e)),
+            },
+        };
+        r.map_err(|e| $store.error(e))
+    }};
 }
 
 impl Store {
@@ -730,11 +744,7 @@ impl Store {
         // The holder may unlock between our failed take and our look at who
         // holds it; then take again.
         for _ in 0..10 {
-            let r = match &self.inner.db {
-                Db::Sqlite(p) => sqlite::try_lock(p, APPLY_LOCK, req).await,
-                Db::Postgres(p) => postgres::try_lock(p, APPLY_LOCK, req).await,
-            };
-            if r.map_err(|e| self.error(e))? {
+            if on_sql!(self, try_lock(APPLY_LOCK, req))? {
                 return Ok(Ok(()));
             }
             if let Some(holder) = self.lock_holder().await? {
@@ -839,17 +849,7 @@ impl Store {
     /// added, changed or removed (by anyone; not on heartbeats), read from
     /// one row. The server's cue to reload inventory written by others.
     pub async fn inventory_version(&self) -> Result<i64, StoreError> {
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => match p.acquire().await {
-                Ok(mut conn) => sqlite::inventory_version(&mut conn).await,
-                Err(e) => Err(Fail::Sql(e)),
-            },
-            Db::Postgres(p) => match p.acquire().await {
-                Ok(mut conn) => postgres::inventory_version(&mut conn).await,
-                Err(e) => Err(Fail::Sql(e)),
-            },
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, conn inventory_version())
     }
 
     /// Every machine, by id. A machine's `last_heartbeat` is the later of
@@ -861,17 +861,7 @@ impl Store {
     /// One machine by key (the name, compared without ASCII case).
     pub async fn machine(&self, key: &str) -> Result<Option<(u32, Machine)>, StoreError> {
         let key = machine_key(key);
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => match p.acquire().await {
-                Ok(mut conn) => sqlite::machine(&mut conn, &key).await,
-                Err(e) => Err(Fail::Sql(e)),
-            },
-            Db::Postgres(p) => match p.acquire().await {
-                Ok(mut conn) => postgres::machine(&mut conn, &key).await,
-                Err(e) => Err(Fail::Sql(e)),
-            },
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, conn machine(&key))
     }
 
     /// Removes machines by key (and, in the same transaction, their
@@ -1541,91 +1531,33 @@ pub(crate) struct EmbeddedMigration {
     pub(crate) sql: &'static str,
 }
 
-pub(crate) const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[
-    EmbeddedMigration {
-        version: 1,
-        description: "init",
-        sql: include_str!("../../migrations/sqlite/0001_init.sql"),
-    },
-    EmbeddedMigration {
-        version: 2,
-        description: "machines",
-        sql: include_str!("../../migrations/sqlite/0002_machines.sql"),
-    },
-    EmbeddedMigration {
-        version: 3,
-        description: "catalogs",
-        sql: include_str!("../../migrations/sqlite/0003_catalogs.sql"),
-    },
-    EmbeddedMigration {
-        version: 4,
-        description: "patch states",
-        sql: include_str!("../../migrations/sqlite/0004_patch_states.sql"),
-    },
-    EmbeddedMigration {
-        version: 5,
-        description: "reconcile status",
-        sql: include_str!("../../migrations/sqlite/0005_reconcile_status.sql"),
-    },
-    EmbeddedMigration {
-        version: 6,
-        description: "inventory serial",
-        sql: include_str!("../../migrations/sqlite/0006_inventory_serial.sql"),
-    },
-    EmbeddedMigration {
-        version: 7,
-        description: "status keys per machine",
-        sql: include_str!("../../migrations/sqlite/0007_status_keys_per_machine.sql"),
-    },
-    EmbeddedMigration {
-        version: 8,
-        description: "dp validations",
-        sql: include_str!("../../migrations/sqlite/0008_dp_validations.sql"),
-    },
-];
+/// Both backends' migrations, one line each: version, description, and
+/// the file name in `migrations/sqlite/` and `migrations/postgres/`.
+macro_rules! embedded_migrations {
+    ($($version:literal $description:literal $file:literal),* $(,)?) => {
+        pub(crate) const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[$(EmbeddedMigration {
+            version: $version,
+            description: $description,
+            sql: include_str!(concat!("../../migrations/sqlite/", $file)),
+        }),*];
+        pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[$(EmbeddedMigration {
+            version: $version,
+            description: $description,
+            sql: include_str!(concat!("../../migrations/postgres/", $file)),
+        }),*];
+    };
+}
 
-pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
-    EmbeddedMigration {
-        version: 1,
-        description: "init",
-        sql: include_str!("../../migrations/postgres/0001_init.sql"),
-    },
-    EmbeddedMigration {
-        version: 2,
-        description: "machines",
-        sql: include_str!("../../migrations/postgres/0002_machines.sql"),
-    },
-    EmbeddedMigration {
-        version: 3,
-        description: "catalogs",
-        sql: include_str!("../../migrations/postgres/0003_catalogs.sql"),
-    },
-    EmbeddedMigration {
-        version: 4,
-        description: "patch states",
-        sql: include_str!("../../migrations/postgres/0004_patch_states.sql"),
-    },
-    EmbeddedMigration {
-        version: 5,
-        description: "reconcile status",
-        sql: include_str!("../../migrations/postgres/0005_reconcile_status.sql"),
-    },
-    EmbeddedMigration {
-        version: 6,
-        description: "inventory serial",
-        sql: include_str!("../../migrations/postgres/0006_inventory_serial.sql"),
-    },
-    EmbeddedMigration {
-        version: 7,
-        description: "status keys per machine",
-        sql: include_str!("../../migrations/postgres/0007_status_keys_per_machine.sql"),
-    },
-    EmbeddedMigration {
-        version: 8,
-        description: "dp validations",
-        sql: include_str!("../../migrations/postgres/0008_dp_validations.sql"),
-    },
-];
+embedded_migrations! {
+    1 "init" "0001_init.sql",
+    2 "machines" "0002_machines.sql",
+    3 "catalogs" "0003_catalogs.sql",
+    4 "patch states" "0004_patch_states.sql",
+    5 "reconcile status" "0005_reconcile_status.sql",
+    6 "inventory serial" "0006_inventory_serial.sql",
+    7 "status keys per machine" "0007_status_keys_per_machine.sql",
+    8 "dp validations" "0008_dp_validations.sql",
+}
 
 /// A sqlx migrator over `migrations`, recording into `patchops_migrations`.
 pub(crate) fn migrator(migrations: &'static [EmbeddedMigration]) -> sqlx::migrate::Migrator {
