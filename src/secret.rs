@@ -89,6 +89,93 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Whether a URL may carry credentials: anything but SQLite (whose paths
+/// are shown as given, even when they hold `:` or `@`).
+fn may_hold_credentials(url: &str) -> bool {
+    !url.trim_start().to_ascii_lowercase().starts_with("sqlite:")
+}
+
+/// Splits `scheme://userinfo@host/path?query` into (`scheme://`, userinfo,
+/// host-and-rest). Userinfo runs to the last `@` so that an unencoded `@`,
+/// `/` or `?` in a password is still taken as part of it (when in doubt,
+/// more is hidden, never less).
+fn split_userinfo(url: &str) -> Option<(&str, &str, &str)> {
+    let start = url.find("://")? + 3;
+    let rest = &url[start..];
+    let at = rest.rfind('@')?;
+    Some((&url[..start], &rest[..at], &rest[at + 1..]))
+}
+
+/// A URL (a database, a git remote) with any password (in the userinfo or
+/// a `password=` parameter) replaced by `***`. SQLite URLs are shown as
+/// given.
+pub fn display_url(url: &str) -> String {
+    if !may_hold_credentials(url) {
+        return url.to_string();
+    }
+    let masked = match split_userinfo(url) {
+        Some((scheme, userinfo, rest)) => match userinfo.find(':') {
+            Some(c) => format!("{scheme}{}:***@{rest}", &userinfo[..c]),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    };
+    mask_password_param(&masked)
+}
+
+fn mask_password_param(url: &str) -> String {
+    let Some(q) = url.find('?') else {
+        return url.to_string();
+    };
+    let (head, query) = url.split_at(q + 1);
+    let params: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => p.to_string(),
+        })
+        .collect();
+    format!("{head}{}", params.join("&"))
+}
+
+/// The password(s) in a URL, raw and percent-decoded, longest first: what
+/// [`scrub`] must hide from a message about that URL.
+pub fn url_passwords(url: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if !may_hold_credentials(url) {
+        return out;
+    }
+    if let Some((_, userinfo, _)) = split_userinfo(url) {
+        if let Some((_, pw)) = userinfo.split_once(':') {
+            out.push(pw.to_string());
+        }
+    }
+    if let Some((_, query)) = url.split_once('?') {
+        for p in query.split('&') {
+            if let Some((k, v)) = p.split_once('=') {
+                if k.eq_ignore_ascii_case("password") {
+                    out.push(v.to_string());
+                }
+            }
+        }
+    }
+    let decoded: Vec<String> = out
+        .iter()
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    out.extend(decoded);
+    out.retain(|s| !s.is_empty() && s != "***");
+    out.sort();
+    out.dedup();
+    // Longest first, so a password that contains another is replaced whole.
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out
+}
+
 /// `text` with every occurrence of each of `secrets` replaced by `***`: the
 /// last line of defence before a message that may quote a credential (a
 /// proxy's reply, a database driver's error) is logged or shown.
@@ -99,6 +186,12 @@ pub fn scrub(mut text: String, secrets: &[String]) -> String {
         }
     }
     text
+}
+
+/// `text` with the password of `url` (any scheme: a database, a git
+/// remote) replaced by `***`, raw or percent-decoded.
+pub fn scrub_url_password(text: String, url: &str) -> String {
+    scrub(text, &url_passwords(url))
 }
 
 #[cfg(test)]
@@ -142,5 +235,39 @@ mod tests {
         assert!(!super::constant_time_eq(b"secret", b"secreT"));
         assert!(!super::constant_time_eq(b"secret", b"secret2"));
         assert!(super::constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn display_url_hides_passwords() {
+        let cases = [
+            (
+                "postgres://alice:s3cret@db.example:5432/patchops",
+                "postgres://alice:***@db.example:5432/patchops",
+            ),
+            (
+                "postgresql://alice:p%40ss@db/patchops?sslmode=require&password=other",
+                "postgresql://alice:***@db/patchops?sslmode=require&password=***",
+            ),
+            (
+                "postgres://alice@db/patchops",
+                "postgres://alice@db/patchops",
+            ),
+            ("postgres://alice:a@b/c@db/x", "postgres://alice:***@db/x"),
+            (
+                "postgres://db/x?password=pw",
+                "postgres://db/x?password=***",
+            ),
+            (
+                "sqlite:///var/lib/patchops.db",
+                "sqlite:///var/lib/patchops.db",
+            ),
+            ("sqlite::memory:", "sqlite::memory:"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(display_url(url), shown, "{url}");
+        }
+        let secrets = url_passwords("postgres://alice:p%40ss@db/x");
+        assert!(secrets.contains(&"p%40ss".to_string()) && secrets.contains(&"p@ss".to_string()));
+        assert_eq!(scrub("bad p@ss here".into(), &secrets), "bad *** here");
     }
 }

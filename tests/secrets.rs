@@ -87,6 +87,7 @@ fn postgres_password_never_reaches_history_or_the_lock() {
     // (held by this live test process), then met by another apply.
     let store = rt
         .block_on(patchops::store::Store::open(&secret_url))
+        .map(patchops::site::Site::Local)
         .unwrap();
     let actor = patchops::ops::Actor::current(
         ["patchops", "apply", "site", "--state", &secret_url].map(String::from),

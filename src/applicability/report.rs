@@ -8,6 +8,25 @@ use serde::{Deserialize, Serialize};
 use super::{PatchState, Reboot, Status};
 use crate::store::StoredPatchState;
 
+impl PatchState<'_> {
+    /// This state as the store holds it, for `machine`.
+    pub fn stored(&self, machine: &str) -> StoredPatchState {
+        StoredPatchState {
+            machine_key: crate::inventory::machine_key(machine),
+            bulletin: self.bulletin.to_string(),
+            product: self.product.map(str::to_string),
+            q_numbers: self.q_numbers.to_vec(),
+            title: self.title.map(str::to_string),
+            status: self.status.as_str().to_string(),
+            reboot: self.reboot.as_str().to_string(),
+            scan_agent: self.scan_agent.to_string(),
+            scan_time_ms: self.scan_time.as_millisecond(),
+            patch: self.patch.map(str::to_string),
+            reason: self.reason.to_string(),
+        }
+    }
+}
+
 /// The scan agents a report may name (one per catalog type).
 pub const SCAN_AGENTS: &[&str] = &["patchops-mssecure", "patchops-office"];
 

@@ -20,7 +20,7 @@
 //! Revocation is not checked. MD5 signatures are refused.
 
 pub mod pe;
-#[doc(hidden)]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 use der::asn1::{Any, ObjectIdentifier, OctetString};

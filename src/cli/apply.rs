@@ -10,7 +10,7 @@ use crate::plan::PlanOptions;
 use crate::planfile::SavedPlan;
 use crate::render::{self, Style};
 use crate::secret::SecretSource;
-use crate::store::Store;
+use crate::site::Site;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -93,7 +93,7 @@ pub fn run(args: Args, style: Style) -> Outcome {
 /// asks, and applies it.
 async fn run_in(
     args: &Args,
-    store: &Store,
+    store: &Site,
     key: Option<&crate::secret::Secret>,
     actor: &Actor,
     style: Style,
@@ -177,7 +177,7 @@ fn confirm(auto_approve: bool) -> Result<(), OpError> {
 /// or in one line that it took over a dead process's lock. The holder's
 /// fields come from the store: printed escaped.
 async fn acquire_lock(
-    store: &Store,
+    store: &Site,
     actor: &Actor,
     timeout: Duration,
 ) -> Result<ops::lock::Held, OpError> {

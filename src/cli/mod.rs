@@ -174,10 +174,11 @@ pub struct StateArgs {
 }
 
 impl StateArgs {
-    /// Opens the local store, or the remote one behind `--site`.
-    pub async fn open(&self) -> Result<crate::store::Store, crate::ops::OpError> {
+    /// Opens the local store, or the site server behind `--site`.
+    pub async fn open(&self) -> Result<crate::site::Site, crate::ops::OpError> {
+        use crate::site::Site;
         match &self.site {
-            None => Ok(crate::store::Store::open(&self.url).await?),
+            None => Ok(Site::Local(crate::store::Store::open(&self.url).await?)),
             Some(site) => {
                 let Some(source) = &self.token_from else {
                     return Err(crate::ops::OpError::Input(
@@ -187,7 +188,7 @@ impl StateArgs {
                 let token = source
                     .read()
                     .map_err(|e| crate::ops::OpError::Input(format!("--token-from: {e}")))?;
-                Ok(crate::store::Store::remote(site, token)?)
+                Ok(Site::Remote(crate::remote::RemoteSite::new(site, token)?))
             }
         }
     }
@@ -241,7 +242,7 @@ pub(crate) async fn shutdown_signal() {
 /// SQLite, closing folds the write-ahead log back into the file).
 async fn with_store<T>(
     state: &StateArgs,
-    f: impl AsyncFnOnce(&crate::store::Store) -> Result<T, crate::ops::OpError>,
+    f: impl AsyncFnOnce(&crate::site::Site) -> Result<T, crate::ops::OpError>,
 ) -> Result<T, crate::ops::OpError> {
     let store = state.open().await?;
     let result = f(&store).await;

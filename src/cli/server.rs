@@ -150,7 +150,8 @@ pub fn run(args: Args) -> Outcome {
     };
     let runtime = super::server_runtime()?;
     runtime.block_on(async {
-        let store = args.state.open().await?;
+        // The server holds the site's store itself.
+        let store = args.state.open().await?.local("server")?.clone();
         serve(
             store,
             config,

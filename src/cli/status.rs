@@ -127,7 +127,7 @@ fn json<T: serde::Serialize>(value: &T) -> String {
 /// The reconcile outcome when it needs attention, for people only (JSON
 /// keeps its shape; `status site` has it). Best effort: a store or server
 /// that cannot say does not stop the report.
-async fn banner(store: &crate::store::Store, format: Format) -> Option<ReconcileView> {
+async fn banner(store: &crate::site::Site, format: Format) -> Option<ReconcileView> {
     if format == Format::Json {
         return None;
     }

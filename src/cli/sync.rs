@@ -112,7 +112,8 @@ pub fn run(args: Args, style: Style) -> super::Outcome {
         base_delay: args.retry_delay,
         ..FetchOptions::default()
     };
-    let all = block_on(with_store(&args.state, async |store| {
+    let all = block_on(with_store(&args.state, async |site| {
+        let store = site.local("sync")?;
         let mut all = Vec::new();
         for host in &hosts {
             // A proxy that cannot be set up fails every catalog of the host.
@@ -158,7 +159,8 @@ pub fn run(args: Args, style: Style) -> super::Outcome {
 }
 
 fn status(format: Format, state: &StateArgs) -> super::Outcome {
-    let rows = block_on(with_store(state, async |store| {
+    let rows = block_on(with_store(state, async |site| {
+        let store = site.local("sync status")?;
         let statuses = store.sync_status().await?;
         let mut rows = Vec::with_capacity(statuses.len());
         for s in statuses {

@@ -4,7 +4,6 @@ mod import;
 mod machine;
 mod problem;
 pub mod property;
-#[doc(hidden)]
 mod validation;
 
 pub use import::{

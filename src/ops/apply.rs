@@ -5,7 +5,8 @@ use std::time::Duration;
 use super::{lock, plan::fingerprint, Actor, OpError};
 use crate::plan::{Action, Summary};
 use crate::planfile::SavedPlan;
-use crate::store::{ApplyRecord, Change, NewObject, Store};
+use crate::site::Site;
+use crate::store::{ApplyRecord, Change, NewObject};
 
 /// What an apply did.
 #[derive(Debug, Clone)]
@@ -19,7 +20,7 @@ pub struct Applied {
 /// distributes its content. Takes the apply lock unless the caller holds it
 /// already.
 pub async fn apply(
-    store: &Store,
+    store: &Site,
     plan: &SavedPlan,
     actor: &Actor,
     lock_timeout: Duration,
@@ -50,7 +51,7 @@ pub async fn apply(
     result
 }
 
-async fn apply_locked(store: &Store, plan: &SavedPlan, actor: &Actor) -> Result<Applied, OpError> {
+async fn apply_locked(store: &Site, plan: &SavedPlan, actor: &Actor) -> Result<Applied, OpError> {
     let started = now();
     let info = store.info().await?;
     if info.store_id != plan.state.id {

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 use super::{Actor, OpError};
-use crate::store::{LockHolder, LockRequest, Store};
+use crate::site::Site;
+use crate::store::{LockHolder, LockRequest};
 
 /// How long a lock lives without renewal.
 pub const LEASE: Duration = Duration::from_secs(60);
@@ -18,7 +19,7 @@ const RETRY_EVERY: Duration = Duration::from_millis(250);
 
 /// A held lock; renewed in the background until released.
 pub struct Held {
-    store: Store,
+    store: Site,
     id: String,
     renewer: JoinHandle<()>,
 }
@@ -46,7 +47,7 @@ pub enum LockEvent<'a> {
 }
 
 /// Takes the lock, waiting up to `timeout` for another holder.
-pub async fn acquire(store: &Store, actor: &Actor, timeout: Duration) -> Result<Held, OpError> {
+pub async fn acquire(store: &Site, actor: &Actor, timeout: Duration) -> Result<Held, OpError> {
     acquire_reporting(store, actor, timeout, &|_| {}).await
 }
 
@@ -54,7 +55,7 @@ pub async fn acquire(store: &Store, actor: &Actor, timeout: Duration) -> Result<
 /// lock from (so that a person sees why nothing happens, and that a dead
 /// apply's lock was not simply ignored).
 pub async fn acquire_reporting(
-    store: &Store,
+    store: &Site,
     actor: &Actor,
     timeout: Duration,
     report: &(dyn Fn(LockEvent<'_>) + Sync),

@@ -48,12 +48,12 @@ impl Actor {
 
 /// `argv` joined by spaces, each argument that holds a URL (`--state
 /// postgres://user:PASS@host/db`, `--state=…`, a git remote) shown with its
-/// passwords masked as [`crate::store::display_url_of`] masks them.
+/// passwords masked as [`crate::secret::display_url`] masks them.
 pub fn redacted_command_line(argv: impl IntoIterator<Item = String>) -> String {
     argv.into_iter()
         .map(|arg| {
             if arg.contains("://") || arg.to_ascii_lowercase().contains("password=") {
-                crate::store::display_url_of(&arg)
+                crate::secret::display_url(&arg)
             } else {
                 arg
             }

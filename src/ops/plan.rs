@@ -13,7 +13,8 @@ use crate::plan::{
 };
 use crate::planfile::{SavedPlan, Source, StateRef, FORMAT};
 use crate::secret::Secret;
-use crate::store::{Owner, Store, StoredObject};
+use crate::site::Site;
+use crate::store::{Owner, StoredObject};
 use crate::validate::{validate_dir, Options};
 
 pub struct Request<'a> {
@@ -26,7 +27,7 @@ pub struct Request<'a> {
 }
 
 /// Validates the manifests, reads the state and plans. Nothing is written.
-pub async fn make(store: &Store, request: &Request<'_>) -> Result<SavedPlan, OpError> {
+pub async fn make(store: &Site, request: &Request<'_>) -> Result<SavedPlan, OpError> {
     let report =
         validate_dir(request.dir, Options::default()).map_err(|d| OpError::Input(d.message))?;
     if !report.is_valid() {
@@ -148,7 +149,7 @@ pub async fn make(store: &Store, request: &Request<'_>) -> Result<SavedPlan, OpE
 /// stored inventory, as it will be once applied — and the stored patch
 /// states. Reads nothing when no selection uses `missingIn`.
 pub async fn missing_states(
-    store: &Store,
+    store: &Site,
     desired: &crate::model::Desired,
 ) -> Result<crate::supdate::resolve::MissingStates, OpError> {
     let wanted = crate::supdate::missing_in_collections(desired);

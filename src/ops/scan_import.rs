@@ -5,7 +5,7 @@
 use crate::applicability::{self, Counts, Engine, ScanFacts};
 use crate::catalog::Catalog;
 use crate::inventory::machine_key;
-use crate::store::{Store, StoredPatchState};
+use crate::site::Site;
 
 use super::OpError;
 
@@ -36,7 +36,7 @@ pub fn check_distinct(all: &[ScanFacts]) -> Result<(), OpError> {
 /// its stored states of this catalog's scan agent (a scan with the other
 /// catalog type keeps its own), `batch` machines per write.
 pub async fn import(
-    store: &Store,
+    store: &Site,
     catalog: &Catalog,
     all: &[ScanFacts],
     batch: usize,
@@ -54,11 +54,7 @@ pub async fn import(
             for state in &evaluated {
                 counts.add(state.status);
             }
-            rows.extend(
-                evaluated
-                    .iter()
-                    .map(|s| StoredPatchState::of(&facts.machine, s)),
-            );
+            rows.extend(evaluated.iter().map(|s| s.stored(&facts.machine)));
             machines.push(machine_key(&facts.machine));
         }
         states += store.replace_scan_states(&machines, agent, &rows).await?;

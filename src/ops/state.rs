@@ -3,12 +3,13 @@
 
 use super::{Actor, OpError};
 use crate::manifest::Kind;
-use crate::store::{ApplyRecord, Owner, Store};
+use crate::site::Site;
+use crate::store::{ApplyRecord, Owner};
 
 /// Stops patchops managing `kind/name`: the object stays in the state but
 /// is never changed or deleted by a plan. Under the apply lock, with its own
 /// audit record, as one more serial.
-pub async fn unmanage(store: &Store, actor: &Actor, kind: Kind, name: &str) -> Result<(), OpError> {
+pub async fn unmanage(store: &Site, actor: &Actor, kind: Kind, name: &str) -> Result<(), OpError> {
     let held = super::lock::acquire(store, actor, std::time::Duration::ZERO).await?;
     let result = async {
         let info = store.info().await?;
@@ -53,7 +54,7 @@ fn audit_record(actor: &Actor, serial: i64, what: &str) -> ApplyRecord {
 }
 
 /// Name → library path of every distribution point in the state.
-pub async fn dp_library_paths(store: &Store) -> Result<Vec<(String, String)>, OpError> {
+pub async fn dp_library_paths(store: &Site) -> Result<Vec<(String, String)>, OpError> {
     let mut out = Vec::new();
     for object in store.objects().await? {
         if object.kind != Kind::DistributionPoint.as_str() {

@@ -13,7 +13,8 @@ use crate::applicability::{Counts, Status};
 use crate::eval::{Evaluator, MachineTable};
 use crate::inventory::machine_key;
 use crate::plan::applied_site;
-use crate::store::{StatusMessage, Store, StoredPatchState};
+use crate::site::Site;
+use crate::store::{StatusMessage, StoredPatchState};
 
 /// States an agent reports while an assignment is under way.
 const IN_PROGRESS: &[&str] = &[
@@ -80,7 +81,7 @@ fn time(ms: i64) -> String {
 
 /// Loads the applied site and the inventory and evaluates the targets.
 async fn targeting(
-    store: &Store,
+    store: &Site,
 ) -> Result<(crate::plan::AppliedSite, MachineTable, Evaluator), OpError> {
     let objects = store.objects().await?;
     let applied = applied_site(&objects).map_err(|e| OpError::Input(e.to_string()))?;
@@ -99,7 +100,7 @@ async fn targeting(
 /// Every advertisement's counts; with `only`, that advertisement with
 /// each reporting machine's newest message.
 pub async fn advertisements(
-    store: &Store,
+    store: &Site,
     only: Option<&str>,
 ) -> Result<Vec<AdvertisementStatus>, OpError> {
     let (applied, table, evaluator) = targeting(store).await?;
@@ -261,7 +262,7 @@ impl MachinePatches {
 
 /// One machine: its facts, memberships, assignments, policy version and
 /// newest status messages.
-pub async fn machine(store: &Store, name: &str) -> Result<MachineStatus, OpError> {
+pub async fn machine(store: &Site, name: &str) -> Result<MachineStatus, OpError> {
     let (applied, table, evaluator) = targeting(store).await?;
     let key = machine_key(name);
     let Some(id) = table.id_of(&key) else {
@@ -383,7 +384,7 @@ fn combine(a: Status, b: Status) -> Status {
 /// Per-bulletin compliance from the stored patch states, of the members
 /// of `collection` when given (evaluated afresh from the applied site and
 /// the inventory, as the other status commands do).
-pub async fn updates(store: &Store, collection: Option<&str>) -> Result<UpdatesStatus, OpError> {
+pub async fn updates(store: &Site, collection: Option<&str>) -> Result<UpdatesStatus, OpError> {
     let states = store.patch_states(None).await?;
     let members: Option<std::collections::HashSet<String>> = match collection {
         None => None,
@@ -682,7 +683,7 @@ pub fn dp_statuses(
 }
 
 /// Every applied DP, or the one named, with its last validation.
-pub async fn dps(store: &Store, only: Option<&str>) -> Result<Vec<DpStatus>, OpError> {
+pub async fn dps(store: &Site, only: Option<&str>) -> Result<Vec<DpStatus>, OpError> {
     let objects = store.objects().await?;
     let applied = applied_site(&objects).map_err(|e| OpError::Input(e.to_string()))?;
     let mut dps = applied.desired.distribution_points;
@@ -706,7 +707,7 @@ pub async fn dps(store: &Store, only: Option<&str>) -> Result<Vec<DpStatus>, OpE
 }
 
 /// The applied state, the stored reconcile outcome and the leader.
-pub async fn site(store: &Store) -> Result<SiteStatus, OpError> {
+pub async fn site(store: &Site) -> Result<SiteStatus, OpError> {
     let info = store.info().await?;
     let reconcile = store.reconcile_status().await?;
     let leader = store
@@ -734,7 +735,7 @@ pub async fn site(store: &Store) -> Result<SiteStatus, OpError> {
 
 /// The reconcile outcome when it needs attention (`error` or `drift`),
 /// for the banner of `status advertisements`.
-pub async fn reconcile_attention(store: &Store) -> Result<Option<ReconcileView>, OpError> {
+pub async fn reconcile_attention(store: &Site) -> Result<Option<ReconcileView>, OpError> {
     Ok(store
         .reconcile_status()
         .await?

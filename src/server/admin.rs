@@ -18,8 +18,8 @@ use serde::Serialize;
 use super::http_error::{bearer_of, ApiError, ErrorBody};
 use super::{now_ms, AppState};
 use crate::inventory::validate_machine;
+use crate::remote::{Call, Reply, PATH};
 use crate::secret::constant_time_eq;
-use crate::store::remote::{Call, Reply, PATH};
 use crate::store::{LockRequest, StoreError};
 
 pub fn routes() -> Router<Arc<AppState>> {
@@ -173,7 +173,7 @@ fn reply<T: Serialize>(result: Result<T, StoreError>) -> (bool, Response) {
     let ok = result.is_ok();
     let body = match result {
         Ok(value) => Reply::Ok(value),
-        Err(e) => Reply::Err(e),
+        Err(e) => Reply::Err(e.into()),
     };
     (ok, (StatusCode::OK, axum::Json(body)).into_response())
 }

@@ -618,7 +618,7 @@ mod tests {
             report.check().expect("a valid report");
         }
         for example in examples("Call") {
-            serde_json::from_value::<crate::store::remote::Call>(example).expect("an admin call");
+            serde_json::from_value::<crate::remote::Call>(example).expect("an admin call");
         }
     }
 

@@ -20,7 +20,7 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 use crate::inventory::Machine;
 use crate::store::{
     ApplyRecord, DpProblem, DpValidation, LockHolder, MachineRecord, ReconcileStatus, StateInfo,
-    StatusMessage, StoreError, StoredObject, StoredPatchState, StoredPolicy,
+    StatusMessage, StoredObject, StoredPatchState, StoredPolicy,
 };
 
 #[derive(OpenApi)]
@@ -191,7 +191,7 @@ impl utoipa::PartialSchema for AdminReply {
         }
         OneOfBuilder::new()
             .item(only_member("ok", Schema::AnyOf(ok.build()).into()))
-            .item(only_member("err", of::<StoreError>()))
+            .item(only_member("err", of::<crate::remote::wire::WireError>()))
             .into()
     }
 }
@@ -223,7 +223,7 @@ impl ToSchema for AdminReply {
             ReconcileStatus,
             DpValidation,
             DpProblem,
-            StoreError
+            crate::remote::wire::WireError
         );
     }
 }

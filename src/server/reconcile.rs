@@ -426,7 +426,7 @@ async fn step(
     // A git remote's password never reaches a log, /healthz or the store.
     let outcome = match (outcome, &config.git_pull) {
         (Err(Failure::Failed(m)), Some(url)) => {
-            Err(Failure::Failed(crate::store::scrub_url_secrets(m, url)))
+            Err(Failure::Failed(crate::secret::scrub_url_password(m, url)))
         }
         (outcome, _) => outcome,
     };
@@ -500,13 +500,14 @@ enum Failure {
 }
 
 async fn reconcile_once(store: &Store, config: &ReconcileConfig) -> Result<Done, Failure> {
+    let site = crate::site::Site::Local(store.clone());
     let request = ops::plan::Request {
         dir: &config.manifests,
         options: PlanOptions::default(),
         sign_key: None,
         validate_content: false,
     };
-    let plan = ops::plan::make(store, &request)
+    let plan = ops::plan::make(&site, &request)
         .await
         .map_err(|e| match e {
             OpError::Invalid(report) => {
@@ -534,7 +535,7 @@ async fn reconcile_once(store: &Store, config: &ReconcileConfig) -> Result<Done,
         command: format!("patchops server --manifests {}", config.manifests.display()),
     };
     let applied = ops::apply::apply(
-        store,
+        &site,
         &plan,
         &actor,
         config.interval.min(Duration::from_secs(60)),
@@ -769,7 +770,7 @@ mod tests {
         let message =
             "git clone: fatal: unable to access 'https://bob:s3cr%40t@git.example/site.git/': \
                        could not resolve host; s3cr@t";
-        let scrubbed = crate::store::scrub_url_secrets(message.to_string(), url);
+        let scrubbed = crate::secret::scrub_url_password(message.to_string(), url);
         assert!(!scrubbed.contains("s3cr"), "{scrubbed}");
         assert!(scrubbed.contains("bob:***@git.example"), "{scrubbed}");
     }

@@ -434,10 +434,11 @@ mod tests {
             sign_key: None,
             validate_content: false,
         };
-        let plan = crate::ops::plan::make(store, &request).await.unwrap();
+        let site = crate::site::Site::Local(store.clone());
+        let plan = crate::ops::plan::make(&site, &request).await.unwrap();
         let actor = crate::ops::Actor::current(["test".to_string()]);
         crate::ops::apply::apply(
-            store,
+            &site,
             &plan,
             &actor,
             Duration::from_secs(10),

@@ -132,7 +132,8 @@ pub async fn validate_dp(
                 pid: std::process::id(),
                 command: format!("validate distribution point {}", dp.dp),
             };
-            let held = match ops::lock::acquire(store, &actor, LOCK_WAIT).await {
+            let site = crate::site::Site::Local(store.clone());
+            let held = match ops::lock::acquire(&site, &actor, LOCK_WAIT).await {
                 Ok(held) => held,
                 Err(e) => return Validated::Later(format!("cannot check the findings again: {e}")),
             };

@@ -26,15 +26,16 @@
 //! the middle leaves the previous state whole.
 
 mod postgres;
-pub mod remote;
+mod rows;
+mod sql;
 mod sqlite;
-#[doc(hidden)]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 #[cfg(test)]
 mod tests;
 mod transaction;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -43,6 +44,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::{machine_key, Machine};
+use crate::secret;
 pub(crate) use transaction::TokenIssue;
 pub use transaction::WriteTx;
 
@@ -70,8 +72,6 @@ const CHUNK: usize = 2000;
 pub enum Backend {
     Sqlite,
     Postgres,
-    /// A site server's admin API (`--site URL`).
-    Remote,
 }
 
 impl Backend {
@@ -79,7 +79,6 @@ impl Backend {
         match self {
             Backend::Sqlite => "sqlite",
             Backend::Postgres => "postgres",
-            Backend::Remote => "remote",
         }
     }
 }
@@ -115,6 +114,13 @@ impl fmt::Display for Owner {
     }
 }
 
+impl TryFrom<String> for Owner {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
 impl FromStr for Owner {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -129,7 +135,7 @@ impl FromStr for Owner {
 }
 
 /// What [`Store::info`] reports about a store as a whole.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct StateInfo {
     /// A random UUID made when the store was created; never changes.
     pub store_id: String,
@@ -142,7 +148,7 @@ pub struct StateInfo {
 }
 
 /// One object as the store holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct StoredObject {
     pub kind: String,
     pub name: String,
@@ -151,8 +157,10 @@ pub struct StoredObject {
     pub spec_hash: String,
     /// JSON text.
     pub metadata: String,
+    #[sqlx(try_from = "String")]
     pub owner: Owner,
     pub file: Option<String>,
+    #[sqlx(rename = "commit_id")]
     pub commit: Option<String>,
     pub created_serial: i64,
     pub updated_serial: i64,
@@ -185,7 +193,7 @@ pub enum Change {
 }
 
 /// One audit record: what an apply (or another state change) did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct ApplyRecord {
     /// Assigned by the store; ignored on write.
     pub id: Option<i64>,
@@ -196,6 +204,7 @@ pub struct ApplyRecord {
     pub actor: String,
     pub host: String,
     pub command: String,
+    #[sqlx(rename = "commit_id")]
     pub commit: Option<String>,
     pub dirty: bool,
     pub plan_hash: String,
@@ -243,10 +252,12 @@ pub struct MachineRecord {
 }
 
 /// One machine's client policy as the store holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct StoredPolicy {
+    #[sqlx(try_from = "i64")]
     pub machine_id: u32,
     /// At most `i64::MAX` (the stored type); a larger one is refused.
+    #[sqlx(try_from = "i64")]
     pub version: u64,
     pub hash: String,
     pub body: String,
@@ -254,7 +265,7 @@ pub struct StoredPolicy {
 
 /// One status message from an agent. `key` is its idempotency key: a
 /// message whose key the store already holds is ignored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct StatusMessage {
     pub key: String,
     /// The machine's key (lowercase name); stored lowercased.
@@ -270,7 +281,7 @@ pub struct StatusMessage {
 }
 
 /// One stored patch state: a machine's state for one (bulletin,
-/// product), from the applicability engine.
+/// product), as an applicability scan found it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StoredPatchState {
     /// Lowercase machine name.
@@ -290,144 +301,8 @@ pub struct StoredPatchState {
     pub reason: String,
 }
 
-impl StoredPatchState {
-    /// The row of one engine state of a machine.
-    pub fn of(machine: &str, s: &crate::applicability::PatchState<'_>) -> StoredPatchState {
-        StoredPatchState {
-            machine_key: machine_key(machine),
-            bulletin: s.bulletin.to_string(),
-            product: s.product.map(str::to_string),
-            q_numbers: s.q_numbers.to_vec(),
-            title: s.title.map(str::to_string),
-            status: s.status.as_str().to_string(),
-            reboot: s.reboot.as_str().to_string(),
-            scan_agent: s.scan_agent.to_string(),
-            scan_time_ms: s.scan_time.as_millisecond(),
-            patch: s.patch.map(str::to_string),
-            reason: s.reason.to_string(),
-        }
-    }
-}
-
-/// Machines through a site server: sent in parts whose JSON stays under
-/// [`remote::MAX_PART_BODY`] bytes, each part one transaction on the
-/// server; a machine over the limit is sent alone. A part that fails stops
-/// the import, and its error says how many machines the parts before it
-/// stored (importing again is safe: an unchanged machine is not written).
-async fn remote_upsert_machines(
-    api: &remote::Remote,
-    machines: &[Machine],
-) -> Result<Vec<MachineRecord>, StoreError> {
-    let mut records = Vec::with_capacity(machines.len());
-    let mut start = 0;
-    let mut size = 0usize;
-    for (i, machine) in machines.iter().enumerate() {
-        let bytes = serde_json::to_vec(machine).map_or(0, |v| v.len() + 1);
-        if i > start && size + bytes > remote::MAX_PART_BODY {
-            records.extend(
-                send_machines(api, &machines[start..i], records.len(), machines.len()).await?,
-            );
-            start = i;
-            size = 0;
-        }
-        size += bytes;
-    }
-    if start < machines.len() {
-        records
-            .extend(send_machines(api, &machines[start..], records.len(), machines.len()).await?);
-    }
-    Ok(records)
-}
-
-async fn send_machines(
-    api: &remote::Remote,
-    part: &[Machine],
-    stored: usize,
-    total: usize,
-) -> Result<Vec<MachineRecord>, StoreError> {
-    let call = remote::Call::UpsertMachines {
-        machines: part.to_vec(),
-    };
-    api.call(&call).await.map_err(|e| {
-        if stored == 0 {
-            return e;
-        }
-        let note = format!(
-            "{stored} of {total} machines were stored before this part failed; \
-             importing again is safe"
-        );
-        match e {
-            StoreError::Unreachable { url, reason } => StoreError::Unreachable {
-                url,
-                reason: format!("{reason} ({note})"),
-            },
-            StoreError::Backend(message) => StoreError::Backend(format!("{message} ({note})")),
-            other => other,
-        }
-    })
-}
-
-/// Patch states through a site server: the machines are sent in groups
-/// whose rows stay under [`remote::MAX_PART_BODY`] bytes (the server's
-/// request limit), each group one transaction on the server. A single
-/// machine over the limit is sent alone.
-async fn remote_replace_states(
-    api: &remote::Remote,
-    keys: &[String],
-    scan_agent: Option<&str>,
-    rows: &[&StoredPatchState],
-) -> Result<usize, StoreError> {
-    let mut by_machine: BTreeMap<&str, Vec<StoredPatchState>> = BTreeMap::new();
-    for k in keys {
-        by_machine.entry(k.as_str()).or_default();
-    }
-    for r in rows {
-        by_machine
-            .entry(r.machine_key.as_str())
-            .or_default()
-            .push((*r).clone());
-    }
-    let mut written = 0;
-    let mut machines: Vec<String> = Vec::new();
-    let mut group: Vec<StoredPatchState> = Vec::new();
-    let mut size = 0usize;
-    for (machine, states) in by_machine {
-        let bytes: usize = 64
-            + machine.len()
-            + states
-                .iter()
-                .map(|s| serde_json::to_vec(s).map_or(0, |v| v.len() + 1))
-                .sum::<usize>();
-        if !machines.is_empty() && size + bytes > remote::MAX_PART_BODY {
-            written += send_states(api, &mut machines, scan_agent, &mut group).await?;
-            size = 0;
-        }
-        size += bytes;
-        machines.push(machine.to_string());
-        group.extend(states);
-    }
-    if !machines.is_empty() {
-        written += send_states(api, &mut machines, scan_agent, &mut group).await?;
-    }
-    Ok(written)
-}
-
-async fn send_states(
-    api: &remote::Remote,
-    machines: &mut Vec<String>,
-    scan_agent: Option<&str>,
-    rows: &mut Vec<StoredPatchState>,
-) -> Result<usize, StoreError> {
-    let call = remote::Call::ReplacePatchStates {
-        machines: std::mem::take(machines),
-        scan_agent: scan_agent.map(str::to_string),
-        rows: std::mem::take(rows),
-    };
-    api.call(&call).await
-}
-
 /// One verified version of a catalog (the sync host's download).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct CatalogVersion {
     /// Assigned by the store (increasing); ignored on write.
     pub id: Option<i64>,
@@ -441,9 +316,11 @@ pub struct CatalogVersion {
     /// When it was fetched, epoch milliseconds.
     pub fetched_ms: i64,
     /// The content's length in bytes.
+    #[sqlx(try_from = "i64")]
     pub size: u64,
     /// The content. Empty in the listings of [`Store::catalog_versions`].
     #[serde(skip)]
+    #[sqlx(default)]
     pub bytes: Vec<u8>,
     /// A readable summary of this version.
     pub summary: String,
@@ -466,7 +343,7 @@ pub struct SyncAttempt {
 }
 
 /// The synchronization status of one catalog URL.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncStatus {
     pub url: String,
@@ -476,6 +353,7 @@ pub struct SyncStatus {
     /// The error of the last attempt; None when it succeeded.
     pub last_error: Option<String>,
     /// Failed attempts since the last success.
+    #[sqlx(try_from = "i64")]
     pub consecutive_failures: u32,
     pub next_attempt_ms: i64,
 }
@@ -668,7 +546,6 @@ struct Inner {
 enum Db {
     Sqlite(sqlx::SqlitePool),
     Postgres(sqlx::PgPool),
-    Remote(remote::Remote),
 }
 
 impl fmt::Debug for Store {
@@ -692,8 +569,6 @@ pub(crate) enum Fail {
     },
     /// Data in the store that patchops cannot read (a damaged store).
     Data(String),
-    /// An operation a site server does not offer through its admin API.
-    Remote(&'static str),
     /// A request the store refuses (e.g. a batch naming one key twice);
     /// nothing was written.
     Invalid(String),
@@ -712,17 +587,26 @@ pub(crate) struct Opened {
 }
 
 /// Runs the SQL backend's `$f` (given the pool first, then the arguments)
-/// and maps its failure to a [`StoreError`]; through a site server, the
-/// operation (named `$f`, or `remote`) is refused.
+/// and maps its failure to a [`StoreError`].
 macro_rules! on_sql {
-    ($store:ident, $f:ident($($arg:expr),*)) => {
-        on_sql!($store, $f($($arg),*), remote = stringify!($f))
-    };
-    ($store:ident, $f:ident($($arg:expr),*), remote = $op:expr) => {{
+    ($store:ident, $f:ident($($arg:expr),*)) => {{
         let r = match &$store.inner.db {
             Db::Sqlite(p) => sqlite::$f(p, $($arg),*).await,
             Db::Postgres(p) => postgres::$f(p, $($arg),*).await,
-            Db::Remote(_) => Err(Fail::Remote($op)),
+        };
+        r.map_err(|e| $store.error(e))
+    }};
+    // A function that takes a connection (it also runs in a transaction).
+    ($store:ident, conn $f:ident($($arg:expr),*)) => {{
+        let r = match &$store.inner.db {
+            Db::Sqlite(p) => match p.acquire().await {
+                Ok(mut conn) => sqlite::$f(&mut conn, $($arg),*).await,
+                Err(e) => Err(Fail::Sql(e)),
+            },
+            Db::Postgres(p) => match p.acquire().await {
+                Ok(mut conn) => postgres::$f(&mut conn, $($arg),*).await,
+                Err(e) => Err(Fail::Sql(e)),
+            },
         };
         r.map_err(|e| $store.error(e))
     }};
@@ -738,9 +622,9 @@ impl Store {
     /// - `postgres://…` / `postgresql://…`: the database must exist; the tables
     ///   are made in its current schema.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        let display_url = display_url_of(url);
-        let secrets = secrets_of(url);
-        let scrub = |s: String| scrub_secrets(s, &secrets);
+        let display_url = secret::display_url(url);
+        let secrets = secret::url_passwords(url);
+        let scrub = |s: String| secret::scrub(s, &secrets);
         let lower = url.to_ascii_lowercase();
         // Exactly `sqlite:`, as sqlx reads it; PostgreSQL schemes in any case.
         let opened = if url.starts_with("sqlite:") {
@@ -768,33 +652,10 @@ impl Store {
         })
     }
 
-    /// A store behind a running site server's admin API: `url` is the
-    /// server (`http://HOST:PORT`), `token` its admin token.
-    pub fn remote(url: &str, token: crate::secret::Secret) -> Result<Store, StoreError> {
-        let remote = remote::Remote::new(url, token)?;
-        Ok(Store {
-            inner: Arc::new(Inner {
-                display_url: remote.url().to_string(),
-                db: Db::Remote(remote),
-                secrets: Vec::new(),
-                read_only: false,
-            }),
-        })
-    }
-
-    /// The site server behind a remote store, if this is one.
-    fn remote_api(&self) -> Option<&remote::Remote> {
-        match &self.inner.db {
-            Db::Remote(r) => Some(r),
-            _ => None,
-        }
-    }
-
     pub fn backend(&self) -> Backend {
         match self.inner.db {
             Db::Sqlite(_) => Backend::Sqlite,
             Db::Postgres(_) => Backend::Postgres,
-            Db::Remote(_) => Backend::Remote,
         }
     }
 
@@ -815,34 +676,19 @@ impl Store {
         match &self.inner.db {
             Db::Sqlite(p) => p.close().await,
             Db::Postgres(p) => p.close().await,
-            Db::Remote(_) => {}
         }
     }
 
     pub async fn info(&self) -> Result<StateInfo, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::Info).await;
-        }
         on_sql!(self, info())
     }
 
     /// Every object, ordered by kind then name (byte order on both backends).
     pub async fn objects(&self) -> Result<Vec<StoredObject>, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::Objects).await;
-        }
         on_sql!(self, objects())
     }
 
     pub async fn object(&self, kind: &str, name: &str) -> Result<Option<StoredObject>, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api
-                .call(&remote::Call::Object {
-                    kind: kind.to_string(),
-                    name: name.to_string(),
-                })
-                .await;
-        }
         on_sql!(self, object(kind, name))
     }
 
@@ -858,16 +704,6 @@ impl Store {
         changes: &[Change],
         record: &ApplyRecord,
     ) -> Result<i64, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api
-                .call(&remote::Call::Commit {
-                    expected_serial,
-                    site: site.map(str::to_string),
-                    changes: changes.to_vec(),
-                    record: record.clone(),
-                })
-                .await;
-        }
         self.writable()?;
         let plan = Normalized::of(changes);
         on_sql!(self, commit(expected_serial, site, &plan, record))
@@ -875,9 +711,6 @@ impl Store {
 
     /// The newest `limit` audit records, newest first.
     pub async fn history(&self, limit: u32) -> Result<Vec<ApplyRecord>, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::History { limit }).await;
-        }
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -898,16 +731,6 @@ impl Store {
         owner: Owner,
         record: &ApplyRecord,
     ) -> Result<bool, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api
-                .call(&remote::Call::SetOwner {
-                    kind: kind.to_string(),
-                    name: name.to_string(),
-                    owner,
-                    record: record.clone(),
-                })
-                .await;
-        }
         self.writable()?;
         on_sql!(self, set_owner(kind, name, owner, record))
     }
@@ -917,23 +740,11 @@ impl Store {
     /// someone else holds it and their lease has not expired. An expired lease
     /// is taken over atomically.
     pub async fn try_lock(&self, req: &LockRequest) -> Result<Result<(), LockHolder>, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api
-                .call(&remote::Call::TryLock {
-                    request: req.into(),
-                })
-                .await;
-        }
         self.writable()?;
         // The holder may unlock between our failed take and our look at who
         // holds it; then take again.
         for _ in 0..10 {
-            let r = match &self.inner.db {
-                Db::Sqlite(p) => sqlite::try_lock(p, APPLY_LOCK, req).await,
-                Db::Postgres(p) => postgres::try_lock(p, APPLY_LOCK, req).await,
-                Db::Remote(_) => Err(Fail::Remote("try_lock")),
-            };
-            if r.map_err(|e| self.error(e))? {
+            if on_sql!(self, try_lock(APPLY_LOCK, req))? {
                 return Ok(Ok(()));
             }
             if let Some(holder) = self.lock_holder().await? {
@@ -954,14 +765,6 @@ impl Store {
         previous_id: &str,
         req: &LockRequest,
     ) -> Result<bool, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api
-                .call(&remote::Call::TakeOverLock {
-                    previous_id: previous_id.to_string(),
-                    request: req.into(),
-                })
-                .await;
-        }
         self.writable()?;
         on_sql!(self, take_over_lock(APPLY_LOCK, previous_id, req))
     }
@@ -970,23 +773,12 @@ impl Store {
     /// the lock (it was unlocked or taken over). A lease that expired but was
     /// not taken over can still be renewed.
     pub async fn renew_lock(&self, id: &str, lease: Duration) -> Result<bool, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api
-                .call(&remote::Call::RenewLock {
-                    id: id.to_string(),
-                    lease_ms: lease.as_millis() as u64,
-                })
-                .await;
-        }
         self.writable()?;
         on_sql!(self, renew_lock(APPLY_LOCK, id, lease_ms(lease)))
     }
 
     /// Releases the lock if `id` holds it (also `patchops force-unlock ID`).
     pub async fn unlock(&self, id: &str) -> Result<bool, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::Unlock { id: id.to_string() }).await;
-        }
         self.writable()?;
         on_sql!(self, unlock(APPLY_LOCK, id))
     }
@@ -994,19 +786,16 @@ impl Store {
     /// Who holds the lock, if anyone: the row as stored, even when its lease
     /// has expired (compare `expires_at`).
     pub async fn lock_holder(&self) -> Result<Option<LockHolder>, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::LockHolder).await;
-        }
         on_sql!(self, lock_holder(APPLY_LOCK))
     }
 
     /// Takes the named lease (the table of the apply lock, under another
     /// name: e.g. [`LEADER_LEASE`]): true when taken or already held by
     /// `req.id` (then renewed); false while another holder's lease runs. An
-    /// expired lease is taken over atomically. Not offered by a remote store.
+    /// expired lease is taken over atomically.
     pub async fn try_lease(&self, name: &str, req: &LockRequest) -> Result<bool, StoreError> {
         self.writable()?;
-        on_sql!(self, try_lock(name, req), remote = "try_lease")
+        on_sql!(self, try_lock(name, req))
     }
 
     /// Extends the named lease to `lease` from now; false if `id` no longer
@@ -1018,29 +807,18 @@ impl Store {
         lease: Duration,
     ) -> Result<bool, StoreError> {
         self.writable()?;
-        on_sql!(
-            self,
-            renew_lock(name, id, lease_ms(lease)),
-            remote = "renew_lease"
-        )
+        on_sql!(self, renew_lock(name, id, lease_ms(lease)))
     }
 
     /// Gives the named lease up if `id` holds it.
     pub async fn release_lease(&self, name: &str, id: &str) -> Result<bool, StoreError> {
         self.writable()?;
-        on_sql!(self, unlock(name, id), remote = "release_lease")
+        on_sql!(self, unlock(name, id))
     }
 
     /// Who holds the named lease, as stored (compare `expires_at`).
     pub async fn lease_holder(&self, name: &str) -> Result<Option<LockHolder>, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api
-                .call(&remote::Call::LeaseHolder {
-                    name: name.to_string(),
-                })
-                .await;
-        }
-        on_sql!(self, lock_holder(name), remote = "lease_holder")
+        on_sql!(self, lock_holder(name))
     }
 
     /// A cheap readiness probe (`SELECT 1` on a pooled connection). A pooled
@@ -1048,9 +826,6 @@ impl Store {
     /// a database that cannot be reached is an error within
     /// [`CONNECT_TIMEOUT`] (PostgreSQL) or [`BUSY_TIMEOUT`] × 2 (SQLite).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api.call::<StateInfo>(&remote::Call::Info).await.map(|_| ());
-        }
         on_sql!(self, ping())
     }
 
@@ -1064,12 +839,6 @@ impl Store {
         machines: &[Machine],
         now_ms: i64,
     ) -> Result<Vec<MachineRecord>, StoreError> {
-        if let Some(api) = self.remote_api() {
-            let _ = now_ms; // the server stamps its own time
-                            // Refused whole here, as a store refuses it: parts could not.
-            machine_rows(machines).map_err(|e| self.error(e))?;
-            return remote_upsert_machines(api, machines).await;
-        }
         let mut tx = self.begin_writes().await?;
         let records = tx.upsert_machines(machines, now_ms).await?;
         tx.commit().await?;
@@ -1080,44 +849,19 @@ impl Store {
     /// added, changed or removed (by anyone; not on heartbeats), read from
     /// one row. The server's cue to reload inventory written by others.
     pub async fn inventory_version(&self) -> Result<i64, StoreError> {
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => match p.acquire().await {
-                Ok(mut conn) => sqlite::inventory_version(&mut conn).await,
-                Err(e) => Err(Fail::Sql(e)),
-            },
-            Db::Postgres(p) => match p.acquire().await {
-                Ok(mut conn) => postgres::inventory_version(&mut conn).await,
-                Err(e) => Err(Fail::Sql(e)),
-            },
-            Db::Remote(_) => Err(Fail::Remote("inventory_version")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, conn inventory_version())
     }
 
     /// Every machine, by id. A machine's `last_heartbeat` is the later of
     /// its facts' and the one [`Store::touch_heartbeat`] recorded.
     pub async fn machines(&self) -> Result<Vec<(u32, Machine)>, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::Machines).await;
-        }
         on_sql!(self, machines())
     }
 
     /// One machine by key (the name, compared without ASCII case).
     pub async fn machine(&self, key: &str) -> Result<Option<(u32, Machine)>, StoreError> {
         let key = machine_key(key);
-        let r = match &self.inner.db {
-            Db::Sqlite(p) => match p.acquire().await {
-                Ok(mut conn) => sqlite::machine(&mut conn, &key).await,
-                Err(e) => Err(Fail::Sql(e)),
-            },
-            Db::Postgres(p) => match p.acquire().await {
-                Ok(mut conn) => postgres::machine(&mut conn, &key).await,
-                Err(e) => Err(Fail::Sql(e)),
-            },
-            Db::Remote(_) => Err(Fail::Remote("machine")),
-        };
-        r.map_err(|e| self.error(e))
+        on_sql!(self, conn machine(&key))
     }
 
     /// Removes machines by key (and, in the same transaction, their
@@ -1179,13 +923,6 @@ impl Store {
         machine_key: &str,
         now_ms: i64,
     ) -> Result<usize, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api
-                .call(&remote::Call::RevokeMachine {
-                    key: machine_key.to_string(),
-                })
-                .await;
-        }
         self.writable()?;
         let key = self::machine_key(machine_key);
         on_sql!(self, revoke_machine_tokens(&key, now_ms))
@@ -1197,9 +934,6 @@ impl Store {
     }
 
     pub async fn policy(&self, machine_id: u32) -> Result<Option<StoredPolicy>, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::Policy { machine_id }).await;
-        }
         on_sql!(self, policy(machine_id))
     }
 
@@ -1259,13 +993,6 @@ impl Store {
         &self,
         advertisement: Option<&str>,
     ) -> Result<Vec<StatusMessage>, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api
-                .call(&remote::Call::LatestStatus {
-                    advertisement: advertisement.map(str::to_string),
-                })
-                .await;
-        }
         on_sql!(self, latest_status(advertisement))
     }
 
@@ -1279,27 +1006,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let key = self::machine_key(machine_key);
-        if let Some(api) = self.remote_api() {
-            return api
-                .call(&remote::Call::StatusForMachine { key, limit })
-                .await;
-        }
         on_sql!(self, status_for_machine(&key, i64::from(limit)))
-    }
-
-    /// Replaces one machine's patch states (all of them, in one
-    /// transaction). Returns how many rows were written.
-    pub async fn put_patch_states(
-        &self,
-        machine: &str,
-        states: &[crate::applicability::PatchState<'_>],
-    ) -> Result<usize, StoreError> {
-        let rows: Vec<StoredPatchState> = states
-            .iter()
-            .map(|s| StoredPatchState::of(machine, s))
-            .collect();
-        self.replace_patch_states(&[machine_key(machine)], &rows)
-            .await
     }
 
     /// Replaces the patch states of every machine in `machines` with
@@ -1324,12 +1031,6 @@ impl Store {
         scan_agent: &str,
         rows: &[StoredPatchState],
     ) -> Result<usize, StoreError> {
-        if let Some(r) = rows.iter().find(|r| r.scan_agent != scan_agent) {
-            return Err(self.error(Fail::Invalid(format!(
-                "a patch state of scan agent `{}` in a report of `{scan_agent}`",
-                r.scan_agent
-            ))));
-        }
         self.replace_states(machines, Some(scan_agent), rows).await
     }
 
@@ -1340,25 +1041,8 @@ impl Store {
         rows: &[StoredPatchState],
     ) -> Result<usize, StoreError> {
         self.writable()?;
-        let mut keys: Vec<String> = machines.iter().map(|m| machine_key(m)).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        let mut seen = std::collections::HashSet::new();
-        let mut unique: Vec<&StoredPatchState> = Vec::with_capacity(rows.len());
-        for r in rows {
-            if keys.binary_search(&r.machine_key).is_err() {
-                return Err(self.error(Fail::Invalid(format!(
-                    "a patch state of machine `{}`, which is not in the batch",
-                    r.machine_key
-                ))));
-            }
-            if seen.insert((&r.machine_key, &r.bulletin, &r.product)) {
-                unique.push(r);
-            }
-        }
-        if let Some(api) = self.remote_api() {
-            return remote_replace_states(api, &keys, scan_agent, &unique).await;
-        }
+        let (keys, unique) =
+            patch_state_batch(machines, scan_agent, rows).map_err(|e| self.error(e))?;
         on_sql!(self, replace_patch_states(&keys, scan_agent, &unique))
     }
 
@@ -1369,9 +1053,6 @@ impl Store {
         machine: Option<&str>,
     ) -> Result<Vec<StoredPatchState>, StoreError> {
         let key = machine.map(machine_key);
-        if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::PatchStates { machine: key }).await;
-        }
         on_sql!(self, patch_states(key.as_deref()))
     }
 
@@ -1441,9 +1122,6 @@ impl Store {
 
     /// The last recorded reconcile, if a server ever reconciled this store.
     pub async fn reconcile_status(&self) -> Result<Option<ReconcileStatus>, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::ReconcileStatus).await;
-        }
         on_sql!(self, reconcile_status())
     }
 
@@ -1476,9 +1154,6 @@ impl Store {
 
     /// The last deep validation of every distribution point, by name.
     pub async fn dp_validations(&self) -> Result<Vec<DpValidation>, StoreError> {
-        if let Some(api) = self.remote_api() {
-            return api.call(&remote::Call::DpValidations).await;
-        }
         on_sql!(self, dp_validations())
     }
 
@@ -1499,11 +1174,8 @@ impl Store {
             Fail::Data(msg) => StoreError::Backend(format!("{url}: damaged state store: {msg}")),
             Fail::Invalid(msg) => StoreError::Backend(format!("{url}: {msg}")),
             Fail::Sql(e) => classify(e, url, self.backend()),
-            Fail::Remote(op) => StoreError::Backend(format!(
-                "{url}: `{op}` is not available through a site server; use --state"
-            )),
         };
-        scrub_error(e, &|s| scrub_secrets(s, &self.inner.secrets))
+        scrub_error(e, &|s| secret::scrub(s, &self.inner.secrets))
     }
 }
 
@@ -1561,7 +1233,6 @@ pub(crate) fn classify(e: sqlx::Error, url: &str, backend: Backend) -> StoreErro
                     }
                     _ => {}
                 },
-                Backend::Remote => {}
             }
             StoreError::Backend(format!("{url}: {}", db.message()))
         }
@@ -1651,7 +1322,7 @@ pub(crate) struct MachineRow {
 }
 
 /// The rows for a batch of machines; refuses a batch naming one key twice.
-fn machine_rows(machines: &[Machine]) -> Result<Vec<MachineRow>, Fail> {
+pub(crate) fn machine_rows(machines: &[Machine]) -> Result<Vec<MachineRow>, Fail> {
     let mut seen = std::collections::HashSet::with_capacity(machines.len());
     machines
         .iter()
@@ -1727,23 +1398,6 @@ pub(crate) fn machine_id(id: i64) -> Result<u32, Fail> {
     u32::try_from(id).map_err(|_| Fail::Data(format!("machine id {id} out of range")))
 }
 
-/// A machine as read: its facts, with the later of the two heartbeats.
-pub(crate) fn decode_machine(
-    id: i64,
-    facts: &str,
-    heartbeat_ms: Option<i64>,
-) -> Result<(u32, Machine), Fail> {
-    let id = machine_id(id)?;
-    let mut m: Machine = serde_json::from_str(facts)
-        .map_err(|e| Fail::Data(format!("machine {id}: unreadable facts: {e}")))?;
-    if let Some(ts) = heartbeat_ms.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()) {
-        if m.last_heartbeat.is_none_or(|t| t < ts) {
-            m.last_heartbeat = Some(ts);
-        }
-    }
-    Ok((id, m))
-}
-
 /// A token hash that is already stored may be added again only for the
 /// same machine, and only while it is not revoked. (The hash is never put
 /// in the message.)
@@ -1768,6 +1422,40 @@ pub(crate) fn check_token_again(
 /// A row count as usize.
 pub(crate) fn count(rows: u64) -> usize {
     usize::try_from(rows).unwrap_or(usize::MAX)
+}
+
+/// A batch of patch states checked as a replace refuses it whole: the
+/// machines' keys (sorted, each once), and the rows, each (machine,
+/// bulletin, product) once (the first row kept). Every row must be of a
+/// machine in the batch, and of `scan_agent` when given.
+pub(crate) fn patch_state_batch<'a>(
+    machines: &[String],
+    scan_agent: Option<&str>,
+    rows: &'a [StoredPatchState],
+) -> Result<(Vec<String>, Vec<&'a StoredPatchState>), Fail> {
+    if let Some(agent) = scan_agent {
+        if let Some(r) = rows.iter().find(|r| r.scan_agent != agent) {
+            return Err(Fail::Invalid(format!(
+                "a patch state of scan agent `{}` in a report of `{agent}`",
+                r.scan_agent
+            )));
+        }
+    }
+    let keys = dedup_keys(machines.iter().map(|m| machine_key(m)));
+    let mut seen = std::collections::HashSet::new();
+    let mut unique: Vec<&StoredPatchState> = Vec::with_capacity(rows.len());
+    for r in rows {
+        if keys.binary_search(&r.machine_key).is_err() {
+            return Err(Fail::Invalid(format!(
+                "a patch state of machine `{}`, which is not in the batch",
+                r.machine_key
+            )));
+        }
+        if seen.insert((&r.machine_key, &r.bulletin, &r.product)) {
+            unique.push(r);
+        }
+    }
+    Ok((keys, unique))
 }
 
 /// Keys, each once, in a stable order.
@@ -1807,145 +1495,16 @@ pub(crate) fn version_i64(v: u64) -> i64 {
 }
 
 /// Epoch milliseconds as RFC 3339 UTC text, to the second
-/// (`2026-03-21T09:30:00Z`).
+/// (`2026-03-21T09:30:00Z`); instants beyond what a calendar date can say
+/// are clamped to the first or last one.
 pub fn rfc3339_from_epoch_ms(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
-}
-
-/// Howard Hinnant's days-from-civil inverse: days since 1970-01-01 to
-/// (year, month, day) in the proleptic Gregorian calendar.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days.saturating_add(719_468);
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe.saturating_add(era.saturating_mul(400));
-    (if m <= 2 { y.saturating_add(1) } else { y }, m, d)
-}
-
-/// Whether a URL may carry credentials: anything but SQLite (whose paths
-/// are shown as given, even when they hold `:` or `@`).
-fn may_hold_credentials(url: &str) -> bool {
-    !url.trim_start().to_ascii_lowercase().starts_with("sqlite:")
-}
-
-/// Splits `scheme://userinfo@host/path?query` into (`scheme://`, userinfo,
-/// host-and-rest). Userinfo runs to the last `@` so that an unencoded `@`,
-/// `/` or `?` in a password is still taken as part of it (when in doubt,
-/// more is hidden, never less).
-fn split_userinfo(url: &str) -> Option<(&str, &str, &str)> {
-    let start = url.find("://")? + 3;
-    let rest = &url[start..];
-    let at = rest.rfind('@')?;
-    Some((&url[..start], &rest[..at], &rest[at + 1..]))
-}
-
-/// The URL with any password (in the userinfo or a `password=` parameter)
-/// replaced by `***`. SQLite URLs are shown as given.
-pub fn display_url_of(url: &str) -> String {
-    if !may_hold_credentials(url) {
-        return url.to_string();
-    }
-    let masked = match split_userinfo(url) {
-        Some((scheme, userinfo, rest)) => match userinfo.find(':') {
-            Some(c) => format!("{scheme}{}:***@{rest}", &userinfo[..c]),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    };
-    mask_password_param(&masked)
-}
-
-fn mask_password_param(url: &str) -> String {
-    let Some(q) = url.find('?') else {
-        return url.to_string();
-    };
-    let (head, query) = url.split_at(q + 1);
-    let params: Vec<String> = query
-        .split('&')
-        .map(|p| match p.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-            _ => p.to_string(),
-        })
-        .collect();
-    format!("{head}{}", params.join("&"))
-}
-
-/// The password(s) in a URL, raw and percent-decoded, to scrub from messages.
-fn secrets_of(url: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    if !may_hold_credentials(url) {
-        return out;
-    }
-    if let Some((_, userinfo, _)) = split_userinfo(url) {
-        if let Some((_, pw)) = userinfo.split_once(':') {
-            out.push(pw.to_string());
-        }
-    }
-    if let Some((_, query)) = url.split_once('?') {
-        for p in query.split('&') {
-            if let Some((k, v)) = p.split_once('=') {
-                if k.eq_ignore_ascii_case("password") {
-                    out.push(v.to_string());
-                }
-            }
-        }
-    }
-    let decoded: Vec<String> = out.iter().map(|s| percent_decode(s)).collect();
-    out.extend(decoded);
-    out.retain(|s| !s.is_empty() && s != "***");
-    out.sort();
-    out.dedup();
-    // Longest first, so a password that contains another is replaced whole.
-    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    out
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// `text` with the password of `url` (any scheme: a database, a git
-/// remote) replaced by `***`, raw or percent-decoded.
-pub fn scrub_url_secrets(text: String, url: &str) -> String {
-    scrub_secrets(text, &secrets_of(url))
-}
-
-fn scrub_secrets(mut s: String, secrets: &[String]) -> String {
-    for secret in secrets {
-        if s.contains(secret.as_str()) {
-            s = s.replace(secret.as_str(), "***");
-        }
-    }
-    s
+    use jiff::Timestamp;
+    let second = ms
+        .div_euclid(1000)
+        .clamp(Timestamp::MIN.as_second(), Timestamp::MAX.as_second());
+    Timestamp::from_second(second)
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+        .to_string()
 }
 
 fn scrub_error(e: StoreError, scrub: &dyn Fn(String) -> String) -> StoreError {
@@ -1972,91 +1531,33 @@ pub(crate) struct EmbeddedMigration {
     pub(crate) sql: &'static str,
 }
 
-pub(crate) const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[
-    EmbeddedMigration {
-        version: 1,
-        description: "init",
-        sql: include_str!("../../migrations/sqlite/0001_init.sql"),
-    },
-    EmbeddedMigration {
-        version: 2,
-        description: "machines",
-        sql: include_str!("../../migrations/sqlite/0002_machines.sql"),
-    },
-    EmbeddedMigration {
-        version: 3,
-        description: "catalogs",
-        sql: include_str!("../../migrations/sqlite/0003_catalogs.sql"),
-    },
-    EmbeddedMigration {
-        version: 4,
-        description: "patch states",
-        sql: include_str!("../../migrations/sqlite/0004_patch_states.sql"),
-    },
-    EmbeddedMigration {
-        version: 5,
-        description: "reconcile status",
-        sql: include_str!("../../migrations/sqlite/0005_reconcile_status.sql"),
-    },
-    EmbeddedMigration {
-        version: 6,
-        description: "inventory serial",
-        sql: include_str!("../../migrations/sqlite/0006_inventory_serial.sql"),
-    },
-    EmbeddedMigration {
-        version: 7,
-        description: "status keys per machine",
-        sql: include_str!("../../migrations/sqlite/0007_status_keys_per_machine.sql"),
-    },
-    EmbeddedMigration {
-        version: 8,
-        description: "dp validations",
-        sql: include_str!("../../migrations/sqlite/0008_dp_validations.sql"),
-    },
-];
+/// Both backends' migrations, one line each: version, description, and
+/// the file name in `migrations/sqlite/` and `migrations/postgres/`.
+macro_rules! embedded_migrations {
+    ($($version:literal $description:literal $file:literal),* $(,)?) => {
+        pub(crate) const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[$(EmbeddedMigration {
+            version: $version,
+            description: $description,
+            sql: include_str!(concat!("../../migrations/sqlite/", $file)),
+        }),*];
+        pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[$(EmbeddedMigration {
+            version: $version,
+            description: $description,
+            sql: include_str!(concat!("../../migrations/postgres/", $file)),
+        }),*];
+    };
+}
 
-pub(crate) const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
-    EmbeddedMigration {
-        version: 1,
-        description: "init",
-        sql: include_str!("../../migrations/postgres/0001_init.sql"),
-    },
-    EmbeddedMigration {
-        version: 2,
-        description: "machines",
-        sql: include_str!("../../migrations/postgres/0002_machines.sql"),
-    },
-    EmbeddedMigration {
-        version: 3,
-        description: "catalogs",
-        sql: include_str!("../../migrations/postgres/0003_catalogs.sql"),
-    },
-    EmbeddedMigration {
-        version: 4,
-        description: "patch states",
-        sql: include_str!("../../migrations/postgres/0004_patch_states.sql"),
-    },
-    EmbeddedMigration {
-        version: 5,
-        description: "reconcile status",
-        sql: include_str!("../../migrations/postgres/0005_reconcile_status.sql"),
-    },
-    EmbeddedMigration {
-        version: 6,
-        description: "inventory serial",
-        sql: include_str!("../../migrations/postgres/0006_inventory_serial.sql"),
-    },
-    EmbeddedMigration {
-        version: 7,
-        description: "status keys per machine",
-        sql: include_str!("../../migrations/postgres/0007_status_keys_per_machine.sql"),
-    },
-    EmbeddedMigration {
-        version: 8,
-        description: "dp validations",
-        sql: include_str!("../../migrations/postgres/0008_dp_validations.sql"),
-    },
-];
+embedded_migrations! {
+    1 "init" "0001_init.sql",
+    2 "machines" "0002_machines.sql",
+    3 "catalogs" "0003_catalogs.sql",
+    4 "patch states" "0004_patch_states.sql",
+    5 "reconcile status" "0005_reconcile_status.sql",
+    6 "inventory serial" "0006_inventory_serial.sql",
+    7 "status keys per machine" "0007_status_keys_per_machine.sql",
+    8 "dp validations" "0008_dp_validations.sql",
+}
 
 /// A sqlx migrator over `migrations`, recording into `patchops_migrations`.
 pub(crate) fn migrator(migrations: &'static [EmbeddedMigration]) -> sqlx::migrate::Migrator {
@@ -2106,341 +1607,4 @@ pub(crate) fn check_applied(
     Ok(migrator
         .iter()
         .all(|m| applied.iter().any(|(v, _, _)| *v == m.version)))
-}
-
-/// The statements of the DP validations, written once for both backends:
-/// `?N` placeholders (PostgreSQL's `$N` by [`numbered_placeholders`]), every
-/// parameter cast so that both infer the same types, and the database's
-/// clock as `{now}` — the only part that differs, given by the backend.
-pub(crate) mod dp_validation_sql {
-    pub const COLUMNS: &str = "dp, path, started_ms, finished_ms, outcome, files_checked, \
-         bytes_checked, problems, problem_files, message, repaired, host, pid";
-
-    /// One upsert, written only while the caller's id holds the unexpired
-    /// leader lease: `?1`–`?13` the columns in [`COLUMNS`] order, `?14` the
-    /// lease's name, `?15` the caller's id.
-    pub fn record(now: &str) -> String {
-        format!(
-            "INSERT INTO dp_validations ({COLUMNS}) \
-             SELECT CAST(?1 AS TEXT), CAST(?2 AS TEXT), CAST(?3 AS BIGINT), CAST(?4 AS BIGINT), \
-                    CAST(?5 AS TEXT), CAST(?6 AS BIGINT), CAST(?7 AS BIGINT), CAST(?8 AS BIGINT), \
-                    CAST(?9 AS TEXT), CAST(?10 AS TEXT), CAST(?11 AS BIGINT), CAST(?12 AS TEXT), \
-                    CAST(?13 AS BIGINT) \
-             WHERE EXISTS (SELECT 1 FROM patchops_lock WHERE name = CAST(?14 AS TEXT) \
-                           AND id = CAST(?15 AS TEXT) AND expires_ms > {now}) \
-             ON CONFLICT (dp) DO UPDATE SET \
-               path = excluded.path, started_ms = excluded.started_ms, \
-               finished_ms = excluded.finished_ms, outcome = excluded.outcome, \
-               files_checked = excluded.files_checked, bytes_checked = excluded.bytes_checked, \
-               problems = excluded.problems, problem_files = excluded.problem_files, \
-               message = excluded.message, repaired = excluded.repaired, \
-               host = excluded.host, pid = excluded.pid"
-        )
-    }
-
-    /// Every row, by DP name in byte order.
-    pub fn all(order_by_dp: &str) -> String {
-        format!("SELECT {COLUMNS} FROM dp_validations ORDER BY {order_by_dp}")
-    }
-
-    /// Binds one validation to [`record`]'s statement, on either backend.
-    macro_rules! bind_dp_validation {
-        ($query:expr, $v:expr, $problem_files:expr, $lease:expr, $lease_id:expr) => {
-            $query
-                .bind($v.dp.as_str())
-                .bind($v.path.as_str())
-                .bind($v.started_ms)
-                .bind($v.finished_ms)
-                .bind($v.outcome.as_str())
-                .bind(i64::try_from($v.files_checked).unwrap_or(i64::MAX))
-                .bind(i64::try_from($v.bytes_checked).unwrap_or(i64::MAX))
-                .bind(i64::try_from($v.problems).unwrap_or(i64::MAX))
-                .bind($problem_files)
-                .bind($v.message.as_deref())
-                .bind(i64::try_from($v.repaired).unwrap_or(i64::MAX))
-                .bind($v.host.as_str())
-                .bind(i64::from($v.pid))
-                .bind($lease)
-                .bind($lease_id)
-        };
-    }
-    pub(crate) use bind_dp_validation;
-}
-
-/// `?N` placeholders as PostgreSQL's `$N`, for SQL written once for both
-/// backends. Only placeholders are rewritten: the shared statements hold
-/// no `?` inside a literal.
-pub(crate) fn numbered_placeholders(sql: &str) -> String {
-    sql.replace('?', "$")
-}
-
-/// Decoding helpers shared by both backends.
-pub(crate) mod rows {
-    use super::{
-        ApplyRecord, CatalogVersion, Fail, LockHolder, Owner, ReconcileStatus, StatusMessage,
-        StoredObject, StoredPatchState, StoredPolicy, SyncStatus,
-    };
-    use sqlx::{ColumnIndex, Decode, Row, Type};
-
-    /// A `catalog_versions` row; `bytes` is read only when selected.
-    pub(crate) fn catalog_version<R>(row: &R, with_bytes: bool) -> Result<CatalogVersion, Fail>
-    where
-        R: Row,
-        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
-        for<'a> &'a str: ColumnIndex<R>,
-    {
-        let size: i64 = row.try_get("size")?;
-        Ok(CatalogVersion {
-            id: Some(row.try_get("id")?),
-            url: row.try_get("url")?,
-            kind: row.try_get("kind")?,
-            sha256: row.try_get("sha256")?,
-            etag: row.try_get("etag")?,
-            last_modified: row.try_get("last_modified")?,
-            fetched_ms: row.try_get("fetched_ms")?,
-            size: u64::try_from(size)
-                .map_err(|_| Fail::Data(format!("catalog size {size} out of range")))?,
-            bytes: if with_bytes {
-                row.try_get("bytes")?
-            } else {
-                Vec::new()
-            },
-            summary: row.try_get("summary")?,
-            diff: row.try_get("diff")?,
-        })
-    }
-
-    /// A `catalog_sync_status` row.
-    pub(crate) fn sync_status<R>(row: &R) -> Result<SyncStatus, Fail>
-    where
-        R: Row,
-        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
-        for<'a> &'a str: ColumnIndex<R>,
-    {
-        let failures: i64 = row.try_get("consecutive_failures")?;
-        Ok(SyncStatus {
-            url: row.try_get("url")?,
-            kind: row.try_get("kind")?,
-            last_attempt_ms: row.try_get("last_attempt_ms")?,
-            last_success_ms: row.try_get("last_success_ms")?,
-            last_error: row.try_get("last_error")?,
-            consecutive_failures: u32::try_from(failures).unwrap_or(u32::MAX),
-            next_attempt_ms: row.try_get("next_attempt_ms")?,
-        })
-    }
-
-    /// A `dp_validations` row.
-    pub(crate) fn dp_validation<R>(row: &R) -> Result<super::DpValidation, Fail>
-    where
-        R: Row,
-        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-        for<'a> &'a str: ColumnIndex<R>,
-    {
-        let problem_files: String = row.try_get("problem_files")?;
-        let problem_files = serde_json::from_str(&problem_files)
-            .map_err(|e| Fail::Data(format!("validation problems: {e}")))?;
-        let count = |name: &str| -> Result<u64, Fail> {
-            let n: i64 = row.try_get(name)?;
-            Ok(u64::try_from(n).unwrap_or(0))
-        };
-        let pid: i64 = row.try_get("pid")?;
-        Ok(super::DpValidation {
-            dp: row.try_get("dp")?,
-            path: row.try_get("path")?,
-            started_ms: row.try_get("started_ms")?,
-            finished_ms: row.try_get("finished_ms")?,
-            outcome: row.try_get("outcome")?,
-            files_checked: count("files_checked")?,
-            bytes_checked: count("bytes_checked")?,
-            problems: count("problems")?,
-            problem_files,
-            message: row.try_get("message")?,
-            repaired: count("repaired")?,
-            host: row.try_get("host")?,
-            pid: u32::try_from(pid).unwrap_or(0),
-        })
-    }
-
-    /// The `reconcile_status` row.
-    pub(crate) fn reconcile_status<R>(row: &R) -> Result<ReconcileStatus, Fail>
-    where
-        R: Row,
-        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
-        for<'a> &'a str: ColumnIndex<R>,
-    {
-        let problems: String = row.try_get("problems")?;
-        let problems = serde_json::from_str(&problems)
-            .map_err(|e| Fail::Data(format!("reconcile problems: {e}")))?;
-        let failures: i64 = row.try_get("failures")?;
-        let pid: i64 = row.try_get("pid")?;
-        Ok(ReconcileStatus {
-            status: row.try_get("status")?,
-            result: row.try_get("result")?,
-            message: row.try_get("message")?,
-            problems,
-            revision: row.try_get("revision")?,
-            attempt_ms: row.try_get("attempt_ms")?,
-            since_ms: row.try_get("since_ms")?,
-            failures: u32::try_from(failures).unwrap_or(u32::MAX),
-            last_success_ms: row.try_get("last_success_ms")?,
-            last_apply_ms: row.try_get("last_apply_ms")?,
-            last_apply_serial: row.try_get("last_apply_serial")?,
-            last_apply_revision: row.try_get("last_apply_revision")?,
-            host: row.try_get("host")?,
-            pid: u32::try_from(pid).unwrap_or(0),
-        })
-    }
-
-    pub(crate) fn object<R>(row: &R) -> Result<StoredObject, Fail>
-    where
-        R: Row,
-        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-        for<'a> &'a str: ColumnIndex<R>,
-    {
-        let owner: String = row.try_get("owner")?;
-        Ok(StoredObject {
-            kind: row.try_get("kind")?,
-            name: row.try_get("name")?,
-            spec: row.try_get("spec")?,
-            spec_hash: row.try_get("spec_hash")?,
-            metadata: row.try_get("metadata")?,
-            owner: owner.parse::<Owner>().map_err(Fail::Data)?,
-            file: row.try_get("file")?,
-            commit: row.try_get("commit_id")?,
-            created_serial: row.try_get("created_serial")?,
-            updated_serial: row.try_get("updated_serial")?,
-        })
-    }
-
-    pub(crate) fn record<R>(row: &R) -> Result<ApplyRecord, Fail>
-    where
-        R: Row,
-        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
-        for<'a> &'a str: ColumnIndex<R>,
-    {
-        Ok(ApplyRecord {
-            id: Some(row.try_get("id")?),
-            serial: row.try_get("serial")?,
-            started_at: row.try_get("started_at")?,
-            finished_at: row.try_get("finished_at")?,
-            actor: row.try_get("actor")?,
-            host: row.try_get("host")?,
-            command: row.try_get("command")?,
-            commit: row.try_get("commit_id")?,
-            dirty: row.try_get("dirty")?,
-            plan_hash: row.try_get("plan_hash")?,
-            added: row.try_get("added")?,
-            changed: row.try_get("changed")?,
-            destroyed: row.try_get("destroyed")?,
-            changes: row.try_get("changes")?,
-        })
-    }
-
-    /// A `policies` row.
-    pub(crate) fn policy<R>(row: &R) -> Result<StoredPolicy, Fail>
-    where
-        R: Row,
-        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-        for<'a> &'a str: ColumnIndex<R>,
-    {
-        let id: i64 = row.try_get("machine_id")?;
-        let version: i64 = row.try_get("version")?;
-        Ok(StoredPolicy {
-            machine_id: super::machine_id(id)?,
-            version: u64::try_from(version)
-                .map_err(|_| Fail::Data(format!("policy version {version} out of range")))?,
-            hash: row.try_get("hash")?,
-            body: row.try_get("body")?,
-        })
-    }
-
-    /// A `patch_states` row.
-    pub(crate) fn patch_state<R>(row: &R) -> Result<StoredPatchState, Fail>
-    where
-        R: Row,
-        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-        for<'a> &'a str: ColumnIndex<R>,
-    {
-        let product: String = row.try_get("product")?;
-        let q: String = row.try_get("q_numbers")?;
-        Ok(StoredPatchState {
-            machine_key: row.try_get("machine_key")?,
-            bulletin: row.try_get("bulletin")?,
-            product: (!product.is_empty()).then_some(product),
-            q_numbers: q
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect(),
-            title: row.try_get("title")?,
-            status: row.try_get("status")?,
-            reboot: row.try_get("reboot")?,
-            scan_agent: row.try_get("scan_agent")?,
-            scan_time_ms: row.try_get("scan_time_ms")?,
-            patch: row.try_get("patch")?,
-            reason: row.try_get("reason")?,
-        })
-    }
-
-    /// A `status_messages` row.
-    pub(crate) fn status<R>(row: &R) -> Result<StatusMessage, Fail>
-    where
-        R: Row,
-        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> Option<i32>: Decode<'r, R::Database> + Type<R::Database>,
-        for<'a> &'a str: ColumnIndex<R>,
-    {
-        Ok(StatusMessage {
-            key: row.try_get("key")?,
-            machine_key: row.try_get("machine_key")?,
-            advertisement: row.try_get("advertisement")?,
-            state: row.try_get("state")?,
-            exit_code: row.try_get("exit_code")?,
-            message: row.try_get("message")?,
-            at_ms: row.try_get("at_ms")?,
-            received_ms: row.try_get("received_ms")?,
-        })
-    }
-
-    pub(crate) fn lock_holder<R>(row: &R) -> Result<LockHolder, Fail>
-    where
-        R: Row,
-        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-        for<'a> &'a str: ColumnIndex<R>,
-    {
-        let pid: i64 = row.try_get("pid")?;
-        let acquired: i64 = row.try_get("acquired_ms")?;
-        let expires: i64 = row.try_get("expires_ms")?;
-        Ok(LockHolder {
-            id: row.try_get("id")?,
-            holder: row.try_get("holder")?,
-            host: row.try_get("host")?,
-            pid: u32::try_from(pid)
-                .map_err(|_| Fail::Data(format!("lock pid {pid} out of range")))?,
-            command: row.try_get("command")?,
-            acquired_at: super::rfc3339_from_epoch_ms(acquired),
-            expires_at: super::rfc3339_from_epoch_ms(expires),
-        })
-    }
 }

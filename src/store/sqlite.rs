@@ -6,26 +6,15 @@ use std::path::Path;
 use std::str::FromStr;
 
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Connection, SqlitePool};
+use sqlx::{Connection, Sqlite, SqlitePool};
 
+use super::transaction::TokenRow;
 use super::{
-    check_applied, check_token_again, classify, count, decode_machine, lease_ms, machine_outcomes,
-    machines_to_write, migrator, rows, version_i64, ApplyRecord, Backend, CatalogVersion, Db,
-    Existing, Fail, LockHolder, LockRequest, Machine, MachineRow, Normalized, Opened, Owner,
-    ReconcileAttempt, ReconcileStatus, StateInfo, StatusMessage, StoreError, StoredObject,
-    StoredPatchState, StoredPolicy, SyncAttempt, SyncStatus, TokenIssue, BUSY_TIMEOUT,
-    LEADER_LEASE, MIGRATIONS_TABLE, SQLITE_MIGRATIONS,
+    check_applied, classify, migrator, Backend, Db, Existing, NewObject, Opened, StoreError,
+    BUSY_TIMEOUT, MIGRATIONS_TABLE, SQLITE_MIGRATIONS,
 };
-
-/// The database's clock, in epoch milliseconds.
-macro_rules! now_ms {
-    () => {
-        "CAST(unixepoch('subsec') * 1000 AS INTEGER)"
-    };
-}
 
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 
@@ -326,62 +315,35 @@ async fn inspect(
     Ok((tables, applied))
 }
 
-pub(super) async fn info(pool: &SqlitePool) -> Result<StateInfo, Fail> {
-    let row: Option<(String, i64, Option<String>, String)> = sqlx::query_as(
-        "SELECT store_id, serial, site, created_at FROM patchops_state WHERE id = 1",
-    )
-    .fetch_optional(pool)
-    .await?;
-    let (store_id, serial, site, created_at) =
-        row.ok_or_else(|| Fail::Data("the state row is missing".into()))?;
-    Ok(StateInfo {
-        store_id,
-        serial,
-        site,
-        created_at,
-    })
+type Pool = SqlitePool;
+type Conn = SqliteConnection;
+
+/// The database's clock, in epoch milliseconds.
+const NOW_MS: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
+
+/// Text is ordered by its bytes already (the BINARY collation).
+const BYTE_ORDER: &str = "";
+
+const MACHINE_CHUNK: usize = UPSERT_CHUNK;
+
+/// IMMEDIATE: take the write lock first, so that two writers never both
+/// read and then fail to upgrade (the busy timeout covers the wait).
+async fn begin_write(pool: &Pool) -> Result<sqlx::Transaction<'static, Sqlite>, sqlx::Error> {
+    pool.begin_with("BEGIN IMMEDIATE").await
 }
 
-pub(super) async fn objects(pool: &SqlitePool) -> Result<Vec<StoredObject>, Fail> {
-    let rows: Vec<SqliteRow> = sqlx::query(
-        "SELECT kind, name, spec, spec_hash, metadata, owner, file, commit_id, \
-         created_serial, updated_serial FROM patchops_objects ORDER BY kind, name",
-    )
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(rows::object).collect()
+/// The write lock, taken by [`begin_write`], covers the state row.
+async fn lock_state(_conn: &mut Conn) -> Result<(), sqlx::Error> {
+    Ok(())
 }
 
-pub(super) async fn object(
-    pool: &SqlitePool,
-    kind: &str,
-    name: &str,
-) -> Result<Option<StoredObject>, Fail> {
-    let row: Option<SqliteRow> = sqlx::query(
-        "SELECT kind, name, spec, spec_hash, metadata, owner, file, commit_id, \
-         created_serial, updated_serial FROM patchops_objects WHERE kind = ?1 AND name = ?2",
-    )
-    .bind(kind)
-    .bind(name)
-    .fetch_optional(pool)
-    .await?;
-    row.as_ref().map(rows::object).transpose()
-}
+super::sql::shared_queries!();
 
-pub(super) async fn commit(
-    pool: &SqlitePool,
-    expected: i64,
-    site: Option<&str>,
-    plan: &Normalized<'_>,
-    record: &ApplyRecord,
-) -> Result<i64, Fail> {
-    // IMMEDIATE: take the write lock first, so that two writers never both
-    // read and then fail to upgrade (the busy timeout covers the wait).
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let new = bump(&mut tx, Some(expected), site).await?;
-    // Multi-row statements: one round trip to the SQLite thread per chunk,
-    // not per row. Full chunks share one cached prepared statement.
-    for chunk in plan.deletes.chunks(DELETE_CHUNK) {
+// The multi-row writes: one round trip to the SQLite thread per chunk,
+// not per row. Full chunks share one cached prepared statement.
+
+async fn delete_objects(conn: &mut Conn, keys: &[(&str, &str)]) -> Result<(), sqlx::Error> {
+    for chunk in keys.chunks(DELETE_CHUNK) {
         let sql = format!(
             "DELETE FROM patchops_objects WHERE (kind, name) IN (VALUES {})",
             placeholders(chunk.len(), "(?, ?)")
@@ -390,16 +352,19 @@ pub(super) async fn commit(
         for (kind, name) in chunk {
             q = q.bind(*kind).bind(*name);
         }
-        q.execute(&mut *tx).await?;
+        q.execute(&mut *conn).await?;
     }
-    for chunk in plan.upserts.chunks(UPSERT_CHUNK) {
+    Ok(())
+}
+
+async fn upsert_objects(
+    conn: &mut Conn,
+    objects: &[&NewObject],
+    serial: i64,
+) -> Result<(), sqlx::Error> {
+    for chunk in objects.chunks(UPSERT_CHUNK) {
         let sql = format!(
-            "INSERT INTO patchops_objects (kind, name, spec, spec_hash, metadata, owner, file, \
-             commit_id, created_serial, updated_serial) VALUES {} \
-             ON CONFLICT (kind, name) DO UPDATE SET spec = excluded.spec, \
-             spec_hash = excluded.spec_hash, metadata = excluded.metadata, owner = excluded.owner, \
-             file = excluded.file, commit_id = excluded.commit_id, \
-             updated_serial = excluded.updated_serial",
+            "INSERT INTO patchops_objects ({OBJECT_COLUMNS}) VALUES {} {UPSERT_OBJECT_SET}",
             placeholders(chunk.len(), "(?, ?, ?, ?, ?, 'patchops', ?, ?, ?, ?)")
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -412,317 +377,75 @@ pub(super) async fn commit(
                 .bind(o.metadata.as_str())
                 .bind(o.file.as_deref())
                 .bind(o.commit.as_deref())
-                .bind(new)
-                .bind(new);
+                .bind(serial)
+                .bind(serial);
         }
-        q.execute(&mut *tx).await?;
+        q.execute(&mut *conn).await?;
     }
-    insert_record(&mut tx, new, record).await?;
-    tx.commit().await?;
-    Ok(new)
-}
-
-/// Adds one to the serial (when it is still `expected`, if given) and sets
-/// the site (when given); returns the new serial.
-async fn bump(
-    conn: &mut SqliteConnection,
-    expected: Option<i64>,
-    site: Option<&str>,
-) -> Result<i64, Fail> {
-    let new: Option<i64> = sqlx::query_scalar(
-        "UPDATE patchops_state SET serial = serial + 1, site = COALESCE(?1, site) \
-         WHERE id = 1 AND (?2 IS NULL OR serial = ?2) AND serial < 9223372036854775807 \
-         RETURNING serial",
-    )
-    .bind(site)
-    .bind(expected)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let Some(new) = new {
-        return Ok(new);
-    }
-    let actual: Option<i64> = sqlx::query_scalar("SELECT serial FROM patchops_state WHERE id = 1")
-        .fetch_optional(&mut *conn)
-        .await?;
-    Err(match (actual, expected) {
-        (None, _) => Fail::Data("the state row is missing".into()),
-        (Some(actual), Some(expected)) if actual != expected => Fail::Stale { expected, actual },
-        (Some(_), _) => Fail::Data("the serial cannot go higher".into()),
-    })
-}
-
-async fn insert_record(
-    conn: &mut SqliteConnection,
-    serial: i64,
-    r: &ApplyRecord,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO patchops_history (serial, started_at, finished_at, actor, host, command, \
-         commit_id, dirty, plan_hash, added, changed, destroyed, changes) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-    )
-    .bind(serial)
-    .bind(r.started_at.as_str())
-    .bind(r.finished_at.as_str())
-    .bind(r.actor.as_str())
-    .bind(r.host.as_str())
-    .bind(r.command.as_str())
-    .bind(r.commit.as_deref())
-    .bind(r.dirty)
-    .bind(r.plan_hash.as_str())
-    .bind(r.added)
-    .bind(r.changed)
-    .bind(r.destroyed)
-    .bind(r.changes.as_str())
-    .execute(&mut *conn)
-    .await?;
     Ok(())
 }
 
-pub(super) async fn history(pool: &SqlitePool, limit: i64) -> Result<Vec<ApplyRecord>, Fail> {
-    let rows: Vec<SqliteRow> = sqlx::query(
-        "SELECT id, serial, started_at, finished_at, actor, host, command, commit_id, dirty, \
-         plan_hash, added, changed, destroyed, changes \
-         FROM patchops_history ORDER BY id DESC LIMIT ?1",
-    )
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(rows::record).collect()
-}
-
-pub(super) async fn set_owner(
-    pool: &SqlitePool,
-    kind: &str,
-    name: &str,
-    owner: Owner,
-    record: &ApplyRecord,
-) -> Result<bool, Fail> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let current: Option<String> =
-        sqlx::query_scalar("SELECT owner FROM patchops_objects WHERE kind = ?1 AND name = ?2")
-            .bind(kind)
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?;
-    match current {
-        None => return Ok(false),
-        Some(c) if c == owner.as_str() => return Ok(true),
-        Some(_) => {}
+/// What the store holds for a chunk's keys (the write lock, held since
+/// `BEGIN IMMEDIATE`, keeps it so until commit).
+async fn stored_machines(conn: &mut Conn, chunk: &[MachineRow]) -> Result<Existing, sqlx::Error> {
+    let sql = format!(
+        "SELECT key, id, facts FROM machines WHERE key IN ({})",
+        placeholders(chunk.len(), "?")
+    );
+    let mut q = sqlx::query_as::<_, (String, i64, String)>(AssertSqlSafe(sql));
+    for r in chunk {
+        q = q.bind(r.key.as_str());
     }
-    let new = bump(&mut tx, None, None).await?;
-    sqlx::query(
-        "UPDATE patchops_objects SET owner = ?1, updated_serial = ?2 WHERE kind = ?3 AND name = ?4",
-    )
-    .bind(owner.as_str())
-    .bind(new)
-    .bind(kind)
-    .bind(name)
-    .execute(&mut *tx)
-    .await?;
-    insert_record(&mut tx, new, record).await?;
-    tx.commit().await?;
-    Ok(true)
+    let found = q.fetch_all(&mut *conn).await?;
+    Ok(found.into_iter().map(|(k, id, f)| (k, (id, f))).collect())
 }
 
-pub(super) async fn try_lock(
-    pool: &SqlitePool,
-    name: &str,
-    req: &LockRequest,
-) -> Result<bool, Fail> {
-    let got: Option<String> = sqlx::query_scalar(concat!(
-        "INSERT INTO patchops_lock (name, id, holder, host, pid, command, acquired_ms, expires_ms) \
-         VALUES (?7, ?1, ?2, ?3, ?4, ?5, ",
-        now_ms!(),
-        ", ",
-        now_ms!(),
-        " + ?6) \
-         ON CONFLICT (name) DO UPDATE SET id = excluded.id, holder = excluded.holder, \
-         host = excluded.host, pid = excluded.pid, command = excluded.command, \
-         acquired_ms = CASE WHEN patchops_lock.id = excluded.id \
-             THEN patchops_lock.acquired_ms ELSE excluded.acquired_ms END, \
-         expires_ms = excluded.expires_ms \
-         WHERE patchops_lock.expires_ms <= excluded.acquired_ms OR patchops_lock.id = excluded.id \
-         RETURNING id"
-    ))
-    .bind(req.id.as_str())
-    .bind(req.holder.as_str())
-    .bind(req.host.as_str())
-    .bind(i64::from(req.pid))
-    .bind(req.command.as_str())
-    .bind(lease_ms(req.lease))
-    .bind(name)
-    .fetch_optional(pool)
-    .await?;
-    Ok(got.is_some())
-}
-
-pub(super) async fn take_over_lock(
-    pool: &SqlitePool,
-    name: &str,
-    previous_id: &str,
-    req: &LockRequest,
-) -> Result<bool, Fail> {
-    let done = sqlx::query(concat!(
-        "UPDATE patchops_lock SET id = ?1, holder = ?2, host = ?3, pid = ?4, command = ?5, \
-         acquired_ms = ",
-        now_ms!(),
-        ", expires_ms = ",
-        now_ms!(),
-        " + ?6 WHERE name = ?8 AND id = ?7"
-    ))
-    .bind(req.id.as_str())
-    .bind(req.holder.as_str())
-    .bind(req.host.as_str())
-    .bind(i64::from(req.pid))
-    .bind(req.command.as_str())
-    .bind(lease_ms(req.lease))
-    .bind(previous_id)
-    .bind(name)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-pub(super) async fn renew_lock(
-    pool: &SqlitePool,
-    name: &str,
-    id: &str,
-    lease_ms: i64,
-) -> Result<bool, Fail> {
-    let done = sqlx::query(concat!(
-        "UPDATE patchops_lock SET expires_ms = ",
-        now_ms!(),
-        " + ?1 WHERE name = ?3 AND id = ?2"
-    ))
-    .bind(lease_ms)
-    .bind(id)
-    .bind(name)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-pub(super) async fn unlock(pool: &SqlitePool, name: &str, id: &str) -> Result<bool, Fail> {
-    let done = sqlx::query("DELETE FROM patchops_lock WHERE name = ?2 AND id = ?1")
-        .bind(id)
-        .bind(name)
-        .execute(pool)
-        .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-pub(super) async fn lock_holder(pool: &SqlitePool, name: &str) -> Result<Option<LockHolder>, Fail> {
-    let row: Option<SqliteRow> = sqlx::query(
-        "SELECT id, holder, host, pid, command, acquired_ms, expires_ms \
-         FROM patchops_lock WHERE name = ?1",
-    )
-    .bind(name)
-    .fetch_optional(pool)
-    .await?;
-    row.as_ref().map(rows::lock_holder).transpose()
-}
-
-pub(super) async fn ping(pool: &SqlitePool) -> Result<(), Fail> {
-    sqlx::query("SELECT 1").execute(pool).await?;
-    Ok(())
-}
-
-pub(super) async fn upsert_machines(
-    tx: &mut SqliteConnection,
-    rows: &[MachineRow],
+async fn update_machines(
+    conn: &mut Conn,
+    rows: &[&MachineRow],
     now_ms: i64,
-) -> Result<Vec<(u32, bool)>, Fail> {
-    let mut out = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(UPSERT_CHUNK) {
-        let sql = format!(
-            "SELECT key, id, facts FROM machines WHERE key IN ({})",
-            placeholders(chunk.len(), "?")
-        );
-        let mut q = sqlx::query_as::<_, (String, i64, String)>(AssertSqlSafe(sql));
-        for r in chunk {
-            q = q.bind(r.key.as_str());
-        }
-        let existing: Existing = q
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .map(|(k, id, f)| (k, (id, f)))
-            .collect();
-        let (updates, inserts) = machines_to_write(chunk, &existing);
-        if !updates.is_empty() {
-            let sql = format!(
-                "UPDATE machines SET name = u.column2, facts = u.column3, updated_ms = ? \
-                 FROM (VALUES {}) AS u WHERE machines.key = u.column1",
-                placeholders(updates.len(), "(?, ?, ?)")
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now_ms);
-            for r in &updates {
-                q = q
-                    .bind(r.key.as_str())
-                    .bind(r.name.as_str())
-                    .bind(r.facts.as_str());
-            }
-            q.execute(&mut *tx).await?;
-        }
-        let mut written = HashMap::with_capacity(inserts.len());
-        if !inserts.is_empty() {
-            // BEGIN IMMEDIATE: no other writer can have added one since the look.
-            let sql = format!(
-                "INSERT INTO machines (key, name, facts, updated_ms) VALUES {} RETURNING key, id",
-                placeholders(inserts.len(), "(?, ?, ?, ?)")
-            );
-            let mut q = sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(sql));
-            for r in &inserts {
-                q = q
-                    .bind(r.key.as_str())
-                    .bind(r.name.as_str())
-                    .bind(r.facts.as_str())
-                    .bind(now_ms);
-            }
-            written.extend(q.fetch_all(&mut *tx).await?);
-        }
-        out.extend(machine_outcomes(chunk, &existing, &written)?);
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "UPDATE machines SET name = u.column2, facts = u.column3, updated_ms = ? \
+         FROM (VALUES {}) AS u WHERE machines.key = u.column1",
+        placeholders(rows.len(), "(?, ?, ?)")
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now_ms);
+    for r in rows {
+        q = q
+            .bind(r.key.as_str())
+            .bind(r.name.as_str())
+            .bind(r.facts.as_str());
     }
-    Ok(out)
+    q.execute(&mut *conn).await?;
+    Ok(())
 }
 
-/// The inventory serial: bumped whenever a machine is added, changed or
-/// removed (by triggers).
-pub(super) async fn inventory_version(conn: &mut SqliteConnection) -> Result<i64, Fail> {
-    Ok(
-        sqlx::query_scalar("SELECT serial FROM inventory_serial WHERE id = 1")
-            .fetch_one(conn)
-            .await?,
-    )
+/// Inserts new machines; key -> id. No other writer can have added one
+/// since [`stored_machines`] looked (the write lock).
+async fn insert_machines(
+    conn: &mut Conn,
+    rows: &[&MachineRow],
+    now_ms: i64,
+) -> Result<HashMap<String, i64>, sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO machines (key, name, facts, updated_ms) VALUES {} RETURNING key, id",
+        placeholders(rows.len(), "(?, ?, ?, ?)")
+    );
+    let mut q = sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(sql));
+    for r in rows {
+        q = q
+            .bind(r.key.as_str())
+            .bind(r.name.as_str())
+            .bind(r.facts.as_str())
+            .bind(now_ms);
+    }
+    Ok(q.fetch_all(&mut *conn).await?.into_iter().collect())
 }
 
-pub(super) async fn machines(pool: &SqlitePool) -> Result<Vec<(u32, Machine)>, Fail> {
-    let rows: Vec<(i64, String, Option<i64>)> =
-        sqlx::query_as("SELECT id, facts, last_heartbeat_ms FROM machines ORDER BY id")
-            .fetch_all(pool)
-            .await?;
-    rows.iter()
-        .map(|(id, facts, hb)| decode_machine(*id, facts, *hb))
-        .collect()
-}
-
-pub(super) async fn machine(
-    conn: &mut SqliteConnection,
-    key: &str,
-) -> Result<Option<(u32, Machine)>, Fail> {
-    let row: Option<(i64, String, Option<i64>)> =
-        sqlx::query_as("SELECT id, facts, last_heartbeat_ms FROM machines WHERE key = ?1")
-            .bind(key)
-            .fetch_optional(conn)
-            .await?;
-    row.map(|(id, facts, hb)| decode_machine(id, &facts, hb))
-        .transpose()
-}
-
-pub(super) async fn remove_machines(pool: &SqlitePool, keys: &[String]) -> Result<usize, Fail> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let mut removed = 0;
+/// Deletes machines by key; the ids of those deleted.
+async fn delete_machines(conn: &mut Conn, keys: &[String]) -> Result<Vec<i64>, sqlx::Error> {
+    let mut ids = Vec::new();
     for chunk in keys.chunks(DELETE_CHUNK) {
         let sql = format!(
             "DELETE FROM machines WHERE key IN ({}) RETURNING id",
@@ -732,16 +455,13 @@ pub(super) async fn remove_machines(pool: &SqlitePool, keys: &[String]) -> Resul
         for k in chunk {
             q = q.bind(k.as_str());
         }
-        let ids = q.fetch_all(&mut *tx).await?;
-        removed += ids.len();
-        delete_policies(&mut tx, &ids).await?;
+        ids.extend(q.fetch_all(&mut *conn).await?);
     }
-    tx.commit().await?;
-    Ok(removed)
+    Ok(ids)
 }
 
 /// Deletes the policies of these machines; returns how many.
-async fn delete_policies(conn: &mut SqliteConnection, ids: &[i64]) -> Result<usize, Fail> {
+async fn delete_policies(conn: &mut Conn, ids: &[i64]) -> Result<usize, sqlx::Error> {
     let mut removed = 0;
     for chunk in ids.chunks(DELETE_CHUNK) {
         let sql = format!(
@@ -757,173 +477,15 @@ async fn delete_policies(conn: &mut SqliteConnection, ids: &[i64]) -> Result<usi
     Ok(removed)
 }
 
-pub(super) async fn touch_heartbeat(pool: &SqlitePool, id: u32, now_ms: i64) -> Result<bool, Fail> {
-    let done = sqlx::query(
-        "UPDATE machines SET last_heartbeat_ms = MAX(COALESCE(last_heartbeat_ms, ?1), ?1) \
-         WHERE id = ?2",
-    )
-    .bind(now_ms)
-    .bind(i64::from(id))
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-pub(super) async fn add_machine_token(
-    pool: &SqlitePool,
-    machine_key: &str,
-    token_hash: &str,
-    now_ms: i64,
-) -> Result<(), Fail> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    insert_token(&mut tx, machine_key, token_hash, now_ms).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// Issues tokens as [`TokenIssue`] plans them: every named machine's live
-/// tokens revoked, then every hash added.
-pub(super) async fn issue_machine_tokens(
-    tx: &mut SqliteConnection,
-    issue: &TokenIssue<'_>,
-    now_ms: i64,
-) -> Result<(), Fail> {
-    for keys in issue.machines.chunks(UPSERT_CHUNK) {
-        let sql = format!(
-            "UPDATE machine_tokens SET revoked_ms = ? \
-             WHERE revoked_ms IS NULL AND machine_key IN ({})",
-            placeholders(keys.len(), "?")
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now_ms);
-        for key in keys {
-            q = q.bind(*key);
-        }
-        q.execute(&mut *tx).await?;
-    }
-    for row in &issue.rows {
-        let done = sqlx::query(
-            "INSERT INTO machine_tokens (token_hash, machine_key, created_ms, revoked_ms) \
-             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (token_hash) DO NOTHING",
-        )
-        .bind(row.hash)
-        .bind(row.machine_key)
-        .bind(now_ms)
-        .bind(row.superseded.then_some(now_ms))
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            let (key, revoked): (String, Option<i64>) = sqlx::query_as(
-                "SELECT machine_key, revoked_ms FROM machine_tokens WHERE token_hash = ?1",
-            )
-            .bind(row.hash)
-            .fetch_one(&mut *tx)
-            .await?;
-            check_token_again(row.machine_key, &key, revoked)?;
-        }
-    }
-    Ok(())
-}
-
-async fn insert_token(
-    conn: &mut SqliteConnection,
-    machine_key: &str,
-    token_hash: &str,
-    now_ms: i64,
-) -> Result<(), Fail> {
-    let done = sqlx::query(
-        "INSERT INTO machine_tokens (token_hash, machine_key, created_ms) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (token_hash) DO NOTHING",
-    )
-    .bind(token_hash)
-    .bind(machine_key)
-    .bind(now_ms)
-    .execute(&mut *conn)
-    .await?;
-    if done.rows_affected() == 0 {
-        let (key, revoked): (String, Option<i64>) = sqlx::query_as(
-            "SELECT machine_key, revoked_ms FROM machine_tokens WHERE token_hash = ?1",
-        )
-        .bind(token_hash)
-        .fetch_one(&mut *conn)
-        .await?;
-        check_token_again(machine_key, &key, revoked)?;
-    }
-    Ok(())
-}
-
-pub(super) async fn has_live_token(
-    conn: &mut SqliteConnection,
-    machine_key: &str,
-) -> Result<bool, Fail> {
-    let found: Option<i32> = sqlx::query_scalar(
-        "SELECT 1 FROM machine_tokens WHERE machine_key = ?1 AND revoked_ms IS NULL LIMIT 1",
-    )
-    .bind(machine_key)
-    .fetch_optional(conn)
-    .await?;
-    Ok(found.is_some())
-}
-
-pub(super) async fn machine_for_token(
-    pool: &SqlitePool,
-    token_hash: &str,
-) -> Result<Option<String>, Fail> {
-    Ok(sqlx::query_scalar(
-        "SELECT machine_key FROM machine_tokens WHERE token_hash = ?1 AND revoked_ms IS NULL",
-    )
-    .bind(token_hash)
-    .fetch_optional(pool)
-    .await?)
-}
-
-pub(super) async fn revoke_machine_tokens(
-    pool: &SqlitePool,
-    machine_key: &str,
-    now_ms: i64,
-) -> Result<usize, Fail> {
-    let done = sqlx::query(
-        "UPDATE machine_tokens SET revoked_ms = ?1 WHERE machine_key = ?2 AND revoked_ms IS NULL",
-    )
-    .bind(now_ms)
-    .bind(machine_key)
-    .execute(pool)
-    .await?;
-    Ok(count(done.rows_affected()))
-}
-
-pub(super) async fn policies(pool: &SqlitePool) -> Result<Vec<StoredPolicy>, Fail> {
-    let rows: Vec<SqliteRow> =
-        sqlx::query("SELECT machine_id, version, hash, body FROM policies ORDER BY machine_id")
-            .fetch_all(pool)
-            .await?;
-    rows.iter().map(rows::policy).collect()
-}
-
-pub(super) async fn policy(
-    pool: &SqlitePool,
-    machine_id: u32,
-) -> Result<Option<StoredPolicy>, Fail> {
-    let row: Option<SqliteRow> =
-        sqlx::query("SELECT machine_id, version, hash, body FROM policies WHERE machine_id = ?1")
-            .bind(i64::from(machine_id))
-            .fetch_optional(pool)
-            .await?;
-    row.as_ref().map(rows::policy).transpose()
-}
-
 pub(super) async fn put_policies(
-    tx: &mut SqliteConnection,
+    conn: &mut Conn,
     policies: &[StoredPolicy],
     now_ms: i64,
 ) -> Result<usize, Fail> {
     let mut written = 0;
     for chunk in policies.chunks(UPSERT_CHUNK) {
         let sql = format!(
-            "INSERT INTO policies (machine_id, version, hash, body, updated_ms) VALUES {} \
-             ON CONFLICT (machine_id) DO UPDATE SET version = excluded.version, \
-             hash = excluded.hash, body = excluded.body, updated_ms = excluded.updated_ms \
-             WHERE policies.version IS NOT excluded.version OR policies.hash IS NOT excluded.hash \
-             OR policies.body IS NOT excluded.body",
+            "INSERT INTO policies ({POLICY_COLUMNS}, updated_ms) VALUES {} {UPSERT_POLICY_SET}",
             placeholders(chunk.len(), "(?, ?, ?, ?, ?)")
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -935,203 +497,96 @@ pub(super) async fn put_policies(
                 .bind(p.body.as_str())
                 .bind(now_ms);
         }
-        written += count(q.execute(&mut *tx).await?.rows_affected());
+        written += count(q.execute(&mut *conn).await?.rows_affected());
     }
     Ok(written)
 }
 
-pub(super) async fn remove_policies(pool: &SqlitePool, ids: &[i64]) -> Result<usize, Fail> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let removed = delete_policies(&mut tx, ids).await?;
-    tx.commit().await?;
-    Ok(removed)
-}
-
-/// Batches of status messages in one transaction; how many of each batch
-/// were newly stored.
-pub(super) async fn insert_status(
-    tx: &mut SqliteConnection,
-    batches: &[(&[StatusMessage], Vec<String>)],
-) -> Result<Vec<usize>, Fail> {
-    let mut out = Vec::with_capacity(batches.len());
-    for (msgs, machine_keys) in batches {
-        let mut inserted = 0;
-        for (chunk, keys) in msgs
-            .chunks(UPSERT_CHUNK)
-            .zip(machine_keys.chunks(UPSERT_CHUNK))
-        {
-            let sql = format!(
-                "INSERT INTO status_messages (key, machine_key, advertisement, state, exit_code, \
-                 message, at_ms, received_ms) VALUES {} ON CONFLICT (machine_key, key) DO NOTHING",
-                placeholders(chunk.len(), "(?, ?, ?, ?, ?, ?, ?, ?)")
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for (m, key) in chunk.iter().zip(keys) {
-                q = q
-                    .bind(m.key.as_str())
-                    .bind(key.as_str())
-                    .bind(m.advertisement.as_str())
-                    .bind(m.state.as_str())
-                    .bind(m.exit_code)
-                    .bind(m.message.as_str())
-                    .bind(m.at_ms)
-                    .bind(m.received_ms);
-            }
-            inserted += count(q.execute(&mut *tx).await?.rows_affected());
+/// Inserts one batch of status messages (`keys`: their machine keys, as
+/// stored); how many were new.
+async fn insert_status_rows(
+    conn: &mut Conn,
+    msgs: &[StatusMessage],
+    keys: &[String],
+) -> Result<usize, Fail> {
+    let mut inserted = 0;
+    for (chunk, keys) in msgs.chunks(UPSERT_CHUNK).zip(keys.chunks(UPSERT_CHUNK)) {
+        let sql = format!(
+            "INSERT INTO status_messages ({STATUS_COLUMNS}) VALUES {} \
+             ON CONFLICT (machine_key, key) DO NOTHING",
+            placeholders(chunk.len(), "(?, ?, ?, ?, ?, ?, ?, ?)")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (m, key) in chunk.iter().zip(keys) {
+            q = q
+                .bind(m.key.as_str())
+                .bind(key.as_str())
+                .bind(m.advertisement.as_str())
+                .bind(m.state.as_str())
+                .bind(m.exit_code)
+                .bind(m.message.as_str())
+                .bind(m.at_ms)
+                .bind(m.received_ms);
         }
-        out.push(inserted);
+        inserted += count(q.execute(&mut *conn).await?.rows_affected());
     }
-    Ok(out)
+    Ok(inserted)
 }
 
-/// The newest message of every (machine, advertisement), optionally of
-/// one advertisement only.
-pub(super) async fn latest_status(
-    pool: &SqlitePool,
-    advertisement: Option<&str>,
-) -> Result<Vec<StatusMessage>, Fail> {
-    let rows: Vec<SqliteRow> = sqlx::query(
-        "SELECT key, machine_key, advertisement, state, exit_code, message, at_ms, received_ms \
-         FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY machine_key, advertisement \
-                 ORDER BY at_ms DESC, received_ms DESC, key DESC) AS newest \
-               FROM status_messages WHERE ?1 IS NULL OR advertisement = ?1) AS latest \
-         WHERE newest = 1 ORDER BY advertisement, machine_key",
-    )
-    .bind(advertisement)
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(rows::status).collect()
+/// Revokes the live tokens of these machines.
+async fn revoke_tokens_of(conn: &mut Conn, keys: &[&str], now_ms: i64) -> Result<(), Fail> {
+    for keys in keys.chunks(UPSERT_CHUNK) {
+        let sql = format!(
+            "UPDATE machine_tokens SET revoked_ms = ? \
+             WHERE revoked_ms IS NULL AND machine_key IN ({})",
+            placeholders(keys.len(), "?")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now_ms);
+        for key in keys {
+            q = q.bind(*key);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
-pub(super) async fn status_for_machine(
-    pool: &SqlitePool,
-    machine_key: &str,
-    limit: i64,
-) -> Result<Vec<StatusMessage>, Fail> {
-    let rows: Vec<SqliteRow> = sqlx::query(
-        "SELECT key, machine_key, advertisement, state, exit_code, message, at_ms, received_ms \
-         FROM status_messages WHERE machine_key = ?1 \
-         ORDER BY at_ms DESC, received_ms DESC, key LIMIT ?2",
-    )
-    .bind(machine_key)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(rows::status).collect()
+/// Adds issued tokens one by one (SQLite's statements are cheap: no round
+/// trip to a server), each checked when its hash is stored already.
+async fn insert_issued_tokens(
+    conn: &mut Conn,
+    rows: &[TokenRow<'_>],
+    now_ms: i64,
+) -> Result<(), Fail> {
+    for row in rows {
+        let done = sqlx::query(
+            "INSERT INTO machine_tokens (token_hash, machine_key, created_ms, revoked_ms) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (token_hash) DO NOTHING",
+        )
+        .bind(row.hash)
+        .bind(row.machine_key)
+        .bind(now_ms)
+        .bind(row.superseded.then_some(now_ms))
+        .execute(&mut *conn)
+        .await?;
+        if done.rows_affected() == 0 {
+            let (key, revoked): (String, Option<i64>) = sqlx::query_as(
+                "SELECT machine_key, revoked_ms FROM machine_tokens WHERE token_hash = $1",
+            )
+            .bind(row.hash)
+            .fetch_one(&mut *conn)
+            .await?;
+            check_token_again(row.machine_key, &key, revoked)?;
+        }
+    }
+    Ok(())
 }
 
-pub(super) async fn put_catalog_version(
-    pool: &SqlitePool,
-    v: &CatalogVersion,
-) -> Result<i64, Fail> {
-    let size = i64::try_from(v.bytes.len())
-        .map_err(|_| Fail::Invalid("the catalog is too large to store".into()))?;
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO catalog_versions (url, kind, sha256, etag, last_modified, fetched_ms, size, \
-         bytes, summary, diff) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
-    )
-    .bind(v.url.as_str())
-    .bind(v.kind.as_str())
-    .bind(v.sha256.as_str())
-    .bind(v.etag.as_deref())
-    .bind(v.last_modified.as_deref())
-    .bind(v.fetched_ms)
-    .bind(size)
-    .bind(v.bytes.as_slice())
-    .bind(v.summary.as_str())
-    .bind(v.diff.as_str())
-    .fetch_one(pool)
-    .await?;
-    Ok(id)
-}
-
-const CATALOG_COLUMNS: &str =
-    "id, url, kind, sha256, etag, last_modified, fetched_ms, size, summary, diff";
-
-pub(super) async fn latest_catalog(
-    pool: &SqlitePool,
-    url: &str,
-) -> Result<Option<CatalogVersion>, Fail> {
-    let row: Option<SqliteRow> = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {CATALOG_COLUMNS}, bytes FROM catalog_versions WHERE url = ?1 \
-         ORDER BY id DESC LIMIT 1"
-    )))
-    .bind(url)
-    .fetch_optional(pool)
-    .await?;
-    row.as_ref()
-        .map(|r| rows::catalog_version(r, true))
-        .transpose()
-}
-
-pub(super) async fn catalog_versions(
-    pool: &SqlitePool,
-    url: &str,
-    limit: i64,
-) -> Result<Vec<CatalogVersion>, Fail> {
-    let rows: Vec<SqliteRow> = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {CATALOG_COLUMNS} FROM catalog_versions WHERE url = ?1 \
-         ORDER BY id DESC LIMIT ?2"
-    )))
-    .bind(url)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| rows::catalog_version(r, false))
-        .collect()
-}
-
-const SYNC_STATUS_COLUMNS: &str = "url, kind, last_attempt_ms, last_success_ms, last_error, \
-     consecutive_failures, next_attempt_ms";
-
-pub(super) async fn record_sync_attempt(
-    pool: &SqlitePool,
-    a: &SyncAttempt,
-) -> Result<SyncStatus, Fail> {
-    // One statement: atomic on both backends.
-    let row: SqliteRow = sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO catalog_sync_status ({SYNC_STATUS_COLUMNS}) \
-         VALUES (?1, ?2, ?3, \
-                 CASE WHEN ?4 IS NULL THEN ?3 ELSE NULL END, \
-                 ?4, CASE WHEN ?4 IS NULL THEN 0 ELSE 1 END, ?5) \
-         ON CONFLICT (url) DO UPDATE SET \
-           kind = excluded.kind, \
-           last_attempt_ms = excluded.last_attempt_ms, \
-           last_success_ms = CASE WHEN excluded.last_error IS NULL \
-             THEN excluded.last_attempt_ms ELSE catalog_sync_status.last_success_ms END, \
-           last_error = excluded.last_error, \
-           consecutive_failures = CASE WHEN excluded.last_error IS NULL \
-             THEN 0 ELSE catalog_sync_status.consecutive_failures + 1 END, \
-           next_attempt_ms = excluded.next_attempt_ms \
-         RETURNING {SYNC_STATUS_COLUMNS}"
-    )))
-    .bind(a.url.as_str())
-    .bind(a.kind.as_str())
-    .bind(a.at_ms)
-    .bind(a.error.as_deref())
-    .bind(a.next_attempt_ms)
-    .fetch_one(pool)
-    .await?;
-    rows::sync_status(&row)
-}
-
-pub(super) async fn sync_status(pool: &SqlitePool) -> Result<Vec<SyncStatus>, Fail> {
-    let rows: Vec<SqliteRow> = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {SYNC_STATUS_COLUMNS} FROM catalog_sync_status ORDER BY url"
-    )))
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(rows::sync_status).collect()
-}
-
-pub(super) async fn replace_patch_states(
-    pool: &SqlitePool,
+/// Deletes the machines' patch states (of one scan agent, when given).
+async fn delete_patch_states(
+    conn: &mut Conn,
     machines: &[String],
     scan_agent: Option<&str>,
-    states: &[&StoredPatchState],
-) -> Result<usize, Fail> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+) -> Result<(), sqlx::Error> {
     for chunk in machines.chunks(DELETE_CHUNK) {
         let sql = format!(
             "DELETE FROM patch_states WHERE machine_key IN ({}) AND (? IS NULL OR scan_agent = ?)",
@@ -1142,16 +597,19 @@ pub(super) async fn replace_patch_states(
             q = q.bind(m.as_str());
         }
         q = q.bind(scan_agent).bind(scan_agent);
-        q.execute(&mut *tx).await?;
+        q.execute(&mut *conn).await?;
     }
+    Ok(())
+}
+
+async fn upsert_patch_states(
+    conn: &mut Conn,
+    states: &[&StoredPatchState],
+) -> Result<usize, sqlx::Error> {
     let mut written = 0;
     for chunk in states.chunks(UPSERT_CHUNK) {
         let sql = format!(
-            "INSERT INTO patch_states (machine_key, bulletin, product, q_numbers, title, status, reboot, scan_agent, scan_time_ms, patch, reason) VALUES {} \
-             ON CONFLICT (machine_key, bulletin, product) DO UPDATE SET q_numbers = excluded.q_numbers, \
-             title = excluded.title, status = excluded.status, reboot = excluded.reboot, \
-             scan_agent = excluded.scan_agent, scan_time_ms = excluded.scan_time_ms, \
-             patch = excluded.patch, reason = excluded.reason",
+            "INSERT INTO patch_states ({PATCH_STATE_COLUMNS}) VALUES {} {UPSERT_PATCH_STATE_SET}",
             placeholders(chunk.len(), "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -1169,110 +627,7 @@ pub(super) async fn replace_patch_states(
                 .bind(s.patch.as_deref())
                 .bind(s.reason.as_str());
         }
-        written += count(q.execute(&mut *tx).await?.rows_affected());
+        written += count(q.execute(&mut *conn).await?.rows_affected());
     }
-    tx.commit().await?;
     Ok(written)
-}
-
-pub(super) async fn patch_states(
-    pool: &SqlitePool,
-    machine_key: Option<&str>,
-) -> Result<Vec<StoredPatchState>, Fail> {
-    let rows: Vec<SqliteRow> = sqlx::query(
-        "SELECT machine_key, bulletin, product, q_numbers, title, status, reboot, scan_agent, scan_time_ms, patch, reason FROM patch_states WHERE ?1 IS NULL OR machine_key = ?1 \
-         ORDER BY machine_key, bulletin, product",
-    )
-    .bind(machine_key)
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(rows::patch_state).collect()
-}
-
-const RECONCILE_COLUMNS: &str = "status, result, message, problems, revision, attempt_ms, \
-     since_ms, failures, last_success_ms, last_apply_ms, last_apply_serial, \
-     last_apply_revision, host, pid";
-
-pub(super) async fn record_reconcile(
-    pool: &SqlitePool,
-    lease_id: &str,
-    a: &ReconcileAttempt,
-    problems: &str,
-) -> Result<bool, Fail> {
-    // One statement, written only while `lease_id` holds the leader lease.
-    let done = sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO reconcile_status (id, {RECONCILE_COLUMNS}) \
-         SELECT 1, ?1, ?2, ?3, ?4, ?5, ?6, ?6, \
-                CASE WHEN ?1 = 'error' THEN 1 ELSE 0 END, \
-                CASE WHEN ?1 = 'error' THEN NULL ELSE ?6 END, \
-                CASE WHEN ?7 IS NULL THEN NULL ELSE ?6 END, ?7, \
-                CASE WHEN ?7 IS NULL THEN NULL ELSE ?5 END, ?8, ?9 \
-         WHERE EXISTS (SELECT 1 FROM patchops_lock WHERE name = ?10 AND id = ?11 \
-                       AND expires_ms > {now}) \
-         ON CONFLICT (id) DO UPDATE SET \
-           status = excluded.status, result = excluded.result, message = excluded.message, \
-           problems = excluded.problems, revision = excluded.revision, \
-           attempt_ms = excluded.attempt_ms, \
-           since_ms = CASE WHEN reconcile_status.status = excluded.status \
-             THEN reconcile_status.since_ms ELSE excluded.since_ms END, \
-           failures = CASE WHEN excluded.status = 'error' \
-             THEN reconcile_status.failures + 1 ELSE 0 END, \
-           last_success_ms = COALESCE(excluded.last_success_ms, reconcile_status.last_success_ms), \
-           last_apply_ms = COALESCE(excluded.last_apply_ms, reconcile_status.last_apply_ms), \
-           last_apply_serial = COALESCE(excluded.last_apply_serial, reconcile_status.last_apply_serial), \
-           last_apply_revision = CASE WHEN excluded.last_apply_serial IS NULL \
-             THEN reconcile_status.last_apply_revision ELSE excluded.last_apply_revision END, \
-           host = excluded.host, pid = excluded.pid",
-        now = now_ms!()
-    )))
-    .bind(a.status.as_str())
-    .bind(a.result.as_str())
-    .bind(a.message.as_deref())
-    .bind(problems)
-    .bind(a.revision.as_deref())
-    .bind(a.at_ms)
-    .bind(a.applied_serial)
-    .bind(a.host.as_str())
-    .bind(i64::from(a.pid))
-    .bind(LEADER_LEASE)
-    .bind(lease_id)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-pub(super) async fn reconcile_status(pool: &SqlitePool) -> Result<Option<ReconcileStatus>, Fail> {
-    let row: Option<SqliteRow> = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {RECONCILE_COLUMNS} FROM reconcile_status WHERE id = 1"
-    )))
-    .fetch_optional(pool)
-    .await?;
-    row.as_ref().map(rows::reconcile_status).transpose()
-}
-
-pub(super) async fn record_dp_validation(
-    pool: &SqlitePool,
-    lease_id: &str,
-    v: &super::DpValidation,
-    problem_files: &str,
-) -> Result<bool, Fail> {
-    use super::dp_validation_sql::{bind_dp_validation, record};
-    let sql = record(now_ms!());
-    let done = bind_dp_validation!(
-        sqlx::query(AssertSqlSafe(sql)),
-        v,
-        problem_files,
-        LEADER_LEASE,
-        lease_id
-    )
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-pub(super) async fn dp_validations(pool: &SqlitePool) -> Result<Vec<super::DpValidation>, Fail> {
-    let rows: Vec<SqliteRow> = sqlx::query(AssertSqlSafe(super::dp_validation_sql::all("dp")))
-        .fetch_all(pool)
-        .await?;
-    rows.iter().map(rows::dp_validation).collect()
 }

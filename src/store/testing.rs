@@ -54,7 +54,7 @@ pub async fn fresh_postgres_url() -> (String, Dropper) {
     let base = postgres_base();
     let name = format!("patchops_t_{}", uuid::Uuid::new_v4().simple());
     let admin_url = with_database(&base, "postgres");
-    let shown = super::display_url_of(&admin_url);
+    let shown = crate::secret::display_url(&admin_url);
     let mut conn =
         match tokio::time::timeout(super::CONNECT_TIMEOUT, PgConnection::connect(&admin_url)).await
         {

@@ -29,16 +29,27 @@ enum Tx {
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
+/// Runs the backend's `$f` in the open transaction (given first, then the
+/// arguments) and maps its failure to a [`StoreError`].
+macro_rules! on_tx {
+    ($tx:ident, $f:ident($($arg:expr),*)) => {{
+        let r = match &mut $tx.tx {
+            Tx::Sqlite(tx) => sqlite::$f(tx, $($arg),*).await,
+            Tx::Postgres(tx) => postgres::$f(tx, $($arg),*).await,
+        };
+        r.map_err(|e| $tx.store.error(e))
+    }};
+}
+
 impl Store {
     /// Opens a write transaction (SQLite: `BEGIN IMMEDIATE`, so that it
     /// holds the write lock from the start and never fails to upgrade).
-    /// Refused on a read-only store and through a site server.
+    /// Refused on a read-only store.
     pub async fn begin_writes(&self) -> Result<WriteTx<'_>, StoreError> {
         self.writable()?;
         let tx = match &self.inner.db {
             Db::Sqlite(p) => p.begin_with("BEGIN IMMEDIATE").await.map(Tx::Sqlite),
             Db::Postgres(p) => p.begin().await.map(Tx::Postgres),
-            Db::Remote(_) => return Err(self.error(Fail::Remote("begin_writes"))),
         };
         let tx = tx.map_err(|e| self.error(Fail::Sql(e)))?;
         Ok(WriteTx { store: self, tx })
@@ -59,11 +70,7 @@ impl WriteTx<'_> {
                 (*msgs, keys)
             })
             .collect();
-        let r = match &mut self.tx {
-            Tx::Sqlite(tx) => sqlite::insert_status(tx, &lowered).await,
-            Tx::Postgres(tx) => postgres::insert_status(tx, &lowered).await,
-        };
-        r.map_err(|e| self.store.error(e))
+        on_tx!(self, insert_status(&lowered))
     }
 
     /// Issues agents' tokens as [`Store::issue_machine_tokens`] does.
@@ -77,11 +84,7 @@ impl WriteTx<'_> {
             .map(|(machine, hash)| (machine_key(machine), hash.clone()))
             .collect();
         let issue = TokenIssue::of(&tokens);
-        let r = match &mut self.tx {
-            Tx::Sqlite(tx) => sqlite::issue_machine_tokens(tx, &issue, now_ms).await,
-            Tx::Postgres(tx) => postgres::issue_machine_tokens(tx, &issue, now_ms).await,
-        };
-        r.map_err(|e| self.store.error(e))
+        on_tx!(self, issue_machine_tokens(&issue, now_ms))
     }
 
     /// Stores machines' facts as [`Store::upsert_machines`] does.
@@ -90,15 +93,8 @@ impl WriteTx<'_> {
         machines: &[Machine],
         now_ms: i64,
     ) -> Result<Vec<MachineRecord>, StoreError> {
-        let r = async {
-            let rows = machine_rows(machines)?;
-            match &mut self.tx {
-                Tx::Sqlite(tx) => sqlite::upsert_machines(tx, &rows, now_ms).await,
-                Tx::Postgres(tx) => postgres::upsert_machines(tx, &rows, now_ms).await,
-            }
-        }
-        .await;
-        let outcomes = r.map_err(|e| self.store.error(e))?;
+        let rows = machine_rows(machines).map_err(|e| self.store.error(e))?;
+        let outcomes = on_tx!(self, upsert_machines(&rows, now_ms))?;
         Ok(machines
             .iter()
             .zip(outcomes)
@@ -113,31 +109,19 @@ impl WriteTx<'_> {
     /// [`Store::machine`] as this transaction sees it.
     pub async fn machine(&mut self, key: &str) -> Result<Option<(u32, Machine)>, StoreError> {
         let key = machine_key(key);
-        let r = match &mut self.tx {
-            Tx::Sqlite(tx) => sqlite::machine(tx, &key).await,
-            Tx::Postgres(tx) => postgres::machine(tx, &key).await,
-        };
-        r.map_err(|e| self.store.error(e))
+        on_tx!(self, machine(&key))
     }
 
     /// Whether the machine has a live (unrevoked) agent token, as this
     /// transaction sees it.
     pub async fn has_live_token(&mut self, key: &str) -> Result<bool, StoreError> {
         let key = machine_key(key);
-        let r = match &mut self.tx {
-            Tx::Sqlite(tx) => sqlite::has_live_token(tx, &key).await,
-            Tx::Postgres(tx) => postgres::has_live_token(tx, &key).await,
-        };
-        r.map_err(|e| self.store.error(e))
+        on_tx!(self, has_live_token(&key))
     }
 
     /// [`Store::inventory_version`] as this transaction sees it.
     pub async fn inventory_version(&mut self) -> Result<i64, StoreError> {
-        let r = match &mut self.tx {
-            Tx::Sqlite(tx) => sqlite::inventory_version(tx).await,
-            Tx::Postgres(tx) => postgres::inventory_version(tx).await,
-        };
-        r.map_err(|e| self.store.error(e))
+        on_tx!(self, inventory_version())
     }
 
     /// Creates or replaces policies as [`Store::put_policies`] does.
@@ -146,15 +130,8 @@ impl WriteTx<'_> {
         policies: &[StoredPolicy],
         now_ms: i64,
     ) -> Result<usize, StoreError> {
-        let r = async {
-            check_policies(policies)?;
-            match &mut self.tx {
-                Tx::Sqlite(tx) => sqlite::put_policies(tx, policies, now_ms).await,
-                Tx::Postgres(tx) => postgres::put_policies(tx, policies, now_ms).await,
-            }
-        }
-        .await;
-        r.map_err(|e| self.store.error(e))
+        check_policies(policies).map_err(|e| self.store.error(e))?;
+        on_tx!(self, put_policies(policies, now_ms))
     }
 
     /// Undoes every write of the transaction now (not lazily, as a drop
