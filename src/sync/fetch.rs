@@ -208,7 +208,7 @@ impl Fetcher {
         secrets.retain(|s| !s.is_empty());
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         let client = builder.build().map_err(|e| SyncError::Client {
-            reason: scrub(error_chain(&e), &secrets),
+            reason: crate::secret::scrub(error_chain(&e), &secrets),
         })?;
         Ok(Fetcher {
             client,
@@ -231,7 +231,7 @@ impl Fetcher {
 
     /// Replaces every secret in `text` with `***`.
     pub fn scrub(&self, text: String) -> String {
-        scrub(text, &self.secrets)
+        crate::secret::scrub(text, &self.secrets)
     }
 
     /// GETs `url` (conditionally when `previous` has validators), trying
@@ -493,15 +493,6 @@ fn io_reason(e: &reqwest::Error) -> Option<String> {
         source = s.source();
     }
     None
-}
-
-fn scrub(mut text: String, secrets: &[String]) -> String {
-    for s in secrets {
-        if text.contains(s.as_str()) {
-            text = text.replace(s.as_str(), "***");
-        }
-    }
-    text
 }
 
 /// Standard base64 with padding (RFC 4648), for the Basic credentials.
