@@ -514,10 +514,8 @@ pub const MAX_DP_PROBLEM_FILES: usize = 20;
 
 /// Everything that can go wrong with the store. URLs in it never carry a
 /// password (it is shown as `***`).
-#[derive(
-    Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
+/// Not the admin API's wire format: that is [`crate::remote::wire::WireError`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// The URL is malformed or of an unknown scheme.
     #[error("bad state store URL {0}")]
