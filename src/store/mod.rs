@@ -229,14 +229,17 @@ pub struct LockRequest {
 }
 
 /// Who holds the apply lock. Times are RFC 3339 UTC, by the database's clock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct LockHolder {
     pub id: String,
     pub holder: String,
     pub host: String,
+    #[sqlx(try_from = "i64")]
     pub pid: u32,
     pub command: String,
+    #[sqlx(rename = "acquired_ms", try_from = "rows::EpochMs")]
     pub acquired_at: String,
+    #[sqlx(rename = "expires_ms", try_from = "rows::EpochMs")]
     pub expires_at: String,
 }
 
@@ -282,13 +285,15 @@ pub struct StatusMessage {
 
 /// One stored patch state: a machine's state for one (bulletin,
 /// product), as an applicability scan found it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct StoredPatchState {
     /// Lowercase machine name.
     pub machine_key: String,
     pub bulletin: String,
     /// `None` when the machine has none of the bulletin's products.
+    #[sqlx(try_from = "rows::EmptyIsNone")]
     pub product: Option<String>,
+    #[sqlx(try_from = "rows::CommaList")]
     pub q_numbers: Vec<String>,
     pub title: Option<String>,
     /// `installed`, `missing`, `notApplicable` or `unknown`.
@@ -420,7 +425,7 @@ impl fmt::Display for ReconcileProblem {
 }
 
 /// The last reconcile of the site, as the leader recorded it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct ReconcileStatus {
     /// `ok`, `drift` or `error`.
@@ -428,6 +433,7 @@ pub struct ReconcileStatus {
     /// The last reconcile's result (see [`ReconcileAttempt::result`]).
     pub result: String,
     pub message: Option<String>,
+    #[sqlx(try_from = "rows::JsonText")]
     pub problems: Vec<ReconcileProblem>,
     pub revision: Option<String>,
     /// The last reconcile, epoch milliseconds.
@@ -435,6 +441,7 @@ pub struct ReconcileStatus {
     /// Since when `status` holds, epoch milliseconds.
     pub since_ms: i64,
     /// Failed reconciles since the last good one.
+    #[sqlx(try_from = "i64")]
     pub failures: u32,
     /// The last reconcile that ended `ok` or `drift`.
     pub last_success_ms: Option<i64>,
@@ -445,12 +452,13 @@ pub struct ReconcileStatus {
     pub last_apply_revision: Option<String>,
     /// The server that recorded it.
     pub host: String,
+    #[sqlx(try_from = "i64")]
     pub pid: u32,
 }
 
 /// One deep content validation of a distribution point by the leading
 /// site server, for [`Store::record_dp_validation`] and as read back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct DpValidation {
     /// The distribution point's name.
@@ -463,18 +471,24 @@ pub struct DpValidation {
     /// `ok`, `problems` or `failed` (see [`DP_VALIDATION_OUTCOMES`]).
     pub outcome: String,
     /// Files hashed and their bytes.
+    #[sqlx(try_from = "i64")]
     pub files_checked: u64,
+    #[sqlx(try_from = "i64")]
     pub bytes_checked: u64,
     /// How many problems were found; `problem_files` lists the first
     /// [`MAX_DP_PROBLEM_FILES`].
+    #[sqlx(try_from = "i64")]
     pub problems: u64,
+    #[sqlx(try_from = "rows::JsonText")]
     pub problem_files: Vec<DpProblem>,
     /// Why the validation failed (outcome `failed`).
     pub message: Option<String>,
     /// Damaged files removed so that the next reconcile copies them again.
+    #[sqlx(try_from = "i64")]
     pub repaired: u64,
     /// The server that validated.
     pub host: String,
+    #[sqlx(try_from = "i64")]
     pub pid: u32,
 }
 
@@ -500,10 +514,8 @@ pub const MAX_DP_PROBLEM_FILES: usize = 20;
 
 /// Everything that can go wrong with the store. URLs in it never carry a
 /// password (it is shown as `***`).
-#[derive(
-    Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
+/// Not the admin API's wire format: that is [`crate::remote::wire::WireError`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// The URL is malformed or of an unknown scheme.
     #[error("bad state store URL {0}")]

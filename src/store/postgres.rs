@@ -6,7 +6,7 @@ use std::str::FromStr;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{Connection, PgPool, Postgres};
 
-use super::sqlite::migrate_error;
+use super::sqlite::{list, migrate_error};
 use super::transaction::TokenRow;
 use super::{
     check_applied, classify, migrator, Backend, Db, Existing, NewObject, Opened, StoreError, CHUNK,
@@ -104,16 +104,7 @@ async fn prepare(conn: &mut PgConnection, display: &str) -> Result<bool, StoreEr
         None
     };
     if !tables.is_empty() && applied.is_none() {
-        const SHOWN: usize = 5;
-        let mut names = tables
-            .iter()
-            .take(SHOWN)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ");
-        if tables.len() > SHOWN {
-            names.push_str(&format!(", and {} more", tables.len() - SHOWN));
-        }
+        let names = list(&tables);
         return Err(StoreError::NotAStateStore {
             url: display.to_string(),
             reason: format!(

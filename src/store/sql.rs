@@ -76,7 +76,7 @@ macro_rules! shared_queries {
     () => {
         use sqlx::AssertSqlSafe;
 
-        use super::rows::{LockRow, MachineRowRead, PatchStateRow, ReconcileRow, ValidationRow};
+        use super::rows::MachineRowRead;
         use super::sql::*;
         use super::{
             check_token_again, count, lease_ms, machine_outcomes, machines_to_write,
@@ -332,11 +332,10 @@ macro_rules! shared_queries {
             name: &str,
         ) -> Result<Option<LockHolder>, Fail> {
             let sql = format!("SELECT {LOCK_COLUMNS} FROM patchops_lock WHERE name = $1");
-            let row: Option<LockRow> = sqlx::query_as(AssertSqlSafe(sql))
+            Ok(sqlx::query_as(AssertSqlSafe(sql))
                 .bind(name)
                 .fetch_optional(pool)
-                .await?;
-            Ok(row.map(LockHolder::from))
+                .await?)
         }
 
         pub(super) async fn ping(pool: &Pool) -> Result<(), Fail> {
@@ -689,11 +688,10 @@ macro_rules! shared_queries {
                  WHERE CAST($1 AS TEXT) IS NULL OR machine_key = $1 \
                  ORDER BY machine_key {BYTE_ORDER}, bulletin {BYTE_ORDER}, product {BYTE_ORDER}"
             );
-            let rows: Vec<PatchStateRow> = sqlx::query_as(AssertSqlSafe(sql))
+            Ok(sqlx::query_as(AssertSqlSafe(sql))
                 .bind(machine_key)
                 .fetch_all(pool)
-                .await?;
-            Ok(rows.into_iter().map(StoredPatchState::from).collect())
+                .await?)
         }
 
         pub(super) async fn record_reconcile(
@@ -755,10 +753,9 @@ macro_rules! shared_queries {
 
         pub(super) async fn reconcile_status(pool: &Pool) -> Result<Option<ReconcileStatus>, Fail> {
             let sql = format!("SELECT {RECONCILE_COLUMNS} FROM reconcile_status WHERE id = 1");
-            let row: Option<ReconcileRow> = sqlx::query_as(AssertSqlSafe(sql))
+            Ok(sqlx::query_as(AssertSqlSafe(sql))
                 .fetch_optional(pool)
-                .await?;
-            row.map(ReconcileStatus::try_from).transpose()
+                .await?)
         }
 
         pub(super) async fn record_dp_validation(
@@ -812,9 +809,7 @@ macro_rules! shared_queries {
             let sql = format!(
                 "SELECT {DP_VALIDATION_COLUMNS} FROM dp_validations ORDER BY dp {BYTE_ORDER}"
             );
-            let rows: Vec<ValidationRow> =
-                sqlx::query_as(AssertSqlSafe(sql)).fetch_all(pool).await?;
-            rows.into_iter().map(DpValidation::try_from).collect()
+            Ok(sqlx::query_as(AssertSqlSafe(sql)).fetch_all(pool).await?)
         }
     };
 }

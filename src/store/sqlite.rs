@@ -246,7 +246,8 @@ pub(super) fn migrate_error(
     }
 }
 
-fn list(names: &[String]) -> String {
+/// The first few of some table names, for a message.
+pub(super) fn list(names: &[String]) -> String {
     const SHOWN: usize = 5;
     let mut s = names
         .iter()
