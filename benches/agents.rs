@@ -41,7 +41,9 @@
 //! PostgreSQL server, default `PATCHOPS_TEST_POSTGRES` or
 //! `postgres://postgres@127.0.0.1:5432`; without it, a SQLite file).
 
-#[path = "../tests/support/mod.rs"]
+// The simulator borrows a few of the integration tests' helpers, not all.
+#[allow(dead_code)]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::collections::{HashMap, HashSet};

@@ -2,15 +2,15 @@
 //! distributes the example's packages; drift is reported by `dp validate`
 //! and `plan` and repaired by `apply`; unsafe sources are refused.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use crate::support::{copy_dir, patchops};
 use serde_json::Value;
-use support::{copy_dir, patchops};
 
 struct Site {
     dir: tempfile::TempDir,

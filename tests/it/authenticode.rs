@@ -5,16 +5,16 @@
 //! trusted publisher → Ready; damaged, unsigned or untrusted → refused or
 //! not ready, each with its reason.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
+use crate::support::{copy_dir, patchops};
 use patchops::authenticode::testing::{sign, tiny_pe, SignOptions, TestSigner};
 use serde_json::Value;
-use support::{copy_dir, patchops};
 
 const PACKAGE: &str = "Security Updates 2026-11";
 const PUBLISHER: &str = "CN=patchops Test Publisher,O=patchops tests";

@@ -10,14 +10,14 @@
 //! every other check. Afterwards the server must still be serving and must
 //! not have panicked.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::patchops;
 use serde_json::{json, Value};
-use support::patchops;
 use tempfile::TempDir;
 
 const ENROLL: &str = "enroll-secret-for-contract-tests";

@@ -1,14 +1,14 @@
 //! plan/apply through the real binary, on SQLite and on PostgreSQL: every
 //! story runs on both backends.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use crate::support::{copy_dir, patchops};
 use serde_json::Value;
-use support::{copy_dir, patchops};
 
 /// A copy of the example site in a temporary directory, and a state store.
 struct Site {

@@ -2,11 +2,11 @@
 //! one machine against the fixture, then `inventory scan-import` of several
 //! machines and `status updates` over them (all, and one collection).
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 
-use support::patchops;
+use crate::support::patchops;
 use tempfile::TempDir;
 
 fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {

@@ -9,7 +9,7 @@
 //! test commits invalid manifests and reads the error, with its file and
 //! line, from `patchops status site`, locally and through `--site`.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::{git, patchops, run_with_limit};
 use serde_json::{json, Value};
-use support::{git, patchops, run_with_limit};
 use tempfile::TempDir;
 
 const ENROLL: &str = "enroll-secret-for-e2e-tests";

@@ -7,7 +7,7 @@
 //! copies it again; `apply --validate` repairs it from the CLI; a follower
 //! validates nothing until it leads (on PostgreSQL).
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::Duration;
 
+use crate::support::{copy_dir, patchops};
 use serde_json::{json, Value};
-use support::{copy_dir, patchops};
 use tempfile::TempDir;
 
 /// The example site, dp-hq validated every second and dp-branch never.

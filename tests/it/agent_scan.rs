@@ -9,13 +9,13 @@
 //! while the server is down and delivered later, a scan without scan facts,
 //! and the refusals of the patch-state route.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::support::{free_port, patchops, run_with_limit, start, Proc};
 use serde_json::{json, Value};
-use support::{free_port, patchops, run_with_limit, start, Proc};
 use tempfile::TempDir;
 
 const ENROLL: &str = "enroll-secret-for-scan-tests";

@@ -7,16 +7,14 @@
 //! problems). `UPDATE_EXPECT=1 cargo test --test catalog` rewrites the
 //! expectations; review the diff before committing it.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::patchops;
 use sha2::Digest;
-use support::patchops;
 
 /// Runs with a time limit; output goes through files, since a catalog's
 /// JSON is larger than a pipe's buffer.

@@ -8,12 +8,10 @@
 //! bad_manifests` rewrites the expectations; review the diff before
 //! committing it.
 
-mod support;
-
 use std::fs;
 use std::path::Path;
 
-use support::{render_diagnostics, run_validate};
+use crate::support::{render_diagnostics, run_validate};
 
 #[test]
 fn bad_manifests_report_exactly_what_is_expected() {

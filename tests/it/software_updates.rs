@@ -4,15 +4,15 @@
 //! setting), `updates download` → Ready, `plan` shows it, `apply`
 //! distributes it; a damaged file makes the package not ready again.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::support::{copy_dir, patchops};
 use serde_json::Value;
-use support::{copy_dir, patchops};
 
 const PACKAGE: &str = "Security Updates 2026-11";
 
@@ -34,7 +34,7 @@ impl Site {
         )
         .unwrap();
         // The fake update files here are not signed: these tests are about
-        // download and distribution (tests/authenticode.rs signs them).
+        // download and distribution (tests/it/authenticode.rs signs them).
         let sup = dir
             .path()
             .join("site/software-updates/security-2026-11.yaml");

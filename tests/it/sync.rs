@@ -5,7 +5,7 @@
 //! CA issued; verified by a pin or a detached signature. The site server
 //! runs the same sync on the SyncHost's schedule when it leads.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -14,11 +14,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::{patchops, run_with_limit};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
-use support::{patchops, run_with_limit};
 
 const USER: &str = "svc-sync";
 const PASSWORD: &str = "S3cr3t-Pr0xy-Pa55";

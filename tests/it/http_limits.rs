@@ -4,7 +4,7 @@
 //! an oversized `Content-Length` is refused at once, refusals are JSON, and
 //! SIGTERM ends the process within its shutdown deadline.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+use crate::support::patchops;
 use serde_json::Value;
-use support::patchops;
 use tempfile::TempDir;
 
 /// A running server binary (killed on drop, by [`support::Proc`]).

@@ -2,15 +2,15 @@
 //! policy with ETags, inventory and status, refusals, the admin API, and a
 //! PostgreSQL restart underneath it.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use crate::support::patchops;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::patchops;
 use tempfile::TempDir;
 
 const ENROLL: &str = "enroll-secret-for-tests";

@@ -3,7 +3,7 @@
 //! misbehaves. Programs are shell scripts (`sh run.sh`): these are Linux
 //! test machines, not Windows clients.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::support::{free_port, patchops, run_with_limit, start, Proc};
 use serde_json::{json, Value};
-use support::{free_port, patchops, run_with_limit, start, Proc};
 use tempfile::TempDir;
 
 const ENROLL: &str = "enroll-secret-for-agent-tests";

@@ -1,13 +1,13 @@
 //! The real binary on the shipped example and on inputs that must not hang,
 //! crash or read what is not a manifest.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::{patchops, render_diagnostics, run_validate, run_with_limit};
+use crate::support::{patchops, render_diagnostics, run_validate, run_with_limit};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

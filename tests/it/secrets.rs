@@ -1,13 +1,11 @@
 //! Secrets given on the command line never reach what patchops records or
 //! prints: the audit log, the lock record, `history`, error messages.
 
-mod support;
-
 use std::path::Path;
 use std::process::Output;
 
+use crate::support::{copy_dir, patchops};
 use sqlx::{Connection, PgConnection};
-use support::{copy_dir, patchops};
 
 const PASSWORD: &str = "Pw-leak-4711";
 

@@ -4,7 +4,7 @@
 //! corrected by `server --drift correct`; a library without fingerprints
 //! (published by an older patchops) is verified by hash once.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::Duration;
 
+use crate::support::{copy_dir, patchops};
 use serde_json::Value;
-use support::{copy_dir, patchops};
 use tempfile::TempDir;
 
 fn example_site() -> TempDir {

@@ -3,16 +3,16 @@
 //! DP drift corrected, failover between two servers on one PostgreSQL
 //! database, and status messages kept exactly once across a SIGKILL.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::{git, patchops};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::{git, patchops};
 use tempfile::TempDir;
 
 const ENROLL: &str = "enroll-secret-for-tests";

@@ -4,17 +4,17 @@
 //! another port (another origin). C records every request; it must see
 //! none, and the agent must not take its policy.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::{patchops, run_with_limit};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::Response;
 use axum::Router;
-use support::{patchops, run_with_limit};
 use tempfile::TempDir;
 
 const ENROLL: &str = "enroll-secret-for-redirect-tests";

@@ -2,11 +2,11 @@
 //! one (every bad row named, nothing imported), and the blast radius a plan
 //! then shows over the imported machines.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 
-use support::patchops;
+use crate::support::patchops;
 use tempfile::TempDir;
 
 fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {

@@ -1,5 +1,4 @@
 //! Helpers for tests that drive the real `patchops` binary.
-#![allow(dead_code)]
 
 use std::path::Path;
 use std::process::{Command, Output};
