@@ -9,10 +9,9 @@ use crate::support;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::Duration;
 
-use crate::support::{copy_dir, patchops};
+use crate::support::{copy_dir, patchops, Proc};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -130,33 +129,26 @@ fn a_library_without_fingerprints_is_verified_by_hash_once() {
     assert_eq!(fs::read(&blobs(dir, "dp-hq")[0]).expect("read"), original);
 }
 
-/// A running `patchops server`, killed on drop.
+/// A running `patchops server` (killed on drop, by its [`Proc`]).
 struct Server {
-    child: Child,
-    base: String,
-    log: PathBuf,
+    proc: Proc,
 }
 
 impl Server {
     fn start(dir: &Path, drift: &str) -> Server {
-        let log = dir.join(format!("server-{drift}.log"));
         let mut cmd = patchops();
         cmd.current_dir(dir)
             .args(["server", "--state", &state(dir), "--listen", "127.0.0.1:0"])
             .args(["--enroll-secret-from", "env:TEST_ENROLL"])
             .args(["--manifests", "site", "--interval", "1s", "--drift", drift])
             .env("TEST_ENROLL", "enroll-secret-for-tests");
-        let (child, base) = support::spawn_server(cmd, &log);
-        Server { child, base, log }
+        let proc = Proc::start(cmd, &dir.join(format!("server-{drift}.log")));
+        Server { proc }
     }
 
     async fn reconcile_status(&self) -> String {
-        patchops::tls::install_default_provider();
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("client");
-        let Ok(response) = client.get(format!("{}/healthz", self.base)).send().await else {
+        let client = support::http_client(Duration::from_secs(10));
+        let Ok(response) = client.get(self.proc.url("/healthz")).send().await else {
             return String::new();
         };
         let bytes = response.bytes().await.unwrap_or_default();
@@ -174,15 +166,7 @@ impl Server {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let logs = || fs::read_to_string(&self.log).unwrap_or_default();
-        support::wait_until(within, what, logs, check).await;
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        support::wait_until(within, what, || self.proc.log(), check).await;
     }
 }
 

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::patchops;
+use crate::support::{patchops, Proc};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -118,7 +118,7 @@ async fn the_live_server_keeps_its_openapi_contract_under_schemathesis() {
         .args(["--token-cache-ttl", "0s"])
         .env("TEST_ENROLL", ENROLL)
         .env("TEST_ADMIN", ADMIN);
-    let mut server = support::start(cmd, &log);
+    let mut server = Proc::start(cmd, &log);
     let base = server.base.clone();
 
     let document: Value = client()

@@ -7,37 +7,32 @@
 use crate::support;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::support::{copy_dir, patchops};
 use serde_json::Value;
 
 const PACKAGE: &str = "Security Updates 2026-11";
 
+/// The example site, its catalog the fixture, its update files unsigned.
 struct Site {
-    dir: tempfile::TempDir,
-    state: String,
+    example: support::Site,
 }
 
 impl Site {
     fn new() -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-        copy_dir(&manifest.join("examples/site"), &dir.path().join("site"));
+        let example = support::Site::new();
         // The catalog package's source holds the real fixture catalog.
         std::fs::copy(
-            manifest.join("tests/fixtures/mssecure.xml"),
-            dir.path()
-                .join("site/packages/security-inventory-tool/mssecure.xml"),
+            support::repo().join("tests/fixtures/mssecure.xml"),
+            example.path("site/packages/security-inventory-tool/mssecure.xml"),
         )
         .unwrap();
         // The fake update files here are not signed: these tests are about
         // download and distribution (tests/it/authenticode.rs signs them).
-        let sup = dir
-            .path()
-            .join("site/software-updates/security-2026-11.yaml");
+        let sup = example.path("site/software-updates/security-2026-11.yaml");
         let yaml = std::fs::read_to_string(&sup).unwrap();
         assert!(yaml.contains("  verifySignature: true"));
         std::fs::write(
@@ -45,36 +40,28 @@ impl Site {
             yaml.replace("  verifySignature: true", "  verifySignature: false"),
         )
         .unwrap();
-        let state = format!("sqlite://{}", dir.path().join("state.db").display());
-        Site { dir, state }
+        Site { example }
     }
 
     fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
+        self.example.path(rel)
     }
 
-    fn run(&self, args: &[&str], mirror: Option<&str>) -> Output {
-        let mut cmd = patchops();
-        cmd.current_dir(self.dir.path())
-            .env("PATCHOPS_STATE", &self.state)
-            .env("PATCHOPS_ACTOR", "tester")
-            .env_remove("PATCHOPS_UPDATE_MIRROR")
-            .args(args);
+    /// `patchops ARGS` on the site, downloading from `mirror` if given.
+    fn command(&self, args: &[&str], mirror: Option<&str>) -> Command {
+        let mut cmd = self.example.command(args);
         if let Some(m) = mirror {
             cmd.env("PATCHOPS_UPDATE_MIRROR", m);
         }
-        support::run_with_limit(cmd, std::time::Duration::from_secs(60))
+        cmd
+    }
+
+    fn run(&self, args: &[&str], mirror: Option<&str>) -> Output {
+        support::run_with_limit(self.command(args, mirror), Duration::from_secs(60))
     }
 
     fn ok(&self, args: &[&str], mirror: Option<&str>) -> String {
-        let out = self.run(args, mirror);
-        assert!(
-            out.status.success(),
-            "{args:?} failed:\n{}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
+        support::run_ok(self.command(args, mirror))
     }
 
     fn readiness(&self) -> Value {

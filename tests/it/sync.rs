@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::support::{patchops, run_with_limit};
+use crate::support::{patchops, run_with_limit, Proc};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -837,15 +837,6 @@ fn dp_holds(dir: &Path, bytes: &[u8]) -> bool {
     })
 }
 
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Two servers share one store; the leader runs the unattended sync host
 /// on its 2-second schedule (never the attended one), stores each attempt
 /// as `patchops sync` does, backs off after a refusal, and the DP receives
@@ -900,8 +891,9 @@ fn the_leading_server_syncs_on_schedule_and_refreshes_the_dp() {
             .env("PATCHOPS_LOG", "info,patchops::server::reconcile=debug")
             .env(PW_ENV, PASSWORD)
             .env(KEY_ENV, KEY);
-        let (child, base) = support::spawn_server(cmd, &log);
-        (Killed(child), base, log)
+        let server = Proc::start(cmd, &log);
+        let base = server.base.clone();
+        (server, base, log)
     };
     let (leader, leader_base, leader_log) = server(1);
     wait_for(
