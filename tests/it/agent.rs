@@ -3,15 +3,13 @@
 //! misbehaves. Programs are shell scripts (`sh run.sh`): these are Linux
 //! test machines, not Windows clients.
 
-use crate::support;
-
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{patchops, run_with_limit, Proc};
+use crate::support::{self, patchops, run_with_limit, Proc};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -384,7 +382,7 @@ fn with_runnable_update_package(site: &Site) {
     .expect("file");
     std::fs::write(source.join("run.sh"), RUN_SH).expect("run.sh");
     std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mssecure.xml"),
+        support::repo().join("tests/fixtures/mssecure.xml"),
         site.path("site/packages/security-inventory-tool/mssecure.xml"),
     )
     .expect("catalog");

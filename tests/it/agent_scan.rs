@@ -9,12 +9,10 @@
 //! while the server is down and delivered later, a scan without scan facts,
 //! and the refusals of the patch-state route.
 
-use crate::support;
-
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::support::{patchops, run_with_limit, Proc};
+use crate::support::{self, patchops, run_with_limit, Proc};
 use serde_json::{json, Value};
 
 const ENROLL: &str = "enroll-secret-for-scan-tests";
@@ -316,7 +314,7 @@ async fn agents_report_patch_states_and_status_shows_compliance() {
         scan_facts("wks-d", Some("2000.11.20.0")),
     )
     .unwrap();
-    let catalog = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mssecure.xml");
+    let catalog = support::repo().join("tests/fixtures/mssecure.xml");
     let (code, out, err) = site.cli(&[
         "inventory",
         "scan-import",

@@ -5,14 +5,12 @@
 //! trusted publisher → Ready; damaged, unsigned or untrusted → refused or
 //! not ready, each with its reason.
 
-use crate::support;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
-use crate::support::patchops;
+use crate::support::{self, patchops, text};
 use patchops::authenticode::testing::{sign, tiny_pe, SignOptions, TestSigner};
 use serde_json::Value;
 
@@ -20,7 +18,7 @@ const PACKAGE: &str = "Security Updates 2026-11";
 const PUBLISHER: &str = "CN=patchops Test Publisher,O=patchops tests";
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    support::repo()
         .join("tests/fixtures/authenticode")
         .join(name)
 }
@@ -34,10 +32,6 @@ fn signer() -> TestSigner {
         &read("signer.key"),
         &[&read("signer.pem"), &read("pca.pem")],
     )
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 fn run(args: &[&str], cwd: &Path) -> Output {

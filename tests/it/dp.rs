@@ -6,7 +6,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use crate::support::Site;
+use crate::support::{text, Site};
 use serde_json::Value;
 
 /// Files of the library of a DP, by content hash.
@@ -19,10 +19,6 @@ fn blobs(site: &Site, dp: &str) -> Vec<PathBuf> {
     }
     out.sort();
     out
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 #[test]

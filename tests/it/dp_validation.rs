@@ -7,14 +7,12 @@
 //! copies it again; `apply --validate` repairs it from the CLI; a follower
 //! validates nothing until it leads (on PostgreSQL).
 
-use crate::support;
-
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::support::{copy_dir, patchops, Proc};
+use crate::support::{self, copy_dir, patchops, Proc};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -22,10 +20,7 @@ use tempfile::TempDir;
 fn example_site() -> TempDir {
     let dir = TempDir::new().expect("tmp");
     let site = dir.path().join("site");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
-        &site,
-    );
+    copy_dir(&support::repo().join("examples/site"), &site);
     let dps = site.join("distribution-points.yaml");
     let text = fs::read_to_string(&dps)
         .expect("dps")

@@ -9,15 +9,13 @@
 //! test commits invalid manifests and reads the error, with its file and
 //! line, from `patchops status site`, locally and through `--site`.
 
-use crate::support;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{git, patchops, run_with_limit, Proc};
+use crate::support::{self, git, patchops, run_with_limit, Proc};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -373,15 +371,8 @@ impl World {
 
 /// Polls `check` every 100 ms until it holds; panics with `what` and the
 /// logs after `within`.
-fn wait_until(within: Duration, what: &str, logs: &[&Proc], mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        if start.elapsed() > within {
-            let logs: Vec<String> = logs.iter().map(|p| p.log()).collect();
-            panic!("not within {within:?}: {what}\n{}", logs.join("\n-----\n"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_until(within: Duration, what: &str, procs: &[&Proc], check: impl FnMut() -> bool) {
+    support::wait_until_blocking(within, what, || support::logs(procs), check);
 }
 
 fn advertisement_status<'a>(list: &'a Value, name: &str) -> Option<&'a Value> {

@@ -10,13 +10,11 @@
 //! every other check. Afterwards the server must still be serving and must
 //! not have panicked.
 
-use crate::support;
-
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{patchops, Proc};
+use crate::support::{self, patchops, Proc};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 

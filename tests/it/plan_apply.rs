@@ -2,9 +2,8 @@
 //! story runs on both backends.
 
 use std::fs;
-use std::path::Path;
 
-use crate::support::{copy_dir, patchops, Backend, Site};
+use crate::support::{copy_dir, patchops, repo, text, Backend, Site};
 use serde_json::Value;
 
 /// What these tests do to a site beyond running commands.
@@ -34,10 +33,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn changes(plan: &Value) -> Vec<String> {
@@ -591,10 +586,7 @@ fn targets_limit_plan_and_apply(backend: Backend) {
 #[test]
 fn postgres_unreachable_is_a_clear_error_within_seconds() {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
-        &dir.path().join("site"),
-    );
+    copy_dir(&repo().join("examples/site"), &dir.path().join("site"));
     let start = std::time::Instant::now();
     let out = patchops()
         .current_dir(dir.path())

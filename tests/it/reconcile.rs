@@ -3,13 +3,11 @@
 //! DP drift corrected, failover between two servers on one PostgreSQL
 //! database, and status messages kept exactly once across a SIGKILL.
 
-use crate::support;
-
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::{git, patchops, Proc};
+use crate::support::{self, git, patchops, Proc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -104,14 +102,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let logs = || {
-        servers
-            .iter()
-            .map(|s| s.log())
-            .collect::<Vec<_>>()
-            .join("\n-----\n")
-    };
-    support::wait_until(within, what, logs, check).await;
+    support::wait_until(within, what, || support::logs(servers), check).await;
 }
 
 /// Writes `text` to `path` the way editors save: a temporary file in the
@@ -124,19 +115,15 @@ fn atomic_write(path: &Path, text: &str) {
 
 fn example_site(dir: &Path) -> PathBuf {
     let site = dir.join("site");
-    support::copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
-        &site,
-    );
+    support::copy_dir(&support::repo().join("examples/site"), &site);
     site
 }
 
 /// The office package with another comment (one field changed).
 fn office_with_comment(site: &Path, comment: &str) -> String {
-    let original = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site/office/package.yaml"),
-    )
-    .expect("read");
+    let original =
+        std::fs::read_to_string(support::repo().join("examples/site/office/package.yaml"))
+            .expect("read");
     let _ = site;
     original.replacen(
         "  comment: Office Inventory Tool, with the Office update database it scans with.",

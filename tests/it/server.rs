@@ -2,13 +2,11 @@
 //! policy with ETags, inventory and status, refusals, the admin API, and a
 //! PostgreSQL restart underneath it.
 
-use crate::support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::{patchops, Proc};
+use crate::support::{self, patchops, Proc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -370,10 +368,7 @@ fn state_objects(state: &str, cwd: &Path) -> Value {
 async fn remote_plan_and_apply_equal_local() {
     let dir = TempDir::new().expect("tmp");
     let site = dir.path().join("site");
-    support::copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
-        &site,
-    );
+    support::copy_dir(&support::repo().join("examples/site"), &site);
     let local = format!("sqlite://{}", dir.path().join("local.db").display());
     let served = format!("sqlite://{}", dir.path().join("served.db").display());
     let server = start_server(&served, dir.path(), &[]);
@@ -422,7 +417,7 @@ async fn remote_plan_and_apply_equal_local() {
     assert!(!assignment_names(&policy).is_empty(), "{policy}");
 
     // Inventory imported through the server is served at once.
-    let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/inventory.csv");
+    let inventory = support::repo().join("examples/inventory.csv");
     let mut import = vec!["inventory", "import", inventory.to_str().expect("path")];
     import.extend(&remote);
     let out = run_ok(&import, dir.path(), &env);
@@ -624,10 +619,7 @@ async fn postgres_restart_gives_503_then_recovers() {
     let pg = PrivatePostgres::start();
     let dir = TempDir::new().expect("tmp");
     let site = dir.path().join("site");
-    support::copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
-        &site,
-    );
+    support::copy_dir(&support::repo().join("examples/site"), &site);
     run_ok(
         &["apply", "site", "--auto-approve", "--state", &pg.url()],
         dir.path(),

@@ -4,9 +4,9 @@
 //! setting), `updates download` → Ready, `plan` shows it, `apply`
 //! distributes it; a damaged file makes the package not ready again.
 
-use crate::support;
+use crate::support::{self, text};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -71,10 +71,6 @@ impl Site {
         assert_eq!(updates.len(), 1, "{updates:?}");
         updates[0].clone()
     }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// A local server answering every path with a fake update file; returns
@@ -148,7 +144,7 @@ fn downloaded_updates_are_ready_planned_and_distributed() {
     // Ready: planned for distribution, and apply distributes it; its
     // advertisement reaches client policy (the pre-production test client).
     assert_eq!(site.readiness()["ready"], true);
-    let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/inventory.csv");
+    let inventory = support::repo().join("examples/inventory.csv");
     site.ok(&["inventory", "import", inventory.to_str().unwrap()], None);
     let plan: Value =
         serde_json::from_str(&site.ok(&["plan", "site", "--format", "json"], None)).unwrap();
@@ -290,7 +286,7 @@ fn missing_in_a_collection_resolves_from_stored_scans() {
     assert_eq!(r["missing"].as_array().unwrap().len(), 1, "{r}");
 
     // Members, but no scan results yet.
-    let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/inventory.csv");
+    let inventory = support::repo().join("examples/inventory.csv");
     site.ok(&["inventory", "import", inventory.to_str().unwrap()], None);
     let r = site.readiness();
     let note = r["selections"][0]["notes"][0].as_str().unwrap();
@@ -318,7 +314,7 @@ fn missing_in_a_collection_resolves_from_stored_scans() {
         scan_facts("wks-test-01", "2000.11.19.0"),
     )
     .unwrap();
-    let catalog = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mssecure.xml");
+    let catalog = support::repo().join("tests/fixtures/mssecure.xml");
     site.ok(
         &[
             "inventory",

@@ -83,6 +83,15 @@ impl Drop for Proc {
     }
 }
 
+/// The logs of `procs`, one after the other: what a failed wait shows.
+pub fn logs(procs: &[&Proc]) -> String {
+    procs
+        .iter()
+        .map(|p| p.log())
+        .collect::<Vec<_>>()
+        .join("\n-----\n")
+}
+
 /// `dir/NAME-N.log`, N new in this test process: a log file no other
 /// server of the test writes.
 pub fn log_file(dir: &Path, name: &str) -> PathBuf {

@@ -8,6 +8,11 @@ pub fn patchops() -> Command {
     Command::new(env!("CARGO_BIN_EXE_patchops"))
 }
 
+/// A command's output as text (lossy: a test shows what it got).
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
 /// Runs a command, killing it if it takes longer than `limit`: a hang is a
 /// failure, not a stuck CI run. Output is read while the command runs, so
 /// a command that prints more than a pipe holds does not block.
@@ -66,10 +71,10 @@ pub fn run_ok(cmd: Command) -> String {
     assert!(
         out.status.success(),
         "{shown} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        text(&out.stdout),
+        text(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    text(&out.stdout)
 }
 
 /// In `cwd`, `patchops validate DIR --format json ARGS…` → (exit code,

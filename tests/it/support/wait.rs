@@ -23,3 +23,22 @@ pub async fn wait_until<F, Fut>(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// [`wait_until`] for a test without a runtime: `check` is a plain
+/// function and the thread sleeps between polls.
+pub fn wait_until_blocking(
+    within: Duration,
+    what: &str,
+    logs: impl Fn() -> String,
+    mut check: impl FnMut() -> bool,
+) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < within,
+            "not within {within:?}: {what}\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
