@@ -1,8 +1,9 @@
 //! Loopback ports fixed before the process that listens on them starts:
-//! for a server restarted on the same address (agents must find it
-//! again) or a URL written into a manifest before the DP serving it
-//! exists. Every other server binds port 0 and prints the port it got
-//! (`Proc::start` reads it).
+//! for a process restarted on the same address (e2e's server, which the
+//! agents must find again; server.rs's private PostgreSQL), a URL
+//! committed before its DP exists (e2e), or an address where nothing
+//! listens (a server that is down). Every other server binds port 0 and
+//! prints the address it got, which `Proc::start` reads.
 //!
 //! Binding port 0 and closing it is no reservation: the kernel may give
 //! the same port to the next bind of port 0 (another test's server)

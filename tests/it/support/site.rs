@@ -10,7 +10,6 @@ use patchops::store::testing::Dropper;
 use tempfile::TempDir;
 
 use super::fs::copy_dir;
-use super::ports::reserved_port;
 use super::process::Proc;
 use super::run::{patchops, run_ok, run_with_limit};
 
@@ -96,28 +95,27 @@ impl Site {
         run_ok(self.command(args))
     }
 
-    /// Points the site's `dp-hq` at a loopback port (and `dp-branch` at
-    /// one nothing listens on, so agents that fall back to it fail),
-    /// applies the site, and serves `dp-hq`.
+    /// Serves `dp-hq` on loopback, points the site's `dp-hq` at it (and
+    /// `dp-branch` at a port nothing listens on, so agents that fall back
+    /// to it fail), and applies the site.
     pub fn apply_with_loopback_dp(&self) -> Proc {
-        // The URL is in the manifest before the DP exists: a reserved
-        // port, not port 0.
-        let port = reserved_port();
+        // The DP is served (on port 0) before apply fills it, so that its
+        // URL, written into the manifest, is the port it bound: an empty
+        // library, as apply would create it.
+        let library = self.path("dp/dp-hq");
+        patchops::dp::library::Library::create(&library).expect("an empty DP library");
+        let mut cmd = patchops();
+        cmd.args(["dp", "serve", "--listen", "127.0.0.1:0", "--path"])
+            .arg(&library);
+        let dp = Proc::start(cmd, &self.path("dp.log"));
         let dps = self.path("site/distribution-points.yaml");
         let text = std::fs::read_to_string(&dps)
             .expect("dps")
-            .replace(
-                "http://dp-hq.corp.example:8080",
-                &format!("http://127.0.0.1:{port}"),
-            )
+            .replace("http://dp-hq.corp.example:8080", &dp.base)
             .replace("http://dp-branch.corp.example:8080", "http://127.0.0.1:9");
         std::fs::write(&dps, text).expect("write");
         self.ok(&["apply", "site", "--auto-approve"]);
-        let mut cmd = patchops();
-        cmd.args(["dp", "serve", "--path"])
-            .arg(self.path("dp/dp-hq"))
-            .args(["--listen", &format!("127.0.0.1:{port}")]);
-        Proc::start(cmd, &self.path("dp.log"))
+        dp
     }
 }
 
