@@ -41,7 +41,9 @@
 //! PostgreSQL server, default `PATCHOPS_TEST_POSTGRES` or
 //! `postgres://postgres@127.0.0.1:5432`; without it, a SQLite file).
 
-#[path = "../tests/support/mod.rs"]
+// The simulator borrows a few of the integration tests' helpers, not all.
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::collections::{HashMap, HashSet};
@@ -53,7 +55,7 @@ use std::time::{Duration, Instant};
 use patchops::fixtures::synthetic::synthetic_machines;
 use patchops::inventory::Machine;
 use patchops::store::Store;
-use support::{copy_dir, patchops, run_with_limit, spawn_server};
+use support::{copy_dir, patchops, run_with_limit, Proc};
 
 const ENROLL_SECRET: &str = "sim-enroll-secret";
 /// Every agent reports these states for each run of an assignment.
@@ -260,9 +262,10 @@ fn main() {
             std::env::var("SIM_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
         );
     let started = Instant::now();
-    let (mut server, base) = spawn_server(cmd, &log);
+    let mut server = Proc::start(cmd, &log);
     let server_start = started.elapsed();
-    let pid = server.id();
+    let base = server.base.clone();
+    let pid = server.child.id();
     let rss_loaded = proc_status_kib(pid, "VmRSS:");
 
     let machines = Arc::new(machines);
@@ -276,7 +279,7 @@ fn main() {
     unsafe {
         libc::kill(pid as libc::pid_t, libc::SIGTERM);
     }
-    let _ = server.wait();
+    let _ = server.child.wait();
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
     let reloads = log_text.matches("site reloaded").count();
     if reloads > 0 {

@@ -8,16 +8,14 @@
 //! bad_manifests` rewrites the expectations; review the diff before
 //! committing it.
 
-mod support;
-
 use std::fs;
 use std::path::Path;
 
-use support::{render_diagnostics, run_validate};
+use crate::support::{render_diagnostics, repo, run_validate};
 
 #[test]
 fn bad_manifests_report_exactly_what_is_expected() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad-manifests");
+    let root = repo().join("tests/bad-manifests");
     let update = std::env::var_os("UPDATE_EXPECT").is_some();
     let mut cases: Vec<_> = fs::read_dir(&root)
         .expect("tests/bad-manifests exists")

@@ -4,45 +4,13 @@
 //! corrected by `server --drift correct`; a library without fingerprints
 //! (published by an older patchops) is verified by hash once.
 
-mod support;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::Duration;
 
+use crate::support::{self, patchops, Proc, Site};
 use serde_json::Value;
-use support::{copy_dir, patchops};
-use tempfile::TempDir;
-
-fn example_site() -> TempDir {
-    let dir = TempDir::new().expect("tmp");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
-        &dir.path().join("site"),
-    );
-    dir
-}
-
-fn state(dir: &Path) -> String {
-    format!("sqlite://{}", dir.join("state.db").display())
-}
-
-fn run_ok(dir: &Path, args: &[&str]) -> String {
-    let mut cmd = patchops();
-    cmd.current_dir(dir)
-        .env("PATCHOPS_STATE", state(dir))
-        .args(args);
-    let out = support::run_with_limit(cmd, Duration::from_secs(60));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{args:?}:\n{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
 
 /// The files of a DP's library, sorted.
 fn blobs(dir: &Path, dp: &str) -> Vec<PathBuf> {
@@ -66,25 +34,25 @@ fn flip_a_byte(path: &Path) -> Vec<u8> {
     original
 }
 
-fn planned_distribution(dir: &Path) -> Vec<Value> {
+fn planned_distribution(site: &Site) -> Vec<Value> {
     let plan: Value =
-        serde_json::from_str(&run_ok(dir, &["plan", "site", "--format", "json"])).expect("json");
+        serde_json::from_str(&site.ok(&["plan", "site", "--format", "json"])).expect("json");
     plan["distribution"].as_array().cloned().unwrap_or_default()
 }
 
 #[test]
 fn a_same_size_byte_flip_is_seen_by_plan_and_repaired_by_apply() {
-    let site = example_site();
-    let dir = site.path();
-    run_ok(dir, &["apply", "site", "--auto-approve"]);
+    let site = Site::new();
+    let dir = site.dir();
+    site.ok(&["apply", "site", "--auto-approve"]);
     assert!(
-        planned_distribution(dir).is_empty(),
+        planned_distribution(&site).is_empty(),
         "nothing to distribute"
     );
     let blob = blobs(dir, "dp-hq")[0].clone();
     let original = flip_a_byte(&blob);
 
-    let distribution = planned_distribution(dir);
+    let distribution = planned_distribution(&site);
     assert!(
         distribution
             .iter()
@@ -92,32 +60,28 @@ fn a_same_size_byte_flip_is_seen_by_plan_and_repaired_by_apply() {
         "a plain plan sees the flipped byte: {distribution:?}"
     );
     // The cheap `dp validate` sees it too.
-    let mut cmd = patchops();
-    cmd.current_dir(dir)
-        .env("PATCHOPS_STATE", state(dir))
-        .args(["dp", "validate", "dp-hq", "--quick"]);
-    let out = support::run_with_limit(cmd, Duration::from_secs(60));
+    let out = site.run(&["dp", "validate", "dp-hq", "--quick"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 
-    run_ok(dir, &["apply", "site", "--auto-approve"]);
+    site.ok(&["apply", "site", "--auto-approve"]);
     assert_eq!(fs::read(&blob).expect("read"), original, "copied again");
     assert!(
-        planned_distribution(dir).is_empty(),
+        planned_distribution(&site).is_empty(),
         "repaired and recorded"
     );
-    assert!(run_ok(dir, &["dp", "validate", "dp-hq"]).contains("ok"));
+    assert!(site.ok(&["dp", "validate", "dp-hq"]).contains("ok"));
 }
 
 #[test]
 fn a_library_without_fingerprints_is_verified_by_hash_once() {
-    let site = example_site();
-    let dir = site.path();
-    run_ok(dir, &["apply", "site", "--auto-approve"]);
+    let site = Site::new();
+    let dir = site.dir();
+    site.ok(&["apply", "site", "--auto-approve"]);
     let index = dir.join("dp/dp-hq/fingerprints.json");
     // A library published before fingerprints were recorded.
     fs::remove_file(&index).expect("remove the index");
     assert!(
-        planned_distribution(dir).is_empty(),
+        planned_distribution(&site).is_empty(),
         "right bytes: no drift"
     );
     assert!(index.is_file(), "the verified files were recorded");
@@ -125,38 +89,32 @@ fn a_library_without_fingerprints_is_verified_by_hash_once() {
     // Unrecorded and corrupt: the hash finds it.
     fs::remove_file(&index).expect("remove the index");
     let original = flip_a_byte(&blobs(dir, "dp-hq")[0]);
-    assert!(!planned_distribution(dir).is_empty(), "the hash sees it");
-    run_ok(dir, &["apply", "site", "--auto-approve"]);
+    assert!(!planned_distribution(&site).is_empty(), "the hash sees it");
+    site.ok(&["apply", "site", "--auto-approve"]);
     assert_eq!(fs::read(&blobs(dir, "dp-hq")[0]).expect("read"), original);
 }
 
-/// A running `patchops server`, killed on drop.
+/// A running `patchops server` (killed on drop, by its [`Proc`]).
 struct Server {
-    child: Child,
-    base: String,
-    log: PathBuf,
+    proc: Proc,
 }
 
 impl Server {
-    fn start(dir: &Path, drift: &str) -> Server {
-        let log = dir.join(format!("server-{drift}.log"));
+    fn start(site: &Site, drift: &str) -> Server {
+        let dir = site.dir();
         let mut cmd = patchops();
         cmd.current_dir(dir)
-            .args(["server", "--state", &state(dir), "--listen", "127.0.0.1:0"])
+            .args(["server", "--state", site.state(), "--listen", "127.0.0.1:0"])
             .args(["--enroll-secret-from", "env:TEST_ENROLL"])
             .args(["--manifests", "site", "--interval", "1s", "--drift", drift])
             .env("TEST_ENROLL", "enroll-secret-for-tests");
-        let (child, base) = support::spawn_server(cmd, &log);
-        Server { child, base, log }
+        let proc = Proc::start(cmd, &dir.join(format!("server-{drift}.log")));
+        Server { proc }
     }
 
     async fn reconcile_status(&self) -> String {
-        patchops::tls::install_default_provider();
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("client");
-        let Ok(response) = client.get(format!("{}/healthz", self.base)).send().await else {
+        let client = support::http_client(Duration::from_secs(10));
+        let Ok(response) = client.get(self.proc.url("/healthz")).send().await else {
             return String::new();
         };
         let bytes = response.bytes().await.unwrap_or_default();
@@ -174,24 +132,16 @@ impl Server {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let logs = || fs::read_to_string(&self.log).unwrap_or_default();
-        support::wait_until(within, what, logs, check).await;
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        support::wait_until(within, what, || self.proc.log(), check).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_drift_detect_reports_a_same_size_byte_flip() {
-    let site = example_site();
-    let dir = site.path();
-    run_ok(dir, &["apply", "site", "--auto-approve"]);
-    let server = Server::start(dir, "detect");
+    let site = Site::new();
+    let dir = site.dir();
+    site.ok(&["apply", "site", "--auto-approve"]);
+    let server = Server::start(&site, "detect");
     server
         .wait_until(Duration::from_secs(30), "no drift at first", || async {
             server.reconcile_status().await == "ok"
@@ -212,9 +162,9 @@ async fn server_drift_detect_reports_a_same_size_byte_flip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_drift_correct_repairs_a_same_size_byte_flip() {
-    let site = example_site();
-    let dir = site.path();
-    let server = Server::start(dir, "correct");
+    let site = Site::new();
+    let dir = site.dir();
+    let server = Server::start(&site, "correct");
     server
         .wait_until(Duration::from_secs(30), "the first apply", || async {
             server.reconcile_status().await == "ok" && dir.join("dp/dp-hq/files").is_dir()

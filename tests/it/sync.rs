@@ -5,8 +5,6 @@
 //! CA issued; verified by a pin or a detached signature. The site server
 //! runs the same sync on the SyncHost's schedule when it leads.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -14,11 +12,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::{self, patchops, run_with_limit, Proc};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
-use support::{patchops, run_with_limit};
 
 const USER: &str = "svc-sync";
 const PASSWORD: &str = "S3cr3t-Pr0xy-Pa55";
@@ -497,10 +495,7 @@ fn wrong_proxy_password_is_a_clear_407_without_the_password() {
 #[test]
 fn server_down_retries_with_backoff_then_a_clear_status() {
     let proxy = start_proxy();
-    let closed = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let closed = format!("127.0.0.1:{}", support::reserved_port());
     let tmp = tempfile::tempdir().unwrap();
     let (dir, db) = (tmp.path().join("site"), tmp.path().join("state.db"));
     site(
@@ -800,18 +795,14 @@ fn http_get(base: &str, path: &str) -> String {
     text
 }
 
-fn wait_for(within: Duration, what: &str, logs: &[&Path], mut check: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !check() {
-        if start.elapsed() > within {
-            let logs: Vec<String> = logs
-                .iter()
-                .map(|p| std::fs::read_to_string(p).unwrap_or_default())
-                .collect();
-            panic!("{what}: not within {within:?}\n{}", logs.join("\n-----\n"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_for(within: Duration, what: &str, logs: &[&Path], check: impl FnMut() -> bool) {
+    let logs = || {
+        logs.iter()
+            .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n-----\n")
+    };
+    support::wait_until_blocking(within, what, logs, check);
 }
 
 /// Whether the current version of a package on the DP holds `bytes`.
@@ -835,15 +826,6 @@ fn dp_holds(dir: &Path, bytes: &[u8]) -> bool {
                 .join(&sha)
                 .is_file()
     })
-}
-
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Two servers share one store; the leader runs the unattended sync host
@@ -900,8 +882,9 @@ fn the_leading_server_syncs_on_schedule_and_refreshes_the_dp() {
             .env("PATCHOPS_LOG", "info,patchops::server::reconcile=debug")
             .env(PW_ENV, PASSWORD)
             .env(KEY_ENV, KEY);
-        let (child, base) = support::spawn_server(cmd, &log);
-        (Killed(child), base, log)
+        let server = Proc::start(cmd, &log);
+        let base = server.base.clone();
+        (server, base, log)
     };
     let (leader, leader_base, leader_log) = server(1);
     wait_for(

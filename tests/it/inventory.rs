@@ -2,11 +2,9 @@
 //! one (every bad row named, nothing imported), and the blast radius a plan
 //! then shows over the imported machines.
 
-mod support;
-
 use std::path::Path;
 
-use support::patchops;
+use crate::support::{self, patchops};
 use tempfile::TempDir;
 
 fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
@@ -33,11 +31,11 @@ fn machines_in_plan(dir: &Path, state: &str) -> u64 {
 fn a_bad_file_imports_nothing_and_names_every_bad_row() {
     let dir = TempDir::new().expect("tmp");
     support::copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
+        &support::repo().join("examples/site"),
         &dir.path().join("site"),
     );
     let state = format!("sqlite://{}", dir.path().join("s.db").display());
-    let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/inventory.csv");
+    let inventory = support::repo().join("examples/inventory.csv");
     let inventory = inventory.to_str().expect("utf-8 path");
 
     let (code, out, err) = run(
@@ -123,11 +121,11 @@ fn a_bad_file_imports_nothing_and_names_every_bad_row() {
 fn the_first_plan_shows_every_machine_that_gets_policy() {
     let dir = TempDir::new().expect("tmp");
     support::copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
+        &support::repo().join("examples/site"),
         &dir.path().join("site"),
     );
     let state = format!("sqlite://{}", dir.path().join("s.db").display());
-    let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/inventory.csv");
+    let inventory = support::repo().join("examples/inventory.csv");
     run(
         dir.path(),
         &[

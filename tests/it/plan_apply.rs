@@ -1,78 +1,19 @@
 //! plan/apply through the real binary, on SQLite and on PostgreSQL: every
 //! story runs on both backends.
 
-mod support;
-
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Output;
 
+use crate::support::{copy_dir, patchops, repo, text, Backend, Site};
 use serde_json::Value;
-use support::{copy_dir, patchops};
 
-/// A copy of the example site in a temporary directory, and a state store.
-struct Site {
-    dir: tempfile::TempDir,
-    state: String,
-    _db: Option<patchops::store::testing::Dropper>,
+/// What these tests do to a site beyond running commands.
+trait SiteExt {
+    fn plan_json(&self, extra: &[&str]) -> Value;
+    /// Replaces the first `from` in the site file `rel` with `to`.
+    fn edit(&self, rel: &str, from: &str, to: &str);
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Site {
-    fn new(backend: Backend) -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        copy_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
-            &dir.path().join("site"),
-        );
-        let (state, db) = match backend {
-            Backend::Sqlite => (
-                format!("sqlite://{}", dir.path().join("state.db").display()),
-                None,
-            ),
-            Backend::Postgres => {
-                let (url, dropper) =
-                    runtime().block_on(patchops::store::testing::fresh_postgres_url());
-                (url, Some(dropper))
-            }
-        };
-        Site {
-            dir,
-            state,
-            _db: db,
-        }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    /// Runs patchops in the site's directory with `--state` added.
-    fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = patchops();
-        cmd.current_dir(self.dir.path())
-            .env("PATCHOPS_STATE", &self.state)
-            .env("PATCHOPS_ACTOR", "tester")
-            .args(args);
-        support::run_with_limit(cmd, std::time::Duration::from_secs(60))
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?} failed:\n{}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
+impl SiteExt for Site {
     fn plan_json(&self, extra: &[&str]) -> Value {
         let mut args = vec!["plan", "site", "--format", "json"];
         args.extend_from_slice(extra);
@@ -92,10 +33,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn changes(plan: &Value) -> Vec<String> {
@@ -147,7 +84,7 @@ on_both_backends!(
 );
 
 fn plan_apply_plan_round_trip_is_no_changes(backend: Backend) {
-    let site = Site::new(backend);
+    let site = Site::on(backend);
     let first = site.plan_json(&[]);
     assert_eq!(
         first["summary"],
@@ -185,7 +122,7 @@ fn plan_apply_plan_round_trip_is_no_changes(backend: Backend) {
 }
 
 fn an_edit_shows_exactly_its_field_diff(backend: Backend) {
-    let site = Site::new(backend);
+    let site = Site::on(backend);
     site.ok(&["apply", "site", "--auto-approve"]);
     site.edit(
         "site/security/package.yaml",
@@ -235,7 +172,7 @@ fn an_edit_shows_exactly_its_field_diff(backend: Backend) {
 }
 
 fn a_saved_plan_applies_once_then_is_stale(backend: Backend) {
-    let site = Site::new(backend);
+    let site = Site::on(backend);
     site.ok(&["plan", "site", "--out", "plan.json"]);
     let applied = site.ok(&["apply", "plan.json"]);
     assert!(applied.contains("Apply complete: 19 added"), "{applied}");
@@ -245,7 +182,7 @@ fn a_saved_plan_applies_once_then_is_stale(backend: Backend) {
 }
 
 fn a_plan_from_another_store_is_refused(backend: Backend) {
-    let site = Site::new(backend);
+    let site = Site::on(backend);
     site.ok(&["plan", "site", "--out", "plan.json"]);
     let other = format!("sqlite://{}", site.path("other.db").display());
     let out = site.run(&["apply", "plan.json", "--state", &other]);
@@ -263,7 +200,7 @@ fn a_plan_from_another_store_is_refused(backend: Backend) {
 }
 
 fn a_tampered_plan_is_refused(backend: Backend) {
-    let site = Site::new(backend);
+    let site = Site::on(backend);
     site.ok(&["plan", "site", "--out", "plan.json"]);
     let plan = fs::read_to_string(site.path("plan.json")).unwrap();
     fs::write(
@@ -293,7 +230,7 @@ fn a_tampered_plan_is_refused(backend: Backend) {
 }
 
 fn signed_plans_need_the_key(backend: Backend) {
-    let site = Site::new(backend);
+    let site = Site::on(backend);
     fs::write(site.path("key"), "plan-signing-key\n").unwrap();
     fs::write(site.path("other-key"), "another-key\n").unwrap();
     site.ok(&[
@@ -314,7 +251,7 @@ fn signed_plans_need_the_key(backend: Backend) {
 }
 
 fn only_owned_objects_are_pruned(backend: Backend) {
-    let site = Site::new(backend);
+    let site = Site::on(backend);
     site.ok(&["apply", "site", "--auto-approve"]);
     site.ok(&["state", "unmanage", "DistributionPoint/dp-branch"]);
     // The unmanaged DP is adopted back while declared...
@@ -348,7 +285,7 @@ fn only_owned_objects_are_pruned(backend: Backend) {
 }
 
 fn protected_objects_are_not_deleted(backend: Backend) {
-    let site = Site::new(backend);
+    let site = Site::on(backend);
     site.edit(
         "site/distribution-points.yaml",
         "  name: dp-branch\n",
@@ -376,7 +313,7 @@ fn protected_objects_are_not_deleted(backend: Backend) {
 }
 
 fn the_deletion_guard_trips_on_a_nearly_empty_dir(backend: Backend) {
-    let site = Site::new(backend);
+    let site = Site::on(backend);
     site.ok(&["apply", "site", "--auto-approve"]);
     fs::create_dir(site.path("wrong")).unwrap();
     fs::copy(site.path("site/site.yaml"), site.path("wrong/site.yaml")).unwrap();
@@ -421,10 +358,10 @@ fn lock_request(host: &str, pid: u32, lease_ms: u64) -> patchops::store::LockReq
 }
 
 fn a_held_lock_blocks_then_releases(backend: Backend) {
-    let site = Site::new(backend);
+    let site = Site::on(backend);
     let rt = runtime();
     let store = rt
-        .block_on(patchops::store::Store::open(&site.state))
+        .block_on(patchops::store::Store::open(site.state()))
         .unwrap();
     // Held by this (live) test process, a real process other than the binary.
     let request = lock_request(&patchops::ops::host_name(), std::process::id(), 60_000);
@@ -441,8 +378,8 @@ fn a_held_lock_blocks_then_releases(backend: Backend) {
     // A waiting apply goes ahead once the holder lets go.
     let mut waiting = patchops();
     waiting
-        .current_dir(site.dir.path())
-        .env("PATCHOPS_STATE", &site.state)
+        .current_dir(site.dir())
+        .env("PATCHOPS_STATE", site.state())
         .args(["apply", "site", "--auto-approve", "--lock-timeout", "30s"]);
     let mut child = waiting
         .stdout(std::process::Stdio::piped())
@@ -482,10 +419,10 @@ fn a_held_lock_blocks_then_releases(backend: Backend) {
 }
 
 fn an_expired_lease_is_taken_over(backend: Backend) {
-    let site = Site::new(backend);
+    let site = Site::on(backend);
     let rt = runtime();
     let store = rt
-        .block_on(patchops::store::Store::open(&site.state))
+        .block_on(patchops::store::Store::open(site.state()))
         .unwrap();
     // A holder on another host that died: its one-second lease runs out.
     assert!(rt
@@ -505,10 +442,10 @@ fn an_expired_lease_is_taken_over(backend: Backend) {
 }
 
 fn force_unlock_releases_a_lock(backend: Backend) {
-    let site = Site::new(backend);
+    let site = Site::on(backend);
     let rt = runtime();
     let store = rt
-        .block_on(patchops::store::Store::open(&site.state))
+        .block_on(patchops::store::Store::open(site.state()))
         .unwrap();
     let request = lock_request("other-host", 1, 600_000);
     assert!(rt.block_on(store.try_lock(&request)).unwrap().is_ok());
@@ -527,7 +464,7 @@ fn force_unlock_releases_a_lock(backend: Backend) {
 }
 
 fn no_terminal_and_no_flag_refuses(backend: Backend) {
-    let site = Site::new(backend);
+    let site = Site::on(backend);
     let out = site.run(&["apply", "site", "--color", "never"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -539,7 +476,7 @@ fn no_terminal_and_no_flag_refuses(backend: Backend) {
 }
 
 fn history_and_state_record_the_applies(backend: Backend) {
-    let site = Site::new(backend);
+    let site = Site::on(backend);
     site.ok(&["apply", "site", "--auto-approve"]);
     site.edit("site/site.yaml", "jitter: 5m", "jitter: 10m");
     site.ok(&["apply", "site", "--auto-approve"]);
@@ -588,11 +525,11 @@ fn history_and_state_record_the_applies(backend: Backend) {
 }
 
 fn secrets_never_reach_plans_or_state(backend: Backend) {
-    let site = Site::new(backend);
+    let site = Site::on(backend);
     let secret = "very-secret-proxy-password-42";
     let mut cmd = patchops();
-    cmd.current_dir(site.dir.path())
-        .env("PATCHOPS_STATE", &site.state)
+    cmd.current_dir(site.dir())
+        .env("PATCHOPS_STATE", site.state())
         .env("PATCHOPS_PROXY_PASSWORD", secret);
     let out = cmd
         .args(["plan", "site", "--out", "plan.json", "--format", "json"])
@@ -617,7 +554,7 @@ fn secrets_never_reach_plans_or_state(backend: Backend) {
 }
 
 fn targets_limit_plan_and_apply(backend: Backend) {
-    let site = Site::new(backend);
+    let site = Site::on(backend);
     let plan = site.plan_json(&[
         "--target",
         "DistributionPoint/dp-hq",
@@ -649,10 +586,7 @@ fn targets_limit_plan_and_apply(backend: Backend) {
 #[test]
 fn postgres_unreachable_is_a_clear_error_within_seconds() {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
-        &dir.path().join("site"),
-    );
+    copy_dir(&repo().join("examples/site"), &dir.path().join("site"));
     let start = std::time::Instant::now();
     let out = patchops()
         .current_dir(dir.path())
@@ -678,7 +612,7 @@ fn postgres_unreachable_is_a_clear_error_within_seconds() {
 
 #[test]
 fn a_corrupt_sqlite_file_is_refused_and_kept() {
-    let site = Site::new(Backend::Sqlite);
+    let site = Site::new();
     let garbage: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 251) as u8).collect();
     fs::write(site.path("state.db"), &garbage).unwrap();
     let out = site.run(&["apply", "site", "--auto-approve", "--color", "never"]);
@@ -698,7 +632,7 @@ fn a_corrupt_sqlite_file_is_refused_and_kept() {
 #[test]
 fn a_read_only_sqlite_file_is_refused_and_kept() {
     use std::os::unix::fs::PermissionsExt;
-    let site = Site::new(Backend::Sqlite);
+    let site = Site::new();
     site.ok(&["apply", "site", "--auto-approve"]);
     site.edit("site/site.yaml", "jitter: 5m", "jitter: 7m");
     let db = site.path("state.db");
@@ -747,13 +681,13 @@ fn edit_store_behind_patchops(backend: Backend, state: &str, sql: &'static str) 
 }
 
 fn a_stored_spec_changed_behind_its_hash_is_planned_as_drift(backend: Backend) {
-    let site = Site::new(backend);
+    let site = Site::on(backend);
     site.ok(&["apply", "site", "--auto-approve"]);
     // The spec is edited, its hash left as it was: the hash alone says
     // "unchanged".
     let edited = edit_store_behind_patchops(
         backend,
-        &site.state,
+        site.state(),
         "UPDATE patchops_objects SET spec = replace(spec, '\"maxRunTime\":\"30m\"', '\"maxRunTime\":\"5h\"') \
          WHERE kind = 'Package' AND name = 'MS Security Updates'",
     );
@@ -801,10 +735,10 @@ fn a_dead_pid() -> u32 {
 }
 
 fn a_stale_lock_taken_over_on_the_same_host_says_so_in_one_line(backend: Backend) {
-    let site = Site::new(backend);
+    let site = Site::on(backend);
     let rt = runtime();
     let store = rt
-        .block_on(patchops::store::Store::open(&site.state))
+        .block_on(patchops::store::Store::open(site.state()))
         .unwrap();
     // An apply on this host that died holding the lock, its lease still
     // long: the record as the store writes it.
@@ -844,7 +778,7 @@ fn a_stale_lock_taken_over_on_the_same_host_says_so_in_one_line(backend: Backend
 
 #[test]
 fn a_zero_byte_state_file_is_an_error_not_a_new_store() {
-    let site = Site::new(Backend::Sqlite);
+    let site = Site::new();
     let db = site.path("state.db");
     fs::write(&db, b"").unwrap();
     for args in [

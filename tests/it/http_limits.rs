@@ -4,23 +4,20 @@
 //! an oversized `Content-Length` is refused at once, refusals are JSON, and
 //! SIGTERM ends the process within its shutdown deadline.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::{patchops, Proc};
 use serde_json::Value;
-use support::patchops;
 use tempfile::TempDir;
 
-/// A running server binary (killed on drop, by [`support::Proc`]).
+/// A running server binary (killed on drop, by its [`Proc`]) and its
+/// `host:port`.
 struct Running {
-    proc: support::Proc,
+    proc: Proc,
     addr: String,
-    log: PathBuf,
 }
 
 impl Running {
@@ -33,13 +30,9 @@ impl Running {
             .args(["--enroll-secret-from", "env:TEST_ENROLL"])
             .args(extra)
             .env("TEST_ENROLL", "enroll-secret-for-tests");
-        let (child, base) = support::spawn_server(cmd, &log);
-        let addr = base.trim_start_matches("http://").to_string();
-        Running {
-            proc: support::Proc { child, base },
-            addr,
-            log,
-        }
+        let proc = Proc::start(cmd, &log);
+        let addr = proc.base.trim_start_matches("http://").to_string();
+        Running { proc, addr }
     }
 
     /// `patchops dp serve` on an empty content library.
@@ -52,9 +45,9 @@ impl Running {
         cmd.args(["dp", "serve", "--listen", "127.0.0.1:0", "--path"])
             .arg(&root)
             .args(extra);
-        let proc = support::start(cmd, &log);
+        let proc = Proc::start(cmd, &log);
         let addr = proc.base.trim_start_matches("http://").to_string();
-        Running { proc, addr, log }
+        Running { proc, addr }
     }
 
     fn connect(&self) -> TcpStream {
@@ -64,7 +57,7 @@ impl Running {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.proc.log()
     }
 }
 
@@ -252,23 +245,6 @@ fn refusals_without_a_handler_are_json_like_every_other_error() {
     );
 }
 
-/// Sends SIGTERM and waits for the exit; returns its code and how long it took.
-fn terminate(child: &mut Child, within: Duration) -> (Option<i32>, Duration) {
-    // SAFETY: signals the child this test started.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return (status.code(), started.elapsed());
-        }
-        assert!(
-            started.elapsed() < within,
-            "still running {within:?} after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn sigterm_exits_within_the_shutdown_deadline_with_a_half_sent_request() {
     let dir = TempDir::new().unwrap();
@@ -304,8 +280,15 @@ fn sigterm_exits_within_the_shutdown_deadline_with_a_half_sent_request() {
             "GET /healthz HTTP/1.1\r\nHost: patchops\r\nConnection: close\r\n\r\n",
         );
         assert_eq!(status, 200);
-        let (code, waited) = terminate(&mut running.proc.child, Duration::from_secs(6));
-        assert_eq!(code, Some(0), "exit after {waited:?}: {}", running.log());
+        let started = Instant::now();
+        let status = running.proc.terminate(Duration::from_secs(6));
+        let waited = started.elapsed();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "exit after {waited:?}: {}",
+            running.log()
+        );
     }
     drop(held);
 }

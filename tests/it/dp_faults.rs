@@ -4,8 +4,6 @@
 //! version whose every file is there and intact, and a later apply
 //! converges.
 
-mod support;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -13,8 +11,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::{patchops, Lcg};
 use serde_json::Value;
-use support::{patchops, Lcg};
 
 const SITE: &str = "apiVersion: patchops/v1\nkind: Site\nmetadata: {name: LAB}\nspec: {siteCode: LAB, siteServer: sms01}\n---\napiVersion: patchops/v1\nkind: DistributionPoint\nmetadata: {name: dp-hq}\nspec: {path: dp/dp-hq, url: 'http://dp-hq:8080'}\n---\napiVersion: patchops/v1\nkind: Package\nmetadata: {name: Big}\nspec:\n  source: content\n  priority: high\n  distributionPoints: [dp-hq]\n  programs: [{name: Install, commandLine: setup.exe}]\n";
 

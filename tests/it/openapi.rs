@@ -10,14 +10,12 @@
 //! every other check. Afterwards the server must still be serving and must
 //! not have panicked.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::{self, patchops, Proc};
 use serde_json::{json, Value};
-use support::patchops;
 use tempfile::TempDir;
 
 const ENROLL: &str = "enroll-secret-for-contract-tests";
@@ -118,7 +116,7 @@ async fn the_live_server_keeps_its_openapi_contract_under_schemathesis() {
         .args(["--token-cache-ttl", "0s"])
         .env("TEST_ENROLL", ENROLL)
         .env("TEST_ADMIN", ADMIN);
-    let mut server = support::start(cmd, &log);
+    let mut server = Proc::start(cmd, &log);
     let base = server.base.clone();
 
     let document: Value = client()

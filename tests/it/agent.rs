@@ -3,16 +3,14 @@
 //! misbehaves. Programs are shell scripts (`sh run.sh`): these are Linux
 //! test machines, not Windows clients.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::support::{self, patchops, run_with_limit, Proc};
 use serde_json::{json, Value};
-use support::{free_port, patchops, run_with_limit, start, Proc};
 use tempfile::TempDir;
 
 const ENROLL: &str = "enroll-secret-for-agent-tests";
@@ -31,8 +29,7 @@ exit "$code"
 /// The example site, copied, with programs that run on Linux, short run
 /// time limits and DP URLs on loopback; applied to a SQLite state.
 struct Site {
-    dir: TempDir,
-    state: String,
+    example: support::Site,
     dp: Proc,
     /// The test's one clock: every agent run is at this instant unless
     /// given its own `--now` (read once, when the site is made).
@@ -41,12 +38,8 @@ struct Site {
 
 impl Site {
     fn new() -> Site {
-        let dir = TempDir::new().expect("tmp");
-        let site = dir.path().join("site");
-        support::copy_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
-            &site,
-        );
+        let example = support::Site::new();
+        let site = example.path("site");
         for package in ["security", "office"] {
             let path = site.join(package).join("package.yaml");
             let text = std::fs::read_to_string(&path).expect("package");
@@ -72,9 +65,9 @@ impl Site {
             std::fs::write(&path, RUN_SH).expect("run.sh");
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("mode");
         }
-        let (state, dp) = support::apply_with_loopback_dp(dir.path());
+        let dp = example.apply_with_loopback_dp();
         std::fs::write(
-            dir.path().join("facts.json"),
+            example.path("facts.json"),
             json!({
                 "name": "wks-test-01",
                 "domain": "CORP",
@@ -89,24 +82,29 @@ impl Site {
         )
         .expect("facts");
         Site {
-            dir,
-            state,
+            example,
             dp,
             now: jiff::Timestamp::now().to_string(),
         }
     }
 
     fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
+        self.example.dir().join(p)
     }
 
     fn server(&self) -> Proc {
         let mut cmd = patchops();
-        cmd.args(["server", "--state", &self.state, "--listen", "127.0.0.1:0"])
-            .args(["--enroll-secret-from", "env:TEST_ENROLL"])
-            .args(["--token-cache-ttl", "0s", "--refresh", "1s"])
-            .env("TEST_ENROLL", ENROLL);
-        start(cmd, &self.path(&format!("server-{}.log", free_port())))
+        cmd.args([
+            "server",
+            "--state",
+            self.example.state(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--enroll-secret-from", "env:TEST_ENROLL"])
+        .args(["--token-cache-ttl", "0s", "--refresh", "1s"])
+        .env("TEST_ENROLL", ENROLL);
+        Proc::start(cmd, &support::log_file(self.example.dir(), "server"))
     }
 
     /// `patchops agent --once --format json` → (exit code, report, stderr).
@@ -384,16 +382,28 @@ fn with_runnable_update_package(site: &Site) {
     .expect("file");
     std::fs::write(source.join("run.sh"), RUN_SH).expect("run.sh");
     std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mssecure.xml"),
+        support::repo().join("tests/fixtures/mssecure.xml"),
         site.path("site/packages/security-inventory-tool/mssecure.xml"),
     )
     .expect("catalog");
     for args in [
-        vec!["updates", "download", "site", "--state", &site.state],
-        vec!["apply", "site", "--auto-approve", "--state", &site.state],
+        vec![
+            "updates",
+            "download",
+            "site",
+            "--state",
+            site.example.state(),
+        ],
+        vec![
+            "apply",
+            "site",
+            "--auto-approve",
+            "--state",
+            site.example.state(),
+        ],
     ] {
         let out = patchops()
-            .current_dir(site.dir.path())
+            .current_dir(site.example.dir())
             .args(&args)
             .output()
             .expect("run");
@@ -942,7 +952,7 @@ async fn a_program_printing_a_nul_and_failing_is_stored_on_postgresql_and_the_qu
     let site = Site::new();
     let (state, _db) = patchops::store::testing::fresh_postgres_url().await;
     let out = patchops()
-        .current_dir(site.dir.path())
+        .current_dir(site.example.dir())
         .args(["apply", "site", "--auto-approve", "--state", &state])
         .output()
         .expect("apply");
@@ -956,7 +966,7 @@ async fn a_program_printing_a_nul_and_failing_is_stored_on_postgresql_and_the_qu
         .args(["--enroll-secret-from", "env:TEST_ENROLL"])
         .args(["--token-cache-ttl", "0s", "--refresh", "1s"])
         .env("TEST_ENROLL", ENROLL);
-    let server = start(cmd, &site.path("server-pg.log"));
+    let server = Proc::start(cmd, &site.path("server-pg.log"));
 
     let env = [("AGENT_TEST_NUL", "1"), ("AGENT_TEST_EXIT", "1")];
     let (_, report, stderr) = site.agent(&server.base, &[], &env);

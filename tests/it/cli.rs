@@ -1,17 +1,11 @@
 //! The real binary on the shipped example and on inputs that must not hang,
 //! crash or read what is not a manifest.
 
-mod support;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::{patchops, render_diagnostics, run_validate, run_with_limit};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::support::{self, patchops, render_diagnostics, repo, run_validate, run_with_limit};
 
 const SITE: &str = "apiVersion: patchops/v1\nkind: Site\nmetadata: {name: LAB}\nspec: {siteCode: LAB, siteServer: sms01}\n";
 
@@ -23,7 +17,7 @@ fn site_dir() -> tempfile::TempDir {
 
 #[test]
 fn example_site_is_valid_with_strict() {
-    let (code, json) = run_validate(&repo(), Path::new("examples/site"), &["--strict".into()]);
+    let (code, json) = run_validate(repo(), Path::new("examples/site"), &["--strict".into()]);
     assert_eq!(render_diagnostics(&json), "");
     assert_eq!(code, 0);
     assert_eq!(json["valid"], true);

@@ -9,14 +9,11 @@
 //! while the server is down and delivered later, a scan without scan facts,
 //! and the refusals of the patch-state route.
 
-mod support;
-
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::support::{self, patchops, run_with_limit, Proc};
 use serde_json::{json, Value};
-use support::{free_port, patchops, run_with_limit, start, Proc};
-use tempfile::TempDir;
 
 const ENROLL: &str = "enroll-secret-for-scan-tests";
 const ADMIN: &str = "admin-token-for-scan-tests";
@@ -25,8 +22,7 @@ const PRODUCTION: &str = "MS Security Updates";
 /// The example site with the DP on loopback, applied to a SQLite state,
 /// and the DP serving it.
 struct Site {
-    dir: TempDir,
-    state: String,
+    example: support::Site,
     _dp: Proc,
     /// The test's one clock: every agent run is at this instant unless
     /// given its own `--now` (read once, when the site is made).
@@ -35,35 +31,35 @@ struct Site {
 
 impl Site {
     fn new() -> Site {
-        let dir = TempDir::new().expect("tmp");
-        let site = dir.path().join("site");
-        support::copy_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
-            &site,
-        );
-        let (state, dp) = support::apply_with_loopback_dp(dir.path());
+        let example = support::Site::new();
+        let dp = example.apply_with_loopback_dp();
         Site {
-            dir,
-            state,
+            example,
             _dp: dp,
             now: jiff::Timestamp::now().to_string(),
         }
     }
 
     fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
+        self.example.dir().join(p)
     }
 
     fn server(&self, extra: &[&str]) -> Proc {
         let mut cmd = patchops();
-        cmd.args(["server", "--state", &self.state, "--listen", "127.0.0.1:0"])
-            .args(["--enroll-secret-from", "env:TEST_ENROLL"])
-            .args(["--admin-token-from", "env:TEST_ADMIN"])
-            .args(["--token-cache-ttl", "0s", "--refresh", "1s"])
-            .args(extra)
-            .env("TEST_ENROLL", ENROLL)
-            .env("TEST_ADMIN", ADMIN);
-        start(cmd, &self.path(&format!("server-{}.log", free_port())))
+        cmd.args([
+            "server",
+            "--state",
+            self.example.state(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--enroll-secret-from", "env:TEST_ENROLL"])
+        .args(["--admin-token-from", "env:TEST_ADMIN"])
+        .args(["--token-cache-ttl", "0s", "--refresh", "1s"])
+        .args(extra)
+        .env("TEST_ENROLL", ENROLL)
+        .env("TEST_ADMIN", ADMIN);
+        Proc::start(cmd, &support::log_file(self.example.dir(), "server"))
     }
 
     /// Writes a machine's inventory facts and scan facts; `sql` is the
@@ -125,7 +121,7 @@ impl Site {
     /// Runs `patchops ARGS` in the test directory → (code, stdout, stderr).
     fn cli(&self, args: &[&str]) -> (i32, String, String) {
         let out = patchops()
-            .current_dir(self.dir.path())
+            .current_dir(self.example.dir())
             .args(args)
             .env("TEST_ADMIN", ADMIN)
             .output()
@@ -142,7 +138,7 @@ impl Site {
         let mut args = vec!["status", "updates", "--format", "json"];
         match site {
             Some(url) => args.extend(["--site", url, "--token-from", "env:TEST_ADMIN"]),
-            None => args.extend(["--state", &self.state]),
+            None => args.extend(["--state", self.example.state()]),
         }
         let (code, out, err) = self.cli(&args);
         assert_eq!(code, 0, "{err}");
@@ -153,7 +149,7 @@ impl Site {
         let mut args = vec!["status", "machine", name, "--format", "json"];
         match site {
             Some(url) => args.extend(["--site", url, "--token-from", "env:TEST_ADMIN"]),
-            None => args.extend(["--state", &self.state]),
+            None => args.extend(["--state", self.example.state()]),
         }
         let (code, out, err) = self.cli(&args);
         assert_eq!(code, 0, "{err}");
@@ -287,7 +283,13 @@ async fn agents_report_patch_states_and_status_shows_compliance() {
         state["reason"].as_str().unwrap().contains("2000.11.19.0"),
         "{state}"
     );
-    let (code, human, err) = site.cli(&["status", "machine", "WKS-B", "--state", &site.state]);
+    let (code, human, err) = site.cli(&[
+        "status",
+        "machine",
+        "WKS-B",
+        "--state",
+        site.example.state(),
+    ]);
     assert_eq!(code, 0, "{err}");
     assert!(human.contains("patch states:"), "{human}");
     assert!(
@@ -312,7 +314,7 @@ async fn agents_report_patch_states_and_status_shows_compliance() {
         scan_facts("wks-d", Some("2000.11.20.0")),
     )
     .unwrap();
-    let catalog = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mssecure.xml");
+    let catalog = support::repo().join("tests/fixtures/mssecure.xml");
     let (code, out, err) = site.cli(&[
         "inventory",
         "scan-import",
@@ -371,7 +373,7 @@ async fn a_scan_made_while_the_server_is_down_is_delivered_later() {
     // runs (the package comes from the cache, the DP is still up) and its
     // report waits in the state directory.
     site.machine("wks-b", Some("2000.11.20.0"));
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let dead = format!("http://127.0.0.1:{}", support::reserved_port());
     let (code, report, _) = site.scanning_agent(&dead, "wks-b", &["--now", &later]);
     assert_eq!(code, 0);
     assert_eq!(

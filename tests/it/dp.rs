@@ -2,71 +2,23 @@
 //! distributes the example's packages; drift is reported by `dp validate`
 //! and `plan` and repaired by `apply`; unsafe sources are refused.
 
-mod support;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::PathBuf;
 
+use crate::support::{text, Site};
 use serde_json::Value;
-use support::{copy_dir, patchops};
 
-struct Site {
-    dir: tempfile::TempDir,
-}
-
-impl Site {
-    fn new() -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        copy_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
-            &dir.path().join("site"),
-        );
-        Site { dir }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = patchops();
-        cmd.current_dir(self.dir.path())
-            .env(
-                "PATCHOPS_STATE",
-                format!("sqlite://{}", self.path("state.db").display()),
-            )
-            .args(args);
-        support::run_with_limit(cmd, std::time::Duration::from_secs(60))
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?}:\n{}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
-    /// Files of the library of a DP, by content hash.
-    fn blobs(&self, dp: &str) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        for shard in fs::read_dir(self.path(&format!("dp/{dp}/files"))).unwrap() {
-            for f in fs::read_dir(shard.unwrap().path()).unwrap() {
-                out.push(f.unwrap().path());
-            }
+/// Files of the library of a DP, by content hash.
+fn blobs(site: &Site, dp: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for shard in fs::read_dir(site.path(&format!("dp/{dp}/files"))).unwrap() {
+        for f in fs::read_dir(shard.unwrap().path()).unwrap() {
+            out.push(f.unwrap().path());
         }
-        out.sort();
-        out
     }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    out.sort();
+    out
 }
 
 #[test]
@@ -103,7 +55,7 @@ fn apply_distributes_content_in_priority_order_and_validates_clean() {
         "{out}"
     );
     // Single instance: the two packages share no files, five files in all.
-    assert_eq!(site.blobs("dp-hq").len(), 5);
+    assert_eq!(blobs(&site, "dp-hq").len(), 5);
     let validated = site.ok(&["dp", "validate"]);
     assert!(
         validated.contains("dp-hq (dp/dp-hq): ok")
@@ -111,7 +63,7 @@ fn apply_distributes_content_in_priority_order_and_validates_clean() {
         "{validated}"
     );
     // Content on a DP is read-only.
-    for blob in site.blobs("dp-hq") {
+    for blob in blobs(&site, "dp-hq") {
         assert_eq!(
             fs::metadata(&blob).unwrap().permissions().mode() & 0o777,
             0o444
@@ -187,7 +139,7 @@ fn a_source_change_is_a_new_package_version() {
     assert_eq!(reasons, vec!["new version", "new version"]);
     site.ok(&["apply", "site", "--auto-approve"]);
     assert_eq!(
-        site.blobs("dp-hq").len(),
+        blobs(&site, "dp-hq").len(),
         // 5 files of the first versions (the old README.txt among them)
         // and the new README.txt.
         6,
@@ -200,7 +152,7 @@ fn a_source_change_is_a_new_package_version() {
 fn drift_is_reported_and_repaired() {
     let site = Site::new();
     site.ok(&["apply", "site", "--auto-approve"]);
-    let blobs = site.blobs("dp-hq");
+    let blobs = blobs(&site, "dp-hq");
     // A deleted file, a flipped byte (same size), an extra file.
     fs::remove_file(&blobs[0]).unwrap();
     fs::set_permissions(&blobs[1], fs::Permissions::from_mode(0o644)).unwrap();

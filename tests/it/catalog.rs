@@ -7,16 +7,14 @@
 //! problems). `UPDATE_EXPECT=1 cargo test --test catalog` rewrites the
 //! expectations; review the diff before committing it.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::{patchops, repo};
 use sha2::Digest;
-use support::patchops;
 
 /// Runs with a time limit; output goes through files, since a catalog's
 /// JSON is larger than a pipe's buffer.
@@ -50,7 +48,7 @@ fn run_with_limit(mut cmd: Command, limit: Duration) -> std::process::Output {
 /// (`../shared/fixtures/`, see `tests/fixtures/SOURCES.md`) so that a
 /// checkout alone runs every test.
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    repo().join("tests/fixtures")
 }
 
 /// Where the project keeps its shared fixtures: `PATCHOPS_SHARED_FIXTURES`,
@@ -60,7 +58,7 @@ fn shared_fixtures() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("PATCHOPS_SHARED_FIXTURES") {
         return Some(PathBuf::from(dir));
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = repo();
     ["../shared/fixtures", "../../shared/fixtures"]
         .iter()
         .map(|rel| root.join(rel))
@@ -415,7 +413,7 @@ fn summary(stdout: &str) -> String {
 
 #[test]
 fn bad_catalogs_fail_or_report_exactly_what_is_expected() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad-catalogs");
+    let root = repo().join("tests/bad-catalogs");
     let update = std::env::var_os("UPDATE_EXPECT").is_some();
     let mut cases: Vec<_> = fs::read_dir(&root)
         .expect("tests/bad-catalogs exists")

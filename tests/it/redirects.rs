@@ -4,17 +4,15 @@
 //! another port (another origin). C records every request; it must see
 //! none, and the agent must not take its policy.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::{self, patchops, run_with_limit};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::Response;
 use axum::Router;
-use support::{patchops, run_with_limit};
 use tempfile::TempDir;
 
 const ENROLL: &str = "enroll-secret-for-redirect-tests";
@@ -106,10 +104,7 @@ fn api_clients_do_not_follow_redirects_to_another_origin() {
 
     // The admin client: `plan --site` refuses as clearly.
     let site = dir.path().join("site");
-    support::copy_dir(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
-        &site,
-    );
+    support::copy_dir(&support::repo().join("examples/site"), &site);
     let mut cmd = patchops();
     cmd.current_dir(dir.path())
         .args([

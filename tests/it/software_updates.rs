@@ -4,40 +4,35 @@
 //! setting), `updates download` → Ready, `plan` shows it, `apply`
 //! distributes it; a damaged file makes the package not ready again.
 
-mod support;
+use crate::support::{self, text};
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::PathBuf;
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
-use support::{copy_dir, patchops};
 
 const PACKAGE: &str = "Security Updates 2026-11";
 
+/// The example site, its catalog the fixture, its update files unsigned.
 struct Site {
-    dir: tempfile::TempDir,
-    state: String,
+    example: support::Site,
 }
 
 impl Site {
     fn new() -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-        copy_dir(&manifest.join("examples/site"), &dir.path().join("site"));
+        let example = support::Site::new();
         // The catalog package's source holds the real fixture catalog.
         std::fs::copy(
-            manifest.join("tests/fixtures/mssecure.xml"),
-            dir.path()
-                .join("site/packages/security-inventory-tool/mssecure.xml"),
+            support::repo().join("tests/fixtures/mssecure.xml"),
+            example.path("site/packages/security-inventory-tool/mssecure.xml"),
         )
         .unwrap();
         // The fake update files here are not signed: these tests are about
-        // download and distribution (tests/authenticode.rs signs them).
-        let sup = dir
-            .path()
-            .join("site/software-updates/security-2026-11.yaml");
+        // download and distribution (tests/it/authenticode.rs signs them).
+        let sup = example.path("site/software-updates/security-2026-11.yaml");
         let yaml = std::fs::read_to_string(&sup).unwrap();
         assert!(yaml.contains("  verifySignature: true"));
         std::fs::write(
@@ -45,36 +40,28 @@ impl Site {
             yaml.replace("  verifySignature: true", "  verifySignature: false"),
         )
         .unwrap();
-        let state = format!("sqlite://{}", dir.path().join("state.db").display());
-        Site { dir, state }
+        Site { example }
     }
 
     fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
+        self.example.path(rel)
     }
 
-    fn run(&self, args: &[&str], mirror: Option<&str>) -> Output {
-        let mut cmd = patchops();
-        cmd.current_dir(self.dir.path())
-            .env("PATCHOPS_STATE", &self.state)
-            .env("PATCHOPS_ACTOR", "tester")
-            .env_remove("PATCHOPS_UPDATE_MIRROR")
-            .args(args);
+    /// `patchops ARGS` on the site, downloading from `mirror` if given.
+    fn command(&self, args: &[&str], mirror: Option<&str>) -> Command {
+        let mut cmd = self.example.command(args);
         if let Some(m) = mirror {
             cmd.env("PATCHOPS_UPDATE_MIRROR", m);
         }
-        support::run_with_limit(cmd, std::time::Duration::from_secs(60))
+        cmd
+    }
+
+    fn run(&self, args: &[&str], mirror: Option<&str>) -> Output {
+        support::run_with_limit(self.command(args, mirror), Duration::from_secs(60))
     }
 
     fn ok(&self, args: &[&str], mirror: Option<&str>) -> String {
-        let out = self.run(args, mirror);
-        assert!(
-            out.status.success(),
-            "{args:?} failed:\n{}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
+        support::run_ok(self.command(args, mirror))
     }
 
     fn readiness(&self) -> Value {
@@ -84,10 +71,6 @@ impl Site {
         assert_eq!(updates.len(), 1, "{updates:?}");
         updates[0].clone()
     }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// A local server answering every path with a fake update file; returns
@@ -161,7 +144,7 @@ fn downloaded_updates_are_ready_planned_and_distributed() {
     // Ready: planned for distribution, and apply distributes it; its
     // advertisement reaches client policy (the pre-production test client).
     assert_eq!(site.readiness()["ready"], true);
-    let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/inventory.csv");
+    let inventory = support::repo().join("examples/inventory.csv");
     site.ok(&["inventory", "import", inventory.to_str().unwrap()], None);
     let plan: Value =
         serde_json::from_str(&site.ok(&["plan", "site", "--format", "json"], None)).unwrap();
@@ -303,7 +286,7 @@ fn missing_in_a_collection_resolves_from_stored_scans() {
     assert_eq!(r["missing"].as_array().unwrap().len(), 1, "{r}");
 
     // Members, but no scan results yet.
-    let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/inventory.csv");
+    let inventory = support::repo().join("examples/inventory.csv");
     site.ok(&["inventory", "import", inventory.to_str().unwrap()], None);
     let r = site.readiness();
     let note = r["selections"][0]["notes"][0].as_str().unwrap();
@@ -331,7 +314,7 @@ fn missing_in_a_collection_resolves_from_stored_scans() {
         scan_facts("wks-test-01", "2000.11.19.0"),
     )
     .unwrap();
-    let catalog = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mssecure.xml");
+    let catalog = support::repo().join("tests/fixtures/mssecure.xml");
     site.ok(
         &[
             "inventory",

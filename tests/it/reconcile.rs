@@ -3,16 +3,13 @@
 //! DP drift corrected, failover between two servers on one PostgreSQL
 //! database, and status messages kept exactly once across a SIGKILL.
 
-mod support;
-
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::{self, git, patchops, Proc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::{git, patchops};
 use tempfile::TempDir;
 
 const ENROLL: &str = "enroll-secret-for-tests";
@@ -20,77 +17,25 @@ const INTERVAL: &str = "2s";
 /// The leader lease at that interval (2/3 of it).
 const LEASE_MS: i64 = 1333;
 
-/// A running `patchops server`, killed on drop.
-struct Server {
-    child: Child,
-    base: String,
-    stderr: PathBuf,
-}
-
-impl Server {
-    fn start(state: &str, cwd: &Path, extra: &[&str]) -> Server {
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let stderr = cwd.join(format!("server-{n}.log"));
-        let mut cmd = patchops();
-        cmd.current_dir(cwd)
-            .args(["server", "--state", state, "--listen", "127.0.0.1:0"])
-            .args(["--enroll-secret-from", "env:TEST_ENROLL"])
-            .args(["--token-cache-ttl", "0s", "--refresh", "1s"])
-            .args(extra)
-            .env("TEST_ENROLL", ENROLL)
-            .env("PATCHOPS_LOG", "info,patchops=debug");
-        let (child, base) = support::spawn_server(cmd, &stderr);
-        Server {
-            child,
-            base,
-            stderr,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM, then waits (up to 20 s) for the process to end.
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
-        // SAFETY: signals our own child process.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "no exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// `patchops server` on `state`, run in `cwd` (its log there too), with
+/// the test's secret and `extra` arguments.
+fn start_server(state: &str, cwd: &Path, extra: &[&str]) -> Proc {
+    let mut cmd = patchops();
+    cmd.current_dir(cwd)
+        .args(["server", "--state", state, "--listen", "127.0.0.1:0"])
+        .args(["--enroll-secret-from", "env:TEST_ENROLL"])
+        .args(["--token-cache-ttl", "0s", "--refresh", "1s"])
+        .args(extra)
+        .env("TEST_ENROLL", ENROLL)
+        .env("PATCHOPS_LOG", "info,patchops=debug");
+    Proc::start(cmd, &support::log_file(cwd, "server"))
 }
 
 fn client() -> reqwest::Client {
     support::http_client(Duration::from_secs(10))
 }
 
-async fn healthz(server: &Server) -> (StatusCode, Value) {
+async fn healthz(server: &Proc) -> (StatusCode, Value) {
     let Ok(response) = client().get(server.url("/healthz")).send().await else {
         return (StatusCode::SERVICE_UNAVAILABLE, Value::Null);
     };
@@ -99,7 +44,7 @@ async fn healthz(server: &Server) -> (StatusCode, Value) {
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
-async fn metrics(server: &Server) -> String {
+async fn metrics(server: &Proc) -> String {
     client()
         .get(server.url("/metrics"))
         .send()
@@ -111,7 +56,7 @@ async fn metrics(server: &Server) -> String {
 }
 
 /// How many reconciles this server has counted with `result`.
-async fn reconciles(server: &Server, result: &str) -> u64 {
+async fn reconciles(server: &Proc, result: &str) -> u64 {
     let prefix = format!("patchops_reconcile_total{{result=\"{result}\"}} ");
     metrics(server)
         .await
@@ -152,19 +97,12 @@ fn history(state: &str, cwd: &Path) -> Vec<Value> {
 
 /// Waits (polling every 100 ms) until `check` holds; panics with `what`
 /// and the servers' logs after `within`.
-async fn wait_until<F, Fut>(within: Duration, what: &str, servers: &[&Server], check: F)
+async fn wait_until<F, Fut>(within: Duration, what: &str, servers: &[&Proc], check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let logs = || {
-        servers
-            .iter()
-            .map(|s| s.log())
-            .collect::<Vec<_>>()
-            .join("\n-----\n")
-    };
-    support::wait_until(within, what, logs, check).await;
+    support::wait_until(within, what, || support::logs(servers), check).await;
 }
 
 /// Writes `text` to `path` the way editors save: a temporary file in the
@@ -177,19 +115,15 @@ fn atomic_write(path: &Path, text: &str) {
 
 fn example_site(dir: &Path) -> PathBuf {
     let site = dir.join("site");
-    support::copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
-        &site,
-    );
+    support::copy_dir(&support::repo().join("examples/site"), &site);
     site
 }
 
 /// The office package with another comment (one field changed).
 fn office_with_comment(site: &Path, comment: &str) -> String {
-    let original = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site/office/package.yaml"),
-    )
-    .expect("read");
+    let original =
+        std::fs::read_to_string(support::repo().join("examples/site/office/package.yaml"))
+            .expect("read");
     let _ = site;
     original.replacen(
         "  comment: Office Inventory Tool, with the Office update database it scans with.",
@@ -223,7 +157,7 @@ async fn server_applies_edits_keeps_state_on_invalid_manifests_and_corrects_dp_d
     let cwd = dir.path();
     let site = example_site(cwd);
     let state = format!("sqlite://{}", cwd.join("site.db").display());
-    let server = Server::start(
+    let server = start_server(
         &state,
         cwd,
         &["--manifests", "site", "--interval", INTERVAL],
@@ -351,7 +285,7 @@ async fn drift_detect_plans_only() {
     let cwd = dir.path();
     example_site(cwd);
     let state = format!("sqlite://{}", cwd.join("site.db").display());
-    let server = Server::start(
+    let server = start_server(
         &state,
         cwd,
         &[
@@ -389,13 +323,13 @@ async fn failover_between_two_servers_on_postgres_without_double_apply() {
     let cwd = dir.path();
     let site = example_site(cwd);
     let args = ["--manifests", "site", "--interval", INTERVAL];
-    let mut a = Server::start(&state, cwd, &args);
+    let mut a = start_server(&state, cwd, &args);
     wait_until(Duration::from_secs(30), "A applies", &[&a], || async {
         let (_, h) = healthz(&a).await;
         h["leader"] == true && h["reconcile"]["status"] == "ok"
     })
     .await;
-    let b = Server::start(&state, cwd, &args);
+    let b = start_server(&state, cwd, &args);
     // Exactly one leads, for several lease periods: until the store shows
     // A's lease renewed three lease lengths past where it was once B had
     // asked for it, every look finds A leading and B following.
@@ -458,7 +392,7 @@ async fn failover_between_two_servers_on_postgres_without_double_apply() {
     .await;
     // A restarted server follows; nothing is applied twice, not while it
     // starts nor in B's next reconciles.
-    let a2 = Server::start(&state, cwd, &args);
+    let a2 = start_server(&state, cwd, &args);
     wait_until(Duration::from_secs(10), "A2 follows", &[&a2], || async {
         healthz(&a2).await.1["reconcile"]["status"] == "follower"
     })
@@ -479,7 +413,7 @@ async fn failover_between_two_servers_on_postgres_without_double_apply() {
 
     // SIGTERM: the leader releases the lease and the other takes over at once.
     let mut b = b;
-    let status = b.terminate();
+    let status = b.terminate(Duration::from_secs(20));
     assert!(status.success(), "{status:?}\n{}", b.log());
     assert!(b.log().contains("leader lease released"), "{}", b.log());
     let stopped = Instant::now();
@@ -503,7 +437,7 @@ async fn status_survives_sigkill_and_restart_exactly_once() {
     let db = cwd.join("site.db");
     let state = format!("sqlite://{}", db.display());
     let args = ["--manifests", "site", "--interval", INTERVAL];
-    let server = Server::start(&state, cwd, &args);
+    let server = start_server(&state, cwd, &args);
     let base = Arc::new(Mutex::new(server.base.clone()));
     let response = client()
         .post(server.url("/v1/register"))
@@ -574,7 +508,7 @@ async fn status_survives_sigkill_and_restart_exactly_once() {
         .await;
         assert!(stored() < BATCHES, "the agent finished before the kill");
         server.kill();
-        server = Server::start(&state, cwd, &args);
+        server = start_server(&state, cwd, &args);
         *base.lock().expect("base") = server.base.clone();
     }
     let resent = tokio::time::timeout(Duration::from_secs(120), agent)
@@ -624,7 +558,7 @@ async fn git_pull_clones_then_fetches_every_interval() {
     git(&origin, &["commit", "--quiet", "-m", "site"]);
     let state = format!("sqlite://{}", cwd.join("site.db").display());
     let url = origin.display().to_string();
-    let server = Server::start(
+    let server = start_server(
         &state,
         cwd,
         &[
@@ -687,7 +621,7 @@ async fn sigterm_finishes_the_reconcile_in_flight() {
     .execute(&mut conn)
     .await
     .expect("take the apply lock");
-    let mut server = Server::start(&state, cwd, &["--manifests", "site", "--interval", "10s"]);
+    let mut server = start_server(&state, cwd, &["--manifests", "site", "--interval", "10s"]);
     wait_until(
         Duration::from_secs(20),
         "a reconcile started",
@@ -733,7 +667,7 @@ async fn sigterm_finishes_the_reconcile_in_flight() {
         .await
         .expect("release the apply lock");
     conn.close().await.expect("close");
-    let status = server.terminate();
+    let status = server.terminate(Duration::from_secs(20));
     let log = server.log();
     assert!(status.success(), "{status:?}\n{log}");
     let records = history(&state, cwd);
@@ -763,7 +697,7 @@ async fn a_failing_git_pull_is_recorded_without_the_password() {
     let state = format!("sqlite://{}", cwd.join("site.db").display());
     // Nothing listens on port 9.
     let url = "http://bob:pw-e2e-s3cret@127.0.0.1:9/site.git";
-    let server = Server::start(
+    let server = start_server(
         &state,
         cwd,
         &[

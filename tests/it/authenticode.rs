@@ -5,22 +5,20 @@
 //! trusted publisher → Ready; damaged, unsigned or untrusted → refused or
 //! not ready, each with its reason.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
+use crate::support::{self, patchops, text};
 use patchops::authenticode::testing::{sign, tiny_pe, SignOptions, TestSigner};
 use serde_json::Value;
-use support::{copy_dir, patchops};
 
 const PACKAGE: &str = "Security Updates 2026-11";
 const PUBLISHER: &str = "CN=patchops Test Publisher,O=patchops tests";
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    support::repo()
         .join("tests/fixtures/authenticode")
         .join(name)
 }
@@ -34,10 +32,6 @@ fn signer() -> TestSigner {
         &read("signer.key"),
         &[&read("signer.pem"), &read("pca.pem")],
     )
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 fn run(args: &[&str], cwd: &Path) -> Output {
@@ -203,23 +197,21 @@ fn serve(mode: Arc<AtomicU8>) -> String {
     format!("http://{addr}")
 }
 
+/// The example site, its catalog the fixture.
 struct Site {
-    dir: tempfile::TempDir,
+    example: support::Site,
 }
 
 impl Site {
     /// The example site, its catalog the fixture, trusting `trusted`.
     fn new(trusted: &str) -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-        copy_dir(&manifest.join("examples/site"), &dir.path().join("site"));
+        let example = support::Site::new();
         std::fs::copy(
-            manifest.join("tests/fixtures/mssecure.xml"),
-            dir.path()
-                .join("site/packages/security-inventory-tool/mssecure.xml"),
+            support::repo().join("tests/fixtures/mssecure.xml"),
+            example.path("site/packages/security-inventory-tool/mssecure.xml"),
         )
         .unwrap();
-        let site = Site { dir };
+        let site = Site { example };
         site.trust(trusted);
         site
     }
@@ -233,18 +225,13 @@ impl Site {
     }
 
     fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
+        self.example.path(rel)
     }
 
+    /// `patchops ARGS` on the site, downloading from `mirror`.
     fn run(&self, args: &[&str], mirror: &str) -> Output {
-        let mut cmd = patchops();
-        cmd.current_dir(self.dir.path())
-            .env(
-                "PATCHOPS_STATE",
-                format!("sqlite://{}", self.path("state.db").display()),
-            )
-            .env("PATCHOPS_UPDATE_MIRROR", mirror)
-            .args(args);
+        let mut cmd = self.example.command(args);
+        cmd.env("PATCHOPS_UPDATE_MIRROR", mirror);
         support::run_with_limit(cmd, std::time::Duration::from_secs(60))
     }
 

@@ -7,26 +7,20 @@
 //! copies it again; `apply --validate` repairs it from the CLI; a follower
 //! validates nothing until it leads (on PostgreSQL).
 
-mod support;
-
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::Duration;
 
+use crate::support::{self, copy_dir, patchops, Proc};
 use serde_json::{json, Value};
-use support::{copy_dir, patchops};
 use tempfile::TempDir;
 
 /// The example site, dp-hq validated every second and dp-branch never.
 fn example_site() -> TempDir {
     let dir = TempDir::new().expect("tmp");
     let site = dir.path().join("site");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
-        &site,
-    );
+    copy_dir(&support::repo().join("examples/site"), &site);
     let dps = site.join("distribution-points.yaml");
     let text = fs::read_to_string(&dps)
         .expect("dps")
@@ -135,29 +129,27 @@ fn rot(blob: &Path) -> Vec<u8> {
     original
 }
 
-/// A running `patchops server --manifests site`, killed on drop.
+/// A running `patchops server --manifests site` (killed on drop, by its
+/// [`Proc`]).
 struct Server {
-    child: Child,
-    base: String,
-    log: PathBuf,
+    proc: Proc,
 }
 
 impl Server {
     fn start(dir: &Path, state: &str, drift: &str, name: &str) -> Server {
-        let log = dir.join(format!("server-{name}.log"));
         let mut cmd = patchops();
         cmd.current_dir(dir)
             .args(["server", "--state", state, "--listen", "127.0.0.1:0"])
             .args(["--enroll-secret-from", "env:TEST_ENROLL"])
             .args(["--manifests", "site", "--interval", "1s", "--drift", drift])
             .env("TEST_ENROLL", "enroll-secret-for-tests");
-        let (child, base) = support::spawn_server(cmd, &log);
-        Server { child, base, log }
+        let proc = Proc::start(cmd, &dir.join(format!("server-{name}.log")));
+        Server { proc }
     }
 
     /// The server's log, without terminal colours.
     fn log(&self) -> String {
-        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let text = self.proc.log();
         let mut out = String::with_capacity(text.len());
         let mut chars = text.chars();
         while let Some(c) = chars.next() {
@@ -175,12 +167,8 @@ impl Server {
     }
 
     async fn get(&self, path: &str) -> String {
-        patchops::tls::install_default_provider();
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("client");
-        match client.get(format!("{}{path}", self.base)).send().await {
+        let client = support::http_client(Duration::from_secs(10));
+        match client.get(self.proc.url(path)).send().await {
             Ok(r) => r.text().await.unwrap_or_default(),
             Err(_) => String::new(),
         }
@@ -192,14 +180,7 @@ impl Server {
     }
 
     fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
+        self.proc.kill();
     }
 }
 
@@ -399,7 +380,7 @@ async fn on_postgres_only_the_leader_validates_and_drift_correct_repairs() {
         || async { fs::read(&blob).is_ok_and(|bytes| bytes == original) },
     )
     .await;
-    let a_pid = a.child.id();
+    let a_pid = a.proc.child.id();
     let stored = dp_status(dir, &state, "dp-hq");
     assert_eq!(stored["lastValidation"]["pid"], a_pid, "{stored}");
     // Validated every second by A; B follows and validates nothing.
@@ -429,7 +410,7 @@ async fn on_postgres_only_the_leader_validates_and_drift_correct_repairs() {
     // The leader dies: B leads and takes the schedule over.
     let mut a = a;
     a.kill();
-    let b_pid = b.child.id();
+    let b_pid = b.proc.child.id();
     wait_until(
         Duration::from_secs(30),
         "B validates once it leads",

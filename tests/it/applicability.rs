@@ -2,11 +2,9 @@
 //! one machine against the fixture, then `inventory scan-import` of several
 //! machines and `status updates` over them (all, and one collection).
 
-mod support;
-
 use std::path::Path;
 
-use support::patchops;
+use crate::support::{self, patchops};
 use tempfile::TempDir;
 
 fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
@@ -23,7 +21,7 @@ fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
 }
 
 fn fixture() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    support::repo()
         .join("tests/fixtures/mssecure.xml")
         .display()
         .to_string()
@@ -170,11 +168,11 @@ fn bulletin<'a>(doc: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
 fn scan_import_feeds_status_updates() {
     let dir = TempDir::new().expect("tmp");
     support::copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
+        &support::repo().join("examples/site"),
         &dir.path().join("site"),
     );
     let state = format!("sqlite://{}", dir.path().join("s.db").display());
-    let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/inventory.csv");
+    let inventory = support::repo().join("examples/inventory.csv");
     let (code, _, err) = run(
         dir.path(),
         &[

@@ -6,16 +6,14 @@
 //! exactly the new ones; most aimed kills must land where they were aimed;
 //! a final run converges.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::support::{patchops, Lcg};
 use serde_json::Value;
-use support::{patchops, Lcg};
 
 const OBJECTS: usize = 3_000;
 const KILLS: usize = 20;

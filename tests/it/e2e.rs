@@ -9,17 +9,14 @@
 //! test commits invalid manifests and reads the error, with its file and
 //! line, from `patchops status site`, locally and through `--site`.
 
-mod support;
-
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::{self, git, patchops, run_with_limit, Proc};
 use serde_json::{json, Value};
-use support::{git, patchops, run_with_limit};
 use tempfile::TempDir;
 
 const ENROLL: &str = "enroll-secret-for-e2e-tests";
@@ -138,29 +135,6 @@ spec:
     )
 }
 
-/// A child process, killed on drop.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// Commits everything in `repo`; returns the new commit.
 fn commit(repo: &Path, message: &str) -> String {
     git(repo, &["add", "-A"]);
@@ -204,7 +178,7 @@ impl World {
         World {
             state: format!("sqlite://{}", db.display()),
             db,
-            server_port: support::free_port(),
+            server_port: support::reserved_port(),
             dir,
         }
     }
@@ -238,31 +212,19 @@ impl World {
             .env("TEST_ENROLL", ENROLL)
             .env("TEST_ADMIN", ADMIN)
             .env("PATCHOPS_LOG", "info,patchops=debug");
-        let (child, base) = support::spawn_server(cmd, &log);
-        assert_eq!(base, self.base());
-        Proc { child, log }
+        let server = Proc::start(cmd, &log);
+        assert_eq!(server.base, self.base());
+        server
     }
 
     fn dp(&self, port: u16) -> Proc {
-        let log = self.path("dp.log");
-        let mut child = patchops()
-            .args(["dp", "serve", "--path"])
+        let mut cmd = patchops();
+        cmd.args(["dp", "serve", "--path"])
             .arg(self.path("dp/dp-e2e"))
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("dp serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("first line");
-        assert!(
-            line.contains(&format!("http://127.0.0.1:{port}")),
-            "{line:?}: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        Proc { child, log }
+            .args(["--listen", &format!("127.0.0.1:{port}")]);
+        let dp = Proc::start(cmd, &self.path("dp.log"));
+        assert_eq!(dp.base, format!("http://127.0.0.1:{port}"));
+        dp
     }
 
     /// `patchops agent --once` for `machine`, started, not waited for.
@@ -409,15 +371,8 @@ impl World {
 
 /// Polls `check` every 100 ms until it holds; panics with `what` and the
 /// logs after `within`.
-fn wait_until(within: Duration, what: &str, logs: &[&Proc], mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        if start.elapsed() > within {
-            let logs: Vec<String> = logs.iter().map(|p| p.log()).collect();
-            panic!("not within {within:?}: {what}\n{}", logs.join("\n-----\n"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_until(within: Duration, what: &str, procs: &[&Proc], check: impl FnMut() -> bool) {
+    support::wait_until_blocking(within, what, || support::logs(procs), check);
 }
 
 fn advertisement_status<'a>(list: &'a Value, name: &str) -> Option<&'a Value> {
@@ -432,7 +387,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 #[test]
 fn a_committed_advertisement_reaches_three_agents_across_a_server_kill_and_tampering_is_refused() {
     let started = Instant::now();
-    let dp_port = support::free_port();
+    let dp_port = support::reserved_port();
     let world = World::new(dp_port);
 
     // The server clones the repository and applies it by itself.
@@ -698,7 +653,7 @@ fn a_committed_advertisement_reaches_three_agents_across_a_server_kill_and_tampe
 
 #[test]
 fn an_invalid_commit_shows_in_status_with_its_file_and_line_and_changes_nothing() {
-    let world = World::new(support::free_port());
+    let world = World::new(support::reserved_port());
     let server = world.server("server");
     wait_until(
         Duration::from_secs(30),

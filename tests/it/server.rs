@@ -2,67 +2,31 @@
 //! policy with ETags, inventory and status, refusals, the admin API, and a
 //! PostgreSQL restart underneath it.
 
-mod support;
-
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::{self, patchops, Proc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::patchops;
 use tempfile::TempDir;
 
 const ENROLL: &str = "enroll-secret-for-tests";
 const ADMIN: &str = "admin-token-for-tests";
 
-/// A running `patchops server`, killed on drop.
-struct Server {
-    child: Child,
-    base: String,
-    stderr: PathBuf,
-}
-
-impl Server {
-    fn start(state: &str, dir: &Path, extra: &[&str]) -> Server {
-        let stderr = dir.join(format!("server-{}.log", uuid_like()));
-        let mut cmd = patchops();
-        cmd.args(["server", "--state", state, "--listen", "127.0.0.1:0"])
-            .args(["--enroll-secret-from", "env:TEST_ENROLL"])
-            .args(["--admin-token-from", "env:TEST_ADMIN"])
-            .args(["--token-cache-ttl", "0s", "--refresh", "1s"])
-            .args(extra)
-            .env("TEST_ENROLL", ENROLL)
-            .env("TEST_ADMIN", ADMIN)
-            .env("PATCHOPS_LOG", "debug");
-        let (child, base) = support::spawn_server(cmd, &stderr);
-        Server {
-            child,
-            base,
-            stderr,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn uuid_like() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
+/// `patchops server` on `state` with the test's secrets and `extra`
+/// arguments, its log in `dir`.
+fn start_server(state: &str, dir: &Path, extra: &[&str]) -> Proc {
+    let mut cmd = patchops();
+    cmd.args(["server", "--state", state, "--listen", "127.0.0.1:0"])
+        .args(["--enroll-secret-from", "env:TEST_ENROLL"])
+        .args(["--admin-token-from", "env:TEST_ADMIN"])
+        .args(["--token-cache-ttl", "0s", "--refresh", "1s"])
+        .args(extra)
+        .env("TEST_ENROLL", ENROLL)
+        .env("TEST_ADMIN", ADMIN)
+        .env("PATCHOPS_LOG", "debug");
+    Proc::start(cmd, &support::log_file(dir, "server"))
 }
 
 fn client() -> reqwest::Client {
@@ -70,7 +34,7 @@ fn client() -> reqwest::Client {
 }
 
 /// The server's `/healthz` answer, as JSON.
-async fn healthz(server: &Server) -> Value {
+async fn healthz(server: &Proc) -> Value {
     let text = client()
         .get(server.url("/healthz"))
         .send()
@@ -82,7 +46,7 @@ async fn healthz(server: &Server) -> Value {
     serde_json::from_str(&text).expect("json")
 }
 
-async fn register(server: &Server, name: &str) -> String {
+async fn register(server: &Proc, name: &str) -> String {
     let response = client()
         .post(server.url("/v1/register"))
         .bearer_auth(ENROLL)
@@ -96,7 +60,7 @@ async fn register(server: &Server, name: &str) -> String {
 }
 
 async fn get_policy(
-    server: &Server,
+    server: &Proc,
     token: &str,
     etag: Option<&str>,
 ) -> (StatusCode, Option<String>, Value) {
@@ -119,7 +83,7 @@ async fn get_policy(
     (status, etag, body)
 }
 
-async fn post(server: &Server, path: &str, token: &str, body: Vec<u8>) -> (StatusCode, Value) {
+async fn post(server: &Proc, path: &str, token: &str, body: Vec<u8>) -> (StatusCode, Value) {
     let response = client()
         .post(server.url(path))
         .bearer_auth(token)
@@ -157,7 +121,7 @@ fn assignment_names(policy: &Value) -> Vec<String> {
 async fn register_then_policy_then_304() {
     let dir = TempDir::new().expect("tmp");
     let state = applied_example(dir.path());
-    let server = Server::start(&state, dir.path(), &[]);
+    let server = start_server(&state, dir.path(), &[]);
 
     let token = register(&server, "wks-test-01").await;
     let (status, etag, body) = get_policy(&server, &token, None).await;
@@ -183,7 +147,7 @@ async fn register_then_policy_then_304() {
 async fn tokens_are_per_machine_and_revocable() {
     let dir = TempDir::new().expect("tmp");
     let state = applied_example(dir.path());
-    let server = Server::start(&state, dir.path(), &[]);
+    let server = start_server(&state, dir.path(), &[]);
 
     // Wrong or missing credentials.
     let (status, body) = post(
@@ -255,7 +219,7 @@ async fn tokens_are_per_machine_and_revocable() {
 async fn inventory_changes_policy_of_that_machine() {
     let dir = TempDir::new().expect("tmp");
     let state = applied_example(dir.path());
-    let server = Server::start(&state, dir.path(), &[]);
+    let server = start_server(&state, dir.path(), &[]);
     let token = register(&server, "wks-new-01").await;
     let (_, etag, before) = get_policy(&server, &token, None).await;
     let version = before["version"].as_u64().expect("version");
@@ -307,7 +271,7 @@ async fn inventory_changes_policy_of_that_machine() {
 async fn bad_bodies_are_refused_and_change_nothing() {
     let dir = TempDir::new().expect("tmp");
     let state = applied_example(dir.path());
-    let server = Server::start(&state, dir.path(), &["--max-body", "4096"]);
+    let server = start_server(&state, dir.path(), &["--max-body", "4096"]);
     let token = register(&server, "wks-test-01").await;
 
     let cases: Vec<(&str, Vec<u8>, StatusCode, &str)> = vec![
@@ -404,13 +368,10 @@ fn state_objects(state: &str, cwd: &Path) -> Value {
 async fn remote_plan_and_apply_equal_local() {
     let dir = TempDir::new().expect("tmp");
     let site = dir.path().join("site");
-    support::copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
-        &site,
-    );
+    support::copy_dir(&support::repo().join("examples/site"), &site);
     let local = format!("sqlite://{}", dir.path().join("local.db").display());
     let served = format!("sqlite://{}", dir.path().join("served.db").display());
-    let server = Server::start(&served, dir.path(), &[]);
+    let server = start_server(&served, dir.path(), &[]);
     let env = [("ADMIN_TOKEN", ADMIN)];
     let remote: Vec<&str> = vec!["--site", &server.base, "--token-from", "env:ADMIN_TOKEN"];
 
@@ -456,7 +417,7 @@ async fn remote_plan_and_apply_equal_local() {
     assert!(!assignment_names(&policy).is_empty(), "{policy}");
 
     // Inventory imported through the server is served at once.
-    let inventory = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/inventory.csv");
+    let inventory = support::repo().join("examples/inventory.csv");
     let mut import = vec!["inventory", "import", inventory.to_str().expect("path")];
     import.extend(&remote);
     let out = run_ok(&import, dir.path(), &env);
@@ -539,7 +500,7 @@ impl PrivatePostgres {
             .find(|p| p.join("initdb").exists())
             .expect("initdb");
         let dir = TempDir::new().expect("tmp");
-        let port = support::free_port();
+        let port = support::reserved_port();
         let pg = PrivatePostgres { dir, port, bin };
         let data = pg.data();
         std::fs::create_dir(&data).expect("data dir");
@@ -631,14 +592,14 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-async fn health(server: &Server) -> StatusCode {
+async fn health(server: &Proc) -> StatusCode {
     match client().get(server.url("/healthz")).send().await {
         Ok(r) => r.status(),
         Err(e) => panic!("the server itself must keep answering: {e}"),
     }
 }
 
-async fn wait_for(server: &Server, want: StatusCode, within: Duration) {
+async fn wait_for(server: &Proc, want: StatusCode, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
         if health(server).await == want {
@@ -658,16 +619,13 @@ async fn postgres_restart_gives_503_then_recovers() {
     let pg = PrivatePostgres::start();
     let dir = TempDir::new().expect("tmp");
     let site = dir.path().join("site");
-    support::copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
-        &site,
-    );
+    support::copy_dir(&support::repo().join("examples/site"), &site);
     run_ok(
         &["apply", "site", "--auto-approve", "--state", &pg.url()],
         dir.path(),
         &[],
     );
-    let server = Server::start(&pg.url(), dir.path(), &[]);
+    let server = start_server(&pg.url(), dir.path(), &[]);
     let token = register(&server, "wks-test-01").await;
     wait_for(&server, StatusCode::OK, Duration::from_secs(10)).await;
 
@@ -715,7 +673,7 @@ async fn postgres_restart_gives_503_then_recovers() {
 async fn status_commands_show_what_agents_reported() {
     let dir = TempDir::new().expect("tmp");
     let state = applied_example(dir.path());
-    let server = Server::start(&state, dir.path(), &[]);
+    let server = start_server(&state, dir.path(), &[]);
     let token = register(&server, "wks-test-01").await;
     let batch = json!({"messages": [
         {"key": "m1", "advertisement": "MS Security Updates (Pre-production)", "state": "running", "at": "2026-11-25T02:00:00Z"},
@@ -834,7 +792,7 @@ async fn status_commands_show_what_agents_reported() {
 async fn concurrent_writes_are_each_whole_and_once() {
     let dir = TempDir::new().expect("tmp");
     let state = applied_example(dir.path());
-    let server = std::sync::Arc::new(Server::start(&state, dir.path(), &[]));
+    let server = std::sync::Arc::new(start_server(&state, dir.path(), &[]));
     const N: usize = 40;
 
     // One machine registers five times at once: one is enrolled, four are
@@ -945,7 +903,7 @@ async fn status_with_control_characters_or_nul_is_400_on_postgresql_not_503() {
     let (state, _db) = patchops::store::testing::fresh_postgres_url().await;
     let dir = TempDir::new().expect("tmp");
     support::apply_example(dir.path(), &state);
-    let server = Server::start(&state, dir.path(), &[]);
+    let server = start_server(&state, dir.path(), &[]);
     let token = register(&server, "wks-test-01").await;
     let cases = [
         (
@@ -1016,7 +974,7 @@ async fn sqlite_store_recovers_at_once_after_a_short_disk_full() {
     let _unmount = Unmount(disk.clone());
     let state = format!("sqlite://{}", disk.join("site.db").display());
     support::apply_example(dir.path(), &state);
-    let server = Server::start(&state, dir.path(), &[]);
+    let server = start_server(&state, dir.path(), &[]);
     let token = register(&server, "wks-test-01").await;
     let send = |key: String| {
         let token = token.clone();
@@ -1094,7 +1052,7 @@ async fn sqlite_store_recovers_at_once_after_a_short_disk_full() {
 /// machine: the old agent's token was revoked without a word. Now a
 /// machine with a live token is refused (409) until an operator revokes it.
 async fn re_registration_needs_a_revoke(state: &str, dir: &Path) {
-    let server = Server::start(state, dir, &[]);
+    let server = start_server(state, dir, &[]);
     let first = register(&server, "wks-test-01").await;
 
     for name in ["wks-test-01", "WKS-TEST-01"] {
@@ -1179,7 +1137,7 @@ async fn registering_an_enrolled_machine_is_refused_until_it_is_revoked_on_postg
 async fn terminal_escapes_in_status_messages_are_printed_escaped() {
     let dir = TempDir::new().expect("tmp");
     let state = applied_example(dir.path());
-    let server = Server::start(&state, dir.path(), &[]);
+    let server = start_server(&state, dir.path(), &[]);
     let token = register(&server, "wks-test-01").await;
     let hostile = "done\x1b]0;owned\x07\r\x1b[2K\n  MS Office Updates  succeeded\u{202e}";
     let batch = json!({"messages": [

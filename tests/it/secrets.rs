@@ -1,13 +1,11 @@
 //! Secrets given on the command line never reach what patchops records or
 //! prints: the audit log, the lock record, `history`, error messages.
 
-mod support;
-
 use std::path::Path;
 use std::process::Output;
 
+use crate::support::{copy_dir, patchops, repo, text};
 use sqlx::{Connection, PgConnection};
-use support::{copy_dir, patchops};
 
 const PASSWORD: &str = "Pw-leak-4711";
 
@@ -16,10 +14,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// `url` with `PASSWORD` as the password of its user (the test server
@@ -65,10 +59,7 @@ fn postgres_password_never_reaches_history_or_the_lock() {
     let (url, _db) = rt.block_on(patchops::store::testing::fresh_postgres_url());
     let secret_url = with_password(&url);
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site"),
-        &dir.path().join("site"),
-    );
+    copy_dir(&repo().join("examples/site"), &dir.path().join("site"));
 
     // Both spellings of the option are recorded redacted.
     let applied = run(
