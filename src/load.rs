@@ -44,6 +44,19 @@ pub struct Loaded {
 
 /// Reads every manifest file under `root`.
 pub fn load_dir(root: &Path) -> Result<Loaded, Diagnostic> {
+    let (files, diagnostics) = load_dir_with(root, |file| file)?;
+    Ok(Loaded { files, diagnostics })
+}
+
+/// Reads every manifest file under `root` and hands each parsed file to
+/// `each` as soon as it is parsed, on the reading threads, in file order:
+/// what `each` keeps is all that stays in memory (a parsed tree is many
+/// times the size of its text). The second value holds the problems that
+/// belong to no parsed file.
+pub fn load_dir_with<R: Send>(
+    root: &Path,
+    each: impl Fn(ParsedFile) -> R + Sync,
+) -> Result<(Vec<R>, Vec<Diagnostic>), Diagnostic> {
     let canonical_root = fs::canonicalize(root).map_err(|e| {
         Diagnostic::error(
             "unreadable",
@@ -61,7 +74,7 @@ pub fn load_dir(root: &Path) -> Result<Loaded, Diagnostic> {
         )
         .with_help("give the directory that holds the site's manifests"));
     }
-    let mut loaded = Loaded::default();
+    let mut diagnostics = Vec::new();
     let mut outside = Vec::new();
     let walker = walkdir::WalkDir::new(&canonical_root)
         .follow_links(true)
@@ -97,7 +110,7 @@ pub fn load_dir(root: &Path) -> Result<Loaded, Diagnostic> {
                     let reason = err.io_error().map_or_else(|| err.to_string(), io_reason);
                     Diagnostic::error("unreadable", format!("cannot read: {reason}"))
                 };
-                loaded.diagnostics.push(diagnostic.in_file(path));
+                diagnostics.push(diagnostic.in_file(path));
                 continue;
             }
         };
@@ -109,10 +122,10 @@ pub fn load_dir(root: &Path) -> Result<Loaded, Diagnostic> {
             relative(&canonical_root, entry.path()),
         ));
     }
-    loaded.files = par_map(manifest_paths, |(full, path)| read_file(&full, path));
+    let files = par_map(manifest_paths, |(full, path)| each(read_file(&full, path)));
     for link in outside {
         // A dangling link or one to a file outside the tree: the same answer.
-        loaded.diagnostics.push(
+        diagnostics.push(
             Diagnostic::error(
                 "path-escapes",
                 "symbolic link points outside the manifest directory",
@@ -121,8 +134,8 @@ pub fn load_dir(root: &Path) -> Result<Loaded, Diagnostic> {
             .with_help("manifests and package sources must live inside the repository"),
         );
     }
-    crate::diagnostic::sort(&mut loaded.diagnostics);
-    Ok(loaded)
+    crate::diagnostic::sort(&mut diagnostics);
+    Ok((files, diagnostics))
 }
 
 /// `items.map(f)` over all cores, in order. Manifest trees are thousands of

@@ -40,7 +40,7 @@ mod radius;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -479,13 +479,13 @@ impl PolicySite {
 
         // Programs in (package, program) order; a duplicate name keeps the
         // first (validation refuses duplicates).
+        // (A set, not a scan of `keyed`: a site has tens of thousands of
+        // programs.)
         let mut keyed: Vec<(&str, &Program)> = Vec::new();
+        let mut seen: HashSet<(&str, &str)> = HashSet::new();
         for (package, object) in &desired.packages {
             for program in &object.spec.programs {
-                if !keyed
-                    .iter()
-                    .any(|(p, q)| *p == package.as_str() && q.name == program.name)
-                {
+                if seen.insert((package.as_str(), program.name.as_str())) {
                     keyed.push((package.as_str(), program));
                 }
             }

@@ -18,6 +18,7 @@ mod updates;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use crate::diagnostic::{self, Diagnostic, Severity};
 use crate::load::{self, SourceFile};
@@ -69,27 +70,63 @@ impl Report {
 /// What reading one file's documents found.
 struct FileOutcome {
     source: SourceFile,
-    entries: Vec<(Manifest, Node)>,
+    /// Each manifest with its document's index and position.
+    entries: Vec<(Manifest, usize, Pos)>,
     declared: Vec<(Kind, String)>,
+    /// The package sources the file's documents declare.
+    sources: Vec<String>,
     diagnostics: Vec<Diagnostic>,
     documents: usize,
 }
+
+/// The YAML trees of one file's documents, parsed again only when a
+/// diagnostic needs a position inside them: a tree is many times the size
+/// of its text, and a valid site needs none after reading.
+type Trees = Arc<OnceLock<Vec<Node>>>;
 
 /// One manifest with what is needed to point into its file.
 struct Entry {
     manifest: Manifest,
     file: usize,
-    root: Node,
+    /// Its document's index in the file, and where it starts.
+    document: usize,
+    pos: Pos,
+    trees: Trees,
 }
 
 /// Points diagnostics about one manifest at the right place of its file.
 struct Locator<'a> {
     file: &'a SourceFile,
-    root: &'a Node,
+    entry: &'a Entry,
     object: String,
 }
 
 impl Locator<'_> {
+    /// The manifest's YAML tree (parsed again from the kept text, which
+    /// parsed before, so the same tree).
+    fn root(&self) -> Option<&Node> {
+        self.entry
+            .trees
+            .get_or_init(|| {
+                crate::yaml::parse_documents(&self.file.text)
+                    .map(|docs| docs.into_iter().map(|d| d.root).collect())
+                    .unwrap_or_default()
+            })
+            .get(self.entry.document)
+    }
+
+    /// The node at `path` (or its nearest existing parent) and the
+    /// position of its key, if it has one.
+    fn locate(&self, path: &FieldPath) -> (Option<&Node>, Option<Pos>) {
+        match self.root() {
+            Some(root) => {
+                let (node, key) = path.locate(root);
+                (Some(node), key)
+            }
+            None => (None, None),
+        }
+    }
+
     /// A diagnostic at the value of `path` (or its nearest existing parent).
     fn at(
         &self,
@@ -98,9 +135,10 @@ impl Locator<'_> {
         path: &FieldPath,
         message: impl Into<String>,
     ) -> Diagnostic {
-        let (node, _) = path.locate(self.root);
+        let (node, _) = self.locate(path);
+        let (pos, len) = node.map_or((self.entry.pos, 1), |n| (n.pos, span_len(n)));
         self.base(severity, code, message)
-            .at(node.pos, span_len(node))
+            .at(pos, len)
             .with_path(path.to_string())
     }
 
@@ -112,8 +150,8 @@ impl Locator<'_> {
         path: &FieldPath,
         message: impl Into<String>,
     ) -> Diagnostic {
-        let (node, key) = path.locate(self.root);
-        let pos = key.unwrap_or(node.pos);
+        let (node, key) = self.locate(path);
+        let pos = key.unwrap_or(node.map_or(self.entry.pos, |n| n.pos));
         self.base(severity, code, message)
             .at(pos, 1)
             .with_path(path.to_string())
@@ -129,10 +167,12 @@ impl Locator<'_> {
         len: usize,
         message: String,
     ) -> Diagnostic {
-        let (node, _) = path.locate(self.root);
         let base = self
             .base(Severity::Error, code, message)
             .with_path(path.to_string());
+        let Some(node) = self.locate(path).0 else {
+            return base.at(self.entry.pos, 1);
+        };
         if let NodeKind::Scalar { text, style, .. } = &node.kind {
             let quote = usize::from(matches!(
                 style,
@@ -189,21 +229,14 @@ fn span_len(node: &Node) -> usize {
 /// Validates the manifests under `root`. `Err` only when the directory
 /// itself cannot be read.
 pub fn validate_dir(root: &Path, options: Options) -> Result<Report, Diagnostic> {
-    let loaded = load::load_dir(root)?;
-    let mut diagnostics = loaded.diagnostics;
-    let sources = declared_sources(&loaded.files);
-
-    // Package content is not manifests, even where it is YAML.
-    let parsed: Vec<load::ParsedFile> = loaded
-        .files
-        .into_iter()
-        .filter(|f| !sources.iter().any(|s| is_under(&f.source.path, s)))
-        .collect();
-    let read = load::par_map(parsed, |parsed| {
+    // Each file is read into manifests as it is parsed, and its trees
+    // are dropped then.
+    let (read, mut diagnostics) = load::load_dir_with(root, |parsed| {
         let mut out = FileOutcome {
             source: parsed.source,
             entries: Vec::new(),
             declared: Vec::new(),
+            sources: Vec::new(),
             diagnostics: Vec::new(),
             documents: 0,
         };
@@ -211,19 +244,28 @@ pub fn validate_dir(root: &Path, options: Options) -> Result<Report, Diagnostic>
             Err(d) => out.diagnostics.push(*d),
             Ok(docs) => {
                 out.documents = docs.len();
-                for doc in docs {
+                for (index, doc) in docs.iter().enumerate() {
                     out.declared.extend(declared_name(&doc.root));
-                    if let Some(manifest) = document::read(&out.source, &doc, &mut out.diagnostics)
-                    {
-                        out.entries.push((manifest, doc.root));
+                    out.sources.extend(declared_source(&doc.root));
+                    if let Some(manifest) = document::read(&out.source, doc, &mut out.diagnostics) {
+                        out.entries.push((manifest, index, doc.root.pos));
                     }
                 }
             }
         }
         out
-    });
+    })?;
+    // Package content is not manifests, even where it is YAML: files
+    // below a declared source (declared by any file) are left out.
+    let sources: BTreeSet<String> = read
+        .iter()
+        .flat_map(|outcome| outcome.sources.iter().cloned())
+        .collect();
+    let read = read
+        .into_iter()
+        .filter(|outcome| !is_under_any(&outcome.source.path, &sources));
 
-    let mut files = Vec::with_capacity(read.len());
+    let mut files = Vec::new();
     let mut entries = Vec::new();
     let mut documents = 0;
     // Every object the files declare, valid or not: a reference to an
@@ -234,11 +276,19 @@ pub fn validate_dir(root: &Path, options: Options) -> Result<Report, Diagnostic>
         documents += outcome.documents;
         declared.extend(outcome.declared);
         diagnostics.extend(outcome.diagnostics);
-        entries.extend(outcome.entries.into_iter().map(|(manifest, root)| Entry {
-            manifest,
-            file: index,
-            root,
-        }));
+        let trees = Trees::default();
+        entries.extend(
+            outcome
+                .entries
+                .into_iter()
+                .map(|(manifest, document, pos)| Entry {
+                    manifest,
+                    file: index,
+                    document,
+                    pos,
+                    trees: trees.clone(),
+                }),
+        );
         files.push(outcome.source);
     }
 
@@ -294,33 +344,22 @@ fn declared_name(root: &Node) -> Option<(Kind, String)> {
 fn locator<'a>(entry: &'a Entry, files: &'a [SourceFile]) -> Locator<'a> {
     Locator {
         file: &files[entry.file],
-        root: &entry.root,
+        entry,
         object: format!("{}/{}", entry.manifest.kind, entry.manifest.metadata.name),
     }
 }
 
-/// Source directories that packages declare, so that YAML files inside
-/// package content are not read as manifests.
-fn declared_sources(files: &[load::ParsedFile]) -> Vec<String> {
-    let mut out = Vec::new();
-    for file in files {
-        let Ok(docs) = &file.documents else { continue };
-        for doc in docs {
-            let kind = doc.root.get("kind").and_then(|k| k.value.as_str());
-            if !matches!(kind, Some("Package" | "SoftwareUpdatePackage")) {
-                continue;
-            }
-            let source = doc
-                .root
-                .get("spec")
-                .and_then(|s| s.value.get("source"))
-                .and_then(|s| s.value.as_str());
-            if let Some(source) = source.and_then(normalize_relative) {
-                out.push(source);
-            }
-        }
+/// The source directory a package document declares (normalized), so
+/// that YAML files inside package content are not read as manifests.
+fn declared_source(root: &Node) -> Option<String> {
+    let kind = root.get("kind").and_then(|k| k.value.as_str());
+    if !matches!(kind, Some("Package" | "SoftwareUpdatePackage")) {
+        return None;
     }
-    out
+    root.get("spec")
+        .and_then(|s| s.value.get("source"))
+        .and_then(|s| s.value.as_str())
+        .and_then(normalize_relative)
 }
 
 /// `a/./b/../c/` → `a/c`; None for paths that are absolute or climb out.
@@ -341,9 +380,11 @@ fn normalize_relative(path: &str) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("/"))
 }
 
-fn is_under(file: &str, dir: &str) -> bool {
-    file.strip_prefix(dir)
-        .is_some_and(|rest| rest.starts_with('/'))
+/// Whether `file` lies below one of `dirs`: each of its parent
+/// directories looked up, so the cost does not grow with the sources.
+fn is_under_any(file: &str, dirs: &BTreeSet<String>) -> bool {
+    file.match_indices('/')
+        .any(|(i, _)| dirs.contains(&file[..i]))
 }
 
 /// Files the objects, refusing a second object of the same kind and name.
@@ -354,7 +395,7 @@ fn build_desired(entries: &[Entry], files: &[SourceFile], out: &mut Vec<Diagnost
         let m = &entry.manifest;
         let origin = Origin {
             file: files[entry.file].path.clone(),
-            line: entry.root.pos.line,
+            line: entry.pos.line,
         };
         let locator = locator(entry, files);
         let name_path = FieldPath::root("metadata").key("name");
@@ -500,7 +541,10 @@ mod tests {
         assert_eq!(normalize_relative("a/../b"), Some("b".into()));
         assert_eq!(normalize_relative("../x"), None);
         assert_eq!(normalize_relative("/abs"), None);
-        assert!(is_under("packages/tool/x.yaml", "packages/tool"));
-        assert!(!is_under("packages/tool2/x.yaml", "packages/tool"));
+        let sources = BTreeSet::from(["packages/tool".to_string()]);
+        assert!(is_under_any("packages/tool/x.yaml", &sources));
+        assert!(is_under_any("packages/tool/sub/x.yaml", &sources));
+        assert!(!is_under_any("packages/tool2/x.yaml", &sources));
+        assert!(!is_under_any("packages/tool", &sources));
     }
 }
