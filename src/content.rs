@@ -341,6 +341,25 @@ pub fn hash_reader(reader: &mut dyn Read) -> std::io::Result<String> {
     })
 }
 
+/// What the state records of a package's content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContentSummary {
+    pub version: String,
+    pub files: usize,
+    pub bytes: u64,
+}
+
+impl ContentSummary {
+    /// The summary of a content manifest.
+    pub fn of(m: &ContentManifest) -> ContentSummary {
+        ContentSummary {
+            version: m.version.clone(),
+            files: m.files.len(),
+            bytes: m.total_bytes(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;

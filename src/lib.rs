@@ -28,7 +28,6 @@ pub mod manifest;
 pub mod model;
 pub mod ops;
 pub mod plan;
-pub mod planfile;
 pub mod policy;
 pub mod query;
 pub mod remote;

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use super::{lock, plan::fingerprint, Actor, OpError};
+use crate::ops::planfile::SavedPlan;
 use crate::plan::{Action, Summary};
-use crate::planfile::SavedPlan;
 use crate::site::Site;
 use crate::store::{ApplyRecord, Change, NewObject};
 

@@ -9,10 +9,11 @@ use std::collections::BTreeMap;
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
+use crate::content::ContentSummary;
 use crate::eval::{EvalError, Evaluator, MachineTable};
 use crate::inventory::Machine;
 use crate::model::Desired;
-use crate::plan::{AppliedSite, ContentSummary};
+use crate::plan::AppliedSite;
 use crate::policy::{all_policies, blast_radius, BlastRadius, PolicyDigest, PolicySite};
 
 /// At most this many machine names per membership change.

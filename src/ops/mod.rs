@@ -7,12 +7,13 @@ pub mod distribute;
 pub mod impact;
 pub mod lock;
 pub mod plan;
+pub mod planfile;
 pub mod scan_import;
 pub mod state;
 pub mod status;
 
+use crate::ops::planfile::PlanFileError;
 use crate::plan::Refusal;
-use crate::planfile::PlanFileError;
 use crate::store::{LockHolder, StoreError};
 use crate::validate::Report;
 

@@ -6,12 +6,11 @@ use sha2::{Digest, Sha256};
 
 use super::impact::site_impact;
 use super::OpError;
+use crate::content::ContentSummary;
 use crate::git;
 use crate::manifest::Kind;
-use crate::plan::{
-    self, applied_site, canonical_objects, ActualObject, ContentSummary, PlanOptions,
-};
-use crate::planfile::{SavedPlan, Source, StateRef, FORMAT};
+use crate::ops::planfile::{SavedPlan, Source, StateRef, FORMAT};
+use crate::plan::{self, applied_site, canonical_objects, ActualObject, PlanOptions};
 use crate::secret::Secret;
 use crate::site::Site;
 use crate::store::{Owner, StoredObject};

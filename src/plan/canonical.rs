@@ -8,6 +8,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::content::ContentManifest;
+use crate::content::ContentSummary;
 use crate::manifest::advertisement::Assignment;
 use crate::manifest::collection::MembershipRule;
 use crate::manifest::common::{DurationText, Interval, TimeText};
@@ -209,25 +210,6 @@ struct UpdatesWithBuild<'a> {
     spec: &'a crate::manifest::SoftwareUpdatePackageSpec,
     #[serde(skip_serializing_if = "Option::is_none")]
     build: Option<&'a crate::supdate::policy::UpdateBuild>,
-}
-
-/// What the state records of a package's content.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ContentSummary {
-    pub version: String,
-    pub files: usize,
-    pub bytes: u64,
-}
-
-impl ContentSummary {
-    /// The summary of a content manifest.
-    pub fn of(m: &ContentManifest) -> ContentSummary {
-        ContentSummary {
-            version: m.version.clone(),
-            files: m.files.len(),
-            bytes: m.total_bytes(),
-        }
-    }
 }
 
 fn object<S: Clone, C: Serialize>(kind: Kind, object: &Object<S>, spec: &C) -> CanonicalObject {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::canonical::ContentSummary;
+use crate::content::ContentSummary;
 use crate::manifest::{Kind, Metadata, PackageSpec};
 use crate::model::{Desired, Object, Origin};
 use crate::store::{Owner, StoredObject};

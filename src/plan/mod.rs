@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::manifest::Kind;
 use crate::model::{Desired, Origin};
 
-pub use canonical::{canonical_objects, object_hash, CanonicalObject, ContentSummary};
+pub use canonical::{canonical_objects, object_hash, CanonicalObject};
 pub use diff::{field_changes, FieldChange};
 pub use from_state::{applied_site, AppliedSite, FromStateError};
 

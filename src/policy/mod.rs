@@ -47,6 +47,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::content::ContentSummary;
 use crate::inventory::Machine;
 use crate::manifest::advertisement::{AssignmentEvent, LocalDpAction, RemoteDpAction, Rerun};
 use crate::manifest::common::{CanRun, Priority};
@@ -54,7 +55,7 @@ use crate::manifest::package::{AfterRunning, DriveMode, Platform, Program, RunMo
 use crate::manifest::site::ClientPolicySettings;
 use crate::manifest::software_update_package::{AfterCountdown, PostponeRestart};
 use crate::model::Desired;
-use crate::plan::canonical::{canonical_time, ContentSummary};
+use crate::plan::canonical::canonical_time;
 use crate::query::Ipv4Net;
 
 pub use bulk::{all_policies, AssignmentDigest, PolicyDigest};

@@ -9,8 +9,8 @@ use serde_json::Value;
 use similar::{ChangeTag, TextDiff};
 
 use super::Style;
+use crate::ops::planfile::SavedPlan;
 use crate::plan::{Action, Change, FieldChange};
-use crate::planfile::SavedPlan;
 use crate::untrusted::{line, shown};
 
 /// Dependents listed per change before "and N more".

@@ -350,9 +350,9 @@ fn render(machine: &str, policy: &MachinePolicy, version: u64) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::content::ContentSummary;
     use crate::inventory::parse_inventory;
     use crate::inventory::InventoryFormat;
-    use crate::plan::ContentSummary;
     use crate::validate::{validate_dir, Options};
 
     fn example() -> (AppliedSite, Vec<(u32, Machine)>) {

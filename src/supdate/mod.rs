@@ -246,7 +246,7 @@ pub fn builds(
                 })
                 .collect()
         };
-        let summary = crate::plan::ContentSummary::of(manifest);
+        let summary = crate::content::ContentSummary::of(manifest);
         // Validation refused an unreadable notice; none is carried then.
         let notice = sup
             .spec

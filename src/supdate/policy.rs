@@ -14,9 +14,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::content::ContentSummary;
 use crate::manifest::software_update_package::SoftwareUpdatePackageSpec;
 use crate::model::{Desired, Object};
-use crate::plan::ContentSummary;
 use crate::policy::{PolicyInstallAgent, PolicyNotification, UpdateInstall};
 
 /// What a Ready package was built into: its content version and programs.
