@@ -15,10 +15,10 @@ use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use patchops::content::ContentSummary;
 use patchops::inventory::Machine;
 use patchops::manifest::common::Metadata;
 use patchops::model::{Desired, Object, Origin};
-use patchops::plan::canonical::ContentSummary;
 use patchops::policy::{self, PolicySite};
 use roaring::RoaringBitmap;
 use serde_json::json;
