@@ -11,10 +11,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use patchops::content::ContentSummary;
 use patchops::fixtures::synthetic::{synthetic_collections, synthetic_machines};
 use patchops::manifest::{AdvertisementSpec, DistributionPointSpec, Metadata, PackageSpec};
 use patchops::model::{Desired, Object, Origin};
-use patchops::plan::{AppliedSite, ContentSummary};
+use patchops::plan::AppliedSite;
 use patchops::server::SiteIndex;
 use serde_json::json;
 
