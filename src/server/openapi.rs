@@ -3,7 +3,7 @@
 //! annotations and the wire types' `ToSchema` derives (which read the same
 //! serde attributes the wire format comes from), so it changes with them; a
 //! test checks that it names every route the router serves, and the
-//! schemathesis test (`tests/openapi.rs`) checks the live server against it.
+//! schemathesis test (`tests/it/openapi.rs`) checks the live server against it.
 
 use std::sync::OnceLock;
 
