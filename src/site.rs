@@ -82,6 +82,7 @@ impl Site {
         fn lock_holder(&self) -> Option<LockHolder>;
         fn lease_holder(&self, name: &str) -> Option<LockHolder>;
         fn ping(&self) -> ();
+        fn machine_count(&self) -> usize;
         fn machines(&self) -> Vec<(u32, Machine)>;
         fn policy(&self, machine_id: u32) -> Option<StoredPolicy>;
         fn latest_status(&self, advertisement: Option<&str>) -> Vec<StatusMessage>;

@@ -117,7 +117,9 @@ pub struct Manifest {
     pub api_version: &'static str,
     pub kind: Kind,
     pub metadata: Metadata,
-    pub spec: Spec,
+    /// Boxed: kinds' specs differ in size by several times, and a site
+    /// holds 100,000 manifests while it is validated.
+    pub spec: Box<Spec>,
 }
 
 /// The JSON Schema of one kind's manifest (draft 2020-12), as written to

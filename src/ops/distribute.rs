@@ -8,7 +8,7 @@
 //! flipped byte (with `--validate`) simply shows up in the next plan and is
 //! put right by the next apply.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -30,56 +30,92 @@ pub fn cache_path(dir: &Path) -> PathBuf {
     dir.join(".patchops").join("hash-cache.json")
 }
 
+/// Reads package sources for one plan: the hash cache is loaded once and
+/// saved once, and a source directory that several packages share is
+/// scanned once.
+pub struct SourceReader {
+    dir: PathBuf,
+    cache: HashCache,
+    scanned: HashMap<PathBuf, ContentManifest>,
+}
+
+impl SourceReader {
+    /// Sources under the manifest directory `dir`, with its hash cache.
+    pub fn new(dir: &Path) -> SourceReader {
+        SourceReader {
+            dir: dir.to_path_buf(),
+            cache: HashCache::load(&cache_path(dir)),
+            scanned: HashMap::new(),
+        }
+    }
+
+    /// The content manifest of `package`, whose source is `source`
+    /// (relative to the manifest directory).
+    fn manifest(
+        &mut self,
+        package: &str,
+        source: &str,
+    ) -> Result<ContentManifest, content::ContentError> {
+        let root = self.dir.join(source);
+        if let Some(seen) = self.scanned.get(&root) {
+            return Ok(ContentManifest {
+                package: package.to_string(),
+                ..seen.clone()
+            });
+        }
+        let (manifest, _) = content::manifest(package, &root, &mut self.cache)?;
+        self.scanned.insert(root, manifest.clone());
+        Ok(manifest)
+    }
+
+    /// Keeps the hashes for the next run. The cache only saves work; a
+    /// read-only checkout just hashes again.
+    pub fn save(&self) {
+        let _ = self.cache.save(&cache_path(&self.dir));
+    }
+}
+
 /// The content manifest of every package that has a source.
 pub fn package_content(
-    dir: &Path,
+    sources: &mut SourceReader,
     desired: &Desired,
 ) -> Result<BTreeMap<String, ContentManifest>, OpError> {
-    let cache_file = cache_path(dir);
-    let mut cache = HashCache::load(&cache_file);
     let mut out = BTreeMap::new();
     for (name, package) in &desired.packages {
         let Some(source) = &package.spec.source else {
             continue;
         };
-        let (manifest, _) = content::manifest(name, &dir.join(source.as_str()), &mut cache)
-            .map_err(|e| {
-                OpError::Input(format!(
-                    "package `{name}`: unsafe or unreadable source: {e}"
-                ))
-            })?;
+        let manifest = sources.manifest(name, source.as_str()).map_err(|e| {
+            OpError::Input(format!(
+                "package `{name}`: unsafe or unreadable source: {e}"
+            ))
+        })?;
         out.insert(name.clone(), manifest);
     }
-    // The cache only saves work; a read-only checkout just hashes again.
-    let _ = cache.save(&cache_file);
     Ok(out)
 }
 
 /// The content manifest of each software update package in `ready` (only
 /// a Ready package is distributed: every file present and verified).
 pub fn update_content(
-    dir: &Path,
+    sources: &mut SourceReader,
     desired: &Desired,
     ready: &[String],
 ) -> Result<BTreeMap<String, ContentManifest>, OpError> {
-    let cache_file = cache_path(dir);
-    let mut cache = HashCache::load(&cache_file);
     let mut out = BTreeMap::new();
     for name in ready {
         let Some(sup) = desired.software_update_packages.get(name) else {
             continue;
         };
-        let (manifest, _) =
-            content::manifest(name, &dir.join(sup.spec.source.as_str()), &mut cache).map_err(
-                |e| {
-                    OpError::Input(format!(
-                        "software update package `{name}`: unsafe or unreadable source: {e}"
-                    ))
-                },
-            )?;
+        let manifest = sources
+            .manifest(name, sup.spec.source.as_str())
+            .map_err(|e| {
+                OpError::Input(format!(
+                    "software update package `{name}`: unsafe or unreadable source: {e}"
+                ))
+            })?;
         out.insert(name.clone(), manifest);
     }
-    let _ = cache.save(&cache_file);
     Ok(out)
 }
 

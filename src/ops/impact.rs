@@ -30,6 +30,19 @@ pub struct SiteImpact {
 }
 
 impl SiteImpact {
+    /// The impact of applying a site that is already applied: nothing
+    /// changes on any of the inventory's `machines`.
+    pub fn unchanged(machines: usize) -> SiteImpact {
+        SiteImpact {
+            machines,
+            memberships: Vec::new(),
+            policy: BlastRadius {
+                machines,
+                ..BlastRadius::default()
+            },
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.memberships.is_empty() && self.policy.machines_changed == 0
     }
@@ -161,4 +174,71 @@ pub fn targets(site: &Desired, evaluator: &Evaluator) -> BTreeMap<String, Roarin
             Some((name.clone(), members.clone()))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::ContentManifest;
+    use crate::plan::{applied_site, canonical_objects};
+    use crate::store::{Owner, StoredObject};
+    use crate::validate::{validate_dir, Options};
+
+    /// A no-change plan reports [`SiteImpact::unchanged`] without
+    /// evaluating either site; evaluating both in full gives the same.
+    #[test]
+    fn the_impact_of_the_applied_site_is_unchanged_on_every_machine() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site");
+        let report = validate_dir(&root, Options::default()).expect("example loads");
+        assert!(report.is_valid());
+        let content: BTreeMap<String, ContentManifest> = report
+            .desired
+            .packages
+            .keys()
+            .map(|name| {
+                let manifest = ContentManifest {
+                    package: name.clone(),
+                    version: format!("{:064x}", name.len()),
+                    files: Vec::new(),
+                };
+                (name.clone(), manifest)
+            })
+            .collect();
+        let canonical = canonical_objects(&report.desired, &content, &Default::default());
+        let stored: Vec<StoredObject> = canonical
+            .iter()
+            .map(|o| StoredObject {
+                kind: o.kind.as_str().to_string(),
+                name: o.name.clone(),
+                spec: o.spec.clone(),
+                spec_hash: o.hash.clone(),
+                metadata: o.metadata.clone(),
+                owner: Owner::Patchops,
+                file: None,
+                commit: None,
+                created_serial: 1,
+                updated_serial: 1,
+            })
+            .collect();
+        let applied = applied_site(&stored).expect("reads back");
+        let machines: Vec<(u32, Machine)> = crate::fixtures::synthetic::synthetic_machines(300, 5)
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| (i as u32 + 1, m))
+            .collect();
+        let summaries = content
+            .iter()
+            .map(|(name, m)| (name.clone(), ContentSummary::of(m)))
+            .collect();
+        let full = site_impact(
+            machines,
+            &applied,
+            &report.desired,
+            &summaries,
+            &BTreeMap::new(),
+        )
+        .expect("evaluates");
+        assert!(full.policy.machines > 0);
+        assert_eq!(full, SiteImpact::unchanged(300));
+    }
 }

@@ -1,10 +1,12 @@
 //! `plan`: manifests and state → a sealed plan.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::impact::site_impact;
+use super::distribute::SourceReader;
+use super::impact::{site_impact, SiteImpact};
 use super::OpError;
 use crate::content::ContentSummary;
 use crate::git;
@@ -27,12 +29,25 @@ pub struct Request<'a> {
 
 /// Validates the manifests, reads the state and plans. Nothing is written.
 pub async fn make(store: &Site, request: &Request<'_>) -> Result<SavedPlan, OpError> {
-    let report =
-        validate_dir(request.dir, Options::default()).map_err(|d| OpError::Input(d.message))?;
+    // The state is read while the manifests are validated: validation
+    // leaves a core idle for much of its time, and decoding the stored
+    // objects takes that core instead of following it.
+    let dir = request.dir.to_path_buf();
+    let validating = tokio::task::spawn_blocking(move || validate_dir(&dir, Options::default()));
+    let reading = async { Ok::<_, OpError>((store.info().await?, store.objects().await?)) };
+    let (validated, read) = tokio::join!(validating, reading);
+    let mut report = validated
+        .map_err(|e| OpError::Input(format!("validation stopped: {e}")))?
+        .map_err(|d| OpError::Input(d.message))?;
     if !report.is_valid() {
         return Err(OpError::Invalid(Box::new(report)));
     }
-    let content = super::distribute::package_content(request.dir, &report.desired)?;
+    let (info, stored) = read?;
+    // The manifests' texts serve diagnostics only; a valid site needs
+    // none, and at 100,000 objects they are tens of megabytes.
+    drop(std::mem::take(&mut report.files));
+    let mut sources = SourceReader::new(request.dir);
+    let content = super::distribute::package_content(&mut sources, &report.desired)?;
     let missing = missing_states(store, &report.desired).await?;
     let updates = crate::supdate::readiness_all(request.dir, &report.desired, &missing);
     let ready: Vec<String> = updates
@@ -40,7 +55,9 @@ pub async fn make(store: &Site, request: &Request<'_>) -> Result<SavedPlan, OpEr
         .filter(|u| u.ready)
         .map(|u| u.package.clone())
         .collect();
-    let update_content = super::distribute::update_content(request.dir, &report.desired, &ready)?;
+    let update_content = super::distribute::update_content(&mut sources, &report.desired, &ready)?;
+    sources.save();
+    drop(sources);
     let builds = crate::supdate::builds(request.dir, &report.desired, &update_content, &missing);
     let desired = canonical_objects(&report.desired, &content, &builds);
     let site = report
@@ -49,8 +66,6 @@ pub async fn make(store: &Site, request: &Request<'_>) -> Result<SavedPlan, OpEr
         .as_ref()
         .map(|s| s.spec.site_code.clone());
 
-    let info = store.info().await?;
-    let stored = store.objects().await?;
     if let (Some(state_site), Some(planned)) = (&info.site, &site) {
         if state_site != planned {
             return Err(OpError::OtherSite {
@@ -60,9 +75,23 @@ pub async fn make(store: &Site, request: &Request<'_>) -> Result<SavedPlan, OpEr
         }
     }
     let fingerprint = fingerprint(&stored);
+    let actual = stored
+        .iter()
+        .map(actual_object)
+        .collect::<Result<Vec<_>, _>>()?;
+    let planned = plan::plan(&desired, &report.desired, &actual, &request.options)?;
+    drop(actual);
     // A targeted plan changes only some objects; the impact of the whole
     // desired site would overstate it.
-    let impact = if request.options.targets.is_empty() {
+    let impact = if !request.options.targets.is_empty() {
+        None
+    } else if planned.changes.is_empty() {
+        // Every desired object is stored with equal text and no managed
+        // object is left to delete, so the applied site (the managed
+        // objects) is the desired one: no machine's membership or policy
+        // changes, and neither site needs evaluating.
+        Some(SiteImpact::unchanged(store.machine_count().await?))
+    } else {
         let applied = applied_site(&stored).map_err(|e| OpError::Input(e.to_string()))?;
         let machines = store.machines().await?;
         let summaries = content
@@ -73,14 +102,8 @@ pub async fn make(store: &Site, request: &Request<'_>) -> Result<SavedPlan, OpEr
             site_impact(machines, &applied, &report.desired, &summaries, &builds)
                 .map_err(|e| OpError::Input(e.to_string()))?,
         )
-    } else {
-        None
     };
-    let actual = stored
-        .into_iter()
-        .map(actual_object)
-        .collect::<Result<Vec<_>, _>>()?;
-    let planned = plan::plan(&desired, &report.desired, &actual, &request.options)?;
+    drop(stored);
     let mut distribution = super::distribute::plan_distribution(
         request.dir,
         &report.desired,
@@ -186,7 +209,7 @@ pub async fn missing_states(
 }
 
 /// A stored object as the planner sees it.
-pub fn actual_object(o: StoredObject) -> Result<ActualObject, OpError> {
+pub fn actual_object(o: &StoredObject) -> Result<ActualObject<'_>, OpError> {
     let kind: Kind = o.kind.parse().map_err(|()| {
         OpError::Input(format!(
             "the state holds an object of unknown kind `{}` ({})",
@@ -195,10 +218,10 @@ pub fn actual_object(o: StoredObject) -> Result<ActualObject, OpError> {
     })?;
     Ok(ActualObject {
         kind,
-        name: o.name,
-        metadata: o.metadata,
-        spec: o.spec,
-        hash: o.spec_hash,
+        name: Cow::Borrowed(&o.name),
+        metadata: Cow::Borrowed(&o.metadata),
+        spec: Cow::Borrowed(&o.spec),
+        hash: Cow::Borrowed(&o.spec_hash),
         managed: o.owner == Owner::Patchops,
     })
 }

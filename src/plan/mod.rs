@@ -12,6 +12,8 @@ mod dependents;
 mod diff;
 mod from_state;
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -28,19 +30,20 @@ pub const MAX_DELETIONS: usize = 10;
 pub const MAX_DELETION_SHARE: f64 = 0.5;
 
 /// An object the state holds, its content as the canonical JSON text the
-/// state stores (parsed only when it changes).
+/// state stores (parsed only when it changes). Borrowed from the stored
+/// rows, so that planning copies no object it does not change.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ActualObject {
+pub struct ActualObject<'a> {
     pub kind: Kind,
-    pub name: String,
-    pub metadata: String,
-    pub spec: String,
-    pub hash: String,
+    pub name: Cow<'a, str>,
+    pub metadata: Cow<'a, str>,
+    pub spec: Cow<'a, str>,
+    pub hash: Cow<'a, str>,
     /// Created by patchops (only these may be deleted by a plan).
     pub managed: bool,
 }
 
-impl ActualObject {
+impl ActualObject<'_> {
     fn side(&self) -> Side {
         Side::parse(&self.metadata, &self.spec, &self.hash)
     }
@@ -208,14 +211,12 @@ pub fn apply_rank(kind: Kind) -> u8 {
 pub fn plan(
     desired: &[CanonicalObject],
     model: &Desired,
-    actual: &[ActualObject],
+    actual: &[ActualObject<'_>],
     options: &PlanOptions,
 ) -> Result<Plan, Refusal> {
     use std::collections::HashMap;
-    let actual_by_key: HashMap<(Kind, &str), &ActualObject> = actual
-        .iter()
-        .map(|a| ((a.kind, a.name.as_str()), a))
-        .collect();
+    let actual_by_key: HashMap<(Kind, &str), &ActualObject<'_>> =
+        actual.iter().map(|a| ((a.kind, &*a.name), a)).collect();
     let desired_keys: std::collections::HashSet<(Kind, &str)> =
         desired.iter().map(|d| (d.kind, d.name.as_str())).collect();
 
@@ -287,20 +288,20 @@ pub fn plan(
     let mut unmanaged = Vec::new();
     let mut protected = Vec::new();
     for a in actual {
-        if desired_keys.contains(&(a.kind, a.name.as_str())) || !targeted(a.kind, &a.name) {
+        if desired_keys.contains(&(a.kind, &*a.name)) || !targeted(a.kind, &a.name) {
             continue;
         }
         if !a.managed {
-            unmanaged.push((a.kind, a.name.clone()));
+            unmanaged.push((a.kind, a.name.to_string()));
             continue;
         }
         let before = a.side();
         if before.is_protected() {
-            protected.push((a.kind, a.name.clone()));
+            protected.push((a.kind, a.name.to_string()));
         }
         deletions.push(Change {
             kind: a.kind,
-            name: a.name.clone(),
+            name: a.name.to_string(),
             action: Action::Delete,
             origin: None,
             before: Some(before),

@@ -12,27 +12,27 @@ fn desired(kind: Kind, name: &str, spec: Value) -> CanonicalObject {
     )
 }
 
-fn actual(kind: Kind, name: &str, spec: Value, managed: bool) -> ActualObject {
+fn actual(kind: Kind, name: &str, spec: Value, managed: bool) -> ActualObject<'static> {
     let d = desired(kind, name, spec);
     ActualObject {
         kind,
-        name: name.into(),
-        metadata: d.metadata,
-        spec: d.spec,
-        hash: d.hash,
+        name: name.to_string().into(),
+        metadata: d.metadata.into(),
+        spec: d.spec.into(),
+        hash: d.hash.into(),
         managed,
     }
 }
 
-fn protected(kind: Kind, name: &str) -> ActualObject {
+fn protected(kind: Kind, name: &str) -> ActualObject<'static> {
     let metadata = json!({"labels": {}, "annotations": {"patchops/protect": "true"}}).to_string();
     let spec = "{}".to_string();
     ActualObject {
         kind,
-        name: name.into(),
-        hash: object_hash(&metadata, &spec),
-        metadata,
-        spec,
+        name: name.to_string().into(),
+        hash: object_hash(&metadata, &spec).into(),
+        metadata: metadata.into(),
+        spec: spec.into(),
         managed: true,
     }
 }
@@ -273,7 +273,7 @@ fn a_stored_object_that_does_not_match_its_hash_is_an_update() {
     let d = vec![desired(Kind::Package, "p", json!({"priority": "high"}))];
     let mut edited = actual(Kind::Package, "p", json!({"priority": "high"}), true);
     // Edited behind its hash: the hash still says "high".
-    edited.spec = json!({"priority": "low"}).to_string();
+    edited.spec = json!({"priority": "low"}).to_string().into();
     let plan = plan_of(&d, &[edited.clone()]);
     assert_eq!(actions(&plan), vec!["Update Package/p"]);
     let change = &plan.changes[0];

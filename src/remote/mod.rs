@@ -246,6 +246,10 @@ impl RemoteSite {
         upsert_machines_in_parts(self, machines).await
     }
 
+    pub async fn machine_count(&self) -> Result<usize, StoreError> {
+        self.call(&Call::MachineCount).await
+    }
+
     pub async fn machines(&self) -> Result<Vec<(u32, Machine)>, StoreError> {
         self.call(&Call::Machines).await
     }

@@ -65,6 +65,7 @@ pub enum Call {
         id: String,
     },
     LockHolder,
+    MachineCount,
     Machines,
     #[serde(rename_all = "camelCase")]
     UpsertMachines {

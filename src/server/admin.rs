@@ -105,6 +105,7 @@ async fn store_call(
         ),
         Call::Unlock { id } => reply(store.unlock(&id).await),
         Call::LockHolder => reply(store.lock_holder().await),
+        Call::MachineCount => reply(store.machine_count().await),
         Call::Machines => reply(store.machines().await),
         Call::UpsertMachines { machines } => {
             for (i, machine) in machines.iter().enumerate() {

@@ -167,7 +167,10 @@ impl Schedules {
             let applied = applied_content_versions(store).await?;
             let (owned, site) = (dir.to_path_buf(), desired.clone());
             let current = tokio::task::spawn_blocking(move || {
-                crate::ops::distribute::package_content(&owned, &site)
+                let mut sources = crate::ops::distribute::SourceReader::new(&owned);
+                let content = crate::ops::distribute::package_content(&mut sources, &site);
+                sources.save();
+                content
             })
             .await
             .map_err(|e| format!("the hashing task failed: {e}"))?

@@ -864,6 +864,11 @@ impl Store {
         on_sql!(self, conn inventory_version())
     }
 
+    /// How many machines the inventory holds.
+    pub async fn machine_count(&self) -> Result<usize, StoreError> {
+        on_sql!(self, machine_count())
+    }
+
     /// Every machine, by id. A machine's `last_heartbeat` is the later of
     /// its facts' and the one [`Store::touch_heartbeat`] recorded.
     pub async fn machines(&self) -> Result<Vec<(u32, Machine)>, StoreError> {

@@ -375,6 +375,13 @@ macro_rules! shared_queries {
             )
         }
 
+        pub(super) async fn machine_count(pool: &Pool) -> Result<usize, Fail> {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM machines")
+                .fetch_one(pool)
+                .await?;
+            Ok(usize::try_from(n).unwrap_or(0))
+        }
+
         pub(super) async fn machines(pool: &Pool) -> Result<Vec<(u32, Machine)>, Fail> {
             let rows: Vec<MachineRowRead> =
                 sqlx::query_as("SELECT id, facts, last_heartbeat_ms FROM machines ORDER BY id")

@@ -63,7 +63,7 @@ pub fn read(file: &SourceFile, doc: &Document, out: &mut Vec<Diagnostic>) -> Opt
             api_version: API_VERSION,
             kind,
             metadata,
-            spec,
+            spec: Box::new(spec),
         }),
         (Err(e), _) | (_, Err(e)) => {
             // The schema and the types are generated from the same source;

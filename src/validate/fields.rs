@@ -170,7 +170,7 @@ pub(super) fn check(manifest: &Manifest, at: &Locator<'_>, repo: &Path, out: &mu
     let mut cx = Ctx { at, repo, out };
     metadata(&mut cx, manifest);
     let spec = FieldPath::root("spec");
-    match &manifest.spec {
+    match &*manifest.spec {
         Spec::Site(s) => site(&mut cx, &spec, s),
         Spec::DistributionPoint(s) => distribution_point(&mut cx, &spec, s),
         Spec::Collection(s) => collection(&mut cx, &spec, s),

@@ -43,7 +43,7 @@ pub(super) fn check(
             at.at(Severity::Warning, code, path, message)
                 .with_help(help.to_string())
         };
-        match &entry.manifest.spec {
+        match &*entry.manifest.spec {
             Spec::Advertisement(ad) => {
                 let program = desired
                     .packages

@@ -265,8 +265,11 @@ pub fn validate_dir(root: &Path, options: Options) -> Result<Report, Diagnostic>
         .into_iter()
         .filter(|outcome| !is_under_any(&outcome.source.path, &sources));
 
-    let mut files = Vec::new();
-    let mut entries = Vec::new();
+    let read: Vec<FileOutcome> = read.collect();
+    // Sized once: at 100,000 manifests, growing by doubling would hold
+    // two copies of the list at its largest.
+    let mut files = Vec::with_capacity(read.len());
+    let mut entries = Vec::with_capacity(read.iter().map(|o| o.entries.len()).sum());
     let mut documents = 0;
     // Every object the files declare, valid or not: a reference to an
     // object with its own errors is not reported again as dangling.
@@ -432,7 +435,7 @@ fn build_desired(entries: &[Entry], files: &[SourceFile], out: &mut Vec<Diagnost
         seen.insert((m.kind, m.metadata.name.as_str()), origin.clone());
         let metadata = m.metadata.clone();
         let name = metadata.name.clone();
-        match &m.spec {
+        match &*m.spec {
             Spec::Site(spec) => {
                 if let Some(existing) = &desired.site {
                     out.push(

@@ -130,7 +130,7 @@ pub(super) fn check(
         out,
     };
     let spec = FieldPath::root("spec");
-    match &manifest.spec {
+    match &*manifest.spec {
         Spec::Site(_) | Spec::DistributionPoint(_) => {}
         Spec::Collection(s) => {
             if let Some(limit) = &s.limiting_collection {

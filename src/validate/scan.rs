@@ -27,7 +27,7 @@ pub(super) fn check(
     out: &mut Vec<Diagnostic>,
 ) {
     for entry in entries {
-        let Spec::Package(spec) = &entry.manifest.spec else {
+        let Spec::Package(spec) = &*entry.manifest.spec else {
             continue;
         };
         let name = &entry.manifest.metadata.name;

@@ -30,7 +30,7 @@ pub(super) fn check(
         if entry.manifest.kind != Kind::SoftwareUpdatePackage {
             continue;
         }
-        let Spec::SoftwareUpdatePackage(spec) = &entry.manifest.spec else {
+        let Spec::SoftwareUpdatePackage(spec) = &*entry.manifest.spec else {
             continue;
         };
         // Only a package that made it into the model (no duplicate).
