@@ -13,8 +13,8 @@ use crate::applicability::{Counts, Status};
 use crate::eval::{Evaluator, MachineTable};
 use crate::inventory::machine_key;
 use crate::plan::applied_site;
+use crate::records::{StatusMessage, StoredPatchState};
 use crate::site::Site;
-use crate::store::{StatusMessage, StoredPatchState};
 
 /// States an agent reports while an assignment is under way.
 const IN_PROGRESS: &[&str] = &[
@@ -517,7 +517,7 @@ pub struct ReconcileView {
     pub result: String,
     pub message: Option<String>,
     /// Each error of invalid manifests, with its file and line.
-    pub problems: Vec<crate::store::ReconcileProblem>,
+    pub problems: Vec<crate::records::ReconcileProblem>,
     /// The commit of the manifests the last reconcile read.
     pub revision: Option<String>,
     pub last_attempt: String,
@@ -552,7 +552,7 @@ pub struct LeaderView {
 }
 
 impl ReconcileView {
-    pub fn of(r: &crate::store::ReconcileStatus) -> ReconcileView {
+    pub fn of(r: &crate::records::ReconcileStatus) -> ReconcileView {
         ReconcileView {
             status: r.status.clone(),
             result: r.result.clone(),
@@ -627,7 +627,7 @@ pub struct DpValidationView {
     pub bytes_checked: u64,
     pub problems: u64,
     /// The first problems (at most 20; `problems` counts them all).
-    pub problem_files: Vec<crate::store::DpProblem>,
+    pub problem_files: Vec<crate::records::DpProblem>,
     pub message: Option<String>,
     /// Damaged files removed for the reconcile to copy again.
     pub repaired: u64,
@@ -640,7 +640,7 @@ pub struct DpValidationView {
 /// time at `now_ms`. Pure.
 pub fn dp_statuses(
     dps: &BTreeMap<String, crate::model::Object<crate::manifest::DistributionPointSpec>>,
-    validations: &[crate::store::DpValidation],
+    validations: &[crate::records::DpValidation],
     now_ms: i64,
 ) -> Vec<DpStatus> {
     dps.iter()
@@ -777,7 +777,7 @@ mod tests {
         );
         let day = 86_400_000;
         let t0 = 1_800_000_000_000;
-        let validation = |name: &str| crate::store::DpValidation {
+        let validation = |name: &str| crate::records::DpValidation {
             dp: name.into(),
             path: "/".into(),
             started_ms: t0,

@@ -21,8 +21,8 @@ use super::tokens::{new_token, token_hash};
 use super::writes::Write;
 use super::{now_ms, AppState};
 use crate::inventory::{machine_key, validate_machine, Machine};
+use crate::records::StatusMessage;
 use crate::secret::constant_time_eq;
-use crate::store::StatusMessage;
 
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.max_body;

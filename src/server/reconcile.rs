@@ -42,7 +42,8 @@ use tokio::time::Instant;
 use super::AppState;
 use crate::ops::{self, Actor, OpError};
 use crate::plan::PlanOptions;
-use crate::store::{LockRequest, ReconcileAttempt, ReconcileProblem, Store, LEADER_LEASE};
+use crate::records::{LockRequest, ReconcileAttempt, ReconcileProblem};
+use crate::store::{Store, LEADER_LEASE};
 
 /// Quiet time after the last file event before a reconcile.
 const DEBOUNCE: Duration = Duration::from_millis(500);
@@ -149,8 +150,8 @@ impl Status {
         Health {
             status,
             message,
-            since: crate::store::rfc3339_from_epoch_ms(o.since_ms),
-            last_success: (last > 0).then(|| crate::store::rfc3339_from_epoch_ms(last)),
+            since: crate::records::rfc3339_from_epoch_ms(o.since_ms),
+            last_success: (last > 0).then(|| crate::records::rfc3339_from_epoch_ms(last)),
         }
     }
 }
@@ -310,7 +311,7 @@ async fn run_schedules(
         Ok(ran) => {
             for (host, outcomes) in &ran.synced {
                 for o in outcomes {
-                    let next = crate::store::rfc3339_from_epoch_ms(o.next_attempt_ms);
+                    let next = crate::records::rfc3339_from_epoch_ms(o.next_attempt_ms);
                     match &o.outcome {
                         crate::sync::Outcome::Unchanged { restored, .. } => tracing::info!(
                             sync_host = %host, url = %o.url, restored, next = %next,

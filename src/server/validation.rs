@@ -25,7 +25,8 @@ use std::time::Duration;
 use crate::dp::library::{DpError, Finding, Library, Validation};
 use crate::model::Desired;
 use crate::ops::{self, Actor};
-use crate::store::{DpProblem, DpValidation, Store, MAX_DP_PROBLEM_FILES};
+use crate::records::{DpProblem, DpValidation, MAX_DP_PROBLEM_FILES};
+use crate::store::Store;
 
 /// How long a validation with findings waits for the apply lock to check
 /// them again; when an apply holds it longer, the DP is tried again later.

@@ -9,6 +9,7 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use super::*;
 use crate::inventory::Machine;
+use crate::records::*;
 
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => { $(
