@@ -665,7 +665,7 @@ pub fn dp_statuses(
                 last_validation: last.map(|v| DpValidationView {
                     started: time(v.started_ms),
                     finished: time(v.finished_ms),
-                    outcome: v.outcome.clone(),
+                    outcome: v.outcome.to_string(),
                     files_checked: v.files_checked,
                     bytes_checked: v.bytes_checked,
                     problems: v.problems,
@@ -782,7 +782,7 @@ mod tests {
             path: "/".into(),
             started_ms: t0,
             finished_ms: t0 + 1_000,
-            outcome: "ok".into(),
+            outcome: crate::records::DpOutcome::Ok,
             files_checked: 1,
             bytes_checked: 1,
             problems: 0,

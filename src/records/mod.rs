@@ -12,6 +12,61 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// A closed set of values stored and sent as text: each variant's text is
+/// its serde name, its database value and what `as_str` gives, written once.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident, $what:literal { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &[$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownValue;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $name::ALL.iter().copied().find(|v| v.as_str() == s).ok_or_else(|| UnknownValue {
+                    what: $what,
+                    value: s.to_string(),
+                    expected: $name::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", "),
+                })
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = UnknownValue;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                s.parse()
+            }
+        }
+    };
+}
+
+/// A stored or received text that is none of its closed set's values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {value:?} (expected one of: {expected})")]
+pub struct UnknownValue {
+    pub what: &'static str,
+    pub value: String,
+    pub expected: String,
+}
+
 /// Who manages an object: patchops (it is reconciled) or nobody
 /// (`patchops state unmanage`: kept in state, never changed or destroyed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -392,7 +447,9 @@ pub struct DpValidation {
     pub started_ms: i64,
     pub finished_ms: i64,
     /// `ok`, `problems` or `failed` (see [`DP_VALIDATION_OUTCOMES`]).
-    pub outcome: String,
+    #[schema(value_type = String)]
+    #[sqlx(try_from = "String")]
+    pub outcome: DpOutcome,
     /// Files hashed and their bytes.
     #[sqlx(try_from = "i64")]
     pub files_checked: u64,
@@ -420,7 +477,8 @@ pub struct DpValidation {
 #[serde(rename_all = "camelCase")]
 pub struct DpProblem {
     /// `missing`, `corrupt` or `extra`.
-    pub problem: String,
+    #[schema(value_type = String)]
+    pub problem: DpProblemKind,
     /// The file: a package's path for a missing file, else the library's
     /// `files/…` path.
     pub file: String,
@@ -429,8 +487,16 @@ pub struct DpProblem {
     pub detail: Option<String>,
 }
 
-/// What a deep validation can end with.
-pub const DP_VALIDATION_OUTCOMES: &[&str] = &["ok", "problems", "failed"];
+text_enum! {
+    /// What a deep validation can end with.
+    DpOutcome, "DP validation outcome" { Ok = "ok", Problems = "problems", Failed = "failed" }
+}
+/// Every outcome, in the order metrics list them.
+pub const DP_VALIDATION_OUTCOMES: &[DpOutcome] = DpOutcome::ALL;
+text_enum! {
+    /// What is wrong with one file of a distribution point.
+    DpProblemKind, "DP problem" { Missing = "missing", Corrupt = "corrupt", Extra = "extra" }
+}
 /// The most problem files kept per validation (the count says how many
 /// there were): a DP whose disk failed must not make a row of megabytes.
 pub const MAX_DP_PROBLEM_FILES: usize = 20;
@@ -446,4 +512,23 @@ pub fn rfc3339_from_epoch_ms(ms: i64) -> String {
     Timestamp::from_second(second)
         .unwrap_or(Timestamp::UNIX_EPOCH)
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_enums_round_trip_and_name_unknown_values() {
+        for outcome in DpOutcome::ALL {
+            assert_eq!(outcome.as_str().parse::<DpOutcome>(), Ok(*outcome));
+            let json = serde_json::to_string(outcome).unwrap();
+            assert_eq!(json, format!("\"{outcome}\""));
+        }
+        let err = "fine".parse::<DpOutcome>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown DP validation outcome \"fine\" (expected one of: ok, problems, failed)"
+        );
+    }
 }

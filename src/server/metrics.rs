@@ -97,11 +97,7 @@ impl From<&crate::records::DpValidation> for DpValidationGauge {
     fn from(v: &crate::records::DpValidation) -> Self {
         DpValidationGauge {
             finished_ms: v.finished_ms,
-            outcome: crate::records::DP_VALIDATION_OUTCOMES
-                .iter()
-                .find(|o| **o == v.outcome)
-                .copied()
-                .unwrap_or("failed"),
+            outcome: v.outcome.as_str(),
             problems: v.problems,
             files_checked: v.files_checked,
             bytes_checked: v.bytes_checked,
@@ -366,7 +362,7 @@ impl Metrics {
                         out,
                         "patchops_dp_validation_outcome{{dp=\"{}\",outcome=\"{outcome}\"}} {}",
                         label_value(dp),
-                        u8::from(v.outcome == *outcome)
+                        u8::from(v.outcome == outcome.as_str())
                     );
                 }
             }
@@ -436,7 +432,7 @@ mod tests {
             path: "/srv/dp".into(),
             started_ms: 1_000,
             finished_ms: 2_500,
-            outcome: "problems".into(),
+            outcome: crate::records::DpOutcome::Problems,
             files_checked: 3,
             bytes_checked: 12,
             problems: 1,

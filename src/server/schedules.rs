@@ -649,7 +649,10 @@ mod tests {
             (v.outcome.as_str(), v.problems, v.repaired),
             ("problems", 1, 0)
         );
-        assert_eq!(v.problem_files[0].problem, "corrupt");
+        assert_eq!(
+            v.problem_files[0].problem,
+            crate::records::DpProblemKind::Corrupt
+        );
         assert!(v.problem_files[0]
             .file
             .ends_with(blob.file_name().unwrap().to_str().unwrap()));

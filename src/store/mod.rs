@@ -46,8 +46,7 @@ use crate::inventory::{machine_key, Machine};
 use crate::records::{
     ApplyRecord, CatalogVersion, Change, DpValidation, LockHolder, LockRequest, MachineRecord,
     NewObject, Owner, ReconcileAttempt, ReconcileStatus, StateInfo, StatusMessage, StoredObject,
-    StoredPatchState, StoredPolicy, SyncAttempt, SyncStatus, DP_VALIDATION_OUTCOMES,
-    MAX_DP_PROBLEM_FILES,
+    StoredPatchState, StoredPolicy, SyncAttempt, SyncStatus, MAX_DP_PROBLEM_FILES,
 };
 use crate::secret;
 pub(crate) use transaction::TokenIssue;
@@ -730,12 +729,6 @@ impl Store {
         validation: &DpValidation,
     ) -> Result<bool, StoreError> {
         self.writable()?;
-        if !DP_VALIDATION_OUTCOMES.contains(&validation.outcome.as_str()) {
-            return Err(self.error(Fail::Invalid(format!(
-                "validation outcome `{}` (expected ok, problems or failed)",
-                validation.outcome
-            ))));
-        }
         let kept =
             &validation.problem_files[..validation.problem_files.len().min(MAX_DP_PROBLEM_FILES)];
         let problem_files =
