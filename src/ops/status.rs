@@ -554,8 +554,8 @@ pub struct LeaderView {
 impl ReconcileView {
     pub fn of(r: &crate::records::ReconcileStatus) -> ReconcileView {
         ReconcileView {
-            status: r.status.clone(),
-            result: r.result.clone(),
+            status: r.status.to_string(),
+            result: r.result.to_string(),
             message: r.message.clone(),
             problems: r.problems.clone(),
             revision: r.revision.clone(),
@@ -739,7 +739,7 @@ pub async fn reconcile_attention(store: &Site) -> Result<Option<ReconcileView>, 
     Ok(store
         .reconcile_status()
         .await?
-        .filter(|r| r.status != "ok")
+        .filter(|r| r.status != crate::records::ReconcileState::Ok)
         .as_ref()
         .map(ReconcileView::of))
 }

@@ -51,7 +51,7 @@ macro_rules! text_enum {
 
         impl TryFrom<String> for $name {
             type Error = UnknownValue;
-            fn try_from(s: String) -> Result<Self, Self::Error> {
+            fn try_from(s: String) -> Result<Self, UnknownValue> {
                 s.parse()
             }
         }
@@ -347,9 +347,9 @@ pub struct SyncStatus {
 #[serde(rename_all = "camelCase")]
 pub struct ReconcileAttempt {
     /// `ok`, `drift` or `error`.
-    pub status: String,
+    pub status: ReconcileState,
     /// `applied`, `unchanged`, `drift`, `invalid` or `failed`.
-    pub result: String,
+    pub result: ReconcileResult,
     /// What drifted, or why it failed (never a secret); None when ok.
     pub message: Option<String>,
     /// The errors of invalid manifests, each where it is.
@@ -363,6 +363,21 @@ pub struct ReconcileAttempt {
     /// The server that reconciled.
     pub host: String,
     pub pid: u32,
+}
+
+text_enum! {
+    /// How the site stands after a reconcile: in step, drifted, or failing.
+    ReconcileState, "reconcile status" { Ok = "ok", Drift = "drift", Error = "error" }
+}
+text_enum! {
+    /// What one reconcile did, as counted in the metrics.
+    ReconcileResult, "reconcile result" {
+        Applied = "applied",
+        Unchanged = "unchanged",
+        Drift = "drift",
+        Invalid = "invalid",
+        Failed = "failed",
+    }
 }
 
 /// One error of invalid manifests, where it is.
@@ -407,9 +422,13 @@ impl fmt::Display for ReconcileProblem {
 #[serde(rename_all = "camelCase")]
 pub struct ReconcileStatus {
     /// `ok`, `drift` or `error`.
-    pub status: String,
+    #[schema(value_type = String)]
+    #[sqlx(try_from = "String")]
+    pub status: ReconcileState,
     /// The last reconcile's result (see [`ReconcileAttempt::result`]).
-    pub result: String,
+    #[schema(value_type = String)]
+    #[sqlx(try_from = "String")]
+    pub result: ReconcileResult,
     pub message: Option<String>,
     #[sqlx(try_from = "columns::JsonText")]
     pub problems: Vec<ReconcileProblem>,

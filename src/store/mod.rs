@@ -702,12 +702,6 @@ impl Store {
         attempt: &ReconcileAttempt,
     ) -> Result<bool, StoreError> {
         self.writable()?;
-        if !["ok", "drift", "error"].contains(&attempt.status.as_str()) {
-            return Err(self.error(Fail::Invalid(format!(
-                "reconcile status `{}` (expected ok, drift or error)",
-                attempt.status
-            ))));
-        }
         let problems = serde_json::to_string(&attempt.problems)
             .map_err(|e| self.error(Fail::Data(e.to_string())))?;
         on_sql!(self, record_reconcile(lease_id, attempt, &problems))

@@ -2238,8 +2238,8 @@ async fn reconcile_status_only_from_the_leader(url: &str) {
     let store = Store::open(url).await.expect("open");
     assert_eq!(store.reconcile_status().await.expect("read"), None);
     let attempt = |status: &str, result: &str, at_ms: i64| ReconcileAttempt {
-        status: status.into(),
-        result: result.into(),
+        status: status.parse().expect("a status"),
+        result: result.parse().expect("a result"),
         message: (status != "ok").then(|| format!("{result} at {at_ms}")),
         problems: Vec::new(),
         revision: Some(format!("rev-{at_ms}")),
@@ -2352,15 +2352,6 @@ async fn reconcile_status_only_from_the_leader(url: &str) {
         .record_reconcile("S", &attempt("error", "failed", 7_000))
         .await
         .expect("record"));
-    // A status that is none of the three is refused.
-    let err = store
-        .record_reconcile("S", &attempt("bad", "failed", 8_000))
-        .await
-        .expect_err("refused");
-    assert!(
-        err.to_string().contains("expected ok, drift or error"),
-        "{err}"
-    );
     let r = store.reconcile_status().await.expect("read").expect("row");
     assert_eq!(r.attempt_ms, 6_000);
 }
