@@ -13,18 +13,10 @@ use crate::applicability::{Counts, Status};
 use crate::eval::{Evaluator, MachineTable};
 use crate::inventory::machine_key;
 use crate::plan::applied_site;
-use crate::records::{StatusMessage, StoredPatchState};
+use crate::records::{AssignmentState, StatusMessage, StoredPatchState};
 use crate::site::Site;
 
 /// States an agent reports while an assignment is under way.
-const IN_PROGRESS: &[&str] = &[
-    "accepted",
-    "downloading",
-    "downloaded",
-    "running",
-    "retrying",
-];
-
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AdvertisementStatus {
@@ -65,7 +57,7 @@ impl MachineReport {
             machine: m.machine_key.clone(),
             advertisement: m.advertisement.clone(),
             targeted,
-            state: m.state.clone(),
+            state: m.state.to_string(),
             exit_code: m.exit_code,
             message: m.message.clone(),
             at: time(m.at_ms),
@@ -154,12 +146,15 @@ pub async fn advertisements(
                 continue;
             }
             status.received += 1;
-            match m.state.as_str() {
-                "succeeded" => status.succeeded += 1,
-                "failed" => status.failed += 1,
-                "restartPending" => status.restart_pending += 1,
-                s if IN_PROGRESS.contains(&s) => status.in_progress += 1,
-                _ => {}
+            match m.state {
+                AssignmentState::Succeeded => status.succeeded += 1,
+                AssignmentState::Failed => status.failed += 1,
+                AssignmentState::RestartPending => status.restart_pending += 1,
+                AssignmentState::Accepted
+                | AssignmentState::Downloading
+                | AssignmentState::Downloaded
+                | AssignmentState::Running
+                | AssignmentState::Retrying => status.in_progress += 1,
             }
         }
         out.push(status);

@@ -252,13 +252,29 @@ pub struct StatusMessage {
     /// The machine's key (lowercase name); stored lowercased.
     pub machine_key: String,
     pub advertisement: String,
-    pub state: String,
+    #[schema(value_type = String)]
+    #[sqlx(try_from = "String")]
+    pub state: AssignmentState,
     pub exit_code: Option<i32>,
     pub message: String,
     /// When it happened on the machine, epoch milliseconds.
     pub at_ms: i64,
     /// When the site server received it, epoch milliseconds.
     pub received_ms: i64,
+}
+
+text_enum! {
+    /// Where an agent stands with one assignment, as it reports it.
+    AssignmentState, "assignment state" {
+        Accepted = "accepted",
+        Downloading = "downloading",
+        Downloaded = "downloaded",
+        Running = "running",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        Retrying = "retrying",
+        RestartPending = "restartPending",
+    }
 }
 
 /// One stored patch state: a machine's state for one (bulletin,

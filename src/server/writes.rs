@@ -510,7 +510,7 @@ mod tests {
             key: key.into(),
             machine_key: machine.into(),
             advertisement: "MS Security Updates".into(),
-            state: "accepted".into(),
+            state: crate::records::AssignmentState::Accepted,
             exit_code: None,
             message: String::new(),
             at_ms: 1,

@@ -890,7 +890,7 @@ fn status(key: &str, machine_key: &str, at_ms: i64) -> StatusMessage {
         key: key.into(),
         machine_key: machine_key.into(),
         advertisement: "ADV00001".into(),
-        state: "succeeded".into(),
+        state: AssignmentState::Succeeded,
         exit_code: Some(0),
         message: format!("message {key}"),
         at_ms,
@@ -1325,7 +1325,7 @@ async fn policies_bulk(url: &str) {
 async fn status_exactly_once(url: &str) {
     let store = Store::open(url).await.expect("open");
     let mut failed = status("k3", "PC01", T0 + 30);
-    failed.state = "failed".into();
+    failed.state = AssignmentState::Failed;
     failed.exit_code = Some(-2_147_024_894);
     let mut running = status("k2", "pc01", T0 + 20);
     running.exit_code = None;
@@ -1858,7 +1858,7 @@ async fn latest_status_per_machine_and_advertisement(url: &str) {
     let store = Store::open(url).await.expect("open");
     let message = |key: &str, machine: &str, ad: &str, state: &str, at: i64| StatusMessage {
         advertisement: ad.into(),
-        state: state.into(),
+        state: state.parse().expect("a state"),
         ..status(key, machine, T0 + at)
     };
     store
