@@ -30,6 +30,7 @@ pub mod ops;
 pub mod plan;
 pub mod policy;
 pub mod query;
+pub mod records;
 pub mod remote;
 pub mod render;
 pub mod schema_check;

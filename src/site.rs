@@ -7,12 +7,12 @@
 use std::time::Duration;
 
 use crate::inventory::Machine;
-use crate::remote::RemoteSite;
-use crate::store::{
+use crate::records::{
     ApplyRecord, Change, DpValidation, LockHolder, LockRequest, MachineRecord, Owner,
-    ReconcileStatus, StateInfo, StatusMessage, Store, StoreError, StoredObject, StoredPatchState,
-    StoredPolicy,
+    ReconcileStatus, StateInfo, StatusMessage, StoredObject, StoredPatchState, StoredPolicy,
 };
+use crate::remote::RemoteSite;
+use crate::store::{Store, StoreError};
 
 /// Where a command finds the site's state.
 #[derive(Debug, Clone)]

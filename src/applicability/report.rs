@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{PatchState, Reboot, Status};
-use crate::store::StoredPatchState;
+use crate::records::StoredPatchState;
 
 impl PatchState<'_> {
     /// This state as the store holds it, for `machine`.

@@ -2,7 +2,7 @@ use super::plan::parse_target;
 use super::{block_on, exit, input_failure, with_store, Format, Outcome, StateArgs};
 use crate::manifest::Kind;
 use crate::ops::{self, Actor, OpError};
-use crate::store::Owner;
+use crate::records::Owner;
 use crate::untrusted::shown;
 
 #[derive(Debug, clap::Subcommand)]

@@ -6,8 +6,8 @@ use std::time::Duration;
 use super::{block_on, exit, with_store, Failure, Format, StateArgs};
 use crate::diagnostic::Diagnostic;
 use crate::ops::OpError;
+use crate::records::rfc3339_from_epoch_ms;
 use crate::render::{self, Style};
-use crate::store::rfc3339_from_epoch_ms;
 use crate::sync::{self, CatalogOutcome, FetchOptions, SyncOptions};
 use crate::validate::{validate_dir, Options};
 

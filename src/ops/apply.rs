@@ -5,8 +5,8 @@ use std::time::Duration;
 use super::{lock, plan::fingerprint, Actor, OpError};
 use crate::ops::planfile::SavedPlan;
 use crate::plan::{Action, Summary};
+use crate::records::{ApplyRecord, Change, NewObject};
 use crate::site::Site;
-use crate::store::{ApplyRecord, Change, NewObject};
 
 /// What an apply did.
 #[derive(Debug, Clone)]

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 use super::{Actor, OpError};
+use crate::records::{LockHolder, LockRequest};
 use crate::site::Site;
-use crate::store::{LockHolder, LockRequest};
 
 /// How long a lock lives without renewal.
 pub const LEASE: Duration = Duration::from_secs(60);

@@ -14,7 +14,8 @@ pub mod status;
 
 use crate::ops::planfile::PlanFileError;
 use crate::plan::Refusal;
-use crate::store::{LockHolder, StoreError};
+use crate::records::LockHolder;
+use crate::store::StoreError;
 use crate::validate::Report;
 
 /// Who runs an operation, recorded in locks and the audit log.

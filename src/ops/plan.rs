@@ -13,9 +13,9 @@ use crate::git;
 use crate::manifest::Kind;
 use crate::ops::planfile::{SavedPlan, Source, StateRef, FORMAT};
 use crate::plan::{self, applied_site, canonical_objects, ActualObject, PlanOptions};
+use crate::records::{Owner, StoredObject};
 use crate::secret::Secret;
 use crate::site::Site;
-use crate::store::{Owner, StoredObject};
 use crate::validate::{validate_dir, Options};
 
 pub struct Request<'a> {

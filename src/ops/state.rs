@@ -3,8 +3,8 @@
 
 use super::{Actor, OpError};
 use crate::manifest::Kind;
+use crate::records::{ApplyRecord, Owner};
 use crate::site::Site;
-use crate::store::{ApplyRecord, Owner};
 
 /// Stops patchops managing `kind/name`: the object stays in the state but
 /// is never changed or deleted by a plan. Under the apply lock, with its own

@@ -13,18 +13,10 @@ use crate::applicability::{Counts, Status};
 use crate::eval::{Evaluator, MachineTable};
 use crate::inventory::machine_key;
 use crate::plan::applied_site;
+use crate::records::{AssignmentState, StatusMessage, StoredPatchState};
 use crate::site::Site;
-use crate::store::{StatusMessage, StoredPatchState};
 
 /// States an agent reports while an assignment is under way.
-const IN_PROGRESS: &[&str] = &[
-    "accepted",
-    "downloading",
-    "downloaded",
-    "running",
-    "retrying",
-];
-
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AdvertisementStatus {
@@ -65,7 +57,7 @@ impl MachineReport {
             machine: m.machine_key.clone(),
             advertisement: m.advertisement.clone(),
             targeted,
-            state: m.state.clone(),
+            state: m.state.to_string(),
             exit_code: m.exit_code,
             message: m.message.clone(),
             at: time(m.at_ms),
@@ -154,12 +146,15 @@ pub async fn advertisements(
                 continue;
             }
             status.received += 1;
-            match m.state.as_str() {
-                "succeeded" => status.succeeded += 1,
-                "failed" => status.failed += 1,
-                "restartPending" => status.restart_pending += 1,
-                s if IN_PROGRESS.contains(&s) => status.in_progress += 1,
-                _ => {}
+            match m.state {
+                AssignmentState::Succeeded => status.succeeded += 1,
+                AssignmentState::Failed => status.failed += 1,
+                AssignmentState::RestartPending => status.restart_pending += 1,
+                AssignmentState::Accepted
+                | AssignmentState::Downloading
+                | AssignmentState::Downloaded
+                | AssignmentState::Running
+                | AssignmentState::Retrying => status.in_progress += 1,
             }
         }
         out.push(status);
@@ -517,7 +512,7 @@ pub struct ReconcileView {
     pub result: String,
     pub message: Option<String>,
     /// Each error of invalid manifests, with its file and line.
-    pub problems: Vec<crate::store::ReconcileProblem>,
+    pub problems: Vec<crate::records::ReconcileProblem>,
     /// The commit of the manifests the last reconcile read.
     pub revision: Option<String>,
     pub last_attempt: String,
@@ -552,10 +547,10 @@ pub struct LeaderView {
 }
 
 impl ReconcileView {
-    pub fn of(r: &crate::store::ReconcileStatus) -> ReconcileView {
+    pub fn of(r: &crate::records::ReconcileStatus) -> ReconcileView {
         ReconcileView {
-            status: r.status.clone(),
-            result: r.result.clone(),
+            status: r.status.to_string(),
+            result: r.result.to_string(),
             message: r.message.clone(),
             problems: r.problems.clone(),
             revision: r.revision.clone(),
@@ -627,7 +622,7 @@ pub struct DpValidationView {
     pub bytes_checked: u64,
     pub problems: u64,
     /// The first problems (at most 20; `problems` counts them all).
-    pub problem_files: Vec<crate::store::DpProblem>,
+    pub problem_files: Vec<crate::records::DpProblem>,
     pub message: Option<String>,
     /// Damaged files removed for the reconcile to copy again.
     pub repaired: u64,
@@ -640,7 +635,7 @@ pub struct DpValidationView {
 /// time at `now_ms`. Pure.
 pub fn dp_statuses(
     dps: &BTreeMap<String, crate::model::Object<crate::manifest::DistributionPointSpec>>,
-    validations: &[crate::store::DpValidation],
+    validations: &[crate::records::DpValidation],
     now_ms: i64,
 ) -> Vec<DpStatus> {
     dps.iter()
@@ -665,7 +660,7 @@ pub fn dp_statuses(
                 last_validation: last.map(|v| DpValidationView {
                     started: time(v.started_ms),
                     finished: time(v.finished_ms),
-                    outcome: v.outcome.clone(),
+                    outcome: v.outcome.to_string(),
                     files_checked: v.files_checked,
                     bytes_checked: v.bytes_checked,
                     problems: v.problems,
@@ -739,7 +734,7 @@ pub async fn reconcile_attention(store: &Site) -> Result<Option<ReconcileView>, 
     Ok(store
         .reconcile_status()
         .await?
-        .filter(|r| r.status != "ok")
+        .filter(|r| r.status != crate::records::ReconcileState::Ok)
         .as_ref()
         .map(ReconcileView::of))
 }
@@ -777,12 +772,12 @@ mod tests {
         );
         let day = 86_400_000;
         let t0 = 1_800_000_000_000;
-        let validation = |name: &str| crate::store::DpValidation {
+        let validation = |name: &str| crate::records::DpValidation {
             dp: name.into(),
             path: "/".into(),
             started_ms: t0,
             finished_ms: t0 + 1_000,
-            outcome: "ok".into(),
+            outcome: crate::records::DpOutcome::Ok,
             files_checked: 1,
             bytes_checked: 1,
             problems: 0,

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::content::ContentSummary;
 use crate::manifest::{Kind, Metadata, PackageSpec};
 use crate::model::{Desired, Object, Origin};
-use crate::store::{Owner, StoredObject};
+use crate::records::{Owner, StoredObject};
 
 /// The applied site and the content version of each package with content.
 #[derive(Debug, Clone, Default)]

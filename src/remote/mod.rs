@@ -14,12 +14,12 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use crate::inventory::Machine;
-use crate::secret::Secret;
-use crate::store::{
-    machine_rows, patch_state_batch, ApplyRecord, Change, DpValidation, Fail, LockHolder,
-    LockRequest, MachineRecord, Owner, ReconcileStatus, StateInfo, StatusMessage, StoreError,
-    StoredObject, StoredPatchState, StoredPolicy,
+use crate::records::{
+    ApplyRecord, Change, DpValidation, LockHolder, LockRequest, MachineRecord, Owner,
+    ReconcileStatus, StateInfo, StatusMessage, StoredObject, StoredPatchState, StoredPolicy,
 };
+use crate::secret::Secret;
+use crate::store::{machine_rows, patch_state_batch, Fail, StoreError};
 pub use wire::{Call, Reply, MAX_PART_BODY, PATH};
 
 /// A site server's admin API, as a client. Cheap to clone.

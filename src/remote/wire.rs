@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::Machine;
-use crate::store::{ApplyRecord, Change, LockHolder, LockRequest, Owner, StoreError};
+use crate::records::{ApplyRecord, Change, LockHolder, LockRequest, Owner};
+use crate::store::StoreError;
 
 /// The admin API path.
 pub const PATH: &str = "/v1/admin/store";
@@ -101,7 +102,7 @@ pub enum Call {
     ReplacePatchStates {
         machines: Vec<String>,
         scan_agent: Option<String>,
-        rows: Vec<crate::store::StoredPatchState>,
+        rows: Vec<crate::records::StoredPatchState>,
     },
     /// Who holds a lease (the reconcile leader).
     #[serde(rename_all = "camelCase")]

@@ -212,7 +212,7 @@ pub fn dps(dps: &[DpStatus]) -> String {
                     .detail
                     .as_deref()
                     .map_or(String::new(), |d| format!(": {}", line(d)));
-                let _ = writeln!(out, "    {} {}{detail}", shown(&p.problem), shown(&p.file));
+                let _ = writeln!(out, "    {} {}{detail}", p.problem, shown(&p.file));
             }
             let listed = v.problem_files.len() as u64;
             if v.problems > listed {

@@ -1,6 +1,6 @@
 //! `patchops sync` output for people: one catalog's outcome.
 
-use crate::store::rfc3339_from_epoch_ms;
+use crate::records::rfc3339_from_epoch_ms;
 use crate::sync::{CatalogOutcome, Outcome};
 
 pub fn catalog_outcome(o: &CatalogOutcome) -> String {

@@ -18,9 +18,10 @@ use serde::Serialize;
 use super::http_error::{bearer_of, ApiError, ErrorBody};
 use super::{now_ms, AppState};
 use crate::inventory::validate_machine;
+use crate::records::LockRequest;
 use crate::remote::{Call, Reply, PATH};
 use crate::secret::constant_time_eq;
-use crate::store::{LockRequest, StoreError};
+use crate::store::StoreError;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new().route(PATH, post(store_call))

@@ -21,8 +21,8 @@ use super::tokens::{new_token, token_hash};
 use super::writes::Write;
 use super::{now_ms, AppState};
 use crate::inventory::{machine_key, validate_machine, Machine};
+use crate::records::{AssignmentState, StatusMessage};
 use crate::secret::constant_time_eq;
-use crate::store::StatusMessage;
 
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.max_body;
@@ -308,17 +308,6 @@ struct StatusResponse {
     duplicates: usize,
 }
 
-pub const STATUS_STATES: &[&str] = &[
-    "accepted",
-    "downloading",
-    "downloaded",
-    "running",
-    "succeeded",
-    "failed",
-    "retrying",
-    "restartPending",
-];
-
 const MAX_STATUS_BATCH: usize = 1000;
 
 /// A machine reports status messages; the batch is stored whole or not at
@@ -349,13 +338,13 @@ async fn status(
     let received = now_ms();
     let mut messages = Vec::with_capacity(batch.messages.len());
     for (i, report) in batch.messages.into_iter().enumerate() {
-        let at = check_status(&report)
+        let (at, state) = check_status(&report)
             .map_err(|e| ApiError::bad_request(format!("messages[{i}]: {e}")))?;
         messages.push(StatusMessage {
             key: report.key,
             machine_key: caller.clone(),
             advertisement: report.advertisement,
-            state: report.state,
+            state,
             exit_code: report.exit_code,
             message: report.message,
             at_ms: at,
@@ -441,7 +430,7 @@ async fn patch_states(
 }
 
 /// Checks one status report; returns its time in ms since the epoch.
-fn check_status(report: &StatusReport) -> Result<i64, String> {
+fn check_status(report: &StatusReport) -> Result<(i64, AssignmentState), String> {
     if report.key.is_empty() || report.key.len() > 128 {
         return Err("`key` must be 1 to 128 characters".into());
     }
@@ -460,13 +449,17 @@ fn check_status(report: &StatusReport) -> Result<i64, String> {
             c
         ));
     }
-    if !STATUS_STATES.contains(&report.state.as_str()) {
+    let Ok(state) = report.state.parse::<AssignmentState>() else {
         return Err(format!(
             "`state` must be one of {}, not {:?}",
-            STATUS_STATES.join(", "),
+            AssignmentState::ALL
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             crate::excerpt::of(&report.state)
         ));
-    }
+    };
     if report.message.len() > 4096 {
         return Err("`message` is longer than 4096 bytes".into());
     }
@@ -481,7 +474,7 @@ fn check_status(report: &StatusReport) -> Result<i64, String> {
             crate::excerpt::of(&report.at)
         )
     })?;
-    Ok(at.as_millisecond())
+    Ok((at.as_millisecond(), state))
 }
 
 fn problems_text(problems: &[crate::inventory::FieldProblem]) -> String {

@@ -93,15 +93,11 @@ struct DpValidationGauge {
     bytes_checked: u64,
 }
 
-impl From<&crate::store::DpValidation> for DpValidationGauge {
-    fn from(v: &crate::store::DpValidation) -> Self {
+impl From<&crate::records::DpValidation> for DpValidationGauge {
+    fn from(v: &crate::records::DpValidation) -> Self {
         DpValidationGauge {
             finished_ms: v.finished_ms,
-            outcome: crate::store::DP_VALIDATION_OUTCOMES
-                .iter()
-                .find(|o| **o == v.outcome)
-                .copied()
-                .unwrap_or("failed"),
+            outcome: v.outcome.as_str(),
             problems: v.problems,
             files_checked: v.files_checked,
             bytes_checked: v.bytes_checked,
@@ -136,7 +132,7 @@ impl Metrics {
     /// Shows the stored validations of the DPs that are validated on a
     /// schedule (`dps`), replacing what was shown: called by the leader
     /// at each schedule check.
-    pub fn set_dp_validations(&self, dps: &[String], stored: &[crate::store::DpValidation]) {
+    pub fn set_dp_validations(&self, dps: &[String], stored: &[crate::records::DpValidation]) {
         if let Ok(mut m) = self.dp_validations.lock() {
             m.clear();
             for v in stored.iter().filter(|v| dps.contains(&v.dp)) {
@@ -361,12 +357,12 @@ impl Metrics {
             out.push_str("# HELP patchops_dp_validation_outcome The last deep validation's outcome (ok, problems, failed): 1 for the one it had.\n");
             out.push_str("# TYPE patchops_dp_validation_outcome gauge\n");
             for (dp, v) in &validations {
-                for outcome in crate::store::DP_VALIDATION_OUTCOMES {
+                for outcome in crate::records::DP_VALIDATION_OUTCOMES {
                     let _ = writeln!(
                         out,
                         "patchops_dp_validation_outcome{{dp=\"{}\",outcome=\"{outcome}\"}} {}",
                         label_value(dp),
-                        u8::from(v.outcome == *outcome)
+                        u8::from(v.outcome == outcome.as_str())
                     );
                 }
             }
@@ -431,12 +427,12 @@ mod tests {
     #[test]
     fn dp_validations_are_shown_with_escaped_names() {
         let m = Metrics::default();
-        let v = crate::store::DpValidation {
+        let v = crate::records::DpValidation {
             dp: "DP \"east\"\\1\nx".into(),
             path: "/srv/dp".into(),
             started_ms: 1_000,
             finished_ms: 2_500,
-            outcome: "problems".into(),
+            outcome: crate::records::DpOutcome::Problems,
             files_checked: 3,
             bytes_checked: 12,
             problems: 1,

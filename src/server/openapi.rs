@@ -18,7 +18,7 @@ use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 use crate::inventory::Machine;
-use crate::store::{
+use crate::records::{
     ApplyRecord, DpProblem, DpValidation, LockHolder, MachineRecord, ReconcileStatus, StateInfo,
     StatusMessage, StoredObject, StoredPatchState, StoredPolicy,
 };

@@ -42,7 +42,10 @@ use tokio::time::Instant;
 use super::AppState;
 use crate::ops::{self, Actor, OpError};
 use crate::plan::PlanOptions;
-use crate::store::{LockRequest, ReconcileAttempt, ReconcileProblem, Store, LEADER_LEASE};
+use crate::records::{
+    LockRequest, ReconcileAttempt, ReconcileProblem, ReconcileResult, ReconcileState,
+};
+use crate::store::{Store, LEADER_LEASE};
 
 /// Quiet time after the last file event before a reconcile.
 const DEBOUNCE: Duration = Duration::from_millis(500);
@@ -73,7 +76,7 @@ pub struct ReconcileConfig {
 }
 
 /// The results a reconcile ends with, as counted in the metrics.
-pub const RESULTS: &[&str] = &["applied", "unchanged", "drift", "invalid", "failed"];
+pub const RESULTS: &[ReconcileResult] = ReconcileResult::ALL;
 
 /// What the reconciler shows: leadership, the last outcome, the counters.
 #[derive(Default)]
@@ -110,7 +113,7 @@ pub struct Health {
 
 impl Status {
     fn record(&self, result: &'static str, status: &'static str, message: Option<String>) {
-        if let Some(i) = RESULTS.iter().position(|r| *r == result) {
+        if let Some(i) = RESULTS.iter().position(|r| r.as_str() == result) {
             self.counts[i].fetch_add(1, Ordering::Relaxed);
         }
         let now = super::now_ms();
@@ -133,7 +136,7 @@ impl Status {
         RESULTS
             .iter()
             .zip(&self.counts)
-            .map(|(r, c)| (*r, c.load(Ordering::Relaxed)))
+            .map(|(r, c)| (r.as_str(), c.load(Ordering::Relaxed)))
             .collect()
     }
 
@@ -149,8 +152,8 @@ impl Status {
         Health {
             status,
             message,
-            since: crate::store::rfc3339_from_epoch_ms(o.since_ms),
-            last_success: (last > 0).then(|| crate::store::rfc3339_from_epoch_ms(last)),
+            since: crate::records::rfc3339_from_epoch_ms(o.since_ms),
+            last_success: (last > 0).then(|| crate::records::rfc3339_from_epoch_ms(last)),
         }
     }
 }
@@ -310,7 +313,7 @@ async fn run_schedules(
         Ok(ran) => {
             for (host, outcomes) in &ran.synced {
                 for o in outcomes {
-                    let next = crate::store::rfc3339_from_epoch_ms(o.next_attempt_ms);
+                    let next = crate::records::rfc3339_from_epoch_ms(o.next_attempt_ms);
                     match &o.outcome {
                         crate::sync::Outcome::Unchanged { restored, .. } => tracing::info!(
                             sync_host = %host, url = %o.url, restored, next = %next,
@@ -440,7 +443,7 @@ async fn step(
     let (ok, result, shown, message) = match outcome {
         Ok(Done::Unchanged) => {
             tracing::debug!(ms, "reconciled: no changes");
-            (true, "unchanged", "ok", None)
+            (true, ReconcileResult::Unchanged, ReconcileState::Ok, None)
         }
         Ok(Done::Applied { serial, what }) => {
             tracing::info!(serial, ms, "reconciled: applied {what}");
@@ -448,11 +451,16 @@ async fn step(
             if let Err(e) = super::rebuild(state).await {
                 tracing::warn!(error = %e, "cannot reload the site after the apply");
             }
-            (true, "applied", "ok", None)
+            (true, ReconcileResult::Applied, ReconcileState::Ok, None)
         }
         Ok(Done::Drift(what)) => {
             tracing::warn!(ms, "drift detected (not corrected): {what}");
-            (true, "drift", "drift", Some(what))
+            (
+                true,
+                ReconcileResult::Drift,
+                ReconcileState::Drift,
+                Some(what),
+            )
         }
         Err(Failure::Invalid(message, found)) => {
             tracing::warn!(
@@ -460,17 +468,27 @@ async fn step(
                 "the manifests are invalid; the applied state is kept: {message}"
             );
             problems = found;
-            (false, "invalid", "error", Some(message))
+            (
+                false,
+                ReconcileResult::Invalid,
+                ReconcileState::Error,
+                Some(message),
+            )
         }
         Err(Failure::Failed(message)) => {
             tracing::warn!(ms, "reconcile failed: {message}");
-            (false, "failed", "error", Some(message))
+            (
+                false,
+                ReconcileResult::Failed,
+                ReconcileState::Error,
+                Some(message),
+            )
         }
     };
-    status.record(result, shown, message.clone());
+    status.record(result.as_str(), shown.as_str(), message.clone());
     let attempt = ReconcileAttempt {
-        status: shown.to_string(),
-        result: result.to_string(),
+        status: shown,
+        result,
         message,
         problems,
         revision,

@@ -28,7 +28,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::model::Desired;
-use crate::store::{Store, SyncAttempt};
+use crate::records::SyncAttempt;
+use crate::store::Store;
 use crate::sync::{self, CatalogOutcome, FetchOptions, Outcome, SyncOptions};
 
 /// The shortest wait between two schedule checks.
@@ -64,13 +65,13 @@ pub struct Ran {
     /// Packages whose source no longer matches the applied content version.
     pub changed_packages: Vec<String>,
     /// DPs validated, with their result and whether it was stored.
-    pub validated: Vec<(crate::store::DpValidation, bool)>,
+    pub validated: Vec<(crate::records::DpValidation, bool)>,
     /// DPs due whose validation must wait, and why.
     pub validation_later: Vec<(String, String)>,
     /// The DPs validated on a schedule, and the last stored validation of
     /// each DP (for the metrics).
     pub validation_scheduled: Vec<String>,
-    pub validations: Vec<crate::store::DpValidation>,
+    pub validations: Vec<crate::records::DpValidation>,
     /// How long until the next schedule is due.
     pub next_in: Duration,
 }
@@ -190,14 +191,14 @@ impl Schedules {
         // The distribution points' deep content validation.
         let scheduled = super::validation::scheduled(desired);
         if !scheduled.is_empty() {
-            let mut last: BTreeMap<String, crate::store::DpValidation> = store
+            let mut last: BTreeMap<String, crate::records::DpValidation> = store
                 .dp_validations()
                 .await
                 .map_err(|e| e.to_string())?
                 .into_iter()
                 .map(|v| (v.dp.clone(), v))
                 .collect();
-            let started = |last: &BTreeMap<String, crate::store::DpValidation>, dp: &str| {
+            let started = |last: &BTreeMap<String, crate::records::DpValidation>, dp: &str| {
                 last.get(dp).map(|v| v.started_ms)
             };
             let retry_ms = millis(super::validation::RETRY);
@@ -555,7 +556,7 @@ mod tests {
             .await
             .unwrap();
         apply(&store, dir).await;
-        let request = crate::store::LockRequest {
+        let request = crate::records::LockRequest {
             id: lease.to_string(),
             holder: "test".into(),
             host: "test".into(),
@@ -651,7 +652,10 @@ mod tests {
             (v.outcome.as_str(), v.problems, v.repaired),
             ("problems", 1, 0)
         );
-        assert_eq!(v.problem_files[0].problem, "corrupt");
+        assert_eq!(
+            v.problem_files[0].problem,
+            crate::records::DpProblemKind::Corrupt
+        );
         assert!(v.problem_files[0]
             .file
             .ends_with(blob.file_name().unwrap().to_str().unwrap()));

@@ -15,7 +15,7 @@ use crate::eval::{EvalError, Evaluator, MachineTable};
 use crate::inventory::{machine_key, Machine};
 use crate::plan::AppliedSite;
 use crate::policy::{self, MachinePolicy, PolicySite};
-use crate::store::StoredPolicy;
+use crate::records::StoredPolicy;
 
 /// One machine's policy as served. Its version and hash are known from
 /// the start; the body is rendered when first asked for (most polls are

@@ -25,7 +25,8 @@ use std::time::Duration;
 use crate::dp::library::{DpError, Finding, Library, Validation};
 use crate::model::Desired;
 use crate::ops::{self, Actor};
-use crate::store::{DpProblem, DpValidation, Store, MAX_DP_PROBLEM_FILES};
+use crate::records::{DpOutcome, DpProblem, DpProblemKind, DpValidation, MAX_DP_PROBLEM_FILES};
+use crate::store::Store;
 
 /// How long a validation with findings waits for the apply lock to check
 /// them again; when an apply holds it longer, the DP is tried again later.
@@ -171,7 +172,7 @@ pub async fn validate_dp(
         path: dp.path.clone(),
         started_ms: now_ms,
         finished_ms: now_ms.saturating_add(elapsed),
-        outcome: String::new(),
+        outcome: DpOutcome::Failed,
         files_checked: 0,
         bytes_checked: 0,
         problems: 0,
@@ -184,11 +185,10 @@ pub async fn validate_dp(
     match outcome {
         Ok(v) => {
             record.outcome = if v.findings.is_empty() {
-                "ok"
+                DpOutcome::Ok
             } else {
-                "problems"
-            }
-            .to_string();
+                DpOutcome::Problems
+            };
             record.files_checked = v.files_checked;
             record.bytes_checked = v.bytes_checked;
             record.problems = v.findings.len() as u64;
@@ -200,7 +200,7 @@ pub async fn validate_dp(
                 .collect();
         }
         Err(message) => {
-            record.outcome = "failed".to_string();
+            record.outcome = DpOutcome::Failed;
             record.message = Some(message);
         }
     }
@@ -221,17 +221,17 @@ pub fn problem(finding: &Finding) -> DpProblem {
             path,
             sha256,
         } => DpProblem {
-            problem: "missing".into(),
+            problem: DpProblemKind::Missing,
             file: path.clone(),
             detail: Some(format!("package `{package}`, SHA-256 {sha256}")),
         },
         Finding::Corrupt { sha256, reason } => DpProblem {
-            problem: "corrupt".into(),
+            problem: DpProblemKind::Corrupt,
             file: format!("files/{}/{sha256}", &sha256[..2.min(sha256.len())]),
             detail: Some(reason.clone()),
         },
         Finding::Extra { file } => DpProblem {
-            problem: "extra".into(),
+            problem: DpProblemKind::Extra,
             file: file.clone(),
             detail: None,
         },

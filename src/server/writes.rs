@@ -30,7 +30,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::http_error::ApiError;
 use super::{now_ms, AppState};
 use crate::inventory::Machine;
-use crate::store::{MachineRecord, StatusMessage, StoreError};
+use crate::records::{MachineRecord, StatusMessage};
+use crate::store::StoreError;
 
 /// The most writes committed together.
 const MAX_GROUP: usize = 256;
@@ -397,7 +398,7 @@ async fn index_registered(
     tx: &mut crate::store::WriteTx<'_>,
     group: &Group,
     new: &mut Vec<Machine>,
-) -> Result<Vec<crate::store::StoredPolicy>, StoreError> {
+) -> Result<Vec<crate::records::StoredPolicy>, StoreError> {
     let unknown: Vec<Machine> = match state.index.read() {
         Ok(index) => group
             .registrations
@@ -433,7 +434,7 @@ fn index_machines(
     writer: &IndexWriter<'_>,
     records: &[MachineRecord],
     machines: Vec<Machine>,
-) -> Result<Vec<crate::store::StoredPolicy>, StoreError> {
+) -> Result<Vec<crate::records::StoredPolicy>, StoreError> {
     if records.len() != machines.len() {
         return Err(StoreError::Backend(format!(
             "the store returned {} records for {} machines",
@@ -509,7 +510,7 @@ mod tests {
             key: key.into(),
             machine_key: machine.into(),
             advertisement: "MS Security Updates".into(),
-            state: "accepted".into(),
+            state: crate::records::AssignmentState::Accepted,
             exit_code: None,
             message: String::new(),
             at_ms: 1,

@@ -701,6 +701,15 @@ macro_rules! shared_queries {
                 .await?)
         }
 
+        /// The condition of a write made only while the lease named by
+        /// parameter `$name` is held, unexpired, by the id in parameter `$id`.
+        fn while_lease_held(name: u8, id: u8) -> String {
+            format!(
+                "WHERE EXISTS (SELECT 1 FROM patchops_lock WHERE name = CAST(${name} AS TEXT) \
+                 AND id = CAST(${id} AS TEXT) AND expires_ms > {NOW_MS})"
+            )
+        }
+
         pub(super) async fn record_reconcile(
             pool: &Pool,
             lease_id: &str,
@@ -720,8 +729,7 @@ macro_rules! shared_queries {
                         CAST($7 AS BIGINT), \
                         CASE WHEN CAST($7 AS BIGINT) IS NULL THEN NULL ELSE CAST($5 AS TEXT) END, \
                         CAST($8 AS TEXT), CAST($9 AS BIGINT) \
-                 WHERE EXISTS (SELECT 1 FROM patchops_lock WHERE name = CAST($10 AS TEXT) \
-                               AND id = CAST($11 AS TEXT) AND expires_ms > {NOW_MS}) \
+                 {} \
                  ON CONFLICT (id) DO UPDATE SET \
                    status = excluded.status, result = excluded.result, \
                    message = excluded.message, problems = excluded.problems, \
@@ -739,7 +747,8 @@ macro_rules! shared_queries {
                    last_apply_revision = CASE WHEN excluded.last_apply_serial IS NULL \
                      THEN reconcile_status.last_apply_revision \
                      ELSE excluded.last_apply_revision END, \
-                   host = excluded.host, pid = excluded.pid"
+                   host = excluded.host, pid = excluded.pid",
+                while_lease_held(10, 11)
             );
             let done = sqlx::query(AssertSqlSafe(sql))
                 .bind(a.status.as_str())
@@ -780,15 +789,15 @@ macro_rules! shared_queries {
                         CAST($7 AS BIGINT), CAST($8 AS BIGINT), CAST($9 AS TEXT), \
                         CAST($10 AS TEXT), CAST($11 AS BIGINT), CAST($12 AS TEXT), \
                         CAST($13 AS BIGINT) \
-                 WHERE EXISTS (SELECT 1 FROM patchops_lock WHERE name = CAST($14 AS TEXT) \
-                               AND id = CAST($15 AS TEXT) AND expires_ms > {NOW_MS}) \
+                 {} \
                  ON CONFLICT (dp) DO UPDATE SET \
                    path = excluded.path, started_ms = excluded.started_ms, \
                    finished_ms = excluded.finished_ms, outcome = excluded.outcome, \
                    files_checked = excluded.files_checked, \
                    bytes_checked = excluded.bytes_checked, problems = excluded.problems, \
                    problem_files = excluded.problem_files, message = excluded.message, \
-                   repaired = excluded.repaired, host = excluded.host, pid = excluded.pid"
+                   repaired = excluded.repaired, host = excluded.host, pid = excluded.pid",
+                while_lease_held(14, 15)
             );
             let stored = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
             let done = sqlx::query(AssertSqlSafe(sql))

@@ -9,6 +9,7 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use super::*;
 use crate::inventory::Machine;
+use crate::records::*;
 
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => { $(
@@ -889,7 +890,7 @@ fn status(key: &str, machine_key: &str, at_ms: i64) -> StatusMessage {
         key: key.into(),
         machine_key: machine_key.into(),
         advertisement: "ADV00001".into(),
-        state: "succeeded".into(),
+        state: AssignmentState::Succeeded,
         exit_code: Some(0),
         message: format!("message {key}"),
         at_ms,
@@ -1324,7 +1325,7 @@ async fn policies_bulk(url: &str) {
 async fn status_exactly_once(url: &str) {
     let store = Store::open(url).await.expect("open");
     let mut failed = status("k3", "PC01", T0 + 30);
-    failed.state = "failed".into();
+    failed.state = AssignmentState::Failed;
     failed.exit_code = Some(-2_147_024_894);
     let mut running = status("k2", "pc01", T0 + 20);
     running.exit_code = None;
@@ -1857,7 +1858,7 @@ async fn latest_status_per_machine_and_advertisement(url: &str) {
     let store = Store::open(url).await.expect("open");
     let message = |key: &str, machine: &str, ad: &str, state: &str, at: i64| StatusMessage {
         advertisement: ad.into(),
-        state: state.into(),
+        state: state.parse().expect("a state"),
         ..status(key, machine, T0 + at)
     };
     store
@@ -2237,8 +2238,8 @@ async fn reconcile_status_only_from_the_leader(url: &str) {
     let store = Store::open(url).await.expect("open");
     assert_eq!(store.reconcile_status().await.expect("read"), None);
     let attempt = |status: &str, result: &str, at_ms: i64| ReconcileAttempt {
-        status: status.into(),
-        result: result.into(),
+        status: status.parse().expect("a status"),
+        result: result.parse().expect("a result"),
         message: (status != "ok").then(|| format!("{result} at {at_ms}")),
         problems: Vec::new(),
         revision: Some(format!("rev-{at_ms}")),
@@ -2351,15 +2352,6 @@ async fn reconcile_status_only_from_the_leader(url: &str) {
         .record_reconcile("S", &attempt("error", "failed", 7_000))
         .await
         .expect("record"));
-    // A status that is none of the three is refused.
-    let err = store
-        .record_reconcile("S", &attempt("bad", "failed", 8_000))
-        .await
-        .expect_err("refused");
-    assert!(
-        err.to_string().contains("expected ok, drift or error"),
-        "{err}"
-    );
     let r = store.reconcile_status().await.expect("read").expect("row");
     assert_eq!(r.attempt_ms, 6_000);
 }
@@ -2372,13 +2364,13 @@ async fn dp_validations_only_from_the_leader(url: &str) {
         path: format!("/srv/{dp}"),
         started_ms,
         finished_ms: started_ms + 1_500,
-        outcome: outcome.into(),
+        outcome: outcome.parse().expect("an outcome"),
         files_checked: 7,
         bytes_checked: 5_000_000_000,
         problems: problems as u64,
         problem_files: (0..problems)
             .map(|i| DpProblem {
-                problem: "corrupt".into(),
+                problem: DpProblemKind::Corrupt,
                 file: format!("files/ab/{i:064}"),
                 detail: Some(format!("its bytes hash to {i}")),
             })
@@ -2423,19 +2415,11 @@ async fn dp_validations_only_from_the_leader(url: &str) {
         .expect("record");
     let rows = store.dp_validations().await.expect("read");
     assert_eq!((rows.len(), &rows[1]), (2, &failed));
-    // Another server writes nothing; an unknown outcome is refused.
+    // Another server writes nothing.
     assert!(!store
         .record_dp_validation("B", &validation("dp-hq", "ok", 4_000, 0))
         .await
         .expect("record"));
-    let err = store
-        .record_dp_validation("A", &validation("dp-hq", "fine", 5_000, 0))
-        .await
-        .expect_err("refused");
-    assert!(
-        err.to_string().contains("expected ok, problems or failed"),
-        "{err}"
-    );
     assert_eq!(store.dp_validations().await.expect("read")[1], failed);
 }
 

@@ -99,7 +99,7 @@ pub fn missing_in_collections(desired: &Desired) -> Vec<String> {
 /// ignored). Pure.
 pub fn missing_states(
     members: &BTreeMap<String, Vec<String>>,
-    states: &[crate::store::StoredPatchState],
+    states: &[crate::records::StoredPatchState],
 ) -> MissingStates {
     let mut out = MissingStates::new();
     // Machine key → its number (per collection: the index in its sorted

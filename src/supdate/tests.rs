@@ -211,8 +211,8 @@ fn state(
     bulletin: &str,
     product: Option<&str>,
     status: &str,
-) -> crate::store::StoredPatchState {
-    crate::store::StoredPatchState {
+) -> crate::records::StoredPatchState {
+    crate::records::StoredPatchState {
         machine_key: machine.into(),
         bulletin: bulletin.into(),
         product: product.map(str::to_string),

@@ -26,8 +26,9 @@ use similar::{ChangeTag, TextDiff};
 
 use crate::manifest::sync_host::{Catalog, CatalogType, SyncHostSpec};
 use crate::model::Desired;
+use crate::records::{CatalogVersion, SyncAttempt};
 use crate::secret::SecretSource;
-use crate::store::{CatalogVersion, Store, SyncAttempt};
+use crate::store::Store;
 
 pub use fetch::{Conditional, FetchOptions, Fetched, Fetcher, ProxyConfig};
 pub use verify::Verification;

@@ -346,8 +346,8 @@ fn the_deletion_guard_trips_on_a_nearly_empty_dir(backend: Backend) {
     assert!(allowed.contains("18 destroyed"), "{allowed}");
 }
 
-fn lock_request(host: &str, pid: u32, lease_ms: u64) -> patchops::store::LockRequest {
-    patchops::store::LockRequest {
+fn lock_request(host: &str, pid: u32, lease_ms: u64) -> patchops::records::LockRequest {
+    patchops::records::LockRequest {
         id: format!("test-lock-{host}-{pid}"),
         holder: "someone".into(),
         host: host.into(),
