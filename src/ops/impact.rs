@@ -181,7 +181,7 @@ mod tests {
     use super::*;
     use crate::content::ContentManifest;
     use crate::plan::{applied_site, canonical_objects};
-    use crate::store::{Owner, StoredObject};
+    use crate::records::{Owner, StoredObject};
     use crate::validate::{validate_dir, Options};
 
     /// A no-change plan reports [`SiteImpact::unchanged`] without
