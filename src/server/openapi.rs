@@ -260,6 +260,7 @@ fn admin_replies() -> Vec<(&'static str, RefOr<Schema>)> {
         ("renewLock", bool::schema()),
         ("unlock", bool::schema()),
         ("lockHolder", maybe::<LockHolder>()),
+        ("machineCount", usize::schema()),
         ("machines", machines_reply()),
         ("upsertMachines", list::<MachineRecord>()),
         ("revokeMachine", usize::schema()),
