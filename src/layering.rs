@@ -278,6 +278,22 @@ fn top_level_modules_form_no_cycle() {
     assert!(found.is_empty(), "{report}");
 }
 
+/// Wire and record types sit at the bottom: they depend on no other
+/// module of the crate, so every layer can speak them.
+#[test]
+fn wire_and_record_types_depend_on_nothing_above_them() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let graph = module_graph(&src);
+    for leaf in ["manifest", "records", "untrusted"] {
+        let edges = graph.get(leaf).map(Vec::as_slice).unwrap_or_default();
+        let above: Vec<String> = edges
+            .iter()
+            .map(|e| format!("{}:{} → {}", e.file.display(), e.line, e.to))
+            .collect();
+        assert!(above.is_empty(), "{leaf} depends on {above:?}");
+    }
+}
+
 #[test]
 fn references_are_read_from_paths_and_groups() {
     let mut found = Vec::new();

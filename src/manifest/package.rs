@@ -116,10 +116,6 @@ pub struct Program {
     /// machine's scan facts and reports the machine's patch states.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan: Option<ProgramScan>,
-    /// Not a manifest field: what a software update package's program
-    /// carries into client policy (set when a package is made of one).
-    #[serde(skip)]
-    pub update_install: Option<Box<crate::policy::UpdateInstall>>,
 }
 
 /// What an inventory (scan) program scans with.

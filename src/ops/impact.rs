@@ -14,7 +14,7 @@ use crate::eval::{EvalError, Evaluator, MachineTable};
 use crate::inventory::Machine;
 use crate::model::Desired;
 use crate::plan::AppliedSite;
-use crate::policy::{all_policies, blast_radius, BlastRadius, PolicyDigest, PolicySite};
+use crate::policy::{all_policies, blast_radius, BlastRadius, PolicyDigest};
 
 /// At most this many machine names per membership change.
 const SAMPLE: usize = 5;
@@ -116,9 +116,9 @@ pub fn site_impact(
                    updates: &BTreeMap<String, crate::supdate::policy::UpdateBuild>,
                    evaluator: &Evaluator|
      -> Vec<(u32, PolicyDigest)> {
-        let (site, content) = crate::supdate::policy::policy_view(site, content, updates);
-        let policy_site = PolicySite::new(&site, &content);
-        let targets = targets(&site, evaluator);
+        let view = crate::supdate::policy::policy_view(site, content, updates);
+        let policy_site = view.policy_site();
+        let targets = targets(&view.site, evaluator);
         all_policies(
             &policy_site,
             table

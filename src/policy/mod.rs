@@ -216,7 +216,7 @@ pub struct PolicyNotification {
 }
 
 /// What a program of a software update package carries into policy
-/// besides an ordinary program's settings (set by
+/// besides an ordinary program's settings (made by
 /// `supdate::policy::policy_view`, never read from a manifest).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpdateInstall {
@@ -224,6 +224,10 @@ pub struct UpdateInstall {
     pub notification: PolicyNotification,
     pub notice: Option<String>,
 }
+
+/// The [`UpdateInstall`] of each software update program, by package and
+/// program name.
+pub type UpdateInstalls = BTreeMap<String, BTreeMap<String, UpdateInstall>>;
 
 /// The catalog a scan program evaluates: `catalog` is a path inside the
 /// program's content; `type` is `security` or `office`.
@@ -433,6 +437,16 @@ impl PolicySite {
     /// Resolves the site. `content` holds the content summary of each
     /// package with a source, by package name.
     pub fn new(desired: &Desired, content: &BTreeMap<String, ContentSummary>) -> PolicySite {
+        PolicySite::with_updates(desired, content, &UpdateInstalls::new())
+    }
+
+    /// [`PolicySite::new`], with what the programs of software update
+    /// packages carry besides an ordinary program's settings.
+    pub fn with_updates(
+        desired: &Desired,
+        content: &BTreeMap<String, ContentSummary>,
+        installs: &UpdateInstalls,
+    ) -> PolicySite {
         let settings = desired
             .site
             .as_ref()
@@ -542,7 +556,13 @@ impl PolicySite {
                     platforms: platform_mask(&program.platforms),
                     runnable,
                     dps,
-                    template: program_template(package, program, run_first, content),
+                    template: program_template(
+                        package,
+                        program,
+                        run_first,
+                        content,
+                        installs.get(*package).and_then(|p| p.get(&program.name)),
+                    ),
                 }
             })
             .collect();
@@ -680,6 +700,7 @@ fn program_template(
     program: &Program,
     run_first: Option<RunFirst>,
     content: Option<PolicyContent>,
+    update: Option<&UpdateInstall>,
 ) -> PolicyProgram {
     PolicyProgram {
         package: package.to_string(),
@@ -718,18 +739,9 @@ fn program_template(
             catalog: s.catalog.clone(),
             catalog_type: s.catalog_type,
         }),
-        install_agent: program
-            .update_install
-            .as_ref()
-            .map(|u| u.install_agent.clone()),
-        notification: program
-            .update_install
-            .as_ref()
-            .map(|u| u.notification.clone()),
-        notice: program
-            .update_install
-            .as_ref()
-            .and_then(|u| u.notice.clone()),
+        install_agent: update.map(|u| u.install_agent.clone()),
+        notification: update.map(|u| u.notification.clone()),
+        notice: update.and_then(|u| u.notice.clone()),
     }
 }
 

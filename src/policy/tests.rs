@@ -33,6 +33,7 @@ fn object<S: serde::de::DeserializeOwned>(name: &str, spec: Value) -> Object<S> 
 struct Site {
     desired: Desired,
     content: BTreeMap<String, ContentSummary>,
+    installs: crate::policy::UpdateInstalls,
 }
 
 impl Site {
@@ -91,7 +92,7 @@ impl Site {
     }
 
     fn policy(&self) -> PolicySite {
-        PolicySite::new(&self.desired, &self.content)
+        PolicySite::with_updates(&self.desired, &self.content, &self.installs)
     }
 }
 
@@ -701,6 +702,7 @@ fn naive_program(
     if prog.disabled {
         return None;
     }
+    let update = site.installs.get(package).and_then(|p| p.get(program));
     let candidates = naive_platforms(m);
     if !prog.platforms.is_empty()
         && (candidates.is_empty() || !candidates.iter().all(|c| prog.platforms.contains(c)))
@@ -780,12 +782,9 @@ fn naive_program(
                 catalog: s.catalog.clone(),
                 catalog_type: s.catalog_type,
             }),
-            install_agent: prog
-                .update_install
-                .as_ref()
-                .map(|u| u.install_agent.clone()),
-            notification: prog.update_install.as_ref().map(|u| u.notification.clone()),
-            notice: prog.update_install.as_ref().and_then(|u| u.notice.clone()),
+            install_agent: update.map(|u| u.install_agent.clone()),
+            notification: update.map(|u| u.notification.clone()),
+            notice: update.and_then(|u| u.notice.clone()),
         },
         next,
     ))

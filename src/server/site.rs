@@ -90,7 +90,7 @@ impl SiteIndex {
             table.insert_with_id(id, machine)?;
         }
         // Software update packages reach policy as packages and advertisements.
-        let (view, view_content) = crate::supdate::policy::policy_view(
+        let view = crate::supdate::policy::policy_view(
             &applied.desired,
             &applied.content,
             &applied.updates,
@@ -108,8 +108,8 @@ impl SiteIndex {
             serial,
             table,
             evaluator,
-            policy_site: PolicySite::new(&view, &view_content),
-            targets: targets_of(&view),
+            policy_site: view.policy_site(),
+            targets: targets_of(&view.site),
             served: HashMap::new(),
             last_full_evaluation,
             evaluated_at: HashMap::new(),

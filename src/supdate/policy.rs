@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use crate::content::ContentSummary;
 use crate::manifest::software_update_package::SoftwareUpdatePackageSpec;
 use crate::model::{Desired, Object};
-use crate::policy::{PolicyInstallAgent, PolicyNotification, UpdateInstall};
+use crate::policy::{
+    PolicyInstallAgent, PolicyNotification, PolicySite, UpdateInstall, UpdateInstalls,
+};
 
 /// What a Ready package was built into: its content version and programs.
 /// Part of the package's canonical (stored) form, so the site server can
@@ -41,6 +43,20 @@ pub struct UpdateProgram {
     pub command_line: String,
 }
 
+/// A site as client policy sees it: software update packages made packages
+/// and advertisements, and what their programs carry besides.
+pub struct PolicyView<'a> {
+    pub site: Cow<'a, Desired>,
+    pub content: Cow<'a, BTreeMap<String, ContentSummary>>,
+    pub installs: UpdateInstalls,
+}
+
+impl PolicyView<'_> {
+    pub fn policy_site(&self) -> PolicySite {
+        PolicySite::with_updates(&self.site, &self.content, &self.installs)
+    }
+}
+
 /// `desired` and `content` with each built, advertised software update
 /// package added as a package and an advertisement. A name already taken
 /// by a package or an advertisement is left out.
@@ -48,7 +64,7 @@ pub fn policy_view<'a>(
     desired: &'a Desired,
     content: &'a BTreeMap<String, ContentSummary>,
     builds: &BTreeMap<String, UpdateBuild>,
-) -> (Cow<'a, Desired>, Cow<'a, BTreeMap<String, ContentSummary>>) {
+) -> PolicyView<'a> {
     let eligible: Vec<(&String, &UpdateBuild)> = desired
         .software_update_packages
         .iter()
@@ -61,10 +77,15 @@ pub fn policy_view<'a>(
         .filter(|(_, b)| !b.programs.is_empty())
         .collect();
     if eligible.is_empty() {
-        return (Cow::Borrowed(desired), Cow::Borrowed(content));
+        return PolicyView {
+            site: Cow::Borrowed(desired),
+            content: Cow::Borrowed(content),
+            installs: UpdateInstalls::new(),
+        };
     }
     let mut view = desired.clone();
     let mut view_content = content.clone();
+    let mut installs = UpdateInstalls::new();
     for (name, build) in eligible {
         let sup = &desired.software_update_packages[name];
         let spec = &sup.spec;
@@ -111,22 +132,21 @@ pub fn policy_view<'a>(
             "schedule": ad.schedule,
             "priority": spec.priority,
         });
-        let (Ok(mut package), Ok(advertisement)) = (
+        let (Ok(package), Ok(advertisement)) = (
             serde_json::from_value::<crate::manifest::package::PackageSpec>(package),
             serde_json::from_value(strip_nulls(advertisement)),
         ) else {
             continue;
         };
         let last = package.programs.len().saturating_sub(1);
-        for (i, program) in package.programs.iter_mut().enumerate() {
-            program.update_install = Some(Box::new(update_install(
-                spec,
-                if i == last {
-                    build.notice.clone()
-                } else {
-                    None
-                },
-            )));
+        let programs = installs.entry(name.clone()).or_default();
+        for (i, program) in package.programs.iter().enumerate() {
+            let notice = if i == last {
+                build.notice.clone()
+            } else {
+                None
+            };
+            programs.insert(program.name.clone(), update_install(spec, notice));
         }
         view.packages.insert(
             name.clone(),
@@ -153,7 +173,11 @@ pub fn policy_view<'a>(
             },
         );
     }
-    (Cow::Owned(view), Cow::Owned(view_content))
+    PolicyView {
+        site: Cow::Owned(view),
+        content: Cow::Owned(view_content),
+        installs,
+    }
 }
 
 /// The installation agent settings and notification of `spec` as policy

@@ -135,8 +135,8 @@ fn advertised_builds_become_a_package_and_an_advertisement_for_policy() {
     let content = Default::default();
     let name = "Security Updates 2026-11";
     // Not built (not Ready): nothing is added.
-    let (view, _) = policy_view(&desired, &content, &Default::default());
-    assert!(!view.packages.contains_key(name));
+    let view = policy_view(&desired, &content, &Default::default());
+    assert!(!view.site.packages.contains_key(name));
     let program = |n: &str| UpdateProgram {
         name: n.into(),
         command_line: format!("{n}.exe -q -z"),
@@ -153,8 +153,8 @@ fn advertised_builds_become_a_package_and_an_advertisement_for_policy() {
     )]
     .into_iter()
     .collect();
-    let (view, view_content) = policy_view(&desired, &content, &builds);
-    let package = &view.packages[name].spec;
+    let view = policy_view(&desired, &content, &builds);
+    let package = &view.site.packages[name].spec;
     assert_eq!(package.programs.len(), 2);
     assert_eq!(
         package.programs[1]
@@ -164,22 +164,16 @@ fn advertised_builds_become_a_package_and_an_advertisement_for_policy() {
         Some("a")
     );
     assert_eq!(package.distribution_points, ["dp-hq", "dp-branch"]);
-    let ad = &view.advertisements[name].spec;
+    let ad = &view.site.advertisements[name].spec;
     assert_eq!(ad.program, "b");
     assert_eq!(ad.collection, "MS Security Updates (Pre-production)");
     assert_eq!(ad.schedule.len(), 1);
-    assert_eq!(view_content[name].files, 2);
+    assert_eq!(view.content[name].files, 2);
 
     // The installation agent settings and the notification go with every
     // program, the notice with the advertised one.
-    let first = package.programs[0]
-        .update_install
-        .as_ref()
-        .expect("settings");
-    let last = package.programs[1]
-        .update_install
-        .as_ref()
-        .expect("settings");
+    let first = &view.installs[name]["a"];
+    let last = &view.installs[name]["b"];
     assert_eq!(first.notice, None);
     assert_eq!(last.notice.as_deref(), Some("Save your work."));
     let agent = &last.install_agent;
@@ -192,7 +186,7 @@ fn advertised_builds_become_a_package_and_an_advertisement_for_policy() {
     assert_eq!(last.notification.allow_postpone_seconds, Some(86_400));
     assert!(last.notification.prompt_user);
     // … and reach the machine's policy.
-    let site = crate::policy::PolicySite::new(&view, &view_content);
+    let site = view.policy_site();
     let machine: crate::inventory::Machine =
         serde_json::from_value(serde_json::json!({ "name": "wks-test-01" })).unwrap();
     let policy = crate::policy::machine_policy(&site, &machine, &[name]);
