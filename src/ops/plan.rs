@@ -49,7 +49,9 @@ pub async fn make(store: &Site, request: &Request<'_>) -> Result<SavedPlan, OpEr
     let mut sources = SourceReader::new(request.dir);
     let content = super::distribute::package_content(&mut sources, &report.desired)?;
     let missing = missing_states(store, &report.desired).await?;
-    let updates = crate::supdate::readiness_all(request.dir, &report.desired, &missing);
+    let mut catalogs = std::mem::take(&mut report.catalogs);
+    let updates =
+        crate::supdate::readiness_all(request.dir, &report.desired, &missing, &mut catalogs);
     let ready: Vec<String> = updates
         .iter()
         .filter(|u| u.ready)
@@ -58,7 +60,14 @@ pub async fn make(store: &Site, request: &Request<'_>) -> Result<SavedPlan, OpEr
     let update_content = super::distribute::update_content(&mut sources, &report.desired, &ready)?;
     sources.save();
     drop(sources);
-    let builds = crate::supdate::builds(request.dir, &report.desired, &update_content, &missing);
+    let builds = crate::supdate::builds(
+        request.dir,
+        &report.desired,
+        &update_content,
+        &missing,
+        &mut catalogs,
+    );
+    drop(catalogs);
     let desired = canonical_objects(&report.desired, &content, &builds);
     let site = report
         .desired

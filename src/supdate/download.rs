@@ -235,7 +235,7 @@ pub async fn download(
         }
         lock.save(dir)?;
     }
-    let mut all = super::readiness_all(dir, desired, missing);
+    let mut all = super::readiness_all(dir, desired, missing, &mut catalogs);
     if let Some(p) = &options.package {
         all.retain(|r| &r.package == p);
     }

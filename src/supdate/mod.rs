@@ -57,8 +57,9 @@ pub fn load_catalog(
     Ok((location, loaded.catalog))
 }
 
-/// Catalogs read once per run, by update type.
-#[derive(Default)]
+/// Catalogs read once per run, by update type: validation reads them, and
+/// a plan goes on with what validation read.
+#[derive(Debug, Default)]
 pub struct Catalogs {
     cache: BTreeMap<u8, Result<(CatalogLocation, Catalog), String>>,
 }
@@ -162,15 +163,15 @@ pub fn readiness_all(
     dir: &Path,
     desired: &Desired,
     missing: &MissingStates,
+    catalogs: &mut Catalogs,
 ) -> Vec<UpdateReadiness> {
-    let mut catalogs = Catalogs::default();
     let lock = Lock::load(dir);
     desired
         .software_update_packages
         .iter()
         .map(|(name, sup)| {
             let (files, selections) =
-                match package_files(&sup.spec, &mut catalogs, dir, desired, missing) {
+                match package_files(&sup.spec, catalogs, dir, desired, missing) {
                     Ok(f) => f,
                     Err(why) => return UpdateReadiness::unresolved(name, why),
                 };
@@ -222,14 +223,14 @@ pub fn builds(
     desired: &Desired,
     content: &BTreeMap<String, crate::content::ContentManifest>,
     missing: &MissingStates,
+    catalogs: &mut Catalogs,
 ) -> BTreeMap<String, policy::UpdateBuild> {
-    let mut catalogs = Catalogs::default();
     let mut out = BTreeMap::new();
     for (name, manifest) in content {
         let Some(sup) = desired.software_update_packages.get(name) else {
             continue;
         };
-        let Ok((files, _)) = package_files(&sup.spec, &mut catalogs, dir, desired, missing) else {
+        let Ok((files, _)) = package_files(&sup.spec, catalogs, dir, desired, missing) else {
             continue;
         };
         let programs = if resolve::needs_ohotfix(&sup.spec) {

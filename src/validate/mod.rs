@@ -45,6 +45,9 @@ pub struct Report {
     pub files: Vec<SourceFile>,
     /// Documents found, valid or not.
     pub documents: usize,
+    /// The update catalogs read while checking software update packages,
+    /// for the plan that follows.
+    pub catalogs: crate::supdate::Catalogs,
 }
 
 impl Report {
@@ -310,7 +313,15 @@ pub fn validate_dir(root: &Path, options: Options) -> Result<Report, Diagnostic>
     }
     references::check_cycles(&desired, &entries, &files, &mut diagnostics);
     lints::check(&desired, &entries, &files, &mut diagnostics);
-    updates::check(&desired, &entries, &files, &repo, &mut diagnostics);
+    let mut catalogs = crate::supdate::Catalogs::default();
+    updates::check(
+        &desired,
+        &entries,
+        &files,
+        &repo,
+        &mut catalogs,
+        &mut diagnostics,
+    );
     scan::check(&desired, &entries, &files, &repo, &mut diagnostics);
 
     if documents == 0 && diagnostics.is_empty() {
@@ -335,6 +346,7 @@ pub fn validate_dir(root: &Path, options: Options) -> Result<Report, Diagnostic>
         diagnostics,
         files,
         documents,
+        catalogs,
     })
 }
 

@@ -23,9 +23,9 @@ pub(super) fn check(
     entries: &[Entry],
     files: &[SourceFile],
     repo: &Path,
+    catalogs: &mut Catalogs,
     out: &mut Vec<Diagnostic>,
 ) {
-    let mut catalogs = Catalogs::default();
     for entry in entries {
         if entry.manifest.kind != Kind::SoftwareUpdatePackage {
             continue;
