@@ -93,7 +93,9 @@ pub fn canonical_objects(
         duration(&mut spec.validation.every);
         out.push(object(Kind::DistributionPoint, dp, &spec));
     }
-    for package in desired.packages.values() {
+    // The three kinds a large site is made of are canonicalized on every
+    // core: each object is serialized and hashed on its own.
+    let packages = crate::load::par_map(desired.packages.values().collect(), |package| {
         let mut spec = package.spec.clone();
         sort_names(&mut spec.distribution_points);
         if let Some(update) = &mut spec.update_distribution_points {
@@ -113,9 +115,10 @@ pub fn canonical_objects(
             spec: &spec,
             content: content.get(package.name()).map(ContentSummary::of),
         };
-        out.push(object(Kind::Package, package, &with_content));
-    }
-    for collection in desired.collections.values() {
+        object(Kind::Package, package, &with_content)
+    });
+    out.extend(packages);
+    let collections = crate::load::par_map(desired.collections.values().collect(), |collection| {
         let mut spec = collection.spec.clone();
         for rule in &mut spec.membership {
             match rule {
@@ -139,15 +142,17 @@ pub fn canonical_objects(
         if let Some(evaluation) = &mut spec.evaluation {
             interval(evaluation);
         }
-        out.push(object(Kind::Collection, collection, &spec));
-    }
-    for ad in desired.advertisements.values() {
+        object(Kind::Collection, collection, &spec)
+    });
+    out.extend(collections);
+    let advertisements = crate::load::par_map(desired.advertisements.values().collect(), |ad| {
         let mut spec = ad.spec.clone();
         time_opt(&mut spec.available_after);
         time_opt(&mut spec.expires_at);
         assignments(&mut spec.schedule);
-        out.push(object(Kind::Advertisement, ad, &spec));
-    }
+        object(Kind::Advertisement, ad, &spec)
+    });
+    out.extend(advertisements);
     for host in desired.sync_hosts.values() {
         let mut spec = host.spec.clone();
         interval(&mut spec.schedule);
