@@ -347,3 +347,28 @@ pub enum Progress<'a> {
     Step(&'a Distribution),
     Bytes(u64),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two packages with one source directory: scanned once, and each
+    /// manifest names its own package with the same version.
+    #[test]
+    fn a_shared_source_gives_each_package_its_own_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("content")).unwrap();
+        std::fs::write(dir.path().join("content/setup.cmd"), "@echo off\r\n").unwrap();
+        let mut sources = SourceReader::new(dir.path());
+        let a = sources.manifest("A", "content").unwrap();
+        std::fs::write(dir.path().join("content/late.txt"), "after the scan").unwrap();
+        let b = sources.manifest("B", "content").unwrap();
+        assert_eq!((a.package.as_str(), b.package.as_str()), ("A", "B"));
+        assert_eq!(a.version, b.version);
+        assert_eq!(b.files.len(), 1, "one scan per directory per plan");
+        let next = SourceReader::new(dir.path())
+            .manifest("B", "content")
+            .unwrap();
+        assert_eq!(next.files.len(), 2);
+    }
+}

@@ -179,48 +179,16 @@ pub fn targets(site: &Desired, evaluator: &Evaluator) -> BTreeMap<String, Roarin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::content::ContentManifest;
+    use crate::plan::testing::{example_site, stored};
     use crate::plan::{applied_site, canonical_objects};
-    use crate::records::{Owner, StoredObject};
-    use crate::validate::{validate_dir, Options};
 
     /// A no-change plan reports [`SiteImpact::unchanged`] without
     /// evaluating either site; evaluating both in full gives the same.
     #[test]
     fn the_impact_of_the_applied_site_is_unchanged_on_every_machine() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site");
-        let report = validate_dir(&root, Options::default()).expect("example loads");
-        assert!(report.is_valid());
-        let content: BTreeMap<String, ContentManifest> = report
-            .desired
-            .packages
-            .keys()
-            .map(|name| {
-                let manifest = ContentManifest {
-                    package: name.clone(),
-                    version: format!("{:064x}", name.len()),
-                    files: Vec::new(),
-                };
-                (name.clone(), manifest)
-            })
-            .collect();
+        let (report, content) = example_site();
         let canonical = canonical_objects(&report.desired, &content, &Default::default());
-        let stored: Vec<StoredObject> = canonical
-            .iter()
-            .map(|o| StoredObject {
-                kind: o.kind.as_str().to_string(),
-                name: o.name.clone(),
-                spec: o.spec.clone(),
-                spec_hash: o.hash.clone(),
-                metadata: o.metadata.clone(),
-                owner: Owner::Patchops,
-                file: None,
-                commit: None,
-                created_serial: 1,
-                updated_serial: 1,
-            })
-            .collect();
-        let applied = applied_site(&stored).expect("reads back");
+        let applied = applied_site(&stored(&canonical)).expect("reads back");
         let machines: Vec<(u32, Machine)> = crate::fixtures::synthetic::synthetic_machines(300, 5)
             .into_iter()
             .enumerate()

@@ -155,14 +155,38 @@ fn object<S: DeserializeOwned>(stored: &StoredObject) -> Result<Object<S>, Strin
     })
 }
 
+/// The example site, validated, with a made-up content version per
+/// package; and canonical objects as the store would hold them.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::content::ContentManifest;
-    use crate::plan::canonical_objects;
-    use crate::validate::{validate_dir, Options};
+pub(crate) mod testing {
+    use std::collections::BTreeMap;
 
-    fn stored(objects: &[crate::plan::CanonicalObject]) -> Vec<StoredObject> {
+    use crate::content::ContentManifest;
+    use crate::plan::CanonicalObject;
+    use crate::records::{Owner, StoredObject};
+    use crate::validate::{validate_dir, Options, Report};
+
+    pub(crate) fn example_site() -> (Report, BTreeMap<String, ContentManifest>) {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site");
+        let report = validate_dir(&root, Options::default()).expect("example loads");
+        assert!(report.is_valid());
+        let content = report
+            .desired
+            .packages
+            .keys()
+            .map(|name| {
+                let manifest = ContentManifest {
+                    package: name.clone(),
+                    version: format!("{:064x}", name.len()),
+                    files: Vec::new(),
+                };
+                (name.clone(), manifest)
+            })
+            .collect();
+        (report, content)
+    }
+
+    pub(crate) fn stored(objects: &[CanonicalObject]) -> Vec<StoredObject> {
         objects
             .iter()
             .map(|o| StoredObject {
@@ -179,27 +203,19 @@ mod tests {
             })
             .collect()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{example_site, stored};
+    use super::*;
+    use crate::plan::canonical_objects;
 
     /// Reading the state back and canonicalizing again gives the same
     /// objects: nothing of the applied site is lost on the way.
     #[test]
     fn the_example_site_round_trips_through_the_state() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/site");
-        let report = validate_dir(&root, Options::default()).expect("example loads");
-        assert!(report.is_valid());
-        let content: BTreeMap<String, ContentManifest> = report
-            .desired
-            .packages
-            .keys()
-            .map(|name| {
-                let manifest = ContentManifest {
-                    package: name.clone(),
-                    version: format!("{:064x}", name.len()),
-                    files: Vec::new(),
-                };
-                (name.clone(), manifest)
-            })
-            .collect();
+        let (report, content) = example_site();
         let canonical = canonical_objects(&report.desired, &content, &Default::default());
         let applied = applied_site(&stored(&canonical)).expect("reads back");
         assert_eq!(applied.content.len(), content.len());

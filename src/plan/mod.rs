@@ -22,6 +22,8 @@ use crate::model::{Desired, Origin};
 
 pub use canonical::{canonical_objects, object_hash, CanonicalObject};
 pub use diff::{field_changes, FieldChange};
+#[cfg(test)]
+pub(crate) use from_state::testing;
 pub use from_state::{applied_site, AppliedSite, FromStateError};
 
 /// Deletions above this count need `allow_destroy`.

@@ -910,9 +910,11 @@ async fn ping_answers(url: &str) {
 async fn machines_round_trip(url: &str) {
     let store = Store::open(url).await.expect("open");
     assert!(store.machines().await.expect("machines").is_empty());
+    assert_eq!(store.machine_count().await.expect("count"), 0);
 
     let batch = vec![machine("PC01", 1), machine("pc02", 2), machine("Srv-03", 3)];
     let recs = store.upsert_machines(&batch, T0).await.expect("upsert");
+    assert_eq!(store.machine_count().await.expect("count"), 3);
     let names: Vec<&str> = recs.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["PC01", "pc02", "Srv-03"]);
     assert!(recs.iter().all(|r| r.changed), "{recs:?}");
