@@ -104,7 +104,7 @@ fn validate(names: &[String], deep: bool, format: Format, state: &StateArgs) -> 
                 }
             }
             if problems > 0 {
-                println!("{problems} problems; `patchops apply` repairs missing and corrupt content (plan with --validate to see it)");
+                println!("{problems} problems; `patchops apply --validate` copies missing and corrupt content again and removes extra files (`patchops plan --validate` shows what it will do)");
             }
         }
     }

@@ -10,6 +10,7 @@
 //! <root>/packages/<id>/current                  the current version
 //! <root>/tmp/                                   copies in progress (never served)
 //! <root>/fingerprints.json                      each file's stat fingerprint when published
+//! <root>/unfinished                             a publish or garbage collection began and has not ended
 //! ```
 //!
 //! Publishing copies what is missing into `tmp/`, hashing while it copies;
@@ -21,6 +22,12 @@
 //! or the new one, never half of one, even after a power cut. Superseded versions and
 //! unreferenced files stay for a grace period so that downloads in flight
 //! finish, then garbage collection removes them.
+//!
+//! A publish or a garbage collection that is killed half-way leaves files no
+//! version refers to, and on a DP whose versions are all as desired no later
+//! publish would come to collect them. So both first write `unfinished`, and
+//! only a garbage collection that ran to its end removes it: a plan that
+//! finds it asks apply to collect.
 //!
 //! Each file's stat fingerprint (size, mtime, ctime, mode, inode, device) is
 //! recorded in `fingerprints.json` once the file is in place (written
@@ -45,6 +52,9 @@ use crate::content::ContentManifest;
 pub const MARKER: &str = ".patchops-dp";
 /// The library's index of fingerprints, beside `files/`.
 pub const INDEX: &str = "fingerprints.json";
+/// Present from the start of a publish or garbage collection until a
+/// garbage collection ends.
+const UNFINISHED: &str = "unfinished";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DpError {
@@ -225,6 +235,7 @@ impl Library {
                 ..PublishStats::default()
             });
         }
+        self.begin_change()?;
         let mut stats = PublishStats::default();
         let mut needed: BTreeMap<&str, &crate::content::ContentFile> = BTreeMap::new();
         for f in &manifest.files {
@@ -272,18 +283,22 @@ impl Library {
             0o444,
         )?;
         let _ = fs::remove_file(versions.join(format!("{}.superseded", manifest.version)));
-        write_atomic(&dir.join("current"), manifest.version.as_bytes(), 0o444)?;
         if let Some(previous) = previous.filter(|p| p.version != manifest.version) {
             // The grace period of the superseded version starts now. The
             // time is written in the marker, read from this process's clock
             // like the `now` that `gc` is given: the file's mtime is another
-            // clock (the file system's; copies and restores change it).
+            // clock (the file system's; copies and restores change it). It
+            // is written before the switch: killed between the two, the
+            // previous version is still current (which `gc` checks first)
+            // rather than superseded without a time, which `gc` would take
+            // as long expired.
             write_atomic(
                 &versions.join(format!("{}.superseded", previous.version)),
                 jiff::Timestamp::now().to_string().as_bytes(),
                 0o444,
             )?;
         }
+        write_atomic(&dir.join("current"), manifest.version.as_bytes(), 0o444)?;
         Ok(stats)
     }
 
@@ -489,6 +504,7 @@ impl Library {
     /// Run it only under the apply lock: a publish in progress has files in
     /// place before its version manifest.
     pub fn gc(&self, grace: Duration, now: SystemTime) -> Result<GcStats, DpError> {
+        self.begin_change()?;
         let expired = |t: SystemTime| now.duration_since(t).is_ok_and(|age| age > grace);
         let mut stats = GcStats::default();
         let mut keep: BTreeSet<String> = BTreeSet::new();
@@ -526,7 +542,32 @@ impl Library {
                 }
             }
         }
+        let unfinished = self.root.join(UNFINISHED);
+        match fs::remove_file(&unfinished) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&unfinished, &e)),
+            _ => {}
+        }
         Ok(stats)
+    }
+
+    /// Whether a publish or garbage collection began here and no garbage
+    /// collection ended since: files no version refers to may be left.
+    pub fn unfinished(&self) -> bool {
+        self.root.join(UNFINISHED).exists()
+    }
+
+    /// Marks the library as changing (durably, before the first file is
+    /// written), unless it is marked already.
+    fn begin_change(&self) -> Result<(), DpError> {
+        let path = self.root.join(UNFINISHED);
+        if path.exists() {
+            return Ok(());
+        }
+        write_atomic(
+            &path,
+            b"a publish or garbage collection began and has not ended\n",
+            0o644,
+        )
     }
 
     /// Every file under `files/`: its name, path and metadata.
@@ -683,16 +724,27 @@ impl Library {
         Ok(out)
     }
 
-    /// Removes corrupt files so that the next publish copies them again.
-    pub fn remove_corrupt(&self, findings: &[Finding]) -> Result<usize, DpError> {
+    /// Removes corrupt files, so that the next publish copies them again,
+    /// and extra ones. Run it under the apply lock, on findings that still
+    /// hold ([`Library::recheck`]): a publish in progress has files in place
+    /// before its version manifest.
+    pub fn remove_damage(&self, findings: &[Finding]) -> Result<usize, DpError> {
         let mut removed = 0;
         for f in findings {
-            if let Finding::Corrupt { sha256, .. } = f {
-                let path = self.blob_path(sha256);
-                fs::remove_file(&path).map_err(|e| io(&path, &e))?;
-                self.record(sha256, None);
-                removed += 1;
+            let (path, sha256) = match f {
+                Finding::Corrupt { sha256, .. } => (self.blob_path(sha256), sha256.as_str()),
+                Finding::Extra { file } => (
+                    self.root.join(file),
+                    file.rsplit('/').next().unwrap_or_default(),
+                ),
+                Finding::Missing { .. } => continue,
+            };
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&path, &e)),
+                _ => {}
             }
+            self.record(sha256, None);
+            removed += 1;
         }
         self.save_index()?;
         Ok(removed)
@@ -822,6 +874,73 @@ mod tests {
         );
     }
 
+    /// A publish that fails half-way leaves the files it copied, which no
+    /// version refers to: the library says so until a garbage collection
+    /// ends, and that collection takes them.
+    #[test]
+    fn an_interrupted_publish_is_marked_until_a_collection_ends() {
+        let dp = tempfile::tempdir().unwrap();
+        let lib = Library::create(dp.path()).unwrap();
+        let src = source(&[("a.exe", b"aaaa"), ("b.exe", b"bbbb")]);
+        let planned = content("Tool", src.path());
+        let sha = |p: &str| {
+            planned
+                .files
+                .iter()
+                .find(|f| f.path == p)
+                .unwrap()
+                .sha256
+                .clone()
+        };
+        assert!(!lib.unfinished(), "a new library has nothing unfinished");
+        fs::remove_file(src.path().join("b.exe")).unwrap();
+        lib.publish(src.path(), &planned, 1, &no_progress)
+            .unwrap_err();
+        assert!(lib.current("Tool").unwrap().is_none());
+        assert!(lib.unfinished());
+        assert_eq!(
+            lib.validate(false).unwrap(),
+            vec![Finding::Extra {
+                file: format!("files/{}/{}", &sha("a.exe")[..2], sha("a.exe"))
+            }]
+        );
+        // Reopened (another process), the mark is still there.
+        let lib = Library::open(dp.path()).unwrap();
+        assert!(lib.unfinished());
+        let stats = lib
+            .gc(Duration::from_secs(3600), SystemTime::now())
+            .unwrap();
+        assert_eq!(stats.files_removed, 1);
+        assert!(!lib.unfinished());
+        assert_eq!(lib.validate(false).unwrap(), vec![]);
+    }
+
+    /// The previous version's superseded time is written before the switch.
+    #[test]
+    fn a_publish_leaves_the_previous_version_superseded_at_a_time() {
+        let dp = tempfile::tempdir().unwrap();
+        let lib = Library::create(dp.path()).unwrap();
+        let src = source(&[("tool.exe", b"v1")]);
+        let v1 = content("Tool", src.path());
+        lib.publish(src.path(), &v1, 4, &no_progress).unwrap();
+        assert!(lib.unfinished(), "published, not yet collected");
+        fs::write(src.path().join("tool.exe"), b"v2").unwrap();
+        lib.publish(src.path(), &content("Tool", src.path()), 4, &no_progress)
+            .unwrap();
+        let marker = lib
+            .package_dir("Tool")
+            .join("versions")
+            .join(format!("{}.superseded", v1.version));
+        let at: jiff::Timestamp = fs::read_to_string(marker).unwrap().trim().parse().unwrap();
+        assert!(at <= jiff::Timestamp::now());
+        // Within the grace period, gc keeps v1 and ends the unfinished mark.
+        let stats = lib
+            .gc(Duration::from_secs(3600), SystemTime::now())
+            .unwrap();
+        assert_eq!(stats.versions_removed, 0);
+        assert!(!lib.unfinished());
+    }
+
     /// The grace period is counted from the time the marker holds, on the
     /// clock `gc` is given: an old mtime (a copy, a restore, a file system
     /// clock that disagrees) removes nothing early.
@@ -919,15 +1038,12 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(lib.remove_corrupt(&deep).unwrap(), 1);
+        // The corrupt file and the extra one go; the missing one is copied.
+        assert_eq!(lib.remove_damage(&deep).unwrap(), 2);
+        assert!(!dp.path().join("files/ff/ffff").exists());
         let repaired = lib.publish(src.path(), &m, 4, &no_progress).unwrap();
         assert_eq!(repaired.files_copied, 2);
-        assert_eq!(
-            lib.validate(true).unwrap(),
-            vec![Finding::Extra {
-                file: "files/ff/ffff".into()
-            }]
-        );
+        assert_eq!(lib.validate(true).unwrap(), vec![]);
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub async fn apply(
         // leaves the DPs behind the state, which the next plan shows and the
         // next apply puts right.
         Ok(mut applied) => {
-            super::distribute::distribute(&plan.distribution, progress).map(|done| {
+            super::distribute::distribute(&plan.distribution, &plan.cleanup, progress).map(|done| {
                 applied.distributed = done;
                 applied
             })

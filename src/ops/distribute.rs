@@ -143,6 +143,26 @@ pub struct Distribution {
     pub update_package: bool,
 }
 
+/// A distribution point whose garbage apply collects though no version is
+/// copied to it: a publish or garbage collection there was interrupted, or
+/// (`plan --validate`) files no version refers to were found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cleanup {
+    pub dp: String,
+    /// The DP's content library directory.
+    pub path: String,
+    /// `interrupted distribution` or `files no version refers to`.
+    pub reason: String,
+}
+
+/// What a plan does to DP content: versions to copy, and DPs to collect
+/// garbage on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContentPlan {
+    pub distribution: Vec<Distribution>,
+    pub cleanup: Vec<Cleanup>,
+}
+
 /// Content to put on DPs: name, content, DPs, priority, source, and
 /// whether it is a software update package.
 type Distributable<'a> = (
@@ -154,15 +174,16 @@ type Distributable<'a> = (
     bool,
 );
 
-/// What each DP lacks of the desired versions. `deep` re-hashes the DP's
-/// files instead of trusting names and sizes (`plan --validate`).
+/// What each DP lacks of the desired versions, and which DPs that lack
+/// nothing still hold garbage to collect. `deep` re-hashes the DP's files
+/// instead of trusting names and sizes (`plan --validate`).
 pub fn plan_distribution(
     dir: &Path,
     desired: &Desired,
     content: &BTreeMap<String, ContentManifest>,
     updates: &BTreeMap<String, ContentManifest>,
     deep: bool,
-) -> Result<Vec<Distribution>, OpError> {
+) -> Result<ContentPlan, OpError> {
     let mut out = Vec::new();
     let mut damaged: BTreeMap<String, Vec<Finding>> = BTreeMap::new();
     // One library per DP path: its fingerprint index is read once.
@@ -268,6 +289,39 @@ pub fn plan_distribution(
         // costs the hash again.
         let _ = library.save_index();
     }
+    // A DP a version is copied to is collected after it anyway.
+    let mut cleanup = Vec::new();
+    for (dp_name, dp) in &desired.distribution_points {
+        if !dp.spec.enabled || out.iter().any(|d| d.path == dp.spec.path) {
+            continue;
+        }
+        if cleanup.iter().any(|c: &Cleanup| c.path == dp.spec.path) {
+            continue;
+        }
+        let library = match libraries.remove(&dp.spec.path) {
+            Some(library) => library,
+            None => Library::open(Path::new(&dp.spec.path)).ok(),
+        };
+        let Some(library) = library else { continue };
+        let reason = if library.unfinished() {
+            "interrupted distribution"
+        } else if deep
+            && damaged
+                .remove(&dp.spec.path)
+                .unwrap_or_else(|| library.validate(true).unwrap_or_default())
+                .iter()
+                .any(|f| matches!(f, Finding::Extra { .. }))
+        {
+            "files no version refers to"
+        } else {
+            continue;
+        };
+        cleanup.push(Cleanup {
+            dp: dp_name.clone(),
+            path: dp.spec.path.clone(),
+            reason: reason.to_string(),
+        });
+    }
     // Sending priority: high before medium before low.
     out.sort_by(|a, b| {
         (std::cmp::Reverse(a.priority), &a.package, &a.dp).cmp(&(
@@ -276,7 +330,10 @@ pub fn plan_distribution(
             &b.dp,
         ))
     });
-    Ok(out)
+    Ok(ContentPlan {
+        distribution: out,
+        cleanup,
+    })
 }
 
 /// What one distribution step did.
@@ -289,10 +346,12 @@ pub struct Distributed {
 }
 
 /// Copies each planned version to its DP and makes it current, in the
-/// planned (priority) order; then collects garbage past its grace period.
-/// `progress` hears each step's start and each file's bytes.
+/// planned (priority) order; then collects garbage past its grace period on
+/// those DPs and the `cleanup` ones. `progress` hears each step's start and
+/// each file's bytes.
 pub fn distribute(
     steps: &[Distribution],
+    cleanup: &[Cleanup],
     progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> Result<Vec<Distributed>, OpError> {
     let mut done = Vec::new();
@@ -309,7 +368,7 @@ pub fn distribute(
         if step.reason.starts_with("damaged") {
             // Files a deep validation found damaged go, so they are copied again.
             let damaged = library.validate(true).map_err(fail)?;
-            library.remove_corrupt(&damaged).map_err(fail)?;
+            library.remove_damage(&damaged).map_err(fail)?;
         }
         let stats = library
             .publish(
@@ -328,6 +387,11 @@ pub fn distribute(
             files_copied: stats.files_copied,
             bytes_copied: stats.bytes_copied,
         });
+    }
+    for c in cleanup {
+        if !touched.contains(&c.path.as_str()) {
+            touched.push(&c.path);
+        }
     }
     // Once per distribution point, after all its versions are current.
     for path in touched {

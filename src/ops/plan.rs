@@ -113,7 +113,10 @@ pub async fn make(store: &Site, request: &Request<'_>) -> Result<SavedPlan, OpEr
         )
     };
     drop(stored);
-    let mut distribution = super::distribute::plan_distribution(
+    let super::distribute::ContentPlan {
+        mut distribution,
+        mut cleanup,
+    } = super::distribute::plan_distribution(
         request.dir,
         &report.desired,
         &content,
@@ -130,6 +133,13 @@ pub async fn make(store: &Site, request: &Request<'_>) -> Result<SavedPlan, OpEr
                 };
                 *k == kind && n == &d.package
             })
+        });
+        cleanup.retain(|c| {
+            request
+                .options
+                .targets
+                .iter()
+                .any(|(k, n)| *k == Kind::DistributionPoint && n == &c.dp)
         });
     }
 
@@ -161,6 +171,7 @@ pub async fn make(store: &Site, request: &Request<'_>) -> Result<SavedPlan, OpEr
         summary: planned.summary(),
         changes: planned.changes,
         distribution,
+        cleanup,
         updates,
         unmanaged: planned
             .unmanaged

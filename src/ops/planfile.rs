@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::git::Revision;
-use crate::ops::distribute::Distribution;
+use crate::ops::distribute::{Cleanup, Distribution};
 use crate::plan::{Change, Summary};
 use crate::secret::Secret;
 
@@ -51,6 +51,10 @@ pub struct SavedPlan {
     /// order.
     #[serde(default)]
     pub distribution: Vec<Distribution>,
+    /// Distribution points apply collects garbage on though it copies
+    /// nothing to them (an interrupted distribution left files there).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cleanup: Vec<Cleanup>,
     /// Readiness of each software update package: only a Ready one is in
     /// `distribution`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -147,7 +151,7 @@ impl SavedPlan {
 
     /// Whether applying the plan would do anything.
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty() && self.distribution.is_empty()
+        self.changes.is_empty() && self.distribution.is_empty() && self.cleanup.is_empty()
     }
 
     /// A short identity of the plan for the audit log.
@@ -197,6 +201,7 @@ mod tests {
             },
             changes: vec![],
             distribution: vec![],
+            cleanup: vec![],
             updates: vec![],
             unmanaged: vec![],
             impact: None,

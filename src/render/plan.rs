@@ -99,6 +99,19 @@ pub fn human(plan: &SavedPlan, style: Style) -> String {
         }
         out.push('\n');
     }
+    if !plan.cleanup.is_empty() {
+        let _ = writeln!(out, "{}", p.bold("Distribution points to clean up:"));
+        for c in &plan.cleanup {
+            let _ = writeln!(
+                out,
+                "{} {}: {}; files no version refers to are removed",
+                p.yellow("~"),
+                shown(&c.dp),
+                shown(&c.reason)
+            );
+        }
+        out.push('\n');
+    }
     if !plan.updates.is_empty() {
         let _ = writeln!(out, "{}", p.bold("Software update packages:"));
         for u in &plan.updates {
@@ -382,6 +395,14 @@ fn summary_line(plan: &SavedPlan, p: &Paint) -> String {
             " Content: {} package versions to distribute ({files} files, {}).",
             plan.distribution.len(),
             bytes(total)
+        )
+    };
+    let content = if plan.cleanup.is_empty() {
+        content
+    } else {
+        format!(
+            "{content} {} distribution point(s) to clean up.",
+            plan.cleanup.len()
         )
     };
     let machines = match &plan.impact {

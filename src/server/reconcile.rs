@@ -533,16 +533,19 @@ async fn reconcile_once(store: &Store, config: &ReconcileConfig) -> Result<Done,
             }
             e => Failure::Failed(e.to_string()),
         })?;
-    if plan.changes.is_empty() && plan.distribution.is_empty() {
+    if plan.is_empty() {
         return Ok(Done::Unchanged);
     }
-    let what = format!(
+    let mut what = format!(
         "{} to add, {} to change, {} to destroy, {} distribution step(s)",
         plan.summary.add,
         plan.summary.change,
         plan.summary.destroy,
         plan.distribution.len()
     );
+    if !plan.cleanup.is_empty() {
+        what += &format!(", {} DP(s) to clean up", plan.cleanup.len());
+    }
     if config.drift == Drift::Detect {
         return Ok(Done::Drift(what));
     }

@@ -680,7 +680,11 @@ mod tests {
             t0 + hour
         );
 
-        // Correct mode: the damaged file goes, and a reconcile is asked for.
+        // Correct mode: the damaged file goes, and a reconcile is asked for;
+        // a file no version refers to goes too.
+        let stray = dp.join("files/ab").join("ab".repeat(32));
+        std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
+        std::fs::write(&stray, b"put here by hand").unwrap();
         let correct = Leading {
             lease_id: "me".into(),
             repair: true,
@@ -693,8 +697,9 @@ mod tests {
             .unwrap();
         let (v, stored) = &ran.validated[0];
         assert!(stored);
-        assert_eq!((v.problems, v.repaired), (1, 1));
+        assert_eq!((v.problems, v.repaired), (2, 2));
         assert!(!blob.exists());
+        assert!(!stray.exists());
         assert!(ran.wants_reconcile());
     }
 

@@ -8,9 +8,10 @@
 //! collection running meanwhile can make files look missing or
 //! unreferenced for a moment; so what it found is checked again under the
 //! apply lock ([`Library::recheck`]), and only what still holds is
-//! recorded. With `--drift correct` the damaged files are then removed
-//! (under the same lock), and the reconcile that follows at once copies
-//! them again; with `--drift detect` they are only reported.
+//! recorded. With `--drift correct` the damaged files, and those no version
+//! refers to, are then removed (under the same lock), and the reconcile
+//! that follows at once copies the damaged ones again; with `--drift
+//! detect` they are only reported.
 //!
 //! The result of each DP is stored ([`Store::record_dp_validation`], only
 //! while this server holds the leader lease) and read back by `status dp`,
@@ -142,7 +143,7 @@ pub async fn validate_dp(
             let checked = tokio::task::spawn_blocking(move || {
                 let confirmed = library.recheck(&found)?;
                 let removed = if repair {
-                    library.remove_corrupt(&confirmed)?
+                    library.remove_damage(&confirmed)?
                 } else {
                     0
                 };

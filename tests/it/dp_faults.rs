@@ -195,3 +195,142 @@ fn a_write_error_mid_copy_keeps_the_previous_version() {
         .status
         .success());
 }
+
+/// A distribution that fails half-way leaves files no version refers to.
+/// When the manifests then go back to the version the DP holds, no version
+/// is copied there: the plan still says the DP is to be cleaned up, and the
+/// apply collects the files.
+#[test]
+fn an_interrupted_distribution_is_cleaned_up_when_nothing_else_is_copied() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_site(root, 4, 64 * 1024, 1);
+    let first = cmd(root)
+        .args(["apply", ".", "--auto-approve"])
+        .output()
+        .unwrap();
+    assert!(first.status.success());
+
+    // Version 2 is planned, then one of its files goes before the apply:
+    // the other three are copied, the version is never made current.
+    write_site(root, 4, 64 * 1024, 2);
+    let saved = cmd(root)
+        .args(["plan", ".", "--out", "v2.plan.json"])
+        .output()
+        .unwrap();
+    assert!(saved.status.success());
+    fs::remove_file(root.join("content/file0003.bin")).unwrap();
+    let failed = cmd(root).args(["apply", "v2.plan.json"]).output().unwrap();
+    assert_eq!(
+        failed.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&failed.stderr)
+    );
+    let left = cmd(root).args(["dp", "validate"]).output().unwrap();
+    let left = String::from_utf8_lossy(&left.stdout).to_string();
+    assert_eq!(left.matches("extra: files/").count(), 3, "{left}");
+
+    // Back to version 1, which is current on the DP: nothing to copy.
+    write_site(root, 4, 64 * 1024, 1);
+    let plan = cmd(root)
+        .args(["plan", ".", "--format", "json"])
+        .output()
+        .unwrap();
+    let json: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(json["distribution"], serde_json::json!([]), "{json}");
+    assert_eq!(json["cleanup"][0]["dp"], "dp-hq", "{json}");
+    assert_eq!(json["cleanup"][0]["reason"], "interrupted distribution");
+    let human = cmd(root)
+        .args(["plan", ".", "--color", "never"])
+        .output()
+        .unwrap();
+    let human = String::from_utf8_lossy(&human.stdout).to_string();
+    assert!(
+        human.contains("Distribution points to clean up:")
+            && human.contains("~ dp-hq: interrupted distribution"),
+        "{human}"
+    );
+
+    let out = cmd(root)
+        .args(["apply", ".", "--auto-approve"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let clean = cmd(root).args(["dp", "validate"]).output().unwrap();
+    assert!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stdout)
+    );
+    let again = cmd(root)
+        .args(["plan", ".", "--detailed-exitcode"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+}
+
+/// A file someone put in the library that no version refers to: the cheap
+/// plan does not look for it, `plan --validate` finds it and
+/// `apply --validate` removes it.
+#[test]
+fn a_stray_file_is_found_and_removed_by_a_validating_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_site(root, 2, 4096, 1);
+    assert!(cmd(root)
+        .args(["apply", ".", "--auto-approve"])
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let name = "ab".repeat(32);
+    let stray = root.join("dp/dp-hq/files/ab").join(&name);
+    fs::create_dir_all(stray.parent().unwrap()).unwrap();
+    fs::write(&stray, b"not published").unwrap();
+
+    let cheap = cmd(root)
+        .args(["plan", ".", "--detailed-exitcode"])
+        .output()
+        .unwrap();
+    assert_eq!(cheap.status.code(), Some(0));
+    let deep = cmd(root)
+        .args(["plan", ".", "--validate", "--format", "json"])
+        .output()
+        .unwrap();
+    let json: Value = serde_json::from_slice(&deep.stdout).unwrap();
+    assert_eq!(
+        json["cleanup"][0]["reason"], "files no version refers to",
+        "{json}"
+    );
+    let validate = cmd(root).args(["dp", "validate"]).output().unwrap();
+    let told = String::from_utf8_lossy(&validate.stdout).to_string();
+    assert!(told.contains(&format!("extra: files/ab/{name}")), "{told}");
+    assert!(told.contains("`patchops apply --validate`"), "{told}");
+
+    let out = cmd(root)
+        .args(["apply", ".", "--auto-approve", "--validate"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stray.exists(), "the stray file is collected");
+    assert!(cmd(root)
+        .args(["dp", "validate"])
+        .output()
+        .unwrap()
+        .status
+        .success());
+}
