@@ -123,35 +123,44 @@ impl<'a> Checker<'a> {
 
     fn check(&mut self, node: &Node, schema: &Value, path: &Trail<'_>) -> Option<Value> {
         let schema = self.resolve(schema);
-        if schema.as_bool() == Some(true) || schema.as_object().is_some_and(|o| o.is_empty()) {
+        // `true` (or `{}`) accepts anything.
+        let Some(object) = schema.as_object().filter(|o| !o.is_empty()) else {
             return Some(to_json(node));
+        };
+        // The keywords that decide how a node is checked, in one pass over
+        // the schema object rather than a hashed lookup each: this runs on
+        // every node of every manifest.
+        let (mut constant, mut choices, mut branches, mut types) = (None, None, None, None);
+        for (keyword, value) in object {
+            match keyword.as_str() {
+                "const" => constant = Some(value),
+                "enum" => choices = value.as_array(),
+                "oneOf" => branches = value.as_array(),
+                "anyOf" if branches.is_none() => branches = value.as_array(),
+                "type" => types = Some(value),
+                _ => {}
+            }
         }
-        if let Some(expected) = schema.get("const") {
+        if let Some(expected) = constant {
             return self.check_const(node, expected, path);
         }
-        if let Some(values) = string_choices(schema, self) {
+        if let Some(values) = string_choices(choices, branches, self) {
             return self.check_choice(node, &values, path);
         }
-        if let Some(branches) = schema
-            .get("oneOf")
-            .or_else(|| schema.get("anyOf"))
-            .and_then(Value::as_array)
-        {
+        if let Some(branches) = branches {
             return self.check_branches(node, branches, path);
         }
-        let types: Vec<&str> = match schema.get("type") {
-            Some(Value::String(t)) => vec![t.as_str()],
-            Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        // `type` is one name or a list of them (`["string", "null"]`).
+        let type_names: &[Value] = match types {
+            Some(Value::Array(ts)) => ts,
+            Some(t @ Value::String(_)) => std::slice::from_ref(t),
             _ => return Some(to_json(node)),
         };
-        if node.is_null() && types.contains(&"null") {
+        let names = || type_names.iter().filter_map(Value::as_str);
+        if node.is_null() && names().any(|t| t == "null") {
             return Some(Value::Null);
         }
-        let main = types
-            .iter()
-            .copied()
-            .find(|t| *t != "null")
-            .unwrap_or("null");
+        let main = names().find(|t| *t != "null").unwrap_or("null");
         match main {
             "object" => self.check_object(node, schema, path),
             "array" => self.check_array(node, schema, path),
@@ -215,7 +224,7 @@ impl<'a> Checker<'a> {
         None
     }
 
-    fn check_choice(&mut self, node: &Node, values: &[String], path: &Trail<'_>) -> Option<Value> {
+    fn check_choice(&mut self, node: &Node, values: &[&str], path: &Trail<'_>) -> Option<Value> {
         let text = match node.resolve() {
             Some(Resolved::Str(s)) => s,
             _ => {
@@ -226,7 +235,7 @@ impl<'a> Checker<'a> {
                     "invalid-type",
                     format!(
                         "expected one of {}, found {}",
-                        one_of(values.iter().map(String::as_str)),
+                        one_of(values.iter().copied()),
                         node.describe()
                     ),
                     None,
@@ -234,12 +243,12 @@ impl<'a> Checker<'a> {
                 return None;
             }
         };
-        if values.iter().any(|v| v == text) {
+        if values.iter().any(|v| *v == text) {
             return Some(Value::String(text.to_string()));
         }
         let field = path.last_key().unwrap_or("value");
-        let help = did_you_mean(text, values.iter().map(String::as_str))
-            .map(|s| format!("did you mean `{s}`?"));
+        let help =
+            did_you_mean(text, values.iter().copied()).map(|s| format!("did you mean `{s}`?"));
         self.report(
             node.pos,
             scalar_len(node),
@@ -247,7 +256,7 @@ impl<'a> Checker<'a> {
             "invalid-value",
             format!(
                 "unknown value `{text}` for `{field}`; expected one of {}",
-                one_of(values.iter().map(String::as_str))
+                one_of(values.iter().copied())
             ),
             help,
         );
@@ -581,25 +590,24 @@ fn accepts_null(schema: &Value, checker: &Checker<'_>) -> bool {
 
 /// The allowed strings of an enum, whether schemars wrote it as `enum` or as
 /// `oneOf` of documented `const`s.
-fn string_choices(schema: &Value, checker: &Checker<'_>) -> Option<Vec<String>> {
-    if let Some(values) = schema.get("enum").and_then(Value::as_array) {
-        return values
-            .iter()
-            .map(|v| v.as_str().map(str::to_string))
-            .collect();
+/// The strings a schema allows, when it allows only strings: its `enum`, or
+/// `oneOf`/`anyOf` branches that are each a `const` or an `enum`.
+fn string_choices<'s>(
+    choices: Option<&'s Vec<Value>>,
+    branches: Option<&'s Vec<Value>>,
+    checker: &Checker<'s>,
+) -> Option<Vec<&'s str>> {
+    if let Some(values) = choices {
+        return values.iter().map(Value::as_str).collect();
     }
-    let branches = schema
-        .get("oneOf")
-        .or_else(|| schema.get("anyOf"))?
-        .as_array()?;
     let mut out = Vec::new();
-    for b in branches {
+    for b in branches? {
         let b = checker.resolve(b);
         if let Some(c) = b.get("const").and_then(Value::as_str) {
-            out.push(c.to_string());
+            out.push(c);
         } else if let Some(values) = b.get("enum").and_then(Value::as_array) {
             for v in values {
-                out.push(v.as_str()?.to_string());
+                out.push(v.as_str()?);
             }
         } else {
             return None;

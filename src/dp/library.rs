@@ -200,6 +200,28 @@ impl Library {
         self.root.join("packages").join(package_id(package))
     }
 
+    /// The current version's name, if any, without reading its manifest
+    /// (a plan asks this of every package on every DP): the pointer, and
+    /// that the manifest it names is a file. [`Library::current`] reads it.
+    pub fn current_version(&self, package: &str) -> Result<Option<String>, DpError> {
+        let dir = self.package_dir(package);
+        let pointer = dir.join("current");
+        let version = match fs::read_to_string(&pointer) {
+            Ok(v) => v.trim().to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&pointer, &e)),
+        };
+        let manifest = dir.join("versions").join(format!("{version}.json"));
+        match fs::metadata(&manifest) {
+            Ok(meta) if meta.is_file() => Ok(Some(version)),
+            Ok(_) => Err(DpError::BadManifest {
+                path: manifest.display().to_string(),
+                reason: "not a file".into(),
+            }),
+            Err(e) => Err(io(&manifest, &e)),
+        }
+    }
+
     /// The current version of a package, if any.
     pub fn current(&self, package: &str) -> Result<Option<ContentManifest>, DpError> {
         let dir = self.package_dir(package);
@@ -836,6 +858,11 @@ mod tests {
         let v2 = content("Tool", src.path());
         lib.publish(src.path(), &v2, 4, &no_progress).unwrap();
         assert_eq!(lib.current("Tool").unwrap().unwrap().version, v2.version);
+        assert_eq!(
+            lib.current_version("Tool").unwrap(),
+            Some(v2.version.clone())
+        );
+        assert_eq!(lib.current_version("Other").unwrap(), None);
         // Nothing half-written is left beside the pointer.
         let dir = lib.package_dir("Tool");
         let names: Vec<String> = fs::read_dir(&dir)
@@ -853,6 +880,9 @@ mod tests {
             .join(format!("{}.json", v1.version))
             .is_file());
         assert!(lib.blob_path(&v1.files[0].sha256).is_file());
+        // A pointer to a manifest that is gone is an error, not a version.
+        fs::remove_file(dir.join("versions").join(format!("{}.json", v2.version))).unwrap();
+        assert!(lib.current_version("Tool").is_err());
     }
 
     #[test]

@@ -228,7 +228,7 @@ pub fn plan_distribution(
                 .or_insert_with(|| Library::open(Path::new(&dp.spec.path)).ok());
             let current = library
                 .as_ref()
-                .and_then(|l| l.current(name).ok().flatten());
+                .and_then(|l| l.current_version(name).ok().flatten());
             let missing: Vec<&content::ContentFile> = match &library {
                 None => manifest.files.iter().collect(),
                 Some(lib) => manifest
@@ -240,7 +240,7 @@ pub fn plan_distribution(
             let mut reason = match (&library, &current) {
                 (None, _) => "distribution point is new",
                 (_, None) => "first version on this distribution point",
-                (_, Some(c)) if c.version != manifest.version => "new version",
+                (_, Some(current)) if *current != manifest.version => "new version",
                 _ if !missing.is_empty() => "missing or damaged files",
                 _ => "",
             };

@@ -31,9 +31,7 @@ pub fn read(file: &SourceFile, doc: &Document, out: &mut Vec<Diagnostic>) -> Opt
     };
 
     let before = out.len();
-    report_literal_secrets(root, &FieldPath::default(), &mut |d| {
-        out.push(with_object(d))
-    });
+    report_literal_secrets(root, &mut Vec::new(), &mut |d| out.push(with_object(d)));
     let mut problems: Vec<Problem> = Vec::new();
     let schema = kind_schema(kind);
     let value = schema_check::check(
@@ -153,11 +151,31 @@ pub fn is_secret_key(key: &str) -> bool {
 
 /// Reports every secret-looking key with a literal value. The value itself
 /// is never repeated in the message.
-fn report_literal_secrets(node: &Node, path: &FieldPath, report: &mut dyn FnMut(Diagnostic)) {
+/// A step of the path to the node being walked; the path is built only
+/// for a report (this walk visits every key of every manifest).
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+fn field_path(steps: &[Step<'_>]) -> FieldPath {
+    steps
+        .iter()
+        .fold(FieldPath::default(), |path, step| match step {
+            Step::Key(k) => path.key(k),
+            Step::Index(i) => path.index(*i),
+        })
+}
+
+fn report_literal_secrets<'a>(
+    node: &'a Node,
+    path: &mut Vec<Step<'a>>,
+    report: &mut dyn FnMut(Diagnostic),
+) {
     match &node.kind {
         NodeKind::Map(entries) => {
             for e in entries {
-                let p = path.key(&e.key);
+                path.push(Step::Key(&e.key));
                 if is_secret_key(&e.key)
                     && !e.value.is_null()
                     && matches!(e.value.kind, NodeKind::Scalar { .. })
@@ -165,20 +183,23 @@ fn report_literal_secrets(node: &Node, path: &FieldPath, report: &mut dyn FnMut(
                     report(
                         Diagnostic::error("literal-secret", format!("`{}` holds a literal secret; secrets may only be referenced", e.key))
                             .at(e.key_pos, e.key.len())
-                            .with_path(p.to_string())
+                            .with_path(field_path(path).to_string())
                             .with_help(format!(
                                 "use `{}From: {{env: NAME}}` or `{}From: {{file: PATH}}`, and remove the secret from the repository's history; its value is not shown here",
                                 e.key, e.key
                             )),
                     );
                 } else {
-                    report_literal_secrets(&e.value, &p, report);
+                    report_literal_secrets(&e.value, path, report);
                 }
+                path.pop();
             }
         }
         NodeKind::Seq(items) => {
             for (i, item) in items.iter().enumerate() {
-                report_literal_secrets(item, &path.index(i), report);
+                path.push(Step::Index(i));
+                report_literal_secrets(item, path, report);
+                path.pop();
             }
         }
         NodeKind::Scalar { .. } => {}
