@@ -107,13 +107,13 @@ impl<'a> Checker<'a> {
         let mut schema = schema;
         // Bounded: our schemas never chain more than a few references.
         for _ in 0..16 {
-            let Some(reference) = schema.get("$ref").and_then(Value::as_str) else {
+            let Some(reference) = keyword(schema, "$ref").and_then(Value::as_str) else {
                 break;
             };
             let Some(name) = reference.strip_prefix("#/$defs/") else {
                 break;
             };
-            match self.root.get("$defs").and_then(|d| d.get(name)) {
+            match keyword(self.root, "$defs").and_then(|d| d.get(name)) {
                 Some(target) => schema = target,
                 None => break,
             }
@@ -243,7 +243,7 @@ impl<'a> Checker<'a> {
                 return None;
             }
         };
-        if values.iter().any(|v| *v == text) {
+        if values.contains(&text) {
             return Some(Value::String(text.to_string()));
         }
         let field = path.last_key().unwrap_or("value");
@@ -272,7 +272,7 @@ impl<'a> Checker<'a> {
         // `Option<T>`: null, or T.
         let non_null: Vec<&Value> = branches
             .iter()
-            .filter(|b| self.resolve(b).get("type").and_then(Value::as_str) != Some("null"))
+            .filter(|b| keyword(self.resolve(b), "type").and_then(Value::as_str) != Some("null"))
             .collect();
         if non_null.len() < branches.len() && node.is_null() {
             return Some(Value::Null);
@@ -285,7 +285,7 @@ impl<'a> Checker<'a> {
             .iter()
             .map(|b| {
                 let b = self.resolve(b);
-                let required = b.get("required")?.as_array()?;
+                let required = keyword(b, "required")?.as_array()?;
                 let [tag] = required.as_slice() else {
                     return None;
                 };
@@ -373,11 +373,11 @@ impl<'a> Checker<'a> {
             return self.type_mismatch(node, "a mapping", path);
         };
         let empty = Map::new();
-        let properties = schema
-            .get("properties")
+        let properties = keyword(schema, "properties")
             .and_then(Value::as_object)
             .unwrap_or(&empty);
-        let additional = schema.get("additionalProperties");
+        let additional = keyword(schema, "additionalProperties");
+        let required = keyword(schema, "required").and_then(Value::as_array);
         let mut out = Map::new();
         let mut ok = true;
         for entry in entries {
@@ -412,7 +412,7 @@ impl<'a> Checker<'a> {
                     }
                 },
             };
-            let required = is_required(schema, &entry.key);
+            let required = required.is_some_and(|r| r.iter().any(|v| *v == entry.key));
             // An explicit null for an optional field means "the default".
             if entry.value.is_null() && !required && !accepts_null(self.resolve(field_schema), self)
             {
@@ -425,8 +425,7 @@ impl<'a> Checker<'a> {
                 None => ok = false,
             }
         }
-        for name in schema
-            .get("required")
+        for name in keyword(schema, "required")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
@@ -451,7 +450,7 @@ impl<'a> Checker<'a> {
         let NodeKind::Seq(items) = &node.kind else {
             return self.type_mismatch(node, "a list", path);
         };
-        let item_schema = schema.get("items").unwrap_or(&Value::Bool(true));
+        let item_schema = keyword(schema, "items").unwrap_or(&Value::Bool(true));
         let mut out = Vec::with_capacity(items.len());
         let mut ok = true;
         for (i, item) in items.iter().enumerate() {
@@ -460,7 +459,7 @@ impl<'a> Checker<'a> {
                 None => ok = false,
             }
         }
-        if let Some(min) = schema.get("minItems").and_then(Value::as_u64) {
+        if let Some(min) = keyword(schema, "minItems").and_then(Value::as_u64) {
             if (items.len() as u64) < min {
                 ok = false;
                 self.report(
@@ -484,7 +483,7 @@ impl<'a> Checker<'a> {
             }
             _ => return self.type_mismatch(node, "a string", path),
         };
-        if let Some(min) = schema.get("minLength").and_then(Value::as_u64) {
+        if let Some(min) = keyword(schema, "minLength").and_then(Value::as_u64) {
             if (text.chars().count() as u64) < min {
                 self.report(
                     node.pos,
@@ -528,7 +527,7 @@ impl<'a> Checker<'a> {
             }
             _ => return self.type_mismatch(node, "a whole number", path),
         };
-        let (format_min, format_max) = match schema.get("format").and_then(Value::as_str) {
+        let (format_min, format_max) = match keyword(schema, "format").and_then(Value::as_str) {
             Some("uint8") => (0, u8::MAX as i64),
             Some("uint16") => (0, u16::MAX as i64),
             Some("uint32") | Some("uint") => (0, u32::MAX as i64),
@@ -536,13 +535,11 @@ impl<'a> Checker<'a> {
             Some("int32") => (i32::MIN as i64, i32::MAX as i64),
             _ => (i64::MIN, i64::MAX),
         };
-        let min = schema
-            .get("minimum")
+        let min = keyword(schema, "minimum")
             .and_then(Value::as_i64)
             .unwrap_or(i64::MIN)
             .max(format_min);
-        let max = schema
-            .get("maximum")
+        let max = keyword(schema, "maximum")
             .and_then(Value::as_i64)
             .unwrap_or(i64::MAX)
             .min(format_max);
@@ -566,24 +563,31 @@ impl<'a> Checker<'a> {
     }
 }
 
-fn is_required(schema: &Value, key: &str) -> bool {
-    schema
-        .get("required")
-        .and_then(Value::as_array)
-        .is_some_and(|r| r.iter().any(|v| v == key))
+/// A schema keyword. Schema objects hold a handful of keywords: scanning
+/// them compares a few short strings, where a lookup hashes the name
+/// (SipHash, in serde_json's map), several times for every node checked.
+fn keyword<'s>(schema: &'s Value, name: &str) -> Option<&'s Value> {
+    let object = schema.as_object()?;
+    if object.len() > 8 {
+        return object.get(name);
+    }
+    object
+        .iter()
+        .find(|(key, _)| key.as_str() == name)
+        .map(|(_, value)| value)
 }
 
 fn accepts_null(schema: &Value, checker: &Checker<'_>) -> bool {
-    match schema.get("type") {
+    match keyword(schema, "type") {
         Some(Value::String(t)) => t == "null",
         Some(Value::Array(ts)) => ts.iter().any(|t| t == "null"),
-        _ => schema
-            .get("anyOf")
-            .or_else(|| schema.get("oneOf"))
+        _ => keyword(schema, "anyOf")
+            .or_else(|| keyword(schema, "oneOf"))
             .and_then(Value::as_array)
             .is_some_and(|bs| {
-                bs.iter()
-                    .any(|b| checker.resolve(b).get("type").and_then(Value::as_str) == Some("null"))
+                bs.iter().any(|b| {
+                    keyword(checker.resolve(b), "type").and_then(Value::as_str) == Some("null")
+                })
             }),
     }
 }
@@ -603,9 +607,9 @@ fn string_choices<'s>(
     let mut out = Vec::new();
     for b in branches? {
         let b = checker.resolve(b);
-        if let Some(c) = b.get("const").and_then(Value::as_str) {
+        if let Some(c) = keyword(b, "const").and_then(Value::as_str) {
             out.push(c);
-        } else if let Some(values) = b.get("enum").and_then(Value::as_array) {
+        } else if let Some(values) = keyword(b, "enum").and_then(Value::as_array) {
             for v in values {
                 out.push(v.as_str()?);
             }
