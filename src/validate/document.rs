@@ -123,6 +123,17 @@ fn read_kind(root: &Node, file: &SourceFile, out: &mut Vec<Diagnostic>) -> Optio
 
 /// Keys that, holding a value, would put a secret into the repository.
 pub fn is_secret_key(key: &str) -> bool {
+    const SECRET_WORDS: [&[u8]; 9] = [
+        b"password",
+        b"passwd",
+        b"secret",
+        b"token",
+        b"apikey",
+        b"api_key",
+        b"privatekey",
+        b"private_key",
+        b"credential",
+    ];
     let k = key.as_bytes();
     let ends_with = |suffix: &[u8]| {
         k.len() >= suffix.len() && k[k.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
@@ -130,27 +141,17 @@ pub fn is_secret_key(key: &str) -> bool {
     if ends_with(b"from") || ends_with(b"ref") {
         return false;
     }
-    // Allocation-free: this runs on every key of every manifest.
-    [
-        "password",
-        "passwd",
-        "secret",
-        "token",
-        "apikey",
-        "api_key",
-        "privatekey",
-        "private_key",
-        "credential",
-    ]
-    .iter()
-    .any(|s| {
-        k.windows(s.len())
-            .any(|w| w.eq_ignore_ascii_case(s.as_bytes()))
+    // This runs on every key of every manifest: without allocating, and
+    // comparing only where a word can start (every word starts with one of
+    // `a c p s t`).
+    (0..k.len()).any(|i| {
+        matches!(k[i].to_ascii_lowercase(), b'a' | b'c' | b'p' | b's' | b't')
+            && SECRET_WORDS
+                .iter()
+                .any(|w| k.len() - i >= w.len() && k[i..i + w.len()].eq_ignore_ascii_case(w))
     })
 }
 
-/// Reports every secret-looking key with a literal value. The value itself
-/// is never repeated in the message.
 /// A step of the path to the node being walked; the path is built only
 /// for a report (this walk visits every key of every manifest).
 enum Step<'a> {
@@ -203,5 +204,45 @@ fn report_literal_secrets<'a>(
             }
         }
         NodeKind::Scalar { .. } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_secret_key;
+
+    #[test]
+    fn secret_keys_are_found_in_any_case_and_references_are_not() {
+        for key in [
+            "password",
+            "proxyPassword",
+            "PASSWD",
+            "clientSecret",
+            "apiToken",
+            "tokenizer",
+            "ApiKey",
+            "api_key",
+            "privateKey",
+            "private_key",
+            "credentials",
+            "xSeCrEt",
+        ] {
+            assert!(is_secret_key(key), "{key}");
+        }
+        for key in [
+            "passwordFrom",
+            "apiTokenRef",
+            "SECRETFROM",
+            "name",
+            "commandLine",
+            "spec",
+            "",
+            "pass",
+            "toke",
+            "credentia",
+            "api-key",
+        ] {
+            assert!(!is_secret_key(key), "{key}");
+        }
     }
 }
